@@ -1,0 +1,64 @@
+# Parley: make run (one chat server, embedded defaults) and make test (everything).
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+BIN := $(CURDIR)/bin
+export GOBIN := $(BIN)
+
+.PHONY: all run build test test-unit deps postgres-up postgres-down fmt vet lint clean help
+
+all: build
+
+help:
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+## ---------------------------------------------------------------- chat server
+build: web ## Build the chat server and the operator into bin/
+	$(GO) build -o $(BIN)/chatserver ./chatserver/cmd/chatserver
+	$(GO) build -o $(BIN)/manager .
+
+run: web ## Run one chat server on the embedded defaults (SQLite, in-process backplane, generated keys)
+	$(GO) build -o $(BIN)/chatserver ./chatserver/cmd/chatserver
+	$(BIN)/chatserver $(ARGS)
+
+deps: ## Install the system packages the tests need (PostgreSQL, Redis, etcd, Chromium)
+	hack/install-deps.sh
+
+postgres-up: deps
+	hack/postgres.sh start >/dev/null
+
+postgres-down:
+	hack/postgres.sh stop
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+test: deps postgres-up test-assets web vet ## Install and start what the tests need, then run them all
+	set -a; source tmp/postgres/env; set +a; \
+	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)"; \
+	$(GO) test -count=1 -timeout 30m ./... ; rc=$$?; \
+	$(MAKE) --no-print-directory test-web || rc=1; \
+	exit $$rc
+
+test-unit: ## Fast tests only (no services)
+	$(GO) test -short ./...
+
+clean:
+	rm -rf bin tmp data chatserver/web/dist/assets chatserver/web/node_modules
+
+## ---------------------------------------------------------------- web client
+.PHONY: web test-web
+web: ## Build the web client into chatserver/web/dist (embedded in the binary)
+	hack/web.sh build
+
+test-web: ## Web client unit tests (Vitest) and browser tests (Chromium)
+	hack/web.sh test
+
+## ---------------------------------------------------------------- operator
+.PHONY: test-assets manifests generate
+test-assets: ## Build or reuse kube-apiserver and etcd for envtest (cached in bin/)
+	hack/envtest-assets.sh ensure
