@@ -1,0 +1,196 @@
+// Package store defines Parley's persistence interface and the records it keeps.
+//
+// One interface, two engines (package sqlstore): SQLite for the embedded default and
+// PostgreSQL shared by all replicas. The conformance suite in package storetest runs
+// against both. Message bodies and other private text reach the store already sealed
+// by the keyring: the store never sees plaintext.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every engine returns (wrapped), so callers can use errors.Is.
+var (
+	// ErrNotFound: no such row, or the caller is not allowed to know it exists.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a unique constraint (username, email, direct pair) is taken.
+	ErrConflict = errors.New("store: conflict")
+	// ErrTokenSpent: a refresh token was already used or revoked (reuse).
+	ErrTokenSpent = errors.New("store: refresh token already used or revoked")
+)
+
+// Conversation kinds.
+const (
+	KindDirect = "direct"
+	KindGroup  = "group"
+)
+
+// Member roles.
+const (
+	RoleOwner  = "owner"
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+)
+
+// User is an account.
+type User struct {
+	ID           string
+	Username     string // unique, lower-case
+	Email        string // unique, normalised
+	DisplayName  string
+	PasswordHash string // PHC string (argon2id)
+	CreatedAt    time.Time
+	// TokensValidAfter: access tokens issued before this instant are refused
+	// (logout everywhere, password change).
+	TokensValidAfter time.Time
+}
+
+// RefreshToken is one link in a refresh-token family. Only the SHA-256 of the
+// opaque token is stored.
+type RefreshToken struct {
+	ID        string
+	UserID    string
+	FamilyID  string // every token descended from one login shares it
+	ParentID  string // empty for the first token of a family
+	TokenHash string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    *time.Time // set when rotated
+	RevokedAt *time.Time // set by logout, family revocation, password change
+}
+
+// Conversation is a direct (two people) or group conversation.
+type Conversation struct {
+	ID          string
+	Kind        string // KindDirect or KindGroup
+	TitleSealed string // group title, sealed by the keyring; empty for direct
+	// DirectKey is "<smaller user id>:<larger user id>" for direct conversations
+	// (unique: one per pair), empty for groups.
+	DirectKey    string
+	CreatedBy    string
+	CreatedAt    time.Time
+	LastSeq      int64 // seq of the newest message; 0 when none
+	LastActivity time.Time
+}
+
+// Member is a user's membership in a conversation.
+type Member struct {
+	ConversationID string
+	UserID         string
+	Role           string
+	JoinedAt       time.Time
+	ReadSeq        int64 // highest seq this member has read
+}
+
+// Message is a stored message. Seq is assigned by the store: last + 1 in its
+// conversation, inside the storing transaction.
+type Message struct {
+	ConversationID string
+	Seq            int64
+	ID             string // server-chosen, globally unique
+	SenderID       string
+	ClientID       string // client-chosen idempotency key, unique per (conversation, sender)
+	BodySealed     string // keyring ciphertext; associated data binds it to ConversationID and ID
+	KeyID          string // data key that sealed BodySealed (for re-encryption bookkeeping)
+	CreatedAt      time.Time
+}
+
+// ConversationSummary is one row of a user's conversation list.
+type ConversationSummary struct {
+	Conversation
+	Role        string
+	ReadSeq     int64
+	Unread      int64    // messages with seq > ReadSeq not sent by this user
+	LastMessage *Message // nil when the conversation has no message
+	MemberIDs   []string // all members, sorted
+}
+
+// AuditEntry is one record of the append-only, hash-chained audit log.
+type AuditEntry struct {
+	Seq      int64 // 1, 2, 3, ... assigned by the store
+	At       time.Time
+	Event    string // e.g. "login.ok", "refresh.reuse_detected", "member.added"
+	ActorID  string // user id, or empty
+	Subject  string // what it is about (user id, conversation id, family id)
+	IP       string
+	Detail   string // small JSON object, never secrets
+	PrevHash string // Hash of entry Seq-1 ("" for the first entry)
+	Hash     string // hex SHA-256 over the entry and PrevHash (see package audit)
+}
+
+// Store is the persistence interface. All methods are safe for concurrent use,
+// including from several processes sharing one PostgreSQL database.
+type Store interface {
+	// Users.
+	CreateUser(ctx context.Context, u *User) error // ErrConflict when username or email is taken
+	UserByID(ctx context.Context, id string) (*User, error)
+	UserByEmail(ctx context.Context, email string) (*User, error)
+	UserByUsername(ctx context.Context, username string) (*User, error)
+	UsersByIDs(ctx context.Context, ids []string) ([]User, error)
+	// SearchUsers finds users whose username starts with query, or whose email
+	// equals it, ordered by username, at most limit.
+	SearchUsers(ctx context.Context, query string, limit int) ([]User, error)
+	// UpdatePassword sets the hash and TokensValidAfter together.
+	UpdatePassword(ctx context.Context, userID, passwordHash string, tokensValidAfter time.Time) error
+	SetTokensValidAfter(ctx context.Context, userID string, t time.Time) error
+
+	// Refresh tokens.
+	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
+	RefreshTokenByHash(ctx context.Context, tokenHash string) (*RefreshToken, error)
+	// RotateRefreshToken marks oldID used at now and stores next, atomically. If
+	// oldID was already used or revoked it stores nothing and returns
+	// ErrTokenSpent (compare-and-set, so two racing refreshes cannot both win).
+	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *RefreshToken) error
+	// RevokeRefreshFamily revokes every unrevoked token of the family.
+	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) (int64, error)
+	// RevokeUserRefreshTokens revokes every token of the user except those of
+	// exceptFamily (may be empty).
+	RevokeUserRefreshTokens(ctx context.Context, userID, exceptFamily string, now time.Time) (int64, error)
+
+	// Conversations and membership.
+	// CreateConversation stores c with its first members. For a direct
+	// conversation whose DirectKey exists it returns ErrConflict.
+	CreateConversation(ctx context.Context, c *Conversation, members []Member) error
+	Conversation(ctx context.Context, id string) (*Conversation, error)
+	ConversationByDirectKey(ctx context.Context, directKey string) (*Conversation, error)
+	// Member returns ErrNotFound when userID is not a member of convID.
+	Member(ctx context.Context, convID, userID string) (*Member, error)
+	Members(ctx context.Context, convID string) ([]Member, error)
+	AddMember(ctx context.Context, m Member) error // ErrConflict when already a member
+	RemoveMember(ctx context.Context, convID, userID string) error
+	// ListConversations returns the user's conversations, most recent activity first.
+	ListConversations(ctx context.Context, userID string) ([]ConversationSummary, error)
+	// ConversationPeers returns the distinct ids of users sharing at least one
+	// conversation with userID (not userID itself): the audience of presence.
+	ConversationPeers(ctx context.Context, userID string) ([]string, error)
+
+	// Messages.
+	// AppendMessage stores m with Seq = LastSeq+1 of its conversation and bumps
+	// LastSeq and LastActivity, in one transaction. If (ConversationID, SenderID,
+	// ClientID) was stored before, it returns that message and created=false and
+	// writes nothing.
+	AppendMessage(ctx context.Context, m *Message) (stored *Message, created bool, err error)
+	// MessagesAfter returns messages with seq > afterSeq, ascending, at most limit.
+	MessagesAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]Message, error)
+	// MessagesBefore returns the newest messages with seq < beforeSeq, ascending, at most limit.
+	MessagesBefore(ctx context.Context, convID string, beforeSeq int64, limit int) ([]Message, error)
+	// MarkRead raises the member's ReadSeq to min(seq, LastSeq) (never lowers it)
+	// and returns the resulting ReadSeq. ErrNotFound when not a member.
+	MarkRead(ctx context.Context, convID, userID string, seq int64) (int64, error)
+
+	// Audit log. AppendAudit assigns Seq and PrevHash under a lock on the chain's
+	// head, calls hash(entry with Seq and PrevHash set) to compute Hash, and stores it.
+	AppendAudit(ctx context.Context, e *AuditEntry, hash func(*AuditEntry) string) error
+	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error)
+
+	// Key usage: ReserveSeals adds n to the persisted seal count of keyID and
+	// returns the new total (the caller may seal up to that many).
+	ReserveSeals(ctx context.Context, keyID string, n int64) (int64, error)
+	SealCounts(ctx context.Context) (map[string]int64, error)
+
+	Ping(ctx context.Context) error
+	Close() error
+}
