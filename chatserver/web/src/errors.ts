@@ -1,0 +1,55 @@
+import { ApiError } from './api';
+
+export type ErrorContext = 'login' | 'register' | 'send' | 'members' | 'general';
+
+/** Words a person understands for a server error code (docs/api.md "Errors"). */
+export function describeError(e: unknown, ctx: ErrorContext = 'general'): string {
+  const err = e instanceof ApiError ? e : null;
+  const code = err?.code ?? (e && typeof e === 'object' && 'code' in e ? String((e as { code: unknown }).code) : 'network');
+  const retryAfter = err?.retryAfter ?? (e && typeof e === 'object' && 'retryAfter' in e ? Number((e as { retryAfter: unknown }).retryAfter) : undefined);
+  const serverMsg = err?.message ?? (e && typeof e === 'object' && 'message' in e ? String((e as { message: unknown }).message) : '');
+  switch (code) {
+    case 'network':
+      return "Can't reach Parley right now. Check your connection and try again.";
+    case 'invalid_request':
+      return serverMsg ? `Please check what you entered: ${serverMsg}.` : 'Please check what you entered.';
+    case 'message_empty':
+      return 'Write something before sending.';
+    case 'message_too_long':
+      return 'That message is too long. Please shorten it (4,000 characters at most).';
+    case 'request_too_large':
+      return 'That is too much to send at once.';
+    case 'weak_password':
+      return 'Please choose a stronger password: 8 to 128 characters, and not a commonly used one.';
+    case 'invalid_credentials':
+      return "That username or email and password don't match. Please try again.";
+    case 'unauthorized':
+    case 'invalid_refresh_token':
+    case 'token_reused':
+      return 'Your session has ended. Please sign in again.';
+    case 'forbidden':
+      return "You don't have permission to do that. Only the group's owner or admins can.";
+    case 'not_found':
+      return ctx === 'send'
+        ? 'Not sent: you are not a member of this conversation any more.'
+        : "That isn't available. It may have been removed, or you are not a member.";
+    case 'conflict':
+      if (ctx === 'register') return 'That username or email is already taken.';
+      if (ctx === 'members') return 'That person is already a member.';
+      return 'That already exists.';
+    case 'rate_limited': {
+      const s = retryAfter && Number.isFinite(retryAfter) ? Math.ceil(retryAfter) : 0;
+      return s > 0
+        ? `You're going a bit fast. Please wait ${s} second${s === 1 ? '' : 's'} and try again.`
+        : "You're going a bit fast. Please wait a moment and try again.";
+    }
+    case 'unavailable':
+      return 'Parley is having trouble right now and nothing was saved. Please try again in a moment.';
+    case 'internal':
+      return 'Something went wrong on our side. Please try again.';
+    case 'timeout':
+      return 'Not sent: the server did not answer in time.';
+    default:
+      return 'Something went wrong. Please try again.';
+  }
+}

@@ -1,0 +1,33 @@
+import { render } from 'preact';
+import { App } from './ui/App';
+import { ChatStore } from './store';
+import './style.css';
+
+const store = new ChatStore();
+
+function idFromPath(): string | null {
+  const m = /^\/c\/([^/]+)$/.exec(location.pathname);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+/** Opens a conversation and keeps the address bar in step (so reload and back work). */
+export function navigate(id: string | null): void {
+  const path = id ? `/c/${encodeURIComponent(id)}` : '/';
+  if (location.pathname !== path) history.pushState(null, '', path);
+  void store.open(id);
+}
+
+window.addEventListener('popstate', () => void store.open(idFromPath()));
+window.addEventListener('online', () => store.retryConnection());
+document.addEventListener('visibilitychange', () => {
+  const id = store.activeId.value;
+  if (id && document.visibilityState === 'visible') store.markRead(id);
+});
+
+render(<App store={store} navigate={navigate} />, document.getElementById('app')!);
+
+void store.restore().then(() => {
+  const id = idFromPath();
+  if (store.auth.value === 'signedIn' && id && store.conversations.value[id]) void store.open(id);
+  else if (location.pathname !== '/' && store.auth.value === 'signedIn') history.replaceState(null, '', '/');
+});

@@ -1,0 +1,584 @@
+import { batch, computed, signal } from '@preact/signals';
+import { ApiClient, ApiError, refreshDelay, toApiError } from './api';
+import { describeError } from './errors';
+import { Connection, type ConnState, type SocketLike, type Timers } from './socket';
+import {
+  addPending,
+  advanceCursor,
+  dropPending,
+  emptyThread,
+  failPending,
+  isPending,
+  newClientId,
+  receive,
+  retryPending,
+  type Thread,
+} from './thread';
+import type { Conversation, Message, ServerFrame, Session, User } from './types';
+
+export type AuthState = 'loading' | 'signedOut' | 'signedIn';
+
+export interface StoreDeps {
+  api?: ApiClient;
+  createSocket?: (ticket: string) => SocketLike;
+  timers?: Timers;
+  now?: () => number;
+  /** Whether the person can see the page (read receipts are sent only then). */
+  visible?: () => boolean;
+  ackTimeoutMs?: number;
+}
+
+const TYPING_SHOW_MS = 5000;
+const TYPING_SEND_EVERY_MS = 2500;
+
+function defaultSocket(ticket: string): SocketLike {
+  const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ws = new WebSocket(`${proto}://${location.host}/api/v1/ws?ticket=${encodeURIComponent(ticket)}`, ['parley.v1']);
+  return ws as unknown as SocketLike;
+}
+
+/** All client state, as signals, and the actions that change it. UI-free so it can be unit-tested. */
+export class ChatStore {
+  readonly api: ApiClient;
+  readonly auth = signal<AuthState>('loading');
+  readonly me = signal<User | null>(null);
+  readonly conversations = signal<Record<string, Conversation>>({});
+  readonly threads = signal<Record<string, Thread>>({});
+  /** conversationId -> userId -> until (ms) */
+  readonly typing = signal<Record<string, Record<string, number>>>({});
+  /** conversationId -> userId -> highest seq read (from `read` frames) */
+  readonly receipts = signal<Record<string, Record<string, number>>>({});
+  readonly activeId = signal<string | null>(null);
+  readonly conn = signal<ConnState>('idle');
+  /** A message for the person (an error in words), shown in a dismissable alert. */
+  readonly notice = signal<string | null>(null);
+  /** Whether the sign-in screen should say the session ended. */
+  readonly sessionEnded = signal(false);
+
+  readonly sortedConversations = computed(() =>
+    Object.values(this.conversations.value).sort((a, b) => activity(b) - activity(a) || (a.id < b.id ? -1 : 1)),
+  );
+
+  /** Per conversation: highest seq with nothing missing before it. Sent in `sync`. */
+  cursors: Record<string, number> = {};
+
+  private connection: Connection;
+  private readonly t: Timers;
+  private readonly now: () => number;
+  private readonly visible: () => boolean;
+  private refreshTimer: unknown = null;
+  private reqSeq = 0;
+  /** socket request id -> { conversationId, clientId, timer } */
+  private inflight = new Map<string, { conversationId: string; clientId: string; timer: unknown }>();
+  private lastTypingSent: Record<string, number> = {};
+  private readSent: Record<string, number> = {};
+  private typingTimer: unknown = null;
+  private ackTimeoutMs: number;
+
+  constructor(deps: StoreDeps = {}) {
+    this.api = deps.api ?? new ApiClient();
+    this.t = deps.timers ?? { setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (h) => clearTimeout(h as number) };
+    this.now = deps.now ?? (() => Date.now());
+    this.visible = deps.visible ?? (() => typeof document === 'undefined' || document.visibilityState === 'visible');
+    this.ackTimeoutMs = deps.ackTimeoutMs ?? 15_000;
+    this.api.onSession = (s) => this.onSession(s);
+    this.api.onSignedOut = () => this.endSession(true);
+    this.connection = new Connection({
+      getTicket: async () => (await this.api.request<{ ticket: string }>('POST', '/ws/ticket')).ticket,
+      createSocket: deps.createSocket ?? defaultSocket,
+      onFrame: (f) => this.onFrame(f),
+      onReady: () => this.onReady(),
+      onState: (s) => {
+        this.conn.value = s;
+      },
+      onPolicyClose: async () => {
+        if (!this.api.signedIn) return false;
+        try {
+          await this.api.refresh();
+          return true;
+        } catch (e) {
+          // Refused: onSignedOut already ran. Unreachable: keep trying.
+          return toApiError(e).status !== 401 && this.api.signedIn;
+        }
+      },
+      timers: this.t,
+    });
+  }
+
+  // ------------------------------------------------------------------ session
+
+  /** At page load: a refresh cookie, if any, restores the session. */
+  async restore(): Promise<void> {
+    try {
+      await this.api.refresh();
+      await this.enter();
+    } catch (e) {
+      const err = toApiError(e);
+      if (err.status !== 401 && err.status !== 400) this.notice.value = describeError(err);
+      this.auth.value = 'signedOut';
+    }
+  }
+
+  async login(login: string, password: string): Promise<void> {
+    await this.api.login(login, password);
+    await this.enter();
+  }
+
+  async register(username: string, email: string, password: string, displayName: string): Promise<void> {
+    await this.api.register(username, email, password, displayName);
+    await this.enter();
+  }
+
+  async logout(): Promise<void> {
+    await this.api.logout();
+    this.endSession(false);
+  }
+
+  async logoutAll(): Promise<void> {
+    try {
+      await this.api.logoutAll();
+    } catch (e) {
+      this.notice.value = describeError(e);
+      return;
+    }
+    this.endSession(false);
+  }
+
+  private onSession(s: Session): void {
+    batch(() => {
+      this.me.value = s.user;
+      this.sessionEnded.value = false;
+    });
+    this.t.clearTimeout(this.refreshTimer);
+    this.refreshTimer = this.t.setTimeout(() => void this.proactiveRefresh(), refreshDelay(s, this.now()));
+    // Extend the socket's session with the new token.
+    this.connection.send({ type: 'auth', token: s.accessToken });
+  }
+
+  private async proactiveRefresh(): Promise<void> {
+    if (!this.api.signedIn) return;
+    try {
+      await this.api.refresh();
+    } catch (e) {
+      const err = toApiError(e);
+      if (err.status === 401) return; // signed out by onSignedOut
+      // Server unreachable: try again soon; requests refresh on 401 anyway.
+      this.t.clearTimeout(this.refreshTimer);
+      this.refreshTimer = this.t.setTimeout(() => void this.proactiveRefresh(), 2000);
+    }
+  }
+
+  private async enter(): Promise<void> {
+    await this.loadConversations();
+    this.auth.value = 'signedIn';
+    this.connection.start();
+  }
+
+  private endSession(expired: boolean): void {
+    this.connection.stop();
+    this.t.clearTimeout(this.refreshTimer);
+    for (const f of this.inflight.values()) this.t.clearTimeout(f.timer);
+    this.inflight.clear();
+    this.api.clear();
+    this.cursors = {};
+    this.readSent = {};
+    batch(() => {
+      this.auth.value = 'signedOut';
+      this.me.value = null;
+      this.conversations.value = {};
+      this.threads.value = {};
+      this.typing.value = {};
+      this.receipts.value = {};
+      this.activeId.value = null;
+      this.sessionEnded.value = expired;
+    });
+  }
+
+  // ------------------------------------------------------------ conversations
+
+  async loadConversations(): Promise<void> {
+    const { conversations } = await this.api.request<{ conversations: Conversation[] }>('GET', '/conversations');
+    const next: Record<string, Conversation> = {};
+    const old = this.conversations.value;
+    for (const c of conversations) {
+      const prev = old[c.id];
+      next[c.id] = prev && prev.lastSeq > c.lastSeq ? { ...c, lastSeq: prev.lastSeq, lastMessage: prev.lastMessage, lastActivity: prev.lastActivity } : c;
+      if (this.cursors[c.id] === undefined) this.cursors[c.id] = c.lastSeq;
+    }
+    this.conversations.value = next;
+  }
+
+  upsertConversation(c: Conversation): void {
+    const prev = this.conversations.value[c.id];
+    const merged = prev && prev.lastSeq > c.lastSeq ? { ...c, lastSeq: prev.lastSeq, lastMessage: prev.lastMessage, lastActivity: prev.lastActivity } : c;
+    this.conversations.value = { ...this.conversations.value, [c.id]: merged };
+    if (this.cursors[c.id] === undefined) this.cursors[c.id] = c.lastSeq;
+  }
+
+  async startDirect(userId: string): Promise<Conversation> {
+    const c = await this.api.request<Conversation>('POST', '/conversations/direct', { userId });
+    this.upsertConversation(c);
+    return c;
+  }
+
+  async createGroup(title: string, memberIds: string[]): Promise<Conversation> {
+    const c = await this.api.request<Conversation>('POST', '/conversations/group', { title, memberIds });
+    this.upsertConversation(c);
+    return c;
+  }
+
+  async addMember(conversationId: string, userId: string): Promise<void> {
+    const c = await this.api.request<Conversation>('POST', `/conversations/${enc(conversationId)}/members`, { userId });
+    this.upsertConversation(c);
+  }
+
+  async removeMember(conversationId: string, userId: string): Promise<void> {
+    await this.api.request('DELETE', `/conversations/${enc(conversationId)}/members/${enc(userId)}`);
+    if (userId === this.me.value?.id) {
+      this.forget(conversationId);
+      return;
+    }
+    const c = this.conversations.value[conversationId];
+    if (c) this.upsertConversation({ ...c, members: c.members.filter((m) => m.id !== userId) });
+  }
+
+  async searchUsers(q: string): Promise<User[]> {
+    const { users } = await this.api.request<{ users: User[] }>('GET', `/users?q=${encodeURIComponent(q)}&limit=20`);
+    return users.filter((u) => u.id !== this.me.value?.id);
+  }
+
+  private forget(conversationId: string): void {
+    const { [conversationId]: _c, ...rest } = this.conversations.value;
+    const { [conversationId]: _t, ...threads } = this.threads.value;
+    delete this.cursors[conversationId];
+    batch(() => {
+      this.conversations.value = rest;
+      this.threads.value = threads;
+      if (this.activeId.value === conversationId) this.activeId.value = null;
+    });
+  }
+
+  // ----------------------------------------------------------------- messages
+
+  thread(id: string): Thread {
+    return this.threads.value[id] ?? emptyThread();
+  }
+
+  private setThread(id: string, f: (t: Thread) => Thread): void {
+    const cur = this.thread(id);
+    const next = f(cur);
+    if (next !== cur) this.threads.value = { ...this.threads.value, [id]: next };
+  }
+
+  /** Opens a conversation: loads its newest page once, marks it read. */
+  async open(id: string | null): Promise<void> {
+    this.activeId.value = id;
+    if (!id) return;
+    if (!this.thread(id).loaded) {
+      try {
+        const r = await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?limit=50`);
+        this.ingest(id, r.messages);
+        this.setThread(id, (t) => ({ ...t, loaded: true, hasMore: r.hasMore }));
+      } catch (e) {
+        this.notice.value = describeError(e);
+        return;
+      }
+    }
+    this.markRead(id);
+  }
+
+  /** Loads the page before the oldest message held (scrolling up). */
+  async loadOlder(id: string): Promise<number> {
+    const t = this.thread(id);
+    if (!t.hasMore || t.messages.length === 0) return 0;
+    const before = t.messages[0].seq;
+    try {
+      const r = await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?before=${before}&limit=50`);
+      this.setThread(id, (x) => ({ ...receive(x, r.messages, this.me.value?.id ?? null), hasMore: r.hasMore }));
+      return r.messages.length;
+    } catch (e) {
+      this.notice.value = describeError(e);
+      return 0;
+    }
+  }
+
+  /** Adds stored messages to a thread, confirms my pending ones, advances the cursor and the list. */
+  private ingest(id: string, msgs: Message[]): void {
+    if (msgs.length === 0) return;
+    const me = this.me.value?.id ?? null;
+    this.setThread(id, (t) => receive(t, msgs, me));
+    const t = this.thread(id);
+    const cur = this.cursors[id] ?? 0;
+    const next = advanceCursor(cur, t.messages);
+    this.cursors[id] = next;
+    const newest = msgs.reduce((a, b) => (b.seq > a.seq ? b : a));
+    if (newest.seq > next) {
+      // A hole between the cursor and what arrived: ask for what is missing.
+      this.connection.send({ type: 'sync', cursors: { [id]: next } });
+    }
+    const c = this.conversations.value[id];
+    if (!c) {
+      void this.fetchConversation(id);
+      return;
+    }
+    if (newest.seq > c.lastSeq) {
+      const fresh = msgs.filter((m) => m.seq > c.lastSeq && m.senderId !== me).length;
+      const ownNewest = msgs.filter((m) => m.senderId === me).reduce((a, m) => Math.max(a, m.seq), 0);
+      const readSeq = Math.max(c.readSeq, ownNewest);
+      const unread = this.isReading(id) ? 0 : c.unread + fresh;
+      this.conversations.value = {
+        ...this.conversations.value,
+        [id]: { ...c, lastSeq: newest.seq, lastMessage: newest, lastActivity: newest.createdAt, unread: ownNewest === newest.seq ? 0 : unread, readSeq },
+      };
+    }
+    // The sender stopped typing.
+    const ty = this.typing.value[id];
+    if (ty && msgs.some((m) => ty[m.senderId])) {
+      const copy = { ...ty };
+      for (const m of msgs) delete copy[m.senderId];
+      this.typing.value = { ...this.typing.value, [id]: copy };
+    }
+    if (this.isReading(id)) this.markRead(id);
+  }
+
+  private async fetchConversation(id: string): Promise<void> {
+    try {
+      const c = await this.api.request<Conversation>('GET', `/conversations/${enc(id)}`);
+      this.upsertConversation(c);
+    } catch {
+      /* not a member (any more) */
+    }
+  }
+
+  private isReading(id: string): boolean {
+    return this.activeId.value === id && this.visible();
+  }
+
+  /** Tells the server (and so the others) that everything shown is seen. */
+  markRead(id: string): void {
+    const c = this.conversations.value[id];
+    const t = this.thread(id);
+    const seq = Math.max(c?.lastSeq ?? 0, t.messages.length ? t.messages[t.messages.length - 1].seq : 0);
+    if (!c || seq === 0) return;
+    if (c.unread !== 0 || c.readSeq < seq) {
+      this.conversations.value = { ...this.conversations.value, [id]: { ...c, unread: 0, readSeq: Math.max(c.readSeq, seq) } };
+    }
+    if ((this.readSent[id] ?? 0) >= seq) return;
+    this.readSent[id] = seq;
+    if (!this.connection.send({ type: 'read', conversationId: id, seq })) {
+      this.api.request('POST', `/conversations/${enc(id)}/read`, { seq }).catch(() => {
+        this.readSent[id] = 0;
+      });
+    }
+  }
+
+  /** Writes a message: shown at once as pending, confirmed by its ack. */
+  send(conversationId: string, body: string): string {
+    const clientId = newClientId();
+    this.setThread(conversationId, (t) =>
+      addPending(t, { clientId, conversationId, body, createdAt: new Date(this.now()).toISOString() }),
+    );
+    void this.dispatch(conversationId, clientId, body);
+    return clientId;
+  }
+
+  /** Sends a failed message again with the same clientId (the server stores it once). */
+  retry(conversationId: string, clientId: string): void {
+    const p = this.thread(conversationId).pending.find((x) => x.clientId === clientId);
+    if (!p) return;
+    this.setThread(conversationId, (t) => retryPending(t, clientId));
+    void this.dispatch(conversationId, clientId, p.body);
+  }
+
+  discard(conversationId: string, clientId: string): void {
+    this.setThread(conversationId, (t) => dropPending(t, clientId));
+  }
+
+  private async dispatch(conversationId: string, clientId: string, body: string): Promise<void> {
+    const id = `s${++this.reqSeq}`;
+    if (this.connection.send({ type: 'send', id, conversationId, clientId, body })) {
+      const timer = this.t.setTimeout(() => {
+        this.inflight.delete(id);
+        if (isPending(this.thread(conversationId), clientId)) {
+          this.setThread(conversationId, (t) => failPending(t, clientId, describeError({ code: 'timeout' })));
+        }
+      }, this.ackTimeoutMs);
+      this.inflight.set(id, { conversationId, clientId, timer });
+      return;
+    }
+    // No socket right now: the REST endpoint is just as idempotent.
+    try {
+      const m = await this.api.request<Message>('POST', `/conversations/${enc(conversationId)}/messages`, { clientId, body });
+      this.ingest(conversationId, [m]);
+    } catch (e) {
+      this.setThread(conversationId, (t) => failPending(t, clientId, describeError(e, 'send')));
+    }
+  }
+
+  /** Called on input in the composer; sends `typing` at most every 2.5 s. */
+  typed(conversationId: string): void {
+    const last = this.lastTypingSent[conversationId] ?? 0;
+    if (this.now() - last < TYPING_SEND_EVERY_MS) return;
+    if (this.connection.send({ type: 'typing', conversationId })) this.lastTypingSent[conversationId] = this.now();
+  }
+
+  // ------------------------------------------------------------------- socket
+
+  retryConnection(): void {
+    this.connection.retry();
+  }
+
+  private onReady(): void {
+    // Catch up from the cursors; the answer is `message` frames then `synced`.
+    this.connection.send({ type: 'sync', cursors: { ...this.cursors } });
+    this.readSent = {};
+    // New conversations may have appeared while away.
+    this.loadConversations()
+      .then(() => {
+        const fresh: Record<string, number> = {};
+        for (const id of Object.keys(this.conversations.value)) {
+          const c = this.conversations.value[id];
+          if ((this.cursors[id] ?? 0) < c.lastSeq) fresh[id] = this.cursors[id] ?? 0;
+        }
+        if (Object.keys(fresh).length) this.connection.send({ type: 'sync', cursors: fresh });
+        const a = this.activeId.value;
+        if (a && this.isReading(a)) this.markRead(a);
+      })
+      .catch(() => {});
+    // Messages that were waiting for the socket go out again (same clientId).
+    for (const [cid, t] of Object.entries(this.threads.value)) {
+      for (const p of t.pending) {
+        if (p.status === 'pending' && ![...this.inflight.values()].some((f) => f.clientId === p.clientId)) {
+          void this.dispatch(cid, p.clientId, p.body);
+        }
+      }
+    }
+  }
+
+  onFrame(f: ServerFrame): void {
+    switch (f.type) {
+      case 'ack': {
+        const fl = this.inflight.get(f.id);
+        if (fl) {
+          this.t.clearTimeout(fl.timer);
+          this.inflight.delete(f.id);
+        }
+        this.ingest(f.message.conversationId, [f.message]);
+        break;
+      }
+      case 'message':
+        this.ingest(f.message.conversationId, [f.message]);
+        break;
+      case 'synced':
+        break;
+      case 'typing': {
+        if (f.userId === this.me.value?.id) break;
+        const cur = this.typing.value[f.conversationId] ?? {};
+        this.typing.value = { ...this.typing.value, [f.conversationId]: { ...cur, [f.userId]: this.now() + TYPING_SHOW_MS } };
+        this.scheduleTypingSweep();
+        break;
+      }
+      case 'presence': {
+        const next: Record<string, Conversation> = {};
+        let changed = false;
+        for (const [id, c] of Object.entries(this.conversations.value)) {
+          if (c.members.some((m) => m.id === f.userId)) {
+            changed = true;
+            next[id] = {
+              ...c,
+              members: c.members.map((m) => (m.id === f.userId ? { ...m, online: f.status === 'online', lastSeen: f.lastSeen ?? m.lastSeen } : m)),
+            };
+          } else next[id] = c;
+        }
+        if (changed) this.conversations.value = next;
+        break;
+      }
+      case 'read': {
+        if (f.userId === this.me.value?.id) {
+          // Read on another of my devices.
+          const c = this.conversations.value[f.conversationId];
+          if (c && f.seq > c.readSeq) {
+            this.conversations.value = {
+              ...this.conversations.value,
+              [f.conversationId]: { ...c, readSeq: f.seq, unread: f.seq >= c.lastSeq ? 0 : c.unread },
+            };
+          }
+          break;
+        }
+        const cur = this.receipts.value[f.conversationId] ?? {};
+        if ((cur[f.userId] ?? 0) >= f.seq) break;
+        this.receipts.value = { ...this.receipts.value, [f.conversationId]: { ...cur, [f.userId]: f.seq } };
+        break;
+      }
+      case 'conversation':
+        this.upsertConversation(f.conversation);
+        break;
+      case 'removed': {
+        const c = this.conversations.value[f.conversationId];
+        if (c && this.activeId.value === f.conversationId) {
+          this.notice.value = `You are no longer a member of ${conversationTitle(c, this.me.value?.id ?? '')}.`;
+        }
+        this.forget(f.conversationId);
+        break;
+      }
+      case 'error': {
+        const fl = f.id ? this.inflight.get(f.id) : undefined;
+        if (fl && f.id) {
+          this.t.clearTimeout(fl.timer);
+          this.inflight.delete(f.id);
+          this.setThread(fl.conversationId, (t) => failPending(t, fl.clientId, describeError(f, 'send')));
+        } else if (f.code !== 'unauthorized') {
+          this.notice.value = describeError(f);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private scheduleTypingSweep(): void {
+    if (this.typingTimer) return;
+    this.typingTimer = this.t.setTimeout(() => {
+      this.typingTimer = null;
+      const now = this.now();
+      const next: Record<string, Record<string, number>> = {};
+      let left = false;
+      for (const [cid, users] of Object.entries(this.typing.value)) {
+        const keep: Record<string, number> = {};
+        for (const [u, until] of Object.entries(users)) if (until > now) keep[u] = until;
+        if (Object.keys(keep).length) {
+          next[cid] = keep;
+          left = true;
+        }
+      }
+      this.typing.value = next;
+      if (left) this.scheduleTypingSweep();
+    }, 1000);
+  }
+
+  /** Members (other than me) who have read up to at least `seq`. */
+  seenBy(conversationId: string, seq: number): string[] {
+    const c = this.conversations.value[conversationId];
+    if (!c) return [];
+    const r = this.receipts.value[conversationId] ?? {};
+    const me = this.me.value?.id;
+    return c.members.filter((m) => m.id !== me && Math.max(r[m.id] ?? 0, m.readSeq ?? 0) >= seq).map((m) => m.id);
+  }
+}
+
+function activity(c: Conversation): number {
+  return Date.parse(c.lastMessage?.createdAt ?? c.lastActivity ?? c.createdAt) || 0;
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+export function conversationTitle(c: Conversation, myId: string): string {
+  if (c.kind === 'group') return c.title || 'Untitled group';
+  const other = c.members.find((m) => m.id !== myId);
+  return other ? other.displayName || other.username : 'Just you';
+}
+
+export { ApiError };

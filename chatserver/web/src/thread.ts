@@ -1,0 +1,156 @@
+import type { Message } from './types';
+
+/** A message of mine that the server has not confirmed yet. */
+export interface Pending {
+  clientId: string;
+  conversationId: string;
+  body: string;
+  createdAt: string;
+  status: 'pending' | 'failed';
+  error?: string;
+}
+
+/** What the client holds of one conversation's messages. */
+export interface Thread {
+  /** Confirmed messages, ascending by seq, unique by id. */
+  messages: Message[];
+  /** My unconfirmed messages, in the order written. */
+  pending: Pending[];
+  /** Older messages exist on the server (history loaded as you scroll up). */
+  hasMore: boolean;
+  /** The newest page was fetched from the server. */
+  loaded: boolean;
+}
+
+export const emptyThread = (): Thread => ({ messages: [], pending: [], hasMore: false, loaded: false });
+
+/** Merges messages: de-duplicated by id (and seq), ascending by seq. Returns `a` when nothing changed. */
+export function mergeMessages(a: readonly Message[], b: readonly Message[]): Message[] {
+  if (b.length === 0) return a as Message[];
+  const ids = new Set(a.map((m) => m.id));
+  const seqs = new Set(a.map((m) => m.seq));
+  const added: Message[] = [];
+  for (const m of b) {
+    if (ids.has(m.id) || seqs.has(m.seq)) continue;
+    ids.add(m.id);
+    seqs.add(m.seq);
+    added.push(m);
+  }
+  if (added.length === 0) return a as Message[];
+  const out = a.concat(added);
+  out.sort((x, y) => x.seq - y.seq);
+  return out;
+}
+
+/**
+ * Advances a conversation cursor (the highest seq up to which nothing is missing)
+ * over the messages held: it moves only through consecutive seqs, so a gap stops it
+ * and the next sync asks for what is missing.
+ */
+export function advanceCursor(cursor: number, messages: readonly Message[]): number {
+  let c = cursor;
+  for (const m of messages) {
+    if (m.seq <= c) continue;
+    if (m.seq === c + 1) c = m.seq;
+    else break;
+  }
+  return c;
+}
+
+/** True when a message leaves a hole after the cursor (some seq between is missing). */
+export function hasGap(cursor: number, messages: readonly Message[]): boolean {
+  return messages.some((m) => m.seq > cursor + 1) && advanceCursor(cursor, messages) < Math.max(...messages.map((m) => m.seq));
+}
+
+export function addPending(t: Thread, p: Omit<Pending, 'status'>): Thread {
+  return { ...t, pending: [...t.pending, { ...p, status: 'pending' }] };
+}
+
+/** A stored message arrived (ack, live, sync or history). If it is one of my pending ones, it is confirmed. */
+export function receive(t: Thread, msgs: readonly Message[], myId: string | null): Thread {
+  const mine = new Set(msgs.filter((m) => m.senderId === myId).map((m) => m.clientId));
+  const pending = mine.size ? t.pending.filter((p) => !mine.has(p.clientId)) : t.pending;
+  const messages = mergeMessages(t.messages, msgs);
+  if (messages === t.messages && pending.length === t.pending.length) return t;
+  return { ...t, messages, pending };
+}
+
+export function failPending(t: Thread, clientId: string, error: string): Thread {
+  let changed = false;
+  const pending = t.pending.map((p) => {
+    if (p.clientId !== clientId || p.status === 'failed') return p;
+    changed = true;
+    return { ...p, status: 'failed' as const, error };
+  });
+  return changed ? { ...t, pending } : t;
+}
+
+export function retryPending(t: Thread, clientId: string): Thread {
+  let changed = false;
+  const pending = t.pending.map((p) => {
+    if (p.clientId !== clientId || p.status !== 'failed') return p;
+    changed = true;
+    return { ...p, status: 'pending' as const, error: undefined };
+  });
+  return changed ? { ...t, pending } : t;
+}
+
+export function dropPending(t: Thread, clientId: string): Thread {
+  return { ...t, pending: t.pending.filter((p) => p.clientId !== clientId) };
+}
+
+export function isPending(t: Thread, clientId: string): boolean {
+  return t.pending.some((p) => p.clientId === clientId && p.status === 'pending');
+}
+
+/** A client-chosen message id: 1..64 of A-Za-z0-9_- (docs/api.md). */
+export function newClientId(): string {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  let s = '';
+  for (const b of bytes) s += b.toString(16).padStart(2, '0');
+  return 'c' + Date.now().toString(36) + '-' + s;
+}
+
+/** Splits text into plain parts and safe http(s) links. Never produces HTML. */
+export function linkify(text: string): Array<{ text: string; href?: string }> {
+  const out: Array<{ text: string; href?: string }> = [];
+  const re = /\bhttps?:\/\/[^\s<>"']+/gi;
+  let last = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    let url = m[0];
+    // Leave trailing punctuation outside the link.
+    const trail = /[.,;:!?)\]]+$/.exec(url);
+    if (trail) url = url.slice(0, -trail[0].length);
+    let href: string | undefined;
+    try {
+      const u = new URL(url);
+      if (u.protocol === 'http:' || u.protocol === 'https:') href = u.href;
+    } catch {
+      href = undefined;
+    }
+    if (!href) continue;
+    if (m.index > last) out.push({ text: text.slice(last, m.index) });
+    out.push({ text: url, href });
+    last = m.index + url.length;
+    re.lastIndex = last;
+  }
+  if (last < text.length) out.push({ text: text.slice(last) });
+  return out;
+}
+
+/** Local calendar day key (YYYY-MM-DD) of an RFC 3339 time. */
+export function dayKey(iso: string): string {
+  const d = new Date(iso);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+export function dayLabel(iso: string, now = new Date()): string {
+  const d = new Date(iso);
+  const key = dayKey(iso);
+  if (key === dayKey(now.toISOString())) return 'Today';
+  const y = new Date(now);
+  y.setDate(y.getDate() - 1);
+  if (key === dayKey(y.toISOString())) return 'Yesterday';
+  return d.toLocaleDateString(undefined, { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
+}

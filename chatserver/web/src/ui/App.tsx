@@ -1,0 +1,68 @@
+import type { ChatStore } from '../store';
+import { AuthScreen } from './Auth';
+import { ConversationPane } from './Conversation';
+import { Sidebar } from './Sidebar';
+
+export interface Props {
+  store: ChatStore;
+  navigate: (id: string | null) => void;
+}
+
+export function App({ store, navigate }: Props) {
+  const auth = store.auth.value;
+  if (auth === 'loading') {
+    return (
+      <main class="loading" aria-busy="true">
+        <p>Loading Parley…</p>
+      </main>
+    );
+  }
+  if (auth === 'signedOut') return <AuthScreen store={store} />;
+  const active = store.activeId.value;
+  return (
+    <div class={'app' + (active ? ' has-active' : '')}>
+      <ConnectionBanner store={store} />
+      <Notice store={store} />
+      <div class="layout">
+        <Sidebar store={store} navigate={navigate} />
+        <ConversationPane store={store} navigate={navigate} />
+      </div>
+    </div>
+  );
+}
+
+function ConnectionBanner({ store }: { store: ChatStore }) {
+  const s = store.conn.value;
+  if (s === 'reconnecting' || s === 'connecting') {
+    return (
+      <div class="banner banner-warn" role="status" data-testid="conn-banner">
+        <span class="spinner" aria-hidden="true" />
+        {s === 'reconnecting' ? 'Reconnecting…' : 'Connecting…'}
+      </div>
+    );
+  }
+  if (s === 'lost') {
+    return (
+      <div class="banner banner-error" role="alert" data-testid="conn-banner">
+        Connection lost. Messages will not arrive until Parley reconnects.
+        <button type="button" class="btn btn-small" onClick={() => store.retryConnection()}>
+          Retry
+        </button>
+      </div>
+    );
+  }
+  return <div class="sr-only" role="status" />;
+}
+
+function Notice({ store }: { store: ChatStore }) {
+  const n = store.notice.value;
+  if (!n) return null;
+  return (
+    <div class="notice" role="alert">
+      <span>{n}</span>
+      <button type="button" class="btn-icon" aria-label="Dismiss" onClick={() => (store.notice.value = null)}>
+        ×
+      </button>
+    </div>
+  );
+}

@@ -1,0 +1,149 @@
+import type { ComponentChildren } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { describeError } from '../errors';
+import type { ChatStore } from '../store';
+import type { User } from '../types';
+
+export function initials(name: string): string {
+  const parts = name.trim().split(/\s+/).filter(Boolean);
+  const s = parts.length > 1 ? parts[0][0] + parts[parts.length - 1][0] : (parts[0] ?? '?').slice(0, 2);
+  return s.toUpperCase();
+}
+
+const HUES = [210, 150, 280, 20, 330, 190, 45, 250];
+
+/** A coloured circle with initials; the colour is set from JS (CSP forbids style attributes in HTML). */
+export function Avatar({ name, id, online }: { name: string; id: string; online?: boolean }) {
+  const ref = useRef<HTMLSpanElement>(null);
+  useEffect(() => {
+    let h = 0;
+    for (const ch of id) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+    ref.current?.style.setProperty('--avatar-hue', String(HUES[h % HUES.length]));
+  }, [id]);
+  return (
+    <span class="avatar" ref={ref} aria-hidden="true">
+      {initials(name)}
+      {online !== undefined && <span class={'presence ' + (online ? 'on' : 'off')} />}
+    </span>
+  );
+}
+
+export function Modal({ title, onClose, children }: { title: string; onClose: () => void; children: ComponentChildren }) {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    const d = ref.current;
+    if (d && !d.open) d.showModal();
+    const opener = document.activeElement as HTMLElement | null;
+    return () => opener?.focus?.();
+  }, []);
+  return (
+    <dialog
+      ref={ref}
+      class="modal"
+      aria-labelledby="modal-title"
+      onCancel={(e) => {
+        e.preventDefault();
+        onClose();
+      }}
+    >
+      <div class="modal-head">
+        <h2 id="modal-title">{title}</h2>
+        <button type="button" class="btn-icon" aria-label="Close" onClick={onClose}>
+          ×
+        </button>
+      </div>
+      {children}
+    </dialog>
+  );
+}
+
+/** Find people by username prefix or exact email. */
+export function UserSearch({
+  store,
+  label,
+  actionLabel,
+  exclude,
+  onPick,
+}: {
+  store: ChatStore;
+  label: string;
+  actionLabel: (u: User) => string;
+  exclude?: Set<string>;
+  onPick: (u: User) => void;
+}) {
+  const [q, setQ] = useState('');
+  const [users, setUsers] = useState<User[] | null>(null);
+  const [error, setError] = useState('');
+  const seq = useRef(0);
+  useEffect(() => {
+    const query = q.trim();
+    if (query.length < 1) {
+      setUsers(null);
+      return;
+    }
+    const n = ++seq.current;
+    const h = setTimeout(async () => {
+      try {
+        const found = await store.searchUsers(query.toLowerCase());
+        if (n === seq.current) {
+          setUsers(found);
+          setError('');
+        }
+      } catch (e) {
+        if (n === seq.current) setError(describeError(e));
+      }
+    }, 200);
+    return () => clearTimeout(h);
+  }, [q]);
+  const shown = users?.filter((u) => !exclude?.has(u.id)) ?? null;
+  return (
+    <div class="search">
+      <label for="user-search">{label}</label>
+      <input
+        id="user-search"
+        type="search"
+        autocomplete="off"
+        placeholder="Username or email"
+        value={q}
+        onInput={(e) => setQ(e.currentTarget.value)}
+      />
+      {error && (
+        <p class="form-error" role="alert">
+          {error}
+        </p>
+      )}
+      <div role="status" class="sr-only">
+        {shown ? `${shown.length} ${shown.length === 1 ? 'person' : 'people'} found` : ''}
+      </div>
+      {shown && shown.length === 0 && <p class="muted">No one found for “{q.trim()}”.</p>}
+      {shown && shown.length > 0 && (
+        <ul class="people">
+          {shown.map((u) => (
+            <li key={u.id}>
+              <button type="button" class="person" onClick={() => onPick(u)} aria-label={actionLabel(u)}>
+                <Avatar name={u.displayName || u.username} id={u.id} />
+                <span class="person-text">
+                  <span class="person-name">{u.displayName || u.username}</span>
+                  <span class="muted">@{u.username}</span>
+                </span>
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+export function timeShort(iso: string): string {
+  const d = new Date(iso);
+  return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+}
+
+export function listTime(iso: string, now = new Date()): string {
+  const d = new Date(iso);
+  if (d.toDateString() === now.toDateString()) return timeShort(iso);
+  const diff = (now.getTime() - d.getTime()) / 86400000;
+  if (diff < 6) return d.toLocaleDateString(undefined, { weekday: 'short' });
+  return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short' });
+}
