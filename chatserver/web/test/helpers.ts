@@ -1,0 +1,39 @@
+import type { Message, Session } from '../src/types';
+
+export function jwt(lifetimeSeconds: number, sub = 'u_1'): string {
+  const enc = (o: object) => btoa(JSON.stringify(o)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
+  const iat = Math.floor(Date.now() / 1000);
+  return `${enc({ alg: 'EdDSA', typ: 'JWT' })}.${enc({ sub, iat, exp: iat + lifetimeSeconds, r: Math.random() })}.sig`;
+}
+
+export function session(token: string, user = { id: 'u_1', username: 'alice', displayName: 'Alice' }): Session {
+  return { user, accessToken: token, accessTokenExpiresAt: new Date(Date.now() + 900_000).toISOString() };
+}
+
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(body === undefined ? null : JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', ...headers } });
+}
+
+export function errorBody(code: string, message = code) {
+  return { error: { code, message } };
+}
+
+export function msg(seq: number, over: Partial<Message> = {}): Message {
+  return {
+    id: `m_${over.conversationId ?? 'c1'}_${seq}`,
+    conversationId: 'c1',
+    seq,
+    senderId: 'u_2',
+    clientId: `k${seq}`,
+    body: `message ${seq}`,
+    createdAt: new Date(Date.UTC(2026, 10, 23, 12, 0, seq)).toISOString(),
+    ...over,
+  };
+}
+
+/** A promise and its resolver, to hold a fake response until the test lets it go. */
+export function deferred<T>() {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}

@@ -1,0 +1,207 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ApiClient } from '../src/api';
+import type { SocketLike } from '../src/socket';
+import { ChatStore } from '../src/store';
+import type { Conversation } from '../src/types';
+import { errorBody, json, jwt, msg, session } from './helpers';
+
+class FakeSocket implements SocketLike {
+  readyState = 0;
+  sent: Array<Record<string, unknown>> = [];
+  onopen: SocketLike['onopen'] = null;
+  onmessage: SocketLike['onmessage'] = null;
+  onclose: SocketLike['onclose'] = null;
+  onerror: SocketLike['onerror'] = null;
+  send(d: string) {
+    this.sent.push(JSON.parse(d));
+  }
+  close() {
+    this.readyState = 3;
+  }
+  frame(f: object) {
+    this.onmessage?.({ data: JSON.stringify(f) });
+  }
+  ready() {
+    this.readyState = 1;
+    this.frame({ type: 'ready', userId: 'u_1', sessionId: 's', protocol: 1, expiresAt: '' });
+  }
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose?.({ code });
+  }
+  ofType(t: string) {
+    return this.sent.filter((f) => f.type === t);
+  }
+}
+
+const conv = (over: Partial<Conversation> = {}): Conversation => ({
+  id: 'c1',
+  kind: 'direct',
+  members: [
+    { id: 'u_1', username: 'alice', displayName: 'Alice', role: 'member', online: true },
+    { id: 'u_2', username: 'bob', displayName: 'Bob', role: 'member', online: false },
+  ],
+  lastSeq: 2,
+  readSeq: 2,
+  unread: 0,
+  lastMessage: msg(2),
+  lastActivity: msg(2).createdAt,
+  createdAt: msg(1).createdAt,
+  ...over,
+});
+
+describe('ChatStore', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  async function setup(restPost?: (url: string, body: unknown) => Response) {
+    const sockets: FakeSocket[] = [];
+    let token = jwt(900);
+    const fetchFn = vi.fn(async (url: string, init?: RequestInit) => {
+      const body = init?.body ? JSON.parse(String(init.body)) : undefined;
+      if (url.endsWith('/auth/refresh')) {
+        token = jwt(900);
+        return json(200, session(token));
+      }
+      if (url.endsWith('/conversations')) return json(200, { conversations: [conv()] });
+      if (url.endsWith('/ws/ticket')) return json(200, { ticket: 'tk', expiresAt: '' });
+      if (url.includes('/messages?')) return json(200, { messages: [msg(1), msg(2)], hasMore: false });
+      if (restPost && init?.method === 'POST') return restPost(url, body);
+      return json(404, errorBody('not_found'));
+    });
+    const store = new ChatStore({
+      api: new ApiClient(fetchFn),
+      createSocket: () => {
+        const s = new FakeSocket();
+        sockets.push(s);
+        return s;
+      },
+      visible: () => true,
+      ackTimeoutMs: 15_000,
+    });
+    await store.restore();
+    await vi.advanceTimersByTimeAsync(0);
+    sockets[0].ready();
+    await vi.advanceTimersByTimeAsync(0);
+    await store.open('c1');
+    return { store, sockets, fetchFn, sock: () => sockets[sockets.length - 1] };
+  }
+
+  it('confirms a pending message by its ack, once, even when the echo arrives too', async () => {
+    const { store, sock } = await setup();
+    expect(store.auth.value).toBe('signedIn');
+    const clientId = store.send('c1', 'hello');
+    expect(store.thread('c1').pending).toMatchObject([{ clientId, status: 'pending', body: 'hello' }]);
+    const frame = sock().ofType('send')[0];
+    expect(frame).toMatchObject({ conversationId: 'c1', clientId, body: 'hello' });
+    const stored = msg(3, { senderId: 'u_1', clientId, body: 'hello' });
+    sock().frame({ type: 'message', message: stored });
+    sock().frame({ type: 'ack', id: frame.id, message: stored });
+    const t = store.thread('c1');
+    expect(t.pending).toEqual([]);
+    expect(t.messages.map((m) => m.seq)).toEqual([1, 2, 3]);
+    expect(store.conversations.value.c1.lastMessage?.body).toBe('hello');
+    // No late timeout turns it into a failure.
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(store.thread('c1').pending).toEqual([]);
+  });
+
+  it('marks a message failed with words on an error frame, and retries with the same clientId', async () => {
+    const { store, sock } = await setup();
+    const clientId = store.send('c1', 'x'.repeat(10));
+    const first = sock().ofType('send')[0];
+    sock().frame({ type: 'error', id: first.id, code: 'rate_limited', message: 'slow down', retryAfter: 3 });
+    expect(store.thread('c1').pending[0]).toMatchObject({ status: 'failed' });
+    expect(store.thread('c1').pending[0].error).toMatch(/wait 3 seconds/);
+    store.retry('c1', clientId);
+    expect(store.thread('c1').pending[0].status).toBe('pending');
+    const second = sock().ofType('send')[1];
+    expect(second.clientId).toBe(clientId);
+    expect(second.id).not.toBe(first.id);
+    sock().frame({ type: 'ack', id: second.id, message: msg(3, { senderId: 'u_1', clientId }) });
+    expect(store.thread('c1').pending).toEqual([]);
+  });
+
+  it('marks a message failed when no ack comes in time', async () => {
+    const { store } = await setup();
+    store.send('c1', 'anyone?');
+    await vi.advanceTimersByTimeAsync(15_001);
+    expect(store.thread('c1').pending[0]).toMatchObject({ status: 'failed' });
+    expect(store.thread('c1').pending[0].error).toMatch(/did not answer/);
+  });
+
+  it('sends through REST while the socket is down, idempotent by clientId', async () => {
+    const posts: unknown[] = [];
+    const { store, sock } = await setup((url, body) => {
+      if (url.endsWith('/read')) return json(200, { readSeq: (body as { seq: number }).seq });
+      posts.push(body);
+      return json(201, msg(3, { senderId: 'u_1', clientId: (body as { clientId: string }).clientId, body: 'offline' }));
+    });
+    sock().drop();
+    expect(store.conn.value).toBe('reconnecting');
+    store.send('c1', 'offline');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(posts.length).toBe(1);
+    expect(store.thread('c1').pending).toEqual([]);
+    expect(store.thread('c1').messages.map((m) => m.seq)).toEqual([1, 2, 3]);
+  });
+
+  it('after a reconnect, syncs from its cursors and merges with no gap or duplicate', async () => {
+    const { store, sock, sockets } = await setup();
+    sock().frame({ type: 'message', message: msg(3) });
+    expect(store.cursors.c1).toBe(3);
+    sock().drop();
+    await vi.advanceTimersByTimeAsync(0); // immediate reconnect
+    expect(sockets.length).toBe(2);
+    sock().ready();
+    const sync = sock().ofType('sync')[0];
+    expect(sync.cursors).toEqual({ c1: 3 });
+    // The server answers what was missed, and a live copy of 5 also arrives.
+    sock().frame({ type: 'message', message: msg(4) });
+    sock().frame({ type: 'message', message: msg(5) });
+    sock().frame({ type: 'message', message: msg(5) });
+    sock().frame({ type: 'synced', cursors: { c1: 5 } });
+    expect(store.thread('c1').messages.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(store.cursors.c1).toBe(5);
+  });
+
+  it('asks for the missing part when a live message skips a seq', async () => {
+    const { store, sock } = await setup();
+    sock().frame({ type: 'message', message: msg(5) });
+    expect(store.cursors.c1).toBe(2);
+    expect(sock().ofType('sync').at(-1)).toEqual({ type: 'sync', cursors: { c1: 2 } });
+  });
+
+  it('extends the socket session with each refreshed token', async () => {
+    const { store, sock } = await setup();
+    await store.api.refresh();
+    const auth = sock().ofType('auth');
+    expect(auth.length).toBe(1);
+    expect(auth[0].token).toBe(store.api.accessToken);
+  });
+
+  it('shows typing for a while, and a "seen" receipt from a read frame', async () => {
+    const { store, sock } = await setup();
+    sock().frame({ type: 'typing', conversationId: 'c1', userId: 'u_2' });
+    expect(Object.keys(store.typing.value.c1)).toEqual(['u_2']);
+    await vi.advanceTimersByTimeAsync(6000);
+    expect(store.typing.value.c1).toBeUndefined();
+    store.send('c1', 'did you see?');
+    const f = sock().ofType('send')[0];
+    sock().frame({ type: 'ack', id: f.id, message: msg(3, { senderId: 'u_1', clientId: f.clientId as string }) });
+    expect(store.seenBy('c1', 3)).toEqual([]);
+    sock().frame({ type: 'read', conversationId: 'c1', userId: 'u_2', seq: 3 });
+    expect(store.seenBy('c1', 3)).toEqual(['u_2']);
+  });
+
+  it('counts unread messages of a conversation that is not open, and clears them when opened', async () => {
+    const { store, sock } = await setup();
+    await store.open(null);
+    sock().frame({ type: 'message', message: msg(3) });
+    sock().frame({ type: 'message', message: msg(4) });
+    expect(store.conversations.value.c1.unread).toBe(2);
+    await store.open('c1');
+    expect(store.conversations.value.c1.unread).toBe(0);
+    expect(sock().ofType('read').at(-1)).toEqual({ type: 'read', conversationId: 'c1', seq: 4 });
+  });
+});

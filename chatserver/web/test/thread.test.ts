@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { addPending, advanceCursor, emptyThread, failPending, linkify, mergeMessages, receive, retryPending } from '../src/thread';
+import { msg } from './helpers';
+
+const seqs = (ms: { seq: number }[]) => ms.map((m) => m.seq);
+
+describe('cursor catch-up merge', () => {
+  it('de-duplicates by id and orders by seq', () => {
+    const a = [msg(1), msg(2), msg(3)];
+    const out = mergeMessages(a, [msg(5), msg(3), msg(4), msg(2)]);
+    expect(seqs(out)).toEqual([1, 2, 3, 4, 5]);
+    expect(new Set(out.map((m) => m.id)).size).toBe(5);
+    expect(mergeMessages(out, [msg(4)])).toBe(out); // nothing new: same array
+  });
+
+  it('stops the cursor at a gap and closes it with the sync answer, with no duplicate', () => {
+    let t = receive(emptyThread(), [msg(1), msg(2), msg(3)], 'u_1');
+    let cursor = advanceCursor(0, t.messages);
+    expect(cursor).toBe(3);
+    // Live: 4 arrives, 5 and 6 are lost while the socket drops, 7 arrives after.
+    t = receive(t, [msg(4)], 'u_1');
+    t = receive(t, [msg(7)], 'u_1');
+    cursor = advanceCursor(cursor, t.messages);
+    expect(cursor).toBe(4);
+    // The sync from cursor 4 answers 5, 6, 7 (7 again) — merged without gap or duplicate.
+    t = receive(t, [msg(5), msg(6), msg(7)], 'u_1');
+    cursor = advanceCursor(cursor, t.messages);
+    expect(cursor).toBe(7);
+    expect(seqs(t.messages)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('merges a sync that overlaps history loaded by REST (scrolling up and live at once)', () => {
+    let t = receive(emptyThread(), [msg(51), msg(52), msg(53)], 'u_1');
+    t = receive(t, [msg(48), msg(49), msg(50), msg(51)], 'u_1'); // older page, overlapping
+    t = receive(t, [msg(53), msg(54)], 'u_1'); // sync after reconnect
+    expect(seqs(t.messages)).toEqual([48, 49, 50, 51, 52, 53, 54]);
+    expect(advanceCursor(53, t.messages)).toBe(54);
+  });
+});
+
+describe('pending → acked / failed → retry', () => {
+  const mine = (seq: number, clientId: string) => msg(seq, { senderId: 'u_1', clientId, body: 'hi' });
+
+  it('shows a message as pending, then confirmed once by its ack (and the echo is not a duplicate)', () => {
+    let t = addPending(emptyThread(), { clientId: 'abc', conversationId: 'c1', body: 'hi', createdAt: '' });
+    expect(t.pending).toMatchObject([{ clientId: 'abc', status: 'pending' }]);
+    expect(t.messages).toEqual([]);
+    t = receive(t, [mine(1, 'abc')], 'u_1'); // ack
+    expect(t.pending).toEqual([]);
+    expect(seqs(t.messages)).toEqual([1]);
+    t = receive(t, [mine(1, 'abc')], 'u_1'); // the same message as a `message` frame
+    expect(seqs(t.messages)).toEqual([1]);
+  });
+
+  it('marks a message failed, retries it, and confirms it by clientId', () => {
+    let t = addPending(emptyThread(), { clientId: 'x1', conversationId: 'c1', body: 'hi', createdAt: '' });
+    t = failPending(t, 'x1', 'Not sent: too long');
+    expect(t.pending[0]).toMatchObject({ status: 'failed', error: 'Not sent: too long' });
+    t = retryPending(t, 'x1');
+    expect(t.pending[0]).toMatchObject({ status: 'pending' });
+    expect(t.pending[0].error).toBeUndefined();
+    t = receive(t, [mine(9, 'x1')], 'u_1');
+    expect(t.pending).toEqual([]);
+    expect(seqs(t.messages)).toEqual([9]);
+  });
+
+  it("does not confirm my pending message with someone else's message that has the same clientId", () => {
+    let t = addPending(emptyThread(), { clientId: 'same', conversationId: 'c1', body: 'hi', createdAt: '' });
+    t = receive(t, [msg(1, { clientId: 'same', senderId: 'u_2' })], 'u_1');
+    expect(t.pending.length).toBe(1);
+  });
+});
+
+describe('linkify', () => {
+  it('keeps markup as text and links only http(s)', () => {
+    const parts = linkify('<img src=x onerror=alert(1)> see https://example.com/a?b=1. and javascript:alert(1)');
+    expect(parts[0]).toEqual({ text: '<img src=x onerror=alert(1)> see ' });
+    expect(parts[1]).toEqual({ text: 'https://example.com/a?b=1', href: 'https://example.com/a?b=1' });
+    expect(parts.filter((p) => p.href).length).toBe(1);
+    expect(parts.map((p) => p.text).join('')).toBe('<img src=x onerror=alert(1)> see https://example.com/a?b=1. and javascript:alert(1)');
+  });
+});
