@@ -1,0 +1,431 @@
+// Package accounts holds the account use cases: register, log in, refresh with
+// rotation and reuse detection, log out (here or everywhere), change password,
+// and authenticate an access token.
+package accounts
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley/chatserver/apperr"
+	"github.com/parley-chat/parley/chatserver/audit"
+	"github.com/parley-chat/parley/chatserver/ids"
+	"github.com/parley-chat/parley/chatserver/metrics"
+	"github.com/parley-chat/parley/chatserver/password"
+	"github.com/parley-chat/parley/chatserver/store"
+	"github.com/parley-chat/parley/chatserver/token"
+)
+
+var usernameRE = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
+
+// Meta describes the request an action comes from, for the audit log.
+type Meta struct {
+	IP        string
+	UserAgent string
+}
+
+// Session is what a successful register, login, refresh or password change returns.
+type Session struct {
+	User             *store.User
+	AccessToken      string
+	AccessExpiresAt  time.Time
+	RefreshToken     string
+	RefreshExpiresAt time.Time
+	FamilyID         string
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	UserID    string
+	SessionID string
+	ExpiresAt time.Time
+	TokenID   string // jti: single-use tickets are consumed by it
+}
+
+// DisconnectFunc closes every real-time connection of a user (on every replica).
+type DisconnectFunc func(ctx context.Context, userID, reason string)
+
+// Service implements the account use cases.
+type Service struct {
+	store      store.Store
+	hasher     *password.Hasher
+	tokens     *token.Issuer
+	audit      *audit.Log
+	metrics    *metrics.Metrics
+	log        *slog.Logger
+	refreshTTL time.Duration
+	now        func() time.Time
+	disconnect DisconnectFunc
+}
+
+// Config wires a Service.
+type Config struct {
+	Store      store.Store
+	Hasher     *password.Hasher
+	Tokens     *token.Issuer
+	Audit      *audit.Log
+	Metrics    *metrics.Metrics
+	Logger     *slog.Logger
+	RefreshTTL time.Duration
+	Now        func() time.Time // nil: time.Now
+}
+
+// New returns a Service.
+func New(c Config) *Service {
+	now := c.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: c.Store, hasher: c.Hasher, tokens: c.Tokens, audit: c.Audit, metrics: c.Metrics,
+		log: c.Logger, refreshTTL: c.RefreshTTL, now: now, disconnect: func(context.Context, string, string) {}}
+}
+
+// SetDisconnect sets how to close a user's connections (the real-time hub).
+func (s *Service) SetDisconnect(f DisconnectFunc) { s.disconnect = f }
+
+// NormalizeEmail trims and lower-cases an email address.
+func NormalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
+// NormalizeLogin is the form of a login name used for lookups and rate limits.
+func NormalizeLogin(l string) string { return strings.ToLower(strings.TrimSpace(l)) }
+
+// RegisterInput is a registration request.
+type RegisterInput struct {
+	Username    string
+	Email       string
+	Password    string
+	DisplayName string
+}
+
+func validateRegistration(in *RegisterInput) error {
+	in.Username = strings.ToLower(strings.TrimSpace(in.Username))
+	in.Email = NormalizeEmail(in.Email)
+	in.DisplayName = strings.TrimSpace(in.DisplayName)
+	if !usernameRE.MatchString(in.Username) {
+		return apperr.New(apperr.InvalidRequest, "username must be 3 to 32 characters of a-z, 0-9, _ . -")
+	}
+	if len(in.Email) > 254 {
+		return apperr.New(apperr.InvalidRequest, "email is too long")
+	}
+	if a, err := mail.ParseAddress(in.Email); err != nil || a.Address != in.Email || !strings.Contains(in.Email, ".") {
+		return apperr.New(apperr.InvalidRequest, "email is not a valid address")
+	}
+	if in.DisplayName == "" {
+		in.DisplayName = in.Username
+	}
+	if utf8.RuneCountInString(in.DisplayName) > 64 {
+		return apperr.New(apperr.InvalidRequest, "display name must be at most 64 characters")
+	}
+	if err := password.Check(in.Password); err != nil {
+		return apperr.New(apperr.WeakPassword, "%s", err.Error())
+	}
+	return nil
+}
+
+// Register creates an account and its first session.
+func (s *Service) Register(ctx context.Context, in RegisterInput, meta Meta) (*Session, error) {
+	if err := validateRegistration(&in); err != nil {
+		return nil, err
+	}
+	hash, err := s.hasher.Hash(ctx, in.Password)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: register: %w", err)
+	}
+	u := &store.User{ID: ids.New("u"), Username: in.Username, Email: in.Email, DisplayName: in.DisplayName,
+		PasswordHash: hash, CreatedAt: s.now().UTC()}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, apperr.New(apperr.Conflict, "that username or email is already in use")
+		}
+		return nil, fmt.Errorf("accounts: register: %w", err)
+	}
+	_ = s.audit.Record(ctx, audit.Register, u.ID, u.ID, meta.IP, nil)
+	return s.newSession(ctx, u, ids.New("f"), "")
+}
+
+// Login checks a username or email and password and starts a session. Unknown
+// accounts and wrong passwords get the same error after the same work.
+func (s *Service) Login(ctx context.Context, login, pw string, meta Meta) (*Session, error) {
+	login = NormalizeLogin(login)
+	var u *store.User
+	var err error
+	if strings.Contains(login, "@") {
+		u, err = s.store.UserByEmail(ctx, login)
+	} else {
+		u, err = s.store.UserByUsername(ctx, login)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("accounts: login: %w", err)
+	}
+	if u == nil {
+		s.hasher.VerifyDummy(ctx, pw)
+		s.failed(ctx, "", login, meta, "unknown_account")
+		return nil, apperr.New(apperr.InvalidCredentials, "wrong username, email or password")
+	}
+	ok, err := s.hasher.Verify(ctx, pw, u.PasswordHash)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: login: %w", err)
+	}
+	if !ok {
+		s.failed(ctx, u.ID, login, meta, "wrong_password")
+		return nil, apperr.New(apperr.InvalidCredentials, "wrong username, email or password")
+	}
+	if s.hasher.NeedsRehash(u.PasswordHash) {
+		if h, err := s.hasher.Hash(ctx, pw); err == nil {
+			if err := s.store.UpdatePassword(ctx, u.ID, h, u.TokensValidAfter); err != nil {
+				s.log.Warn("password rehash failed", "user", u.ID, "err", err)
+			}
+		}
+	}
+	_ = s.audit.Record(ctx, audit.LoginOK, u.ID, u.ID, meta.IP, nil)
+	return s.newSession(ctx, u, ids.New("f"), "")
+}
+
+func (s *Service) failed(ctx context.Context, userID, login string, meta Meta, reason string) {
+	if s.metrics != nil {
+		s.metrics.AuthFailures.WithLabelValues(reason).Inc()
+	}
+	_ = s.audit.Record(ctx, audit.LoginFailed, userID, login, meta.IP, map[string]any{"reason": reason})
+}
+
+func hashToken(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+func (s *Service) newSession(ctx context.Context, u *store.User, familyID, parentID string) (*Session, error) {
+	rt, err := s.refreshToken(u.ID, familyID, parentID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.CreateRefreshToken(ctx, &rt.stored); err != nil {
+		return nil, fmt.Errorf("accounts: store refresh token: %w", err)
+	}
+	return s.session(u, rt)
+}
+
+type issued struct {
+	secret string
+	stored store.RefreshToken
+}
+
+func (s *Service) refreshToken(userID, familyID, parentID string) (issued, error) {
+	secret := ids.Secret()
+	now := s.now().UTC()
+	return issued{secret: secret, stored: store.RefreshToken{ID: ids.New("r"), UserID: userID, FamilyID: familyID,
+		ParentID: parentID, TokenHash: hashToken(secret), CreatedAt: now, ExpiresAt: now.Add(s.refreshTTL)}}, nil
+}
+
+func (s *Service) session(u *store.User, rt issued) (*Session, error) {
+	at, exp, err := s.tokens.Access(u.ID, rt.stored.FamilyID)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: access token: %w", err)
+	}
+	return &Session{User: u, AccessToken: at, AccessExpiresAt: exp, RefreshToken: rt.secret,
+		RefreshExpiresAt: rt.stored.ExpiresAt, FamilyID: rt.stored.FamilyID}, nil
+}
+
+// Refresh spends a refresh token and returns a new session in the same family.
+// A token that was already spent revokes the whole family: someone holds a copy.
+func (s *Service) Refresh(ctx context.Context, secret string, meta Meta) (*Session, error) {
+	invalid := apperr.New(apperr.InvalidRefreshToken, "your session has ended; sign in again")
+	if secret == "" {
+		return nil, invalid
+	}
+	old, err := s.store.RefreshTokenByHash(ctx, hashToken(secret))
+	if errors.Is(err, store.ErrNotFound) {
+		s.countFailure("refresh_unknown")
+		return nil, invalid
+	}
+	if err != nil {
+		return nil, fmt.Errorf("accounts: refresh: %w", err)
+	}
+	now := s.now().UTC()
+	if old.RevokedAt != nil {
+		s.countFailure("refresh_revoked")
+		return nil, invalid
+	}
+	if old.UsedAt != nil {
+		return nil, s.reuse(ctx, old, meta)
+	}
+	if !now.Before(old.ExpiresAt) {
+		s.countFailure("refresh_expired")
+		return nil, invalid
+	}
+	u, err := s.store.UserByID(ctx, old.UserID)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: refresh: %w", err)
+	}
+	next, err := s.refreshToken(u.ID, old.FamilyID, old.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.RotateRefreshToken(ctx, old.ID, now, &next.stored); err != nil {
+		if errors.Is(err, store.ErrTokenSpent) {
+			return nil, s.reuse(ctx, old, meta) // lost a race with another use of the same token
+		}
+		return nil, fmt.Errorf("accounts: refresh: %w", err)
+	}
+	_ = s.audit.Record(ctx, audit.Refresh, u.ID, old.FamilyID, meta.IP, nil)
+	return s.session(u, next)
+}
+
+func (s *Service) reuse(ctx context.Context, old *store.RefreshToken, meta Meta) error {
+	n, err := s.store.RevokeRefreshFamily(ctx, old.FamilyID, s.now().UTC())
+	if err != nil {
+		return fmt.Errorf("accounts: revoke family: %w", err)
+	}
+	s.countFailure("refresh_reuse")
+	s.log.Warn("refresh token reuse detected; family revoked", "user", old.UserID, "family", old.FamilyID, "revoked", n)
+	_ = s.audit.Record(ctx, audit.RefreshReuse, old.UserID, old.FamilyID, meta.IP, map[string]any{"revoked": n})
+	return apperr.New(apperr.TokenReused, "this sign-in was used from somewhere else and has been ended for your safety; sign in again")
+}
+
+func (s *Service) countFailure(reason string) {
+	if s.metrics != nil {
+		s.metrics.AuthFailures.WithLabelValues(reason).Inc()
+	}
+}
+
+// Logout revokes the family of a refresh token. Unknown tokens are ignored:
+// logging out always succeeds.
+func (s *Service) Logout(ctx context.Context, secret string, meta Meta) error {
+	if secret == "" {
+		return nil
+	}
+	rt, err := s.store.RefreshTokenByHash(ctx, hashToken(secret))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("accounts: logout: %w", err)
+	}
+	if _, err := s.store.RevokeRefreshFamily(ctx, rt.FamilyID, s.now().UTC()); err != nil {
+		return fmt.Errorf("accounts: logout: %w", err)
+	}
+	_ = s.audit.Record(ctx, audit.Logout, rt.UserID, rt.FamilyID, meta.IP, nil)
+	return nil
+}
+
+// LogoutAll ends every session of the user: refresh tokens revoked, access
+// tokens issued before now refused, real-time connections closed.
+func (s *Service) LogoutAll(ctx context.Context, userID string, meta Meta) error {
+	if err := s.revokeAll(ctx, userID, s.now().UTC()); err != nil {
+		return err
+	}
+	_ = s.audit.Record(ctx, audit.LogoutAll, userID, userID, meta.IP, nil)
+	s.disconnect(ctx, userID, "logged out everywhere")
+	return nil
+}
+
+func (s *Service) revokeAll(ctx context.Context, userID string, now time.Time) error {
+	if err := s.store.SetTokensValidAfter(ctx, userID, now); err != nil {
+		return fmt.Errorf("accounts: logout everywhere: %w", err)
+	}
+	if _, err := s.store.RevokeUserRefreshTokens(ctx, userID, "", now); err != nil {
+		return fmt.Errorf("accounts: logout everywhere: %w", err)
+	}
+	return nil
+}
+
+// ChangePassword checks the current password, sets the new one, ends every
+// other session and returns a fresh one for the caller.
+func (s *Service) ChangePassword(ctx context.Context, userID, current, next string, meta Meta) (*Session, error) {
+	u, err := s.store.UserByID(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: change password: %w", err)
+	}
+	ok, err := s.hasher.Verify(ctx, current, u.PasswordHash)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: change password: %w", err)
+	}
+	if !ok {
+		s.countFailure("wrong_password")
+		return nil, apperr.New(apperr.InvalidCredentials, "the current password is wrong")
+	}
+	if err := password.Check(next); err != nil {
+		return nil, apperr.New(apperr.WeakPassword, "%s", err.Error())
+	}
+	hash, err := s.hasher.Hash(ctx, next)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: change password: %w", err)
+	}
+	now := s.now().UTC()
+	if err := s.store.UpdatePassword(ctx, userID, hash, now); err != nil {
+		return nil, fmt.Errorf("accounts: change password: %w", err)
+	}
+	if _, err := s.store.RevokeUserRefreshTokens(ctx, userID, "", now); err != nil {
+		return nil, fmt.Errorf("accounts: change password: %w", err)
+	}
+	u.PasswordHash, u.TokensValidAfter = hash, now
+	_ = s.audit.Record(ctx, audit.PasswordChanged, userID, userID, meta.IP, nil)
+	s.disconnect(ctx, userID, "password changed")
+	return s.newSession(ctx, u, ids.New("f"), "")
+}
+
+// Authenticate verifies an access token and that its user still accepts it.
+func (s *Service) Authenticate(ctx context.Context, accessToken string) (*Principal, error) {
+	return s.authenticate(ctx, accessToken, token.TypeAccess)
+}
+
+// AuthenticateTicket verifies a WebSocket ticket the same way. The caller
+// makes it single-use by consuming Principal.TokenID.
+func (s *Service) AuthenticateTicket(ctx context.Context, ticket string) (*Principal, error) {
+	return s.authenticate(ctx, ticket, token.TypeTicket)
+}
+
+func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal, error) {
+	unauth := apperr.New(apperr.Unauthorized, "sign in again")
+	c, err := s.tokens.Verify(tok, typ)
+	if err != nil {
+		s.countFailure(typ + "_invalid")
+		unauth.Cause = err
+		return nil, unauth
+	}
+	u, err := s.store.UserByID(ctx, c.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		s.countFailure(typ + "_user_gone")
+		return nil, unauth
+	}
+	if err != nil {
+		return nil, apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
+	}
+	if c.Issued().Before(u.TokensValidAfter) {
+		s.countFailure(typ + "_revoked")
+		return nil, unauth
+	}
+	return &Principal{UserID: u.ID, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt.Time, TokenID: c.ID}, nil
+}
+
+// User returns a user by id.
+func (s *Service) User(ctx context.Context, id string) (*store.User, error) {
+	u, err := s.store.UserByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apperr.New(apperr.NotFound, "no such user")
+	}
+	return u, err
+}
+
+// Search finds users by username prefix or exact email.
+func (s *Service) Search(ctx context.Context, q string, limit int) ([]store.User, error) {
+	q = strings.ToLower(strings.TrimSpace(q))
+	if q == "" {
+		return nil, apperr.New(apperr.InvalidRequest, "q is required")
+	}
+	if limit < 1 || limit > 50 {
+		limit = 20
+	}
+	return s.store.SearchUsers(ctx, q, limit)
+}
+
+// Tokens returns the issuer (for WebSocket tickets).
+func (s *Service) Tokens() *token.Issuer { return s.tokens }

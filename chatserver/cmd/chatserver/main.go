@@ -1,0 +1,46 @@
+// Command chatserver runs one Parley chat server. With no configuration it
+// uses the embedded default: SQLite and a generated keyring in ./data, an
+// in-process backplane, and the web client on http://127.0.0.1:8080.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/parley-chat/parley/chatserver/config"
+	"github.com/parley-chat/parley/chatserver/server"
+	"github.com/parley-chat/parley/chatserver/web"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "chatserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := config.Load(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		config.Usage(os.Stdout)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.New(ctx, cfg, log, server.Options{Web: web.Files()})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "Parley is running: open http://%s/ (Ctrl-C stops it)\n", srv.Addr())
+	return srv.Run(ctx)
+}

@@ -1,0 +1,394 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/parley-chat/parley/chatserver/accounts"
+	"github.com/parley-chat/parley/chatserver/apperr"
+	"github.com/parley-chat/parley/chatserver/protocol"
+)
+
+type sessionBody struct {
+	User                  protocol.User `json:"user"`
+	AccessToken           string        `json:"accessToken"`
+	AccessTokenExpiresAt  time.Time     `json:"accessTokenExpiresAt"`
+	RefreshToken          string        `json:"refreshToken,omitempty"`
+	RefreshTokenExpiresAt time.Time     `json:"refreshTokenExpiresAt"`
+}
+
+func (a *API) meta(c *gin.Context) accounts.Meta {
+	return accounts.Meta{IP: a.clientIP(c), UserAgent: c.Request.UserAgent()}
+}
+
+// writeSession answers with a session. The refresh token goes in the HttpOnly
+// cookie, or in the body when the client asked for "session": "body".
+func (a *API) writeSession(c *gin.Context, status int, s *accounts.Session, mode string) {
+	body := sessionBody{User: userView(s.User, true), AccessToken: s.AccessToken,
+		AccessTokenExpiresAt: s.AccessExpiresAt.UTC(), RefreshTokenExpiresAt: s.RefreshExpiresAt.UTC()}
+	if mode == "body" {
+		body.RefreshToken = s.RefreshToken
+	} else {
+		a.setRefreshCookie(c, s.RefreshToken, int(time.Until(s.RefreshExpiresAt).Seconds()))
+	}
+	c.JSON(status, body)
+}
+
+func (a *API) setRefreshCookie(c *gin.Context, value string, maxAge int) {
+	http.SetCookie(c.Writer, &http.Cookie{Name: refreshCookie, Value: value, Path: "/api/v1/auth",
+		MaxAge: maxAge, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+}
+
+func sessionMode(m string) (string, error) {
+	switch m {
+	case "", "cookie":
+		return "cookie", nil
+	case "body":
+		return "body", nil
+	}
+	return "", apperr.New(apperr.InvalidRequest, `session must be "cookie" or "body"`)
+}
+
+func (a *API) register(c *gin.Context) {
+	var in struct {
+		Username    string `json:"username"`
+		Email       string `json:"email"`
+		Password    string `json:"password"`
+		DisplayName string `json:"displayName"`
+		Session     string `json:"session"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	mode, err := sessionMode(in.Session)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if !a.allow(c, LimitLogin, "ip:"+a.clientIP(c), "acct:"+accounts.NormalizeEmail(in.Email)) {
+		return
+	}
+	s, err := a.accounts.Register(c.Request.Context(), accounts.RegisterInput{Username: in.Username,
+		Email: in.Email, Password: in.Password, DisplayName: in.DisplayName}, a.meta(c))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.writeSession(c, http.StatusCreated, s, mode)
+}
+
+func (a *API) login(c *gin.Context) {
+	var in struct {
+		Login    string `json:"login"`
+		Password string `json:"password"`
+		Session  string `json:"session"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	mode, err := sessionMode(in.Session)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if in.Login == "" || in.Password == "" {
+		a.fail(c, apperr.New(apperr.InvalidRequest, "login and password are required"))
+		return
+	}
+	if !a.allow(c, LimitLogin, "ip:"+a.clientIP(c), "acct:"+accounts.NormalizeLogin(in.Login)) {
+		return
+	}
+	s, err := a.accounts.Login(c.Request.Context(), in.Login, in.Password, a.meta(c))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.writeSession(c, http.StatusOK, s, mode)
+}
+
+// refreshSecret reads the refresh token from the body or, failing that, the
+// cookie. It reports which, so the answer goes back the same way.
+func (a *API) refreshSecret(c *gin.Context) (secret, mode string, err error) {
+	var in struct {
+		RefreshToken string `json:"refreshToken"`
+	}
+	if c.Request.ContentLength != 0 {
+		if err := bind(c, &in); err != nil {
+			return "", "", err
+		}
+	}
+	if in.RefreshToken != "" {
+		return in.RefreshToken, "body", nil
+	}
+	ck, _ := c.Cookie(refreshCookie)
+	return ck, "cookie", nil
+}
+
+func (a *API) refresh(c *gin.Context) {
+	secret, mode, err := a.refreshSecret(c)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	s, err := a.accounts.Refresh(c.Request.Context(), secret, a.meta(c))
+	if err != nil {
+		if mode == "cookie" && (apperr.Is(err, apperr.InvalidRefreshToken) || apperr.Is(err, apperr.TokenReused)) {
+			a.setRefreshCookie(c, "", -1)
+		}
+		a.fail(c, err)
+		return
+	}
+	a.writeSession(c, http.StatusOK, s, mode)
+}
+
+func (a *API) logout(c *gin.Context) {
+	secret, _, err := a.refreshSecret(c)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if err := a.accounts.Logout(c.Request.Context(), secret, a.meta(c)); err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.setRefreshCookie(c, "", -1)
+	c.Status(http.StatusNoContent)
+}
+
+func (a *API) logoutAll(c *gin.Context) {
+	if err := a.accounts.LogoutAll(c.Request.Context(), c.GetString("user_id"), a.meta(c)); err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.setRefreshCookie(c, "", -1)
+	c.Status(http.StatusNoContent)
+}
+
+func (a *API) changePassword(c *gin.Context) {
+	var in struct {
+		CurrentPassword string `json:"currentPassword"`
+		NewPassword     string `json:"newPassword"`
+		Session         string `json:"session"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	mode, err := sessionMode(in.Session)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	uid := c.GetString("user_id")
+	if !a.allow(c, LimitLogin, "ip:"+a.clientIP(c), "acct-id:"+uid) {
+		return
+	}
+	s, err := a.accounts.ChangePassword(c.Request.Context(), uid, in.CurrentPassword, in.NewPassword, a.meta(c))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	a.writeSession(c, http.StatusOK, s, mode)
+}
+
+func (a *API) me(c *gin.Context) {
+	u, err := a.accounts.User(c.Request.Context(), c.GetString("user_id"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, userView(u, true))
+}
+
+func (a *API) searchUsers(c *gin.Context) {
+	limit, _ := strconv.Atoi(c.Query("limit"))
+	users, err := a.accounts.Search(c.Request.Context(), c.Query("q"), limit)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	out := make([]protocol.User, 0, len(users))
+	for i := range users {
+		out = append(out, userView(&users[i], false))
+	}
+	c.JSON(http.StatusOK, gin.H{"users": out})
+}
+
+func (a *API) wsTicket(c *gin.Context) {
+	t, exp, err := a.accounts.Tokens().Ticket(c.GetString("user_id"), c.GetString("session_id"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ticket": t, "expiresAt": exp.UTC()})
+}
+
+func (a *API) listConversations(c *gin.Context) {
+	convs, err := a.msgs.List(c.Request.Context(), c.GetString("user_id"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if convs == nil {
+		convs = []protocol.Conversation{}
+	}
+	c.JSON(http.StatusOK, gin.H{"conversations": convs})
+}
+
+func (a *API) createDirect(c *gin.Context) {
+	var in struct {
+		UserID string `json:"userId"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	v, created, err := a.msgs.CreateDirect(c.Request.Context(), c.GetString("user_id"), in.UserID)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.JSON(status, v)
+}
+
+func (a *API) createGroup(c *gin.Context) {
+	var in struct {
+		Title     string   `json:"title"`
+		MemberIDs []string `json:"memberIds"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	v, err := a.msgs.CreateGroup(c.Request.Context(), c.GetString("user_id"), in.Title, in.MemberIDs)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, v)
+}
+
+func (a *API) getConversation(c *gin.Context) {
+	v, err := a.msgs.Conversation(c.Request.Context(), c.GetString("user_id"), c.Param("id"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, v)
+}
+
+func (a *API) addMember(c *gin.Context) {
+	var in struct {
+		UserID string `json:"userId"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	v, err := a.msgs.AddMember(c.Request.Context(), c.GetString("user_id"), c.Param("id"), in.UserID)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, v)
+}
+
+func (a *API) removeMember(c *gin.Context) {
+	if err := a.msgs.RemoveMember(c.Request.Context(), c.GetString("user_id"), c.Param("id"), c.Param("userId")); err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func querySeq(c *gin.Context, name string) (int64, error) {
+	v := c.Query(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, apperr.New(apperr.InvalidRequest, "%s must be a whole number >= 0", name)
+	}
+	return n, nil
+}
+
+func (a *API) history(c *gin.Context) {
+	before, err := querySeq(c, "before")
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	after, err := querySeq(c, "after")
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	limit, err := querySeq(c, "limit")
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	msgs, more, err := a.msgs.History(c.Request.Context(), c.GetString("user_id"), c.Param("id"), before, after, int(limit))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	if msgs == nil {
+		msgs = []protocol.Message{}
+	}
+	c.JSON(http.StatusOK, gin.H{"messages": msgs, "hasMore": more})
+}
+
+func (a *API) sendMessage(c *gin.Context) {
+	var in struct {
+		ClientID string  `json:"clientId"`
+		Body     *string `json:"body"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if in.Body == nil {
+		a.fail(c, apperr.New(apperr.InvalidRequest, "body is required"))
+		return
+	}
+	m, created, err := a.msgs.Send(c.Request.Context(), c.GetString("user_id"), c.Param("id"), in.ClientID, *in.Body)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		if a.metrics != nil {
+			a.metrics.MessagesSent.WithLabelValues("rest").Inc()
+		}
+	}
+	c.JSON(status, m)
+}
+
+func (a *API) markRead(c *gin.Context) {
+	var in struct {
+		Seq int64 `json:"seq"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	read, err := a.msgs.MarkRead(c.Request.Context(), c.GetString("user_id"), c.Param("id"), in.Seq)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"readSeq": read})
+}

@@ -1,0 +1,230 @@
+// Package httpapi serves Parley's REST API (docs/api.md), the WebSocket
+// endpoint, health, metrics and the embedded web client, with Gin.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parley-chat/parley/chatserver/accounts"
+	"github.com/parley-chat/parley/chatserver/apperr"
+	"github.com/parley-chat/parley/chatserver/messaging"
+	"github.com/parley-chat/parley/chatserver/metrics"
+	"github.com/parley-chat/parley/chatserver/protocol"
+	"github.com/parley-chat/parley/chatserver/ratelimit"
+	"github.com/parley-chat/parley/chatserver/realtime"
+	"github.com/parley-chat/parley/chatserver/store"
+)
+
+// Rate limit names.
+const (
+	LimitLogin = "login" // login and register, per IP and per account
+)
+
+const refreshCookie = "parley_refresh"
+
+// Checker reports whether a dependency is usable (for /readyz).
+type Checker func(ctx context.Context) error
+
+// API is the HTTP surface.
+type API struct {
+	accounts   *accounts.Service
+	msgs       *messaging.Service
+	hub        *realtime.Hub
+	metrics    *metrics.Metrics
+	log        *slog.Logger
+	limits     map[string]ratelimit.Limiter
+	proxies    []*net.IPNet
+	web        fs.FS
+	ready      map[string]Checker
+	refreshTTL time.Duration
+}
+
+// Config wires an API.
+type Config struct {
+	Accounts       *accounts.Service
+	Messages       *messaging.Service
+	Hub            *realtime.Hub
+	Metrics        *metrics.Metrics
+	Logger         *slog.Logger
+	LoginLimit     ratelimit.Limiter
+	TrustedProxies []*net.IPNet
+	Web            fs.FS // the built web client; may hold no index.html
+	Ready          map[string]Checker
+	RefreshTTL     time.Duration
+}
+
+// New returns the API.
+func New(c Config) *API {
+	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: c.Metrics, log: c.Logger,
+		limits: map[string]ratelimit.Limiter{LimitLogin: c.LoginLimit}, proxies: c.TrustedProxies,
+		web: c.Web, ready: c.Ready, refreshTTL: c.RefreshTTL}
+}
+
+// Handler builds the Gin engine.
+func (a *API) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	_ = r.SetTrustedProxies(nil) // client IPs come from clientIP, which knows our proxies
+	r.Use(requestID(), a.accessLog(), a.recovery(), a.securityHeaders(), bodyLimit())
+
+	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
+	r.GET("/readyz", a.readyz)
+	if a.metrics != nil {
+		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{})))
+	}
+
+	v1 := r.Group("/api/v1")
+	auth := v1.Group("/auth")
+	auth.POST("/register", a.register)
+	auth.POST("/login", a.login)
+	auth.POST("/refresh", a.sameOrigin(), a.refresh)
+	auth.POST("/logout", a.sameOrigin(), a.logout)
+
+	authed := v1.Group("", a.authenticate())
+	authed.POST("/auth/logout-all", a.logoutAll)
+	authed.POST("/auth/password", a.changePassword)
+	authed.GET("/me", a.me)
+	authed.GET("/users", a.searchUsers)
+	authed.POST("/ws/ticket", a.wsTicket)
+	authed.GET("/conversations", a.listConversations)
+	authed.POST("/conversations/direct", a.createDirect)
+	authed.POST("/conversations/group", a.createGroup)
+	authed.GET("/conversations/:id", a.getConversation)
+	authed.POST("/conversations/:id/members", a.addMember)
+	authed.DELETE("/conversations/:id/members/:userId", a.removeMember)
+	authed.GET("/conversations/:id/messages", a.history)
+	authed.POST("/conversations/:id/messages", a.sendMessage)
+	authed.POST("/conversations/:id/read", a.markRead)
+
+	v1.GET("/ws", gin.WrapH(a.hub))
+
+	r.NoMethod(func(c *gin.Context) {
+		writeErr(c, apperr.New(apperr.InvalidRequest, "method %s not allowed here", c.Request.Method))
+	})
+	r.NoRoute(a.static)
+	return r
+}
+
+// writeErr writes the error shape of docs/api.md.
+func writeErr(c *gin.Context, err error) {
+	e := apperr.From(err)
+	body := gin.H{"code": e.Code, "message": e.Message}
+	if e.RetryAfter > 0 {
+		secs := int((e.RetryAfter + time.Second - 1) / time.Second)
+		c.Header("Retry-After", strconv.Itoa(secs))
+		body["retryAfter"] = secs
+	}
+	c.AbortWithStatusJSON(e.Status(), gin.H{"error": body})
+}
+
+// fail logs server-side errors and writes the response.
+func (a *API) fail(c *gin.Context, err error) {
+	e := apperr.From(err)
+	if e.Code == apperr.Internal || e.Code == apperr.Unavailable {
+		a.log.Error("request failed", "request_id", c.GetString("request_id"), "route", c.FullPath(), "err", err)
+		if e.Code == apperr.Internal {
+			e = apperr.New(apperr.Internal, "internal error (request %s)", c.GetString("request_id"))
+		}
+	}
+	writeErr(c, e)
+}
+
+// bind decodes a JSON body strictly: unknown fields and trailing data are errors.
+func bind(c *gin.Context, v any) error {
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			return apperr.New(apperr.RequestTooLarge, "request body is larger than %d bytes", maxBody)
+		case errors.Is(err, io.EOF):
+			return apperr.New(apperr.InvalidRequest, "request body must be a JSON object")
+		default:
+			return apperr.New(apperr.InvalidRequest, "invalid JSON: %s", err.Error())
+		}
+	}
+	if dec.More() {
+		return apperr.New(apperr.InvalidRequest, "invalid JSON: data after the object")
+	}
+	return nil
+}
+
+func (a *API) readyz(c *gin.Context) {
+	if a.hub.Draining() {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "draining"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	checks := gin.H{}
+	ok := true
+	for name, check := range a.ready {
+		if err := check(ctx); err != nil {
+			checks[name] = err.Error()
+			ok = false
+		} else {
+			checks[name] = "ok"
+		}
+	}
+	if !ok {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": checks})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "checks": checks})
+}
+
+func userView(u *store.User, self bool) protocol.User {
+	v := protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName}
+	if self {
+		v.Email = u.Email
+	}
+	return v
+}
+
+// static serves the web client: files under /assets/ with long caching, and
+// index.html for every other path that is not the API (client-side routes).
+func (a *API) static(c *gin.Context) {
+	p := c.Request.URL.Path
+	if strings.HasPrefix(p, "/api/") || (c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead) {
+		writeErr(c, apperr.New(apperr.NotFound, "no such endpoint"))
+		return
+	}
+	if a.web != nil && strings.HasPrefix(p, "/assets/") {
+		name := strings.TrimPrefix(p, "/")
+		if st, err := fs.Stat(a.web, name); err == nil && !st.IsDir() {
+			c.Header("Cache-Control", "public, max-age=31536000, immutable")
+			c.FileFromFS(name, http.FS(a.web))
+			return
+		}
+		writeErr(c, apperr.New(apperr.NotFound, "no such file"))
+		return
+	}
+	if a.web != nil {
+		if st, err := fs.Stat(a.web, strings.TrimPrefix(p, "/")); err == nil && !st.IsDir() && p != "/index.html" {
+			c.FileFromFS(strings.TrimPrefix(p, "/"), http.FS(a.web))
+			return
+		}
+		if index, err := fs.ReadFile(a.web, "index.html"); err == nil {
+			c.Header("Cache-Control", "no-cache")
+			c.Data(http.StatusOK, "text/html; charset=utf-8", index)
+			return
+		}
+	}
+	c.Header("Cache-Control", "no-cache")
+	c.String(http.StatusOK, "Parley API is running. The web client was not built into this binary: run `make web` (or `make run`).\n")
+}

@@ -1,0 +1,315 @@
+package messaging
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley/chatserver/apperr"
+	"github.com/parley-chat/parley/chatserver/audit"
+	"github.com/parley-chat/parley/chatserver/ids"
+	"github.com/parley-chat/parley/chatserver/protocol"
+	"github.com/parley-chat/parley/chatserver/store"
+)
+
+// DirectKey is the unique key of the direct conversation between two users.
+func DirectKey(a, b string) string {
+	if a > b {
+		a, b = b, a
+	}
+	return a + ":" + b
+}
+
+// CreateDirect returns the direct conversation between userID and otherID,
+// creating it when it does not exist (created reports which).
+func (s *Service) CreateDirect(ctx context.Context, userID, otherID string) (*protocol.Conversation, bool, error) {
+	if otherID == "" || otherID == userID {
+		return nil, false, apperr.New(apperr.InvalidRequest, "userId must name another user")
+	}
+	if _, err := s.store.UserByID(ctx, otherID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, false, apperr.New(apperr.NotFound, "no such user")
+		}
+		return nil, false, unavailable(err)
+	}
+	key := DirectKey(userID, otherID)
+	existing, err := s.store.ConversationByDirectKey(ctx, key)
+	if err == nil {
+		v, err := s.Conversation(ctx, userID, existing.ID)
+		return v, false, err
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, false, unavailable(err)
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	c := &store.Conversation{ID: ids.New("c"), Kind: store.KindDirect, DirectKey: key, CreatedBy: userID,
+		CreatedAt: now, LastActivity: now}
+	members := []store.Member{
+		{ConversationID: c.ID, UserID: userID, Role: store.RoleMember, JoinedAt: now},
+		{ConversationID: c.ID, UserID: otherID, Role: store.RoleMember, JoinedAt: now},
+	}
+	if err := s.store.CreateConversation(ctx, c, members); err != nil {
+		if errors.Is(err, store.ErrConflict) { // created by the other side meanwhile
+			existing, err := s.store.ConversationByDirectKey(ctx, key)
+			if err != nil {
+				return nil, false, unavailable(err)
+			}
+			v, err := s.Conversation(ctx, userID, existing.ID)
+			return v, false, err
+		}
+		return nil, false, unavailable(err)
+	}
+	_ = s.audit.Record(ctx, audit.ConvCreated, userID, c.ID, "", map[string]any{"kind": store.KindDirect})
+	s.announceConversation(ctx, c.ID, otherID)
+	v, err := s.Conversation(ctx, userID, c.ID)
+	return v, true, err
+}
+
+// CreateGroup creates a group owned by userID with the given members.
+func (s *Service) CreateGroup(ctx context.Context, userID, title string, memberIDs []string) (*protocol.Conversation, error) {
+	title = strings.TrimSpace(title)
+	if title == "" || utf8.RuneCountInString(title) > MaxTitleChars {
+		return nil, apperr.New(apperr.InvalidRequest, "title must be 1 to %d characters", MaxTitleChars)
+	}
+	set := map[string]bool{}
+	for _, id := range memberIDs {
+		if id != userID && id != "" {
+			set[id] = true
+		}
+	}
+	if len(set)+1 > MaxGroupMembers {
+		return nil, apperr.New(apperr.InvalidRequest, "a group has at most %d members", MaxGroupMembers)
+	}
+	others := make([]string, 0, len(set))
+	for id := range set {
+		others = append(others, id)
+	}
+	sort.Strings(others)
+	if len(others) > 0 {
+		found, err := s.store.UsersByIDs(ctx, others)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if len(found) != len(others) {
+			return nil, apperr.New(apperr.InvalidRequest, "memberIds names a user that does not exist")
+		}
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	id := ids.New("c")
+	sealedTitle, _, err := s.keys.Seal(ctx, titleAAD(id), []byte(title))
+	if err != nil {
+		return nil, err
+	}
+	c := &store.Conversation{ID: id, Kind: store.KindGroup, TitleSealed: sealedTitle, CreatedBy: userID,
+		CreatedAt: now, LastActivity: now}
+	members := []store.Member{{ConversationID: id, UserID: userID, Role: store.RoleOwner, JoinedAt: now}}
+	for _, o := range others {
+		members = append(members, store.Member{ConversationID: id, UserID: o, Role: store.RoleMember, JoinedAt: now})
+	}
+	if err := s.store.CreateConversation(ctx, c, members); err != nil {
+		return nil, unavailable(err)
+	}
+	_ = s.audit.Record(ctx, audit.ConvCreated, userID, id, "", map[string]any{"kind": store.KindGroup, "members": len(members)})
+	for _, o := range others {
+		s.announceConversation(ctx, id, o)
+	}
+	return s.Conversation(ctx, userID, id)
+}
+
+// announceConversation sends userID a "conversation" frame with its view of convID.
+func (s *Service) announceConversation(ctx context.Context, convID, userID string) {
+	v, err := s.Conversation(ctx, userID, convID)
+	if err != nil {
+		s.log.Warn("announce conversation failed", "conversation", convID, "err", err)
+		return
+	}
+	frame, _ := json.Marshal(protocol.ServerFrame{Type: "conversation", Conversation: v})
+	s.publish(ctx, userID, protocol.Envelope(protocol.KindFrame, time.Time{}, frame))
+}
+
+func (s *Service) group(ctx context.Context, actorID, convID string) (*store.Conversation, *store.Member, error) {
+	actor, err := s.member(ctx, convID, actorID)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.store.Conversation(ctx, convID)
+	if err != nil {
+		return nil, nil, unavailable(err)
+	}
+	if c.Kind != store.KindGroup {
+		return nil, nil, apperr.New(apperr.Forbidden, "members can only be changed in groups")
+	}
+	return c, actor, nil
+}
+
+func canManage(role string) bool { return role == store.RoleOwner || role == store.RoleAdmin }
+
+// AddMember adds userID to a group; the actor must be its owner or an admin.
+func (s *Service) AddMember(ctx context.Context, actorID, convID, userID string) (*protocol.Conversation, error) {
+	_, actor, err := s.group(ctx, actorID, convID)
+	if err != nil {
+		return nil, err
+	}
+	if !canManage(actor.Role) {
+		return nil, apperr.New(apperr.Forbidden, "only the group's owner or an admin can add people")
+	}
+	if _, err := s.store.UserByID(ctx, userID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, apperr.New(apperr.NotFound, "no such user")
+		}
+		return nil, unavailable(err)
+	}
+	members, err := s.store.Members(ctx, convID)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if len(members) >= MaxGroupMembers {
+		return nil, apperr.New(apperr.InvalidRequest, "a group has at most %d members", MaxGroupMembers)
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	if err := s.store.AddMember(ctx, store.Member{ConversationID: convID, UserID: userID, Role: store.RoleMember, JoinedAt: now}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, apperr.New(apperr.Conflict, "already a member")
+		}
+		return nil, unavailable(err)
+	}
+	_ = s.audit.Record(ctx, audit.MemberAdded, actorID, convID, "", map[string]any{"user": userID})
+	for _, m := range append(members, store.Member{UserID: userID}) {
+		s.announceConversation(ctx, convID, m.UserID)
+	}
+	return s.Conversation(ctx, actorID, convID)
+}
+
+// RemoveMember removes userID from a group. Anyone may leave (except the
+// owner); the owner and admins may remove anyone but the owner.
+func (s *Service) RemoveMember(ctx context.Context, actorID, convID, userID string) error {
+	_, actor, err := s.group(ctx, actorID, convID)
+	if err != nil {
+		return err
+	}
+	target, err := s.store.Member(ctx, convID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return apperr.New(apperr.NotFound, "that person is not a member")
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	switch {
+	case target.Role == store.RoleOwner:
+		return apperr.New(apperr.Forbidden, "the owner cannot be removed or leave the group")
+	case actorID != userID && !canManage(actor.Role):
+		return apperr.New(apperr.Forbidden, "only the group's owner or an admin can remove people")
+	}
+	if err := s.store.RemoveMember(ctx, convID, userID); err != nil {
+		return unavailable(err)
+	}
+	_ = s.audit.Record(ctx, audit.MemberRemoved, actorID, convID, "", map[string]any{"user": userID})
+	frame, _ := json.Marshal(protocol.ServerFrame{Type: "removed", ConversationID: convID})
+	s.publish(ctx, userID, protocol.Envelope(protocol.KindFrame, time.Time{}, frame))
+	members, err := s.store.Members(ctx, convID)
+	if err == nil {
+		for _, m := range members {
+			s.announceConversation(ctx, convID, m.UserID)
+		}
+	}
+	return nil
+}
+
+// List returns the user's conversations, most recent activity first.
+func (s *Service) List(ctx context.Context, userID string) ([]protocol.Conversation, error) {
+	sums, err := s.store.ListConversations(ctx, userID)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return s.views(ctx, sums)
+}
+
+// Conversation returns one conversation as userID sees it.
+func (s *Service) Conversation(ctx context.Context, userID, convID string) (*protocol.Conversation, error) {
+	if _, err := s.member(ctx, convID, userID); err != nil {
+		return nil, err
+	}
+	// ListConversations computes unread counts and last messages in one place;
+	// filtering it keeps a single definition of both.
+	sums, err := s.store.ListConversations(ctx, userID)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	for _, sum := range sums {
+		if sum.ID == convID {
+			v, err := s.views(ctx, []store.ConversationSummary{sum})
+			if err != nil {
+				return nil, err
+			}
+			return &v[0], nil
+		}
+	}
+	return nil, notFound()
+}
+
+func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) ([]protocol.Conversation, error) {
+	idSet := map[string]bool{}
+	for _, c := range sums {
+		for _, id := range c.MemberIDs {
+			idSet[id] = true
+		}
+	}
+	userIDs := make([]string, 0, len(idSet))
+	for id := range idSet {
+		userIDs = append(userIDs, id)
+	}
+	users := map[string]store.User{}
+	if len(userIDs) > 0 {
+		list, err := s.store.UsersByIDs(ctx, userIDs)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		for _, u := range list {
+			users[u.ID] = u
+		}
+	}
+	status, err := s.presence.Status(ctx, userIDs)
+	if err != nil {
+		s.log.Warn("presence lookup failed", "err", err)
+	}
+	out := make([]protocol.Conversation, 0, len(sums))
+	for _, c := range sums {
+		v := protocol.Conversation{ID: c.ID, Kind: c.Kind, LastSeq: c.LastSeq, ReadSeq: c.ReadSeq, Unread: c.Unread,
+			LastActivity: c.LastActivity, CreatedAt: c.CreatedAt}
+		if c.TitleSealed != "" {
+			t, err := s.keys.Open(c.TitleSealed, titleAAD(c.ID))
+			if err != nil {
+				s.log.Error("conversation title failed to decrypt", "conversation", c.ID, "err", err)
+			}
+			v.Title = string(t)
+		}
+		if c.LastMessage != nil {
+			m := s.view(c.LastMessage)
+			v.LastMessage = &m
+		}
+		roles := map[string]string{}
+		if ms, err := s.store.Members(ctx, c.ID); err == nil {
+			for _, m := range ms {
+				roles[m.UserID] = m.Role
+			}
+		}
+		for _, id := range c.MemberIDs {
+			u := users[id]
+			m := protocol.Member{ID: id, Username: u.Username, DisplayName: u.DisplayName, Role: roles[id]}
+			if st, ok := status[id]; ok {
+				m.Online = st.Online
+				if !st.LastSeen.IsZero() {
+					ls := st.LastSeen.UTC()
+					m.LastSeen = &ls
+				}
+			}
+			v.Members = append(v.Members, m)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

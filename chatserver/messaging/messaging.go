@@ -1,0 +1,336 @@
+// Package messaging holds the conversation and message use cases: membership
+// checks, validation, encryption, persistence and publication. Both transports
+// (REST and WebSocket) call it, so every rule holds whichever one is used.
+package messaging
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley/chatserver/apperr"
+	"github.com/parley-chat/parley/chatserver/audit"
+	"github.com/parley-chat/parley/chatserver/backplane"
+	"github.com/parley-chat/parley/chatserver/ids"
+	"github.com/parley-chat/parley/chatserver/keyring"
+	"github.com/parley-chat/parley/chatserver/metrics"
+	"github.com/parley-chat/parley/chatserver/presence"
+	"github.com/parley-chat/parley/chatserver/protocol"
+	"github.com/parley-chat/parley/chatserver/ratelimit"
+	"github.com/parley-chat/parley/chatserver/store"
+)
+
+// Limits.
+const (
+	MaxGroupMembers = 256
+	MaxTitleChars   = 100
+	MaxHistoryLimit = 200
+	DefaultHistory  = 50
+	MaxSyncConvs    = 1000
+)
+
+var clientIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Service implements the messaging use cases.
+type Service struct {
+	store    store.Store
+	keys     *keyring.Keyring
+	bp       backplane.Backplane
+	presence presence.Tracker
+	audit    *audit.Log
+	limiter  ratelimit.Limiter
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	maxChars int
+	now      func() time.Time
+}
+
+// Config wires a Service.
+type Config struct {
+	Store        store.Store
+	Keys         *keyring.Keyring
+	Backplane    backplane.Backplane
+	Presence     presence.Tracker
+	Audit        *audit.Log
+	MessageLimit ratelimit.Limiter // per user
+	Metrics      *metrics.Metrics
+	Logger       *slog.Logger
+	MaxBodyChars int
+	Now          func() time.Time
+}
+
+// New returns a Service.
+func New(c Config) *Service {
+	now := c.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: c.Store, keys: c.Keys, bp: c.Backplane, presence: c.Presence, audit: c.Audit,
+		limiter: c.MessageLimit, metrics: c.Metrics, log: c.Logger, maxChars: c.MaxBodyChars, now: now}
+}
+
+// MaxBodyChars is the message length limit in characters.
+func (s *Service) MaxBodyChars() int { return s.maxChars }
+
+func notFound() error { return apperr.New(apperr.NotFound, "no such conversation") }
+
+// member returns the caller's membership, or not_found: a non-member learns
+// nothing, not even that the conversation exists.
+func (s *Service) member(ctx context.Context, convID, userID string) (*store.Member, error) {
+	m, err := s.store.Member(ctx, convID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound()
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return m, nil
+}
+
+func unavailable(err error) error {
+	return apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable; nothing was saved")
+}
+
+func msgAAD(convID, msgID string) []byte { return []byte("msg|" + convID + "|" + msgID) }
+func titleAAD(convID string) []byte      { return []byte("conv-title|" + convID) }
+
+// ValidateBody applies the message rules: not empty or blank, at most the
+// configured number of characters, valid UTF-8.
+func (s *Service) ValidateBody(body string) error {
+	if strings.TrimSpace(body) == "" {
+		return apperr.New(apperr.MessageEmpty, "a message cannot be empty")
+	}
+	if !utf8.ValidString(body) {
+		return apperr.New(apperr.InvalidRequest, "message is not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(body); n > s.maxChars {
+		return apperr.New(apperr.MessageTooLong, "message is %d characters long; the limit is %d", n, s.maxChars)
+	}
+	return nil
+}
+
+// Send stores a message and delivers it to every member's connections. A
+// clientID used before by the same sender in the same conversation returns
+// the stored message with created=false and stores nothing.
+func (s *Service) Send(ctx context.Context, userID, convID, clientID, body string) (*protocol.Message, bool, error) {
+	if clientID == "" {
+		clientID = ids.New("c")
+	}
+	if !clientIDRE.MatchString(clientID) {
+		return nil, false, apperr.New(apperr.InvalidRequest, "clientId must be 1 to 64 characters of A-Z a-z 0-9 _ -")
+	}
+	if err := s.ValidateBody(body); err != nil {
+		return nil, false, err
+	}
+	if _, err := s.member(ctx, convID, userID); err != nil {
+		return nil, false, err
+	}
+	if s.limiter != nil {
+		ok, wait, err := s.limiter.Allow(ctx, "msg:"+userID)
+		if err != nil {
+			s.log.Warn("message rate limiter failed; allowing", "err", err)
+		} else if !ok {
+			if s.metrics != nil {
+				s.metrics.RateLimited.WithLabelValues("messages").Inc()
+			}
+			return nil, false, &apperr.Error{Code: apperr.RateLimited, RetryAfter: wait,
+				Message: "you are sending messages too fast; wait a moment"}
+		}
+	}
+	msgID := ids.New("m")
+	sealed, kid, err := s.keys.Seal(ctx, msgAAD(convID, msgID), []byte(body))
+	if err != nil {
+		return nil, false, fmt.Errorf("messaging: seal: %w", err)
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	stored, created, err := s.store.AppendMessage(ctx, &store.Message{ConversationID: convID, ID: msgID,
+		SenderID: userID, ClientID: clientID, BodySealed: sealed, KeyID: kid, CreatedAt: now})
+	if err != nil {
+		return nil, false, unavailable(err)
+	}
+	view := s.view(stored)
+	if !created {
+		return &view, false, nil
+	}
+	frame, _ := json.Marshal(protocol.ServerFrame{Type: "message", Message: &view})
+	s.publishToMembers(ctx, convID, "", protocol.Envelope(protocol.KindFrame, now, frame))
+	return &view, true, nil
+}
+
+func (s *Service) view(m *store.Message) protocol.Message {
+	v := protocol.Message{ID: m.ID, ConversationID: m.ConversationID, Seq: m.Seq, SenderID: m.SenderID,
+		ClientID: m.ClientID, CreatedAt: m.CreatedAt}
+	pt, err := s.keys.Open(m.BodySealed, msgAAD(m.ConversationID, m.ID))
+	if err != nil {
+		s.log.Error("message failed to decrypt", "conversation", m.ConversationID, "message", m.ID,
+			"kid", keyring.KeyID(m.BodySealed), "err", err)
+		v.Undecryptable = true
+		return v
+	}
+	v.Body = string(pt)
+	return v
+}
+
+// publishToMembers sends an envelope to every member's topic except skip.
+// A backplane failure is logged, not returned: the message is stored and
+// clients catch up through their cursors.
+func (s *Service) publishToMembers(ctx context.Context, convID, skip string, env []byte) {
+	members, err := s.store.Members(ctx, convID)
+	if err != nil {
+		s.log.Error("publish: members lookup failed", "conversation", convID, "err", err)
+		return
+	}
+	for _, m := range members {
+		if m.UserID != skip {
+			s.publish(ctx, m.UserID, env)
+		}
+	}
+}
+
+func (s *Service) publish(ctx context.Context, userID string, env []byte) {
+	if err := s.bp.Publish(ctx, backplane.UserTopic(userID), env); err != nil {
+		if s.metrics != nil {
+			s.metrics.BackplaneErrors.Inc()
+		}
+		s.log.Warn("backplane publish failed", "err", err)
+	}
+}
+
+// History returns up to limit messages before or after a seq, ascending, and
+// whether more exist in that direction. Neither set: the newest messages.
+func (s *Service) History(ctx context.Context, userID, convID string, before, after int64, limit int) ([]protocol.Message, bool, error) {
+	if limit == 0 {
+		limit = DefaultHistory
+	}
+	if limit < 1 || limit > MaxHistoryLimit {
+		return nil, false, apperr.New(apperr.InvalidRequest, "limit must be between 1 and %d", MaxHistoryLimit)
+	}
+	if before < 0 || after < 0 || (before > 0 && after > 0) {
+		return nil, false, apperr.New(apperr.InvalidRequest, "use before or after (a seq >= 0), not both")
+	}
+	if _, err := s.member(ctx, convID, userID); err != nil {
+		return nil, false, err
+	}
+	var rows []store.Message
+	var err error
+	if after > 0 {
+		rows, err = s.store.MessagesAfter(ctx, convID, after, limit+1)
+	} else {
+		if before == 0 {
+			before = 1 << 62
+		}
+		rows, err = s.store.MessagesBefore(ctx, convID, before, limit+1)
+	}
+	if err != nil {
+		return nil, false, unavailable(err)
+	}
+	more := len(rows) > limit
+	if more {
+		if after > 0 {
+			rows = rows[:limit]
+		} else {
+			rows = rows[1:] // ascending: the extra one is the oldest
+		}
+	}
+	out := make([]protocol.Message, len(rows))
+	for i := range rows {
+		out[i] = s.view(&rows[i])
+	}
+	return out, more, nil
+}
+
+// Sync calls emit for every message after each cursor, conversation by
+// conversation, in seq order, and returns where each conversation now stands.
+// Conversations the user is not a member of are left out silently.
+func (s *Service) Sync(ctx context.Context, userID string, cursors map[string]int64, emit func(protocol.Message) error) (map[string]int64, error) {
+	if len(cursors) > MaxSyncConvs {
+		return nil, apperr.New(apperr.InvalidRequest, "at most %d conversations per sync", MaxSyncConvs)
+	}
+	out := make(map[string]int64, len(cursors))
+	for convID, cur := range cursors {
+		if cur < 0 {
+			return nil, apperr.New(apperr.InvalidRequest, "cursor for %q is negative", convID)
+		}
+		if _, err := s.member(ctx, convID, userID); err != nil {
+			if apperr.Is(err, apperr.NotFound) {
+				continue
+			}
+			return nil, err
+		}
+		for {
+			rows, err := s.store.MessagesAfter(ctx, convID, cur, MaxHistoryLimit)
+			if err != nil {
+				return nil, unavailable(err)
+			}
+			for i := range rows {
+				if err := emit(s.view(&rows[i])); err != nil {
+					return nil, err
+				}
+				cur = rows[i].Seq
+			}
+			if len(rows) < MaxHistoryLimit {
+				break
+			}
+		}
+		out[convID] = cur
+	}
+	return out, nil
+}
+
+// MarkRead raises the caller's read marker and tells every member.
+func (s *Service) MarkRead(ctx context.Context, userID, convID string, seq int64) (int64, error) {
+	if seq < 0 {
+		return 0, apperr.New(apperr.InvalidRequest, "seq must be >= 0")
+	}
+	read, err := s.store.MarkRead(ctx, convID, userID, seq)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, notFound()
+	}
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	frame, _ := json.Marshal(protocol.ServerFrame{Type: "read", ConversationID: convID, UserID: userID, Seq: read})
+	s.publishToMembers(ctx, convID, "", protocol.Envelope(protocol.KindFrame, time.Time{}, frame))
+	return read, nil
+}
+
+// Typing relays a typing indicator to the other members. Never stored.
+func (s *Service) Typing(ctx context.Context, userID, convID string) error {
+	if _, err := s.member(ctx, convID, userID); err != nil {
+		return err
+	}
+	frame, _ := json.Marshal(protocol.ServerFrame{Type: "typing", ConversationID: convID, UserID: userID})
+	s.publishToMembers(ctx, convID, userID, protocol.Envelope(protocol.KindFrame, time.Time{}, frame))
+	return nil
+}
+
+// AnnouncePresence tells everyone who shares a conversation with userID that
+// the user came online or went offline.
+func (s *Service) AnnouncePresence(ctx context.Context, userID string, online bool) {
+	peers, err := s.store.ConversationPeers(ctx, userID)
+	if err != nil {
+		s.log.Warn("presence: peers lookup failed", "err", err)
+		return
+	}
+	now := s.now().UTC()
+	st := "offline"
+	if online {
+		st = "online"
+	}
+	frame, _ := json.Marshal(protocol.ServerFrame{Type: "presence", UserID: userID, Status: st, LastSeen: &now})
+	env := protocol.Envelope(protocol.KindFrame, time.Time{}, frame)
+	for _, p := range peers {
+		s.publish(ctx, p, env)
+	}
+}
+
+// DisconnectUser closes the user's connections on every replica.
+func (s *Service) DisconnectUser(ctx context.Context, userID, reason string) {
+	s.publish(ctx, userID, protocol.Envelope(protocol.KindDisconnect, time.Time{}, []byte(reason)))
+}

@@ -1,0 +1,87 @@
+// Package metrics holds the chat server's Prometheus collectors. One Metrics value
+// is created per server on its own registry and handed to the packages that count.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics is the set of collectors exposed at /metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Connections        prometheus.Gauge
+	ConnectionsTotal   *prometheus.CounterVec // result: accepted, refused_limit, refused_origin, auth_failed
+	Disconnects        *prometheus.CounterVec // reason
+	MessagesSent       *prometheus.CounterVec // via: rest, ws
+	MessagesDelivered  prometheus.Counter
+	DeliveryLatency    prometheus.Histogram
+	FramesDropped      prometheus.Counter
+	AuthFailures       *prometheus.CounterVec // reason
+	RateLimited        *prometheus.CounterVec // limit
+	HTTPRequests       *prometheus.CounterVec // method, route, code
+	HTTPDuration       *prometheus.HistogramVec
+	PasswordHashWait   prometheus.Histogram
+	KeyringSeals       *prometheus.GaugeVec   // kid
+	KeyringRotationDue *prometheus.GaugeVec   // kid
+	KeyringReloads     *prometheus.CounterVec // result
+	BackplaneErrors    prometheus.Counter
+	AuditEvents        *prometheus.CounterVec // event
+}
+
+// New creates the collectors and registers them, with the Go and process
+// collectors, on a fresh registry.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_ws_connections", Help: "Open authenticated WebSocket connections."}),
+		ConnectionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_ws_connections_total", Help: "WebSocket connection attempts by result."}, []string{"result"}),
+		Disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_ws_disconnects_total", Help: "WebSocket disconnections by reason."}, []string{"reason"}),
+		MessagesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_messages_sent_total", Help: "Messages stored, by transport."}, []string{"via"}),
+		MessagesDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_messages_delivered_total", Help: "Message frames queued to WebSocket connections."}),
+		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "parley_delivery_latency_seconds",
+			Help:    "Time from a message being stored to its frame being written to a recipient connection.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}),
+		FramesDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_ws_slow_consumers_total", Help: "Connections closed because their send queue was full."}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_auth_failures_total", Help: "Failed authentications by reason."}, []string{"reason"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_rate_limited_total", Help: "Requests refused by a rate limit."}, []string{"limit"}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_http_requests_total", Help: "HTTP requests by route and status code."}, []string{"method", "route", "code"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "parley_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.DefBuckets}, []string{"method", "route"}),
+		PasswordHashWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_password_hash_queue_seconds", Help: "Time a password hash waited for a worker of the bounded pool.",
+			Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2.5, 5}}),
+		KeyringSeals: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "parley_keyring_seals", Help: "Persisted AES-GCM seal count reserved per data key (cluster-wide upper bound)."}, []string{"kid"}),
+		KeyringRotationDue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "parley_keyring_rotation_due", Help: "1 when a data key has done 2^30 seals and should be rotated."}, []string{"kid"}),
+		KeyringReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_keyring_reloads_total", Help: "Keyring reloads by result (ok, error)."}, []string{"result"}),
+		BackplaneErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_backplane_errors_total", Help: "Backplane publish or subscribe errors."}),
+		AuditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_audit_events_total", Help: "Audit log entries written by event."}, []string{"event"}),
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Connections, m.ConnectionsTotal, m.Disconnects, m.MessagesSent, m.MessagesDelivered,
+		m.DeliveryLatency, m.FramesDropped, m.AuthFailures, m.RateLimited, m.HTTPRequests,
+		m.HTTPDuration, m.PasswordHashWait, m.KeyringSeals, m.KeyringRotationDue,
+		m.KeyringReloads, m.BackplaneErrors, m.AuditEvents,
+	)
+	return m
+}

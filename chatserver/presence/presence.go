@@ -1,0 +1,90 @@
+// Package presence tracks who is online. Memory serves one process; a Redis
+// tracker with TTL heartbeats serves many (a crashed replica's users go
+// offline when their heartbeats lapse).
+package presence
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Status is a user's presence.
+type Status struct {
+	Online   bool
+	LastSeen time.Time // when the user was last online; zero if never seen
+}
+
+// Tracker records connections and answers presence queries.
+type Tracker interface {
+	// Connect records one more connection of userID; first reports whether the
+	// user was offline before it.
+	Connect(ctx context.Context, userID, connID string) (first bool, err error)
+	// Disconnect records one connection fewer; last reports whether the user is
+	// now offline.
+	Disconnect(ctx context.Context, userID, connID string) (last bool, err error)
+	// Heartbeat refreshes the connections' liveness (no-op in memory).
+	Heartbeat(ctx context.Context, userID, connID string) error
+	Status(ctx context.Context, userIDs []string) (map[string]Status, error)
+}
+
+// Memory is an in-process Tracker.
+type Memory struct {
+	now   func() time.Time
+	mu    sync.Mutex
+	conns map[string]map[string]struct{}
+	seen  map[string]time.Time
+}
+
+// NewMemory returns a Memory tracker. now may be nil (time.Now).
+func NewMemory(now func() time.Time) *Memory {
+	if now == nil {
+		now = time.Now
+	}
+	return &Memory{now: now, conns: map[string]map[string]struct{}{}, seen: map[string]time.Time{}}
+}
+
+// Connect implements Tracker.
+func (m *Memory) Connect(_ context.Context, userID, connID string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.conns[userID]
+	if c == nil {
+		c = map[string]struct{}{}
+		m.conns[userID] = c
+	}
+	c[connID] = struct{}{}
+	m.seen[userID] = m.now()
+	return len(c) == 1, nil
+}
+
+// Disconnect implements Tracker.
+func (m *Memory) Disconnect(_ context.Context, userID, connID string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.conns[userID]
+	if _, ok := c[connID]; !ok {
+		return false, nil
+	}
+	delete(c, connID)
+	m.seen[userID] = m.now()
+	if len(c) == 0 {
+		delete(m.conns, userID)
+		return true, nil
+	}
+	return false, nil
+}
+
+// Heartbeat implements Tracker.
+func (m *Memory) Heartbeat(context.Context, string, string) error { return nil }
+
+// Status implements Tracker.
+func (m *Memory) Status(_ context.Context, userIDs []string) (map[string]Status, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]Status, len(userIDs))
+	for _, id := range userIDs {
+		out[id] = Status{Online: len(m.conns[id]) > 0, LastSeen: m.seen[id]}
+	}
+	return out, nil
+}

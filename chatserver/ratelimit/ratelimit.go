@@ -1,0 +1,102 @@
+// Package ratelimit limits how often a key (an IP, an account, a user) may do
+// something. The in-memory Limiter serves one process; a shared one (Redis)
+// implements the same interface for many replicas.
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Rate is N events per Per, with bursts of up to N.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// ParseRate reads "N/duration", e.g. "10/5m" or "60/1m".
+func ParseRate(s string) (Rate, error) {
+	n, per, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return Rate{}, fmt.Errorf("rate %q: want N/duration, e.g. 10/5m", s)
+	}
+	count, err := strconv.Atoi(n)
+	if err != nil || count < 1 {
+		return Rate{}, fmt.Errorf("rate %q: count must be a whole number >= 1", s)
+	}
+	d, err := time.ParseDuration(per)
+	if err != nil || d <= 0 {
+		return Rate{}, fmt.Errorf("rate %q: period must be a positive duration such as 1m", s)
+	}
+	return Rate{N: count, Per: d}, nil
+}
+
+func (r Rate) String() string { return fmt.Sprintf("%d/%s", r.N, r.Per) }
+
+// Limiter decides whether one more event for key is allowed now. When not, it
+// says how long to wait.
+type Limiter interface {
+	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
+}
+
+// Memory is a token-bucket Limiter for one process. Idle keys are swept so
+// memory stays bounded by the keys active within one period.
+type Memory struct {
+	rate rate.Limit
+	n    int
+	per  time.Duration
+	now  func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*entry
+	sweep   time.Time
+}
+
+type entry struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+// NewMemory returns a Memory limiter for r. now may be nil (time.Now).
+func NewMemory(r Rate, now func() time.Time) *Memory {
+	if now == nil {
+		now = time.Now
+	}
+	return &Memory{rate: rate.Limit(float64(r.N) / r.Per.Seconds()), n: r.N, per: r.Per, now: now,
+		buckets: map[string]*entry{}}
+}
+
+// Allow implements Limiter.
+func (m *Memory) Allow(_ context.Context, key string) (bool, time.Duration, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.sweep) > m.per {
+		// A bucket untouched for a whole period is full again: forgetting it
+		// changes nothing.
+		for k, e := range m.buckets {
+			if now.Sub(e.last) > m.per {
+				delete(m.buckets, k)
+			}
+		}
+		m.sweep = now
+	}
+	e, ok := m.buckets[key]
+	if !ok {
+		e = &entry{lim: rate.NewLimiter(m.rate, m.n)}
+		m.buckets[key] = e
+	}
+	e.last = now
+	r := e.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d, nil
+	}
+	return true, 0, nil
+}

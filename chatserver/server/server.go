@@ -1,0 +1,189 @@
+// Package server assembles a chat server from its configuration: store,
+// keyring, backplane, presence, services, hub and HTTP API, and runs it with a
+// graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/parley-chat/parley/chatserver/accounts"
+	"github.com/parley-chat/parley/chatserver/audit"
+	"github.com/parley-chat/parley/chatserver/backplane"
+	"github.com/parley-chat/parley/chatserver/config"
+	"github.com/parley-chat/parley/chatserver/httpapi"
+	"github.com/parley-chat/parley/chatserver/keyring"
+	"github.com/parley-chat/parley/chatserver/messaging"
+	"github.com/parley-chat/parley/chatserver/metrics"
+	"github.com/parley-chat/parley/chatserver/password"
+	"github.com/parley-chat/parley/chatserver/presence"
+	"github.com/parley-chat/parley/chatserver/ratelimit"
+	"github.com/parley-chat/parley/chatserver/realtime"
+	"github.com/parley-chat/parley/chatserver/store/sqlstore"
+	"github.com/parley-chat/parley/chatserver/token"
+)
+
+// Server is one running chat server.
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	store    *sqlstore.DB
+	keys     *keyring.Keyring
+	bp       backplane.Backplane
+	hub      *realtime.Hub
+	metrics  *metrics.Metrics
+	http     *http.Server
+	listener net.Listener
+	stop     context.CancelFunc
+}
+
+// Options carry what is not configuration: the web client files and a clock.
+type Options struct {
+	Web fs.FS
+	Now func() time.Time // nil: time.Now
+}
+
+// New builds a server and binds its listener; Run serves.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New()}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeResources()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data folder: %w", err)
+	}
+	db, err := sqlstore.Open(ctx, cfg.DatabaseURL, sqlstore.Options{MaxOpenConns: cfg.DBMaxConns, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.store = db
+
+	kopts := keyring.Options{Logger: log, Metrics: s.metrics, Reserver: db}
+	if cfg.GenerateKeyring {
+		s.keys, err = keyring.LoadOrGenerate(cfg.KeyringDir, kopts)
+	} else {
+		s.keys, err = keyring.Load(cfg.KeyringDir, kopts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+
+	hasher, err := password.NewHasher(cfg.PasswordWorkers, password.OWASP, s.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	auditLog := audit.New(db, log, s.metrics)
+	pres := presence.NewMemory(opts.Now)
+	tokens := token.NewIssuer(s.keys, cfg.AccessTokenTTL, 30*time.Second, opts.Now)
+	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog,
+		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
+
+	// The hub is the backplane's handler and the backplane is the hub's
+	// transport; the closure lets each be built with the other in hand.
+	var hub *realtime.Hub
+	s.bp = backplane.NewMemory(func(topic string, payload []byte) { hub.Deliver(topic, payload) })
+	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Backplane: s.bp, Presence: pres,
+		Audit: auditLog, MessageLimit: ratelimit.NewMemory(cfg.RateMessages, opts.Now), Metrics: s.metrics,
+		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now})
+	hub = realtime.NewHub(realtime.Config{
+		Options: realtime.Options{AllowedOrigins: cfg.AllowedOrigins, MaxConnections: cfg.MaxConnections,
+			ReadLimit: int64(cfg.MaxFrameBytes)},
+		Logger: log, Metrics: s.metrics, Accounts: acc, Messages: msgs, Presence: pres,
+		Tickets: realtime.NewMemoryTickets(), Backplane: s.bp,
+	})
+	acc.SetDisconnect(msgs.DisconnectUser)
+	s.hub = hub
+
+	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: hub, Metrics: s.metrics, Logger: log,
+		LoginLimit: ratelimit.NewMemory(cfg.RateLogin, opts.Now), TrustedProxies: cfg.TrustedProxies,
+		Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
+		Ready: map[string]httpapi.Checker{"database": db.Ping, "backplane": s.bp.Healthy}})
+	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+
+	s.listener, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Addr, err)
+	}
+	ok = true
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// Store returns the server's store (for tests and tools).
+func (s *Server) Store() *sqlstore.DB { return s.store }
+
+// Run serves until ctx ends, then shuts down gracefully: /readyz turns red,
+// new connections are refused, WebSocket clients are told to reconnect (1001),
+// in-flight requests finish, all within the shutdown timeout.
+func (s *Server) Run(ctx context.Context) error {
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = cancel
+	defer cancel()
+	go s.keys.Watch(bg, s.cfg.KeyringReload)
+
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if s.cfg.TLSCert != "" {
+			err = s.http.ServeTLS(s.listener, s.cfg.TLSCert, s.cfg.TLSKey)
+		} else {
+			err = s.http.Serve(s.listener)
+		}
+		errc <- err
+	}()
+	s.log.Info("listening", "addr", s.Addr(), "database", dbKind(s.cfg.DatabaseURL), "tls", s.cfg.TLSCert != "")
+
+	select {
+	case err := <-errc:
+		s.closeResources()
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	sctx, scancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer scancel()
+	s.hub.Shutdown(sctx)
+	err := s.http.Shutdown(sctx)
+	s.closeResources()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+func (s *Server) closeResources() {
+	if s.bp != nil {
+		_ = s.bp.Close()
+	}
+	if s.store != nil {
+		_ = s.store.Close()
+	}
+	if s.listener != nil {
+		_ = s.listener.Close()
+	}
+}
+
+func dbKind(url string) string {
+	if len(url) >= 7 && url[:7] == "sqlite:" {
+		return "sqlite"
+	}
+	return "postgres"
+}
