@@ -1,0 +1,155 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/parley-chat/parley/chatserver/store"
+)
+
+const convCols = "c.id, c.kind, c.title_sealed, c.direct_key, c.created_by, c.created_at, c.last_seq, c.last_activity"
+
+// convDest returns scan destinations for convCols and a func that finishes c
+// after the scan.
+func convDest(c *store.Conversation) ([]any, func()) {
+	var (
+		directKey           sql.NullString
+		created, lastActive int64
+	)
+	dest := []any{&c.ID, &c.Kind, &c.TitleSealed, &directKey, &c.CreatedBy, &created, &c.LastSeq, &lastActive}
+	return dest, func() {
+		c.DirectKey = directKey.String
+		c.CreatedAt, c.LastActivity = fromMicros(created), fromMicros(lastActive)
+	}
+}
+
+// CreateConversation stores c (with LastSeq 0; LastActivity defaults to
+// CreatedAt) and its first members in one transaction. Each member's
+// ConversationID is taken from c.
+func (db *DB) CreateConversation(ctx context.Context, c *store.Conversation, members []store.Member) error {
+	lastActivity := c.LastActivity
+	if lastActivity.IsZero() {
+		lastActivity = c.CreatedAt
+	}
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO conversations
+			(id, kind, title_sealed, direct_key, created_by, created_at, last_seq, last_activity)
+			VALUES ($1, $2, $3, $4, $5, $6, 0, $7)`,
+			c.ID, c.Kind, c.TitleSealed, nullString(c.DirectKey), c.CreatedBy, micros(c.CreatedAt), micros(lastActivity))
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			m.ConversationID = c.ID
+			if err := insertMember(ctx, tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return db.wrap("create conversation", err)
+}
+
+func insertMember(ctx context.Context, q querier, m store.Member) error {
+	_, err := q.ExecContext(ctx,
+		"INSERT INTO members (conversation_id, user_id, role, joined_at, read_seq) VALUES ($1, $2, $3, $4, $5)",
+		m.ConversationID, m.UserID, m.Role, micros(m.JoinedAt), m.ReadSeq)
+	return err
+}
+
+func (db *DB) conversationWhere(ctx context.Context, op, where string, arg string) (*store.Conversation, error) {
+	var c store.Conversation
+	dest, finish := convDest(&c)
+	if err := db.r.QueryRowContext(ctx, "SELECT "+convCols+" FROM conversations c WHERE "+where, arg).Scan(dest...); err != nil {
+		return nil, db.wrap(op, err)
+	}
+	finish()
+	return &c, nil
+}
+
+func (db *DB) Conversation(ctx context.Context, id string) (*store.Conversation, error) {
+	return db.conversationWhere(ctx, "conversation", "c.id = $1", id)
+}
+
+func (db *DB) ConversationByDirectKey(ctx context.Context, directKey string) (*store.Conversation, error) {
+	if directKey == "" {
+		return nil, db.wrap("conversation by direct key", store.ErrNotFound)
+	}
+	return db.conversationWhere(ctx, "conversation by direct key", "c.direct_key = $1", directKey)
+}
+
+const memberCols = "conversation_id, user_id, role, joined_at, read_seq"
+
+func scanMember(s scanner) (store.Member, error) {
+	var (
+		m      store.Member
+		joined int64
+	)
+	if err := s.Scan(&m.ConversationID, &m.UserID, &m.Role, &joined, &m.ReadSeq); err != nil {
+		return store.Member{}, err
+	}
+	m.JoinedAt = fromMicros(joined)
+	return m, nil
+}
+
+func (db *DB) Member(ctx context.Context, convID, userID string) (*store.Member, error) {
+	m, err := scanMember(db.r.QueryRowContext(ctx,
+		"SELECT "+memberCols+" FROM members WHERE conversation_id = $1 AND user_id = $2", convID, userID))
+	if err != nil {
+		return nil, db.wrap("member", err)
+	}
+	return &m, nil
+}
+
+// Members returns the conversation's members ordered by user id; empty when
+// the conversation does not exist.
+func (db *DB) Members(ctx context.Context, convID string) ([]store.Member, error) {
+	rows, err := db.r.QueryContext(ctx,
+		"SELECT "+memberCols+" FROM members WHERE conversation_id = $1 ORDER BY user_id", convID)
+	if err != nil {
+		return nil, db.wrap("members", err)
+	}
+	defer rows.Close()
+	ms := []store.Member{}
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return nil, db.wrap("members", err)
+		}
+		ms = append(ms, m)
+	}
+	return ms, db.wrap("members", rows.Err())
+}
+
+// AddMember stores m: ErrConflict when already a member, ErrNotFound when the
+// conversation or the user does not exist.
+func (db *DB) AddMember(ctx context.Context, m store.Member) error {
+	return db.wrap("add member", insertMember(ctx, db.w, m))
+}
+
+// RemoveMember deletes the membership; ErrNotFound when there is none.
+func (db *DB) RemoveMember(ctx context.Context, convID, userID string) error {
+	res, err := db.w.ExecContext(ctx, "DELETE FROM members WHERE conversation_id = $1 AND user_id = $2", convID, userID)
+	return db.wrap("remove member", mustAffect(res, err))
+}
+
+// ConversationPeers returns, ordered, the users sharing a conversation with userID.
+func (db *DB) ConversationPeers(ctx context.Context, userID string) ([]string, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT o.user_id
+		FROM members me JOIN members o ON o.conversation_id = me.conversation_id
+		WHERE me.user_id = $1 AND o.user_id <> $1
+		ORDER BY o.user_id`, userID)
+	if err != nil {
+		return nil, db.wrap("conversation peers", err)
+	}
+	defer rows.Close()
+	ids := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, db.wrap("conversation peers", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, db.wrap("conversation peers", rows.Err())
+}

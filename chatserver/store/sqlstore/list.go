@@ -1,0 +1,105 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/parley-chat/parley/chatserver/store"
+)
+
+// ListConversations returns the user's conversations, most recent activity
+// first, in two queries: one for the conversations with their unread count
+// and last message, one for all their members.
+func (db *DB) ListConversations(ctx context.Context, userID string) ([]store.ConversationSummary, error) {
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, db.wrap("list conversations", err)
+	}
+	// Read-only: rollback is the normal end. One transaction gives both
+	// queries the same snapshot.
+	defer tx.Rollback()
+	list, index, err := listSummaries(ctx, tx, userID)
+	if err != nil {
+		return nil, db.wrap("list conversations", err)
+	}
+	if len(list) == 0 {
+		return list, nil
+	}
+	if err := listMemberIDs(ctx, tx, userID, list, index); err != nil {
+		return nil, db.wrap("list conversation members", err)
+	}
+	return list, nil
+}
+
+// listSummaries reads the conversations. Unread counts walk the messages
+// primary key (conversation_id, seq) from read_seq on; the last message is
+// found by its seq, which is the conversation's last_seq.
+func listSummaries(ctx context.Context, q querier, userID string) ([]store.ConversationSummary, map[string]int, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+convCols+`, m.role, m.read_seq,
+			(SELECT COUNT(*) FROM messages u
+			 WHERE u.conversation_id = c.id AND u.seq > m.read_seq AND u.sender_id <> m.user_id),
+			l.seq, l.id, l.sender_id, l.client_id, l.body_sealed, l.key_id, l.created_at
+		FROM members m
+		JOIN conversations c ON c.id = m.conversation_id
+		LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = c.last_seq
+		WHERE m.user_id = $1
+		ORDER BY c.last_activity DESC, c.id`, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	list := []store.ConversationSummary{}
+	index := map[string]int{}
+	for rows.Next() {
+		var (
+			s        store.ConversationSummary
+			lm       nullMessage
+			lastSeq  sql.NullInt64
+			lastTime sql.NullInt64
+		)
+		dest, finish := convDest(&s.Conversation)
+		dest = append(dest, &s.Role, &s.ReadSeq, &s.Unread,
+			&lastSeq, &lm.id, &lm.senderID, &lm.clientID, &lm.body, &lm.keyID, &lastTime)
+		if err := rows.Scan(dest...); err != nil {
+			return nil, nil, err
+		}
+		finish()
+		if lastSeq.Valid {
+			s.LastMessage = &store.Message{
+				ConversationID: s.ID, Seq: lastSeq.Int64, ID: lm.id.String, SenderID: lm.senderID.String,
+				ClientID: lm.clientID.String, BodySealed: lm.body.String, KeyID: lm.keyID.String,
+				CreatedAt: fromMicros(lastTime.Int64),
+			}
+		}
+		s.MemberIDs = []string{}
+		index[s.ID] = len(list)
+		list = append(list, s)
+	}
+	return list, index, rows.Err()
+}
+
+// nullMessage holds the columns of a LEFT JOINed message that may be absent.
+type nullMessage struct {
+	id, senderID, clientID, body, keyID sql.NullString
+}
+
+func listMemberIDs(ctx context.Context, q querier, userID string, list []store.ConversationSummary, index map[string]int) error {
+	rows, err := q.QueryContext(ctx, `SELECT o.conversation_id, o.user_id
+		FROM members me JOIN members o ON o.conversation_id = me.conversation_id
+		WHERE me.user_id = $1
+		ORDER BY o.conversation_id, o.user_id`, userID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var convID, memberID string
+		if err := rows.Scan(&convID, &memberID); err != nil {
+			return err
+		}
+		if i, ok := index[convID]; ok {
+			list[i].MemberIDs = append(list[i].MemberIDs, memberID)
+		}
+	}
+	return rows.Err()
+}

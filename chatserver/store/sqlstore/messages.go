@@ -1,0 +1,153 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"slices"
+
+	"github.com/parley-chat/parley/chatserver/store"
+)
+
+const messageCols = "conversation_id, seq, id, sender_id, client_id, body_sealed, key_id, created_at"
+
+func scanMessage(s scanner) (store.Message, error) {
+	var (
+		m        store.Message
+		clientID sql.NullString
+		created  int64
+	)
+	if err := s.Scan(&m.ConversationID, &m.Seq, &m.ID, &m.SenderID, &clientID, &m.BodySealed, &m.KeyID, &created); err != nil {
+		return store.Message{}, err
+	}
+	m.ClientID, m.CreatedAt = clientID.String, fromMicros(created)
+	return m, nil
+}
+
+func messageByClientID(ctx context.Context, q querier, convID, senderID, clientID string) (*store.Message, error) {
+	m, err := scanMessage(q.QueryRowContext(ctx, "SELECT "+messageCols+
+		" FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_id = $3",
+		convID, senderID, clientID))
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// AppendMessage stores m with the next seq of its conversation. The UPDATE of
+// the conversation's last_seq is what serialises senders: PostgreSQL holds its
+// row lock until commit, SQLite runs one write transaction at a time. A failed
+// insert rolls the increment back, so seqs stay gapless. An empty ClientID
+// (stored as NULL) means no idempotency. ErrNotFound when the conversation
+// does not exist, ErrConflict when m.ID is taken.
+func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Message, bool, error) {
+	stored := *m
+	stored.CreatedAt = truncMicros(m.CreatedAt)
+	var prev *store.Message
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if m.ClientID != "" {
+			p, err := messageByClientID(ctx, tx, m.ConversationID, m.SenderID, m.ClientID)
+			if err == nil {
+				prev = p
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		// last_activity never moves backwards, whatever the clocks of the
+		// replicas say.
+		err := tx.QueryRowContext(ctx, `UPDATE conversations
+			SET last_seq = last_seq + 1,
+			    last_activity = CASE WHEN last_activity < $1 THEN $1 ELSE last_activity END
+			WHERE id = $2
+			RETURNING last_seq`, micros(m.CreatedAt), m.ConversationID).Scan(&stored.Seq)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO messages ("+messageCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+			stored.ConversationID, stored.Seq, stored.ID, stored.SenderID, nullString(stored.ClientID),
+			stored.BodySealed, stored.KeyID, micros(stored.CreatedAt))
+		return err
+	})
+	if prev != nil {
+		return prev, false, nil
+	}
+	if err != nil && m.ClientID != "" && errors.Is(db.d.errKind(err), store.ErrConflict) {
+		// Two sends of one client id raced past the lookup; the other one
+		// committed first. Its transaction is over, so read it outside ours.
+		if p, rerr := messageByClientID(ctx, db.w, m.ConversationID, m.SenderID, m.ClientID); rerr == nil {
+			return p, false, nil
+		}
+	}
+	if err != nil {
+		return nil, false, db.wrap("append message", err)
+	}
+	return &stored, true, nil
+}
+
+// MessagesAfter returns messages with seq > afterSeq, ascending, at most limit.
+func (db *DB) MessagesAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]store.Message, error) {
+	ms, err := db.queryMessages(ctx, "SELECT "+messageCols+
+		" FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+		convID, afterSeq, max(limit, 0))
+	return ms, db.wrap("messages after", err)
+}
+
+// MessagesBefore returns the newest messages with seq < beforeSeq, ascending,
+// at most limit.
+func (db *DB) MessagesBefore(ctx context.Context, convID string, beforeSeq int64, limit int) ([]store.Message, error) {
+	ms, err := db.queryMessages(ctx, "SELECT "+messageCols+
+		" FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+		convID, beforeSeq, max(limit, 0))
+	slices.Reverse(ms)
+	return ms, db.wrap("messages before", err)
+}
+
+func (db *DB) queryMessages(ctx context.Context, q string, args ...any) ([]store.Message, error) {
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ms := []store.Message{}
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	return ms, rows.Err()
+}
+
+// MarkRead raises the member's read_seq to min(seq, last_seq). No transaction
+// is needed: last_seq only grows, so the target stays valid, and the
+// "read_seq < target" condition keeps the update monotonic against racing calls.
+func (db *DB) MarkRead(ctx context.Context, convID, userID string, seq int64) (int64, error) {
+	var readSeq, lastSeq int64
+	err := db.w.QueryRowContext(ctx, `SELECT m.read_seq, c.last_seq
+		FROM members m JOIN conversations c ON c.id = m.conversation_id
+		WHERE m.conversation_id = $1 AND m.user_id = $2`, convID, userID).Scan(&readSeq, &lastSeq)
+	if err != nil {
+		return 0, db.wrap("mark read", err)
+	}
+	target := min(seq, lastSeq)
+	if target <= readSeq {
+		return readSeq, nil
+	}
+	res, err := db.w.ExecContext(ctx,
+		"UPDATE members SET read_seq = $1 WHERE conversation_id = $2 AND user_id = $3 AND read_seq < $1",
+		target, convID, userID)
+	n, err := affected(res, err)
+	if err != nil {
+		return 0, db.wrap("mark read", err)
+	}
+	if n == 1 {
+		return target, nil
+	}
+	// A concurrent call raised it further (or the member just left).
+	err = db.w.QueryRowContext(ctx, "SELECT read_seq FROM members WHERE conversation_id = $1 AND user_id = $2",
+		convID, userID).Scan(&readSeq)
+	return readSeq, db.wrap("mark read", err)
+}

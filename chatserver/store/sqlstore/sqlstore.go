@@ -1,0 +1,144 @@
+// Package sqlstore implements store.Store on database/sql with two engines:
+// SQLite (modernc.org/sqlite, pure Go, the embedded default) and PostgreSQL
+// (pgx), shared by every replica.
+//
+// Both engines run the same SQL: placeholders are $N (modernc.org/sqlite binds
+// $N by position), times are unix microseconds in 64-bit integers, and ids are
+// text chosen by callers. What differs between engines lives in dialect.go and
+// in the embedded migrations.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/parley-chat/parley/chatserver/store"
+)
+
+// Options tune Open.
+type Options struct {
+	// MaxOpenConns bounds the pool: PostgreSQL connections, or SQLite reader
+	// connections (SQLite writes always go through a single connection).
+	// 0 picks a default.
+	MaxOpenConns int
+	// Logger receives migration progress; nil discards it.
+	Logger *slog.Logger
+}
+
+// DB is a store.Store backed by SQLite or PostgreSQL.
+type DB struct {
+	w   *sql.DB // writes and transactions
+	r   *sql.DB // reads; the same pool as w on PostgreSQL
+	d   *dialect
+	log *slog.Logger
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Open connects to the database named by url and applies pending migrations.
+// url is sqlite:///abs/path.db, sqlite://relative/path.db, a file: URI (SQLite),
+// or postgres:// / postgresql:// (PostgreSQL).
+func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var (
+		d    *dialect
+		w, r *sql.DB
+		err  error
+	)
+	switch {
+	case strings.HasPrefix(url, "sqlite:"), strings.HasPrefix(url, "file:"):
+		d = sqliteDialect
+		w, r, err = openSQLite(url, opts)
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		d = postgresDialect
+		w, err = openPostgres(url, opts)
+		r = w
+	default:
+		scheme, _, _ := strings.Cut(url, ":")
+		return nil, fmt.Errorf("sqlstore: unknown database URL scheme %q (want sqlite://, file:, postgres:// or postgresql://)", scheme)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open %s: %w", d.name, err)
+	}
+	db := &DB{w: w, r: r, d: d, log: log.With("engine", d.name)}
+	if err := db.Ping(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlstore: ping %s: %w", db.d.name, err)
+	}
+	if db.r != db.w {
+		if err := db.r.PingContext(ctx); err != nil {
+			return fmt.Errorf("sqlstore: ping %s reader: %w", db.d.name, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the pools.
+func (db *DB) Close() error {
+	err := db.w.Close()
+	if db.r != db.w {
+		err = errors.Join(err, db.r.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: close: %w", err)
+	}
+	return nil
+}
+
+// inTx runs fn in a write transaction and commits when fn returns nil.
+func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// wrap adds context to err and maps driver errors onto the store's errors.
+func (db *DB) wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("sqlstore: %s: %w", op, store.ErrNotFound)
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrTokenSpent):
+		return fmt.Errorf("sqlstore: %s: %w", op, err)
+	}
+	if kind := db.d.errKind(err); kind != nil {
+		return fmt.Errorf("sqlstore: %s: %w: %w", op, kind, err)
+	}
+	return fmt.Errorf("sqlstore: %s: %w", op, err)
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// querier is a *sql.DB or *sql.Tx.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}

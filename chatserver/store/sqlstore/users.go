@@ -1,0 +1,121 @@
+package sqlstore
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/parley-chat/parley/chatserver/store"
+)
+
+const userCols = "id, username, email, display_name, password_hash, created_at, tokens_valid_after"
+
+func scanUser(s scanner) (store.User, error) {
+	var (
+		u            store.User
+		created, tva int64
+	)
+	if err := s.Scan(&u.ID, &u.Username, &u.Email, &u.DisplayName, &u.PasswordHash, &created, &tva); err != nil {
+		return store.User{}, err
+	}
+	u.CreatedAt, u.TokensValidAfter = fromMicros(created), fromMicros(tva)
+	return u, nil
+}
+
+// CreateUser stores u; ErrConflict when its id, username or email is taken.
+func (db *DB) CreateUser(ctx context.Context, u *store.User) error {
+	_, err := db.w.ExecContext(ctx, "INSERT INTO users ("+userCols+") VALUES ($1, $2, $3, $4, $5, $6, $7)",
+		u.ID, u.Username, u.Email, u.DisplayName, u.PasswordHash, micros(u.CreatedAt), micros(u.TokensValidAfter))
+	return db.wrap("create user", err)
+}
+
+func (db *DB) userBy(ctx context.Context, op, col, val string) (*store.User, error) {
+	u, err := scanUser(db.r.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE "+col+" = $1", val))
+	if err != nil {
+		return nil, db.wrap(op, err)
+	}
+	return &u, nil
+}
+
+func (db *DB) UserByID(ctx context.Context, id string) (*store.User, error) {
+	return db.userBy(ctx, "user by id", "id", id)
+}
+
+func (db *DB) UserByEmail(ctx context.Context, email string) (*store.User, error) {
+	return db.userBy(ctx, "user by email", "email", email)
+}
+
+func (db *DB) UserByUsername(ctx context.Context, username string) (*store.User, error) {
+	return db.userBy(ctx, "user by username", "username", username)
+}
+
+// maxInList bounds the placeholders of one IN (...) list, well under both
+// engines' limits on bound parameters.
+const maxInList = 500
+
+// UsersByIDs returns the users that exist among ids, ordered by id. Unknown
+// ids are left out, duplicates collapse.
+func (db *DB) UsersByIDs(ctx context.Context, ids []string) ([]store.User, error) {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	users := make([]store.User, 0, len(ids))
+	for chunk := range slices.Chunk(ids, maxInList) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		got, err := db.queryUsers(ctx,
+			"SELECT "+userCols+" FROM users WHERE id IN ("+placeholders(1, len(chunk))+") ORDER BY id", args...)
+		if err != nil {
+			return nil, db.wrap("users by ids", err)
+		}
+		users = append(users, got...)
+	}
+	return users, nil
+}
+
+// SearchUsers matches a username prefix (usernames are lower-case, so the
+// query is lowered) or an exact email, ordered by username, at most limit.
+func (db *DB) SearchUsers(ctx context.Context, query string, limit int) ([]store.User, error) {
+	if limit <= 0 {
+		return []store.User{}, nil
+	}
+	users, err := db.queryUsers(ctx,
+		"SELECT "+userCols+` FROM users WHERE username LIKE $1 ESCAPE '\' OR email = $2 ORDER BY username LIMIT $3`,
+		escapeLike(strings.ToLower(query))+"%", query, limit)
+	if err != nil {
+		return nil, db.wrap("search users", err)
+	}
+	return users, nil
+}
+
+func (db *DB) queryUsers(ctx context.Context, q string, args ...any) ([]store.User, error) {
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	users := []store.User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, u)
+	}
+	return users, rows.Err()
+}
+
+// UpdatePassword sets the hash and TokensValidAfter together.
+func (db *DB) UpdatePassword(ctx context.Context, userID, passwordHash string, tokensValidAfter time.Time) error {
+	res, err := db.w.ExecContext(ctx, "UPDATE users SET password_hash = $1, tokens_valid_after = $2 WHERE id = $3",
+		passwordHash, micros(tokensValidAfter), userID)
+	return db.wrap("update password", mustAffect(res, err))
+}
+
+func (db *DB) SetTokensValidAfter(ctx context.Context, userID string, t time.Time) error {
+	res, err := db.w.ExecContext(ctx, "UPDATE users SET tokens_valid_after = $1 WHERE id = $2", micros(t), userID)
+	return db.wrap("set tokens valid after", mustAffect(res, err))
+}
