@@ -403,7 +403,11 @@ func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal
 		s.countFailure(typ + "_revoked")
 		return nil, unauth
 	}
-	return &Principal{UserID: u.ID, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt.Time, TokenID: c.ID}, nil
+	p := &Principal{UserID: u.ID, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt.Time, TokenID: c.ID}
+	if typ == token.TypeTicket {
+		p.ExpiresAt = time.Unix(c.AccessExpires, 0)
+	}
+	return p, nil
 }
 
 // User returns a user by id.

@@ -220,7 +220,7 @@ func (a *API) searchUsers(c *gin.Context) {
 }
 
 func (a *API) wsTicket(c *gin.Context) {
-	t, exp, err := a.accounts.Tokens().Ticket(c.GetString("user_id"), c.GetString("session_id"))
+	t, exp, err := a.accounts.Tokens().Ticket(c.GetString("user_id"), c.GetString("session_id"), c.GetTime("token_expires"))
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -196,6 +196,7 @@ func (a *API) authenticate() gin.HandlerFunc {
 		}
 		c.Set("user_id", p.UserID)
 		c.Set("session_id", p.SessionID)
+		c.Set("token_expires", p.ExpiresAt)
 		c.Next()
 	}
 }

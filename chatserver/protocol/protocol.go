@@ -89,7 +89,7 @@ type ServerFrame struct {
 	LastSeen       *time.Time       `json:"lastSeen,omitempty"`
 	Cursors        map[string]int64 `json:"cursors,omitempty"`
 	Code           string           `json:"code,omitempty"`
-	ErrMessage     string           `json:"message,omitempty"`
+	ErrMessage     string           `json:"-"` // "message" of error frames (see MarshalJSON)
 	RetryAfter     int              `json:"retryAfter,omitempty"`
 }
 

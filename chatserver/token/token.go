@@ -42,6 +42,10 @@ type Claims struct {
 	// IssuedMicro is the issue time in microseconds: "iat" has whole seconds
 	// only, too coarse to compare with a logout-everywhere instant.
 	IssuedMicro int64 `json:"ist"`
+	// AccessExpires (tickets only): expiry of the access token the ticket was
+	// bought with, in unix seconds. A socket opened with the ticket stays
+	// authenticated until then, unless renewed with a fresh access token.
+	AccessExpires int64 `json:"aex,omitempty"`
 }
 
 // Issued returns the precise issue time.
@@ -66,7 +70,7 @@ func NewIssuer(keys Keys, accessTTL, ticketTTL time.Duration, now func() time.Ti
 // AccessTTL is the access-token lifetime.
 func (i *Issuer) AccessTTL() time.Duration { return i.accessTTL }
 
-func (i *Issuer) issue(typ, userID, sessionID string, ttl time.Duration) (string, time.Time, error) {
+func (i *Issuer) issue(typ, userID, sessionID string, ttl time.Duration, accessExp time.Time) (string, time.Time, error) {
 	now := i.now()
 	exp := now.Add(ttl)
 	jti := make([]byte, 16)
@@ -86,6 +90,9 @@ func (i *Issuer) issue(typ, userID, sessionID string, ttl time.Duration) (string
 		SessionID:   sessionID,
 		IssuedMicro: now.UnixMicro(),
 	}
+	if !accessExp.IsZero() {
+		c.AccessExpires = accessExp.Unix()
+	}
 	s, err := i.keys.SignJWT(&c)
 	if err != nil {
 		return "", time.Time{}, err
@@ -96,12 +103,13 @@ func (i *Issuer) issue(typ, userID, sessionID string, ttl time.Duration) (string
 
 // Access issues an access token.
 func (i *Issuer) Access(userID, sessionID string) (string, time.Time, error) {
-	return i.issue(TypeAccess, userID, sessionID, i.accessTTL)
+	return i.issue(TypeAccess, userID, sessionID, i.accessTTL, time.Time{})
 }
 
-// Ticket issues a WebSocket ticket. Single use is the caller's job (its jti).
-func (i *Issuer) Ticket(userID, sessionID string) (string, time.Time, error) {
-	return i.issue(TypeTicket, userID, sessionID, i.ticketTTL)
+// Ticket issues a WebSocket ticket for the holder of an access token expiring
+// at accessExp. Single use is the caller's job (its jti).
+func (i *Issuer) Ticket(userID, sessionID string, accessExp time.Time) (string, time.Time, error) {
+	return i.issue(TypeTicket, userID, sessionID, i.ticketTTL, accessExp)
 }
 
 // Verify checks signature, algorithm, kid, issuer, audience, expiry (no
@@ -120,6 +128,9 @@ func (i *Issuer) Verify(tok, typ string) (*Claims, error) {
 	}
 	if c.Type != typ {
 		return nil, ErrWrongType
+	}
+	if typ == TypeTicket && c.AccessExpires == 0 {
+		return nil, errors.New("token: ticket without access expiry")
 	}
 	if c.Subject == "" || c.ID == "" {
 		return nil, errors.New("token: missing subject or id")
