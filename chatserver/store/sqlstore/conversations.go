@@ -67,10 +67,12 @@ func (db *DB) conversationWhere(ctx context.Context, op, where string, arg strin
 	return &c, nil
 }
 
+// Conversation implements store.Store.
 func (db *DB) Conversation(ctx context.Context, id string) (*store.Conversation, error) {
 	return db.conversationWhere(ctx, "conversation", "c.id = $1", id)
 }
 
+// ConversationByDirectKey implements store.Store.
 func (db *DB) ConversationByDirectKey(ctx context.Context, directKey string) (*store.Conversation, error) {
 	if directKey == "" {
 		return nil, db.wrap("conversation by direct key", store.ErrNotFound)
@@ -92,6 +94,7 @@ func scanMember(s scanner) (store.Member, error) {
 	return m, nil
 }
 
+// Member implements store.Store.
 func (db *DB) Member(ctx context.Context, convID, userID string) (*store.Member, error) {
 	m, err := scanMember(db.r.QueryRowContext(ctx,
 		"SELECT "+memberCols+" FROM members WHERE conversation_id = $1 AND user_id = $2", convID, userID))

@@ -30,6 +30,9 @@ type dialect struct {
 	// lockMigrations serialises migrations across processes; the returned
 	// func releases the lock.
 	lockMigrations func(ctx context.Context, c *sql.Conn) (unlock func() error, err error)
+	// snapshot opens a read-only transaction whose statements all see one
+	// snapshot.
+	snapshot *sql.TxOptions
 }
 
 var sqliteDialect = &dialect{
@@ -52,6 +55,8 @@ var sqliteDialect = &dialect{
 	lockMigrations: func(context.Context, *sql.Conn) (func() error, error) {
 		return func() error { return nil }, nil
 	},
+	// A WAL read transaction keeps the snapshot of its first read.
+	snapshot: &sql.TxOptions{ReadOnly: true},
 }
 
 // PostgreSQL error codes (Appendix A of the PostgreSQL manual).
@@ -92,6 +97,9 @@ var postgresDialect = &dialect{
 			return err
 		}, nil
 	},
+	// READ COMMITTED takes a new snapshot per statement; REPEATABLE READ one
+	// per transaction.
+	snapshot: &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},
 }
 
 // sqliteBusyTimeout is how long a writer waits for another process holding

@@ -11,12 +11,12 @@ import (
 // first, in two queries: one for the conversations with their unread count
 // and last message, one for all their members.
 func (db *DB) ListConversations(ctx context.Context, userID string) ([]store.ConversationSummary, error) {
-	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := db.r.BeginTx(ctx, db.d.snapshot)
 	if err != nil {
 		return nil, db.wrap("list conversations", err)
 	}
-	// Read-only: rollback is the normal end. One transaction gives both
-	// queries the same snapshot.
+	// One snapshot for both queries, so members match the conversations.
+	// Read-only: rollback is the normal end.
 	defer tx.Rollback()
 	list, index, err := listSummaries(ctx, tx, userID)
 	if err != nil {

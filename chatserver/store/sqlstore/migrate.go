@@ -91,7 +91,7 @@ func (db *DB) migrate(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
-	applied, err := applyMigrations(ctx, tx, ms)
+	applied, unknown, err := applyMigrations(ctx, tx, ms)
 	if err != nil {
 		_ = tx.Rollback()
 		return fmt.Errorf("sqlstore: migrate: %w", err)
@@ -102,47 +102,61 @@ func (db *DB) migrate(ctx context.Context) (err error) {
 	for _, m := range applied {
 		db.log.Info("applied database migration", "version", m.version, "name", m.name)
 	}
+	if len(unknown) > 0 {
+		db.log.Warn("database has migrations this release does not know (a newer release ran)", "versions", unknown)
+	}
 	return nil
 }
 
-func applyMigrations(ctx context.Context, tx *sql.Tx, ms []migration) ([]migration, error) {
+func applyMigrations(ctx context.Context, tx *sql.Tx, ms []migration) (applied []migration, unknown []int64, err error) {
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    BIGINT NOT NULL PRIMARY KEY,
 		name       TEXT   NOT NULL,
 		applied_at BIGINT NOT NULL
 	)`); err != nil {
-		return nil, fmt.Errorf("create schema_migrations: %w", err)
+		return nil, nil, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	done := map[int64]bool{}
 	rows, err := tx.QueryContext(ctx, "SELECT version FROM schema_migrations")
 	if err != nil {
-		return nil, fmt.Errorf("read schema_migrations: %w", err)
+		return nil, nil, fmt.Errorf("read schema_migrations: %w", err)
 	}
 	for rows.Next() {
 		var v int64
 		if err := rows.Scan(&v); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("read schema_migrations: %w", err)
+			return nil, nil, fmt.Errorf("read schema_migrations: %w", err)
 		}
 		done[v] = true
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, fmt.Errorf("read schema_migrations: %w", err)
+		return nil, nil, fmt.Errorf("read schema_migrations: %w", err)
 	}
-	var applied []migration
+	known := map[int64]bool{}
+	for _, m := range ms {
+		known[m.version] = true
+	}
+	for v := range done {
+		if !known[v] {
+			// A newer release migrated this database: carry on, since
+			// migrations are written to stay compatible with the release
+			// before them during a rolling update.
+			unknown = append(unknown, v)
+		}
+	}
 	for _, m := range ms {
 		if done[m.version] {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return nil, fmt.Errorf("apply %s: %w", m.name, err)
+			return nil, nil, fmt.Errorf("apply %s: %w", m.name, err)
 		}
 		if _, err := tx.ExecContext(ctx,
 			"INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
 			m.version, m.name, time.Now().UnixMicro()); err != nil {
-			return nil, fmt.Errorf("record %s: %w", m.name, err)
+			return nil, nil, fmt.Errorf("record %s: %w", m.name, err)
 		}
 		applied = append(applied, m)
 	}
-	return applied, nil
+	return applied, unknown, nil
 }

@@ -23,6 +23,7 @@ func (db *DB) CreateRefreshToken(ctx context.Context, t *store.RefreshToken) err
 	return db.wrap("create refresh token", insertToken(ctx, db.w, t))
 }
 
+// RefreshTokenByHash implements store.Store.
 func (db *DB) RefreshTokenByHash(ctx context.Context, tokenHash string) (*store.RefreshToken, error) {
 	var (
 		t                 store.RefreshToken
@@ -65,6 +66,7 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldID string, now time.Tim
 	return db.wrap("rotate refresh token", err)
 }
 
+// RevokeRefreshFamily implements store.Store.
 func (db *DB) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) (int64, error) {
 	res, err := db.w.ExecContext(ctx,
 		"UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL", micros(now), familyID)
@@ -72,6 +74,7 @@ func (db *DB) RevokeRefreshFamily(ctx context.Context, familyID string, now time
 	return n, db.wrap("revoke refresh family", err)
 }
 
+// RevokeUserRefreshTokens implements store.Store.
 func (db *DB) RevokeUserRefreshTokens(ctx context.Context, userID, exceptFamily string, now time.Time) (int64, error) {
 	res, err := db.w.ExecContext(ctx,
 		"UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND family_id <> $3 AND revoked_at IS NULL",

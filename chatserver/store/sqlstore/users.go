@@ -38,14 +38,17 @@ func (db *DB) userBy(ctx context.Context, op, col, val string) (*store.User, err
 	return &u, nil
 }
 
+// UserByID implements store.Store.
 func (db *DB) UserByID(ctx context.Context, id string) (*store.User, error) {
 	return db.userBy(ctx, "user by id", "id", id)
 }
 
+// UserByEmail implements store.Store.
 func (db *DB) UserByEmail(ctx context.Context, email string) (*store.User, error) {
 	return db.userBy(ctx, "user by email", "email", email)
 }
 
+// UserByUsername implements store.Store.
 func (db *DB) UserByUsername(ctx context.Context, username string) (*store.User, error) {
 	return db.userBy(ctx, "user by username", "username", username)
 }
@@ -115,6 +118,7 @@ func (db *DB) UpdatePassword(ctx context.Context, userID, passwordHash string, t
 	return db.wrap("update password", mustAffect(res, err))
 }
 
+// SetTokensValidAfter implements store.Store.
 func (db *DB) SetTokensValidAfter(ctx context.Context, userID string, t time.Time) error {
 	res, err := db.w.ExecContext(ctx, "UPDATE users SET tokens_valid_after = $1 WHERE id = $2", micros(t), userID)
 	return db.wrap("set tokens valid after", mustAffect(res, err))
