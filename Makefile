@@ -59,6 +59,30 @@ test-web: ## Web client unit tests (Vitest) and browser tests (Chromium)
 	hack/web.sh test
 
 ## ---------------------------------------------------------------- operator
-.PHONY: test-assets manifests generate
+.PHONY: test-assets manifests generate controller-gen test-operator install deploy
 test-assets: ## Build or reuse kube-apiserver and etcd for envtest (cached in bin/)
 	hack/envtest-assets.sh ensure
+
+CONTROLLER_GEN := $(BIN)/controller-gen
+CONTROLLER_GEN_VERSION := v0.23.0
+
+$(CONTROLLER_GEN):
+	$(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
+controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into bin/
+
+generate: $(CONTROLLER_GEN) ## Generate the API's deepcopy functions
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and the operator's RBAC into config/
+	$(CONTROLLER_GEN) crd rbac:roleName=parley-operator paths=./api/... paths=./controllers/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+test-operator: test-assets ## Operator tests only (unit + envtest)
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)" $(GO) test -count=1 ./api/... ./controllers/... ./pkg/keyringfile/...
+
+install: manifests ## Install the CRD into the cluster of the current kubeconfig
+	kubectl apply --server-side -k config/crd
+
+deploy: manifests ## Deploy the operator (config/default) into the cluster of the current kubeconfig
+	kubectl apply --server-side -k config/default

@@ -1,0 +1,495 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Annotations a person sets on a ChatCluster for day-2 operations.
+const (
+	// AnnotationRotateKeysNow starts a key rotation of both kinds now. Any new value
+	// starts one more rotation; the operator records the value it handled on the
+	// keyring Secret, so the annotation can stay in place.
+	AnnotationRotateKeysNow = "chat.parley.dev/rotate-keys-now"
+	// AnnotationPaused set to "true" stops reconciliation: the operator changes nothing.
+	AnnotationPaused = "chat.parley.dev/paused"
+	// AnnotationHibernate set to "true" scales the chat servers to zero replicas and
+	// removes the autoscaler, keeping data, keys and configuration.
+	AnnotationHibernate = "chat.parley.dev/hibernate"
+)
+
+// Condition types reported in status.conditions.
+const (
+	ConditionReady               = "Ready"
+	ConditionAvailable           = "Available"
+	ConditionProgressing         = "Progressing"
+	ConditionDegraded            = "Degraded"
+	ConditionKeysReady           = "KeysReady"
+	ConditionRedisReady          = "RedisReady"
+	ConditionServiceMonitorReady = "ServiceMonitorReady"
+)
+
+// ChatClusterSpec is the desired state of a Parley chat platform.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.database.sqlite) || ((!has(self.replicas) || self.replicas <= 1) && !has(self.autoscaling))",message="SQLite supports a single replica only: set spec.replicas to 1 and remove spec.autoscaling, or use spec.database.postgres"
+// +kubebuilder:validation:XValidation:rule="has(self.redis) || ((!has(self.replicas) || self.replicas <= 1) && !has(self.autoscaling))",message="more than one replica needs spec.redis (managed or external) as the message backplane between replicas"
+type ChatClusterSpec struct {
+	// Image of the chat server. Defaults to ghcr.io/parley-chat/chatserver at the
+	// operator's own version. Changing it rolls the pods one at a time with no
+	// loss of capacity (maxUnavailable 0).
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// ImagePullPolicy of the chat server container.
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// ImagePullSecrets for the chat server and managed Redis pods.
+	// +optional
+	// +listType=atomic
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+
+	// Replicas is the number of chat server pods when spec.autoscaling is not set.
+	// The scale subresource (kubectl scale) changes this field.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Autoscaling lets a HorizontalPodAutoscaler own the replica count. When set,
+	// spec.replicas is ignored.
+	// +optional
+	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
+
+	// Resources of the chat server container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Scheduling constraints of the chat server pods.
+	// +optional
+	Scheduling SchedulingSpec `json:"scheduling,omitempty"`
+
+	// Redis is the backplane between replicas (pub/sub, presence, shared rate
+	// limits). Without it the single chat server uses in-process equivalents.
+	// +optional
+	Redis *RedisSpec `json:"redis,omitempty"`
+
+	// Database where the chat server stores users, conversations and messages.
+	Database DatabaseSpec `json:"database"`
+
+	// Security settings: token lifetimes, allowed origins and key rotation.
+	// +kubebuilder:default={}
+	// +optional
+	Security SecuritySpec `json:"security,omitempty"`
+
+	// RateLimits applied per user and per IP.
+	// +kubebuilder:default={}
+	// +optional
+	RateLimits RateLimitSpec `json:"rateLimits,omitempty"`
+
+	// Server tunes the chat server process.
+	// +kubebuilder:default={}
+	// +optional
+	Server ServerSpec `json:"server,omitempty"`
+
+	// Ingress exposes the chat servers over HTTP(S). No Ingress when unset.
+	// +optional
+	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// Monitoring of the chat servers by Prometheus.
+	// +kubebuilder:default={}
+	// +optional
+	Monitoring MonitoringSpec `json:"monitoring,omitempty"`
+}
+
+// AutoscalingSpec configures a HorizontalPodAutoscaler (autoscaling/v2) for the chat servers.
+//
+// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="spec.autoscaling.minReplicas must be less than or equal to spec.autoscaling.maxReplicas"
+type AutoscalingSpec struct {
+	// MinReplicas is the lower bound of the replica count.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MinReplicas int32 `json:"minReplicas,omitempty"`
+
+	// MaxReplicas is the upper bound of the replica count.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxReplicas int32 `json:"maxReplicas"`
+
+	// TargetCPUUtilizationPercentage is the average CPU utilization, relative to the
+	// container's CPU request, the autoscaler aims for.
+	// +kubebuilder:default=70
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+
+	// TargetConnectionsPerPod is the average number of open WebSocket connections per
+	// pod the autoscaler aims for, read from the per-pod custom metric
+	// parley_connections. Used only when the custom metrics API
+	// (custom.metrics.k8s.io) is served, for example by prometheus-adapter.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	TargetConnectionsPerPod *int32 `json:"targetConnectionsPerPod,omitempty"`
+}
+
+// SchedulingSpec holds the usual pod scheduling constraints.
+type SchedulingSpec struct {
+	// NodeSelector of the chat server pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// Tolerations of the chat server pods.
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// Affinity of the chat server pods.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// TopologySpreadConstraints of the chat server pods. When empty, pods are spread
+	// across nodes (kubernetes.io/hostname, maxSkew 1, ScheduleAnyway).
+	// +optional
+	// +listType=atomic
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+}
+
+// RedisSpec selects a managed Redis or an external one.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.managed) != has(self.external)",message="set exactly one of spec.redis.managed and spec.redis.external: they are mutually exclusive"
+type RedisSpec struct {
+	// Managed runs a single Redis in the cluster, reachable only from the chat servers.
+	// +optional
+	Managed *ManagedRedisSpec `json:"managed,omitempty"`
+
+	// External points the chat servers at an existing Redis.
+	// +optional
+	External *ExternalRedisSpec `json:"external,omitempty"`
+}
+
+// ManagedRedisSpec configures the Redis the operator runs (a one-replica StatefulSet).
+//
+// +kubebuilder:validation:XValidation:rule="has(self.persistence) == has(oldSelf.persistence)",message="spec.redis.managed.persistence cannot be added or removed after creation"
+type ManagedRedisSpec struct {
+	// Image of Redis.
+	// +kubebuilder:default="docker.io/library/redis:7.4-alpine"
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Resources of the Redis container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Persistence keeps Redis data (append-only file) on a PersistentVolumeClaim.
+	// Without it Redis keeps nothing across restarts, which the chat servers
+	// tolerate: Redis holds only ephemeral state.
+	// +optional
+	Persistence *PersistenceSpec `json:"persistence,omitempty"`
+}
+
+// PersistenceSpec describes a PersistentVolumeClaim.
+//
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="persistence settings are immutable (a StatefulSet cannot change its volume claims)"
+type PersistenceSpec struct {
+	// Size of the volume.
+	// +kubebuilder:default="1Gi"
+	// +optional
+	Size resource.Quantity `json:"size,omitempty"`
+
+	// StorageClassName of the claim; the cluster default when empty.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// ExternalRedisSpec points at a Redis the operator does not manage.
+type ExternalRedisSpec struct {
+	// Address is host:port of the Redis server.
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:Pattern=`^[^\s/:]+:[0-9]{1,5}$`
+	Address string `json:"address"`
+
+	// PasswordSecretRef selects the Secret key holding the Redis password. A change
+	// of the Secret rolls the chat server pods.
+	// +optional
+	PasswordSecretRef *corev1.SecretKeySelector `json:"passwordSecretRef,omitempty"`
+
+	// TLS connects with rediss://.
+	// +optional
+	TLS bool `json:"tls,omitempty"`
+}
+
+// DatabaseSpec selects PostgreSQL or SQLite. The engine cannot change after creation.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.postgres) != has(self.sqlite)",message="set exactly one of spec.database.postgres and spec.database.sqlite"
+// +kubebuilder:validation:XValidation:rule="has(self.postgres) == has(oldSelf.postgres)",message="spec.database engine is immutable: a ChatCluster cannot move between SQLite and PostgreSQL"
+type DatabaseSpec struct {
+	// Postgres connects to a PostgreSQL database shared by all replicas.
+	// +optional
+	Postgres *PostgresSpec `json:"postgres,omitempty"`
+
+	// SQLite stores the database in a file on a PersistentVolumeClaim. Only for a
+	// single replica.
+	// +optional
+	SQLite *SQLiteSpec `json:"sqlite,omitempty"`
+}
+
+// PostgresSpec references the connection string.
+type PostgresSpec struct {
+	// DSNSecretRef selects the Secret key holding the PostgreSQL connection string
+	// (postgres://user:password@host:5432/db?sslmode=require). A change of the
+	// Secret rolls the chat server pods.
+	DSNSecretRef corev1.SecretKeySelector `json:"dsnSecretRef"`
+}
+
+// SQLiteSpec describes the volume holding the SQLite database.
+//
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.database.sqlite is immutable (the volume claim is not resized or moved)"
+type SQLiteSpec struct {
+	// Size of the volume.
+	// +kubebuilder:default="1Gi"
+	// +optional
+	Size resource.Quantity `json:"size,omitempty"`
+
+	// StorageClassName of the claim; the cluster default when empty.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// SecuritySpec holds token lifetimes, origins and key rotation.
+type SecuritySpec struct {
+	// AccessTokenTTL is the lifetime of access tokens (JWT).
+	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="accessTokenTTL must be between 1m and 24h"
+	// +optional
+	AccessTokenTTL *metav1.Duration `json:"accessTokenTTL,omitempty"`
+
+	// RefreshTokenTTL is the lifetime of refresh tokens.
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="refreshTokenTTL must be between 1h and 8760h"
+	// +optional
+	RefreshTokenTTL *metav1.Duration `json:"refreshTokenTTL,omitempty"`
+
+	// AllowedOrigins are the browser origins (scheme://host[:port]) allowed to open
+	// WebSockets and call the API. Empty allows only same-origin requests.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
+
+	// TrustedProxies are CIDRs of proxies whose X-Forwarded-For the server believes.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
+
+	// KeyRotation schedules the rotation of the signing and encryption keys.
+	// +kubebuilder:default={}
+	// +optional
+	KeyRotation KeyRotationSpec `json:"keyRotation,omitempty"`
+}
+
+// KeyRotationSpec schedules key rotation. A rotation first stages a new key
+// (servers can verify and decrypt with it), and makes it active only after the
+// propagation window, so every server knows a key before anything uses it.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.jwtKeyInterval) || !has(self.propagationWindow) || duration(self.jwtKeyInterval) > duration(self.propagationWindow)",message="keyRotation.jwtKeyInterval must be longer than keyRotation.propagationWindow"
+// +kubebuilder:validation:XValidation:rule="!has(self.dataKeyInterval) || !has(self.propagationWindow) || duration(self.dataKeyInterval) > duration(self.propagationWindow)",message="keyRotation.dataKeyInterval must be longer than keyRotation.propagationWindow"
+type KeyRotationSpec struct {
+	// JWTKeyInterval is how long a JWT signing key stays active.
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('8760h')",message="jwtKeyInterval must be between 1m and 8760h"
+	// +optional
+	JWTKeyInterval *metav1.Duration `json:"jwtKeyInterval,omitempty"`
+
+	// DataKeyInterval is how long a data encryption key stays active.
+	// +kubebuilder:default="2160h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('87600h')",message="dataKeyInterval must be between 1m and 87600h"
+	// +optional
+	DataKeyInterval *metav1.Duration `json:"dataKeyInterval,omitempty"`
+
+	// PropagationWindow is how long a staged key waits before it becomes active. It
+	// must cover the time for a Secret change to reach every pod (kubelet sync
+	// period plus the server's reload interval).
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="propagationWindow must be between 10s and 24h"
+	// +optional
+	PropagationWindow *metav1.Duration `json:"propagationWindow,omitempty"`
+}
+
+// RateLimitSpec holds limits written as "<count>/<duration>", e.g. "10/5m".
+type RateLimitSpec struct {
+	// Login attempts per user and per IP.
+	// +kubebuilder:default="10/5m"
+	// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,6}/[1-9][0-9]{0,4}(s|m|h)$`
+	// +optional
+	Login string `json:"login,omitempty"`
+
+	// Messages sent per user.
+	// +kubebuilder:default="60/1m"
+	// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,6}/[1-9][0-9]{0,4}(s|m|h)$`
+	// +optional
+	Messages string `json:"messages,omitempty"`
+}
+
+// ServerSpec tunes the chat server process.
+type ServerSpec struct {
+	// MaxMessageChars is the longest message body accepted, in characters.
+	// +kubebuilder:default=4000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	MaxMessageChars int32 `json:"maxMessageChars,omitempty"`
+
+	// MaxConnections caps the WebSocket connections per pod; unlimited when unset.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxConnections *int32 `json:"maxConnections,omitempty"`
+
+	// ShutdownTimeout is how long a stopping pod drains its connections. The pod's
+	// termination grace period is set above it.
+	// +kubebuilder:default="25s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('10m')",message="shutdownTimeout must be between 1s and 10m"
+	// +optional
+	ShutdownTimeout *metav1.Duration `json:"shutdownTimeout,omitempty"`
+
+	// LogLevel of the chat server.
+	// +kubebuilder:default=info
+	// +kubebuilder:validation:Enum=debug;info;warn;error
+	// +optional
+	LogLevel string `json:"logLevel,omitempty"`
+}
+
+// IngressSpec exposes the chat servers through an Ingress.
+type IngressSpec struct {
+	// ClassName of the Ingress controller; the cluster default when unset.
+	// +optional
+	ClassName *string `json:"className,omitempty"`
+
+	// Host name the Ingress serves.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:MaxLength=253
+	Host string `json:"host"`
+
+	// TLSSecretName names a kubernetes.io/tls Secret for the host. Plain HTTP when empty.
+	// +optional
+	TLSSecretName string `json:"tlsSecretName,omitempty"`
+}
+
+// MonitoringSpec configures scraping by Prometheus.
+type MonitoringSpec struct {
+	// ServiceMonitor creates a monitoring.coreos.com/v1 ServiceMonitor when the
+	// Prometheus Operator's CRD is installed. Without the CRD, pods carry
+	// prometheus.io/scrape annotations instead.
+	// +optional
+	ServiceMonitor bool `json:"serviceMonitor,omitempty"`
+
+	// Interval between scrapes.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Pattern=`^[0-9]+(ms|s|m)$`
+	// +optional
+	Interval string `json:"interval,omitempty"`
+}
+
+// ChatClusterStatus is the observed state of a ChatCluster.
+type ChatClusterStatus struct {
+	// ObservedGeneration is the .metadata.generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Available, Progressing, Degraded, KeysReady, RedisReady and
+	// ServiceMonitorReady.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Replicas is the number of chat server pods (the scale subresource reads it).
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+
+	// ReadyReplicas is the number of available chat server pods.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+
+	// DesiredReplicas is the replica count the operator asks for (0 when hibernating;
+	// the autoscaler's current choice when autoscaling).
+	// +optional
+	DesiredReplicas int32 `json:"desiredReplicas,omitempty"`
+
+	// Selector is the label selector of the chat server pods, for the scale subresource.
+	// +optional
+	Selector string `json:"selector,omitempty"`
+
+	// Endpoint is where clients connect: the Ingress URL or the in-cluster Service URL.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Image the chat servers run, updated once a rollout has completed.
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Version is the tag of Image.
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// Keys reports key ids and rotation times, never key material.
+	// +optional
+	Keys KeysStatus `json:"keys,omitempty"`
+}
+
+// KeysStatus reports the keyring without any key material.
+type KeysStatus struct {
+	// ActiveJWTKeyID is the id of the key that signs new tokens.
+	// +optional
+	ActiveJWTKeyID string `json:"activeJWTKeyID,omitempty"`
+	// ActiveDataKeyID is the id of the key that encrypts new data.
+	// +optional
+	ActiveDataKeyID string `json:"activeDataKeyID,omitempty"`
+	// StagedKeyIDs are keys waiting for the propagation window to end.
+	// +optional
+	StagedKeyIDs []string `json:"stagedKeyIDs,omitempty"`
+	// LastJWTRotation is when the active JWT key became active.
+	// +optional
+	LastJWTRotation *metav1.Time `json:"lastJWTRotation,omitempty"`
+	// LastDataRotation is when the active data key became active.
+	// +optional
+	LastDataRotation *metav1.Time `json:"lastDataRotation,omitempty"`
+}
+
+// ChatCluster is a Parley chat platform: chat servers, their Redis backplane,
+// database connection, keyring and exposure.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
+// +kubebuilder:resource:shortName=chat;chats,categories=parley
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.version`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ChatCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ChatClusterSpec   `json:"spec,omitempty"`
+	Status ChatClusterStatus `json:"status,omitempty"`
+}
+
+// ChatClusterList is a list of ChatClusters.
+//
+// +kubebuilder:object:root=true
+type ChatClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ChatCluster `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ChatCluster{}, &ChatClusterList{})
+}

@@ -1,0 +1,643 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	chatv1alpha1 "github.com/parley-chat/parley/api/v1alpha1"
+	"github.com/parley-chat/parley/pkg/keyringfile"
+)
+
+// secretRefIndex indexes ChatClusters by the names of the Secrets they reference.
+const secretRefIndex = ".spec.secretRefs"
+
+// Backoff while a referenced Secret is missing: it grows with the time the Secret
+// has been missing, and the Secret watch cuts it short once the Secret appears.
+const (
+	missingSecretMinBackoff = 5 * time.Second
+	missingSecretMaxBackoff = 5 * time.Minute
+	// Without a watch on CRDs, re-check for the ServiceMonitor CRD this often.
+	crdRecheckInterval = 10 * time.Minute
+	maxRequeue         = 12 * time.Hour
+)
+
+var serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}
+
+// ChatClusterReconciler turns ChatClusters into running chat platforms.
+type ChatClusterReconciler struct {
+	Client       client.Client
+	Recorder     events.EventRecorder
+	Clock        clock.PassiveClock
+	Metrics      *Metrics
+	Capabilities Capabilities
+	// Version of the operator; the default chat server image has the same tag.
+	Version string
+}
+
+// +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;secrets;persistentvolumeclaims,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// Reconcile brings the children of one ChatCluster to their desired state and
+// reports what it sees in status.
+func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	log := logf.FromContext(ctx)
+	defer func() {
+		switch {
+		case err != nil:
+			r.Metrics.Reconciles.WithLabelValues("error").Inc()
+		case res.RequeueAfter > 0:
+			r.Metrics.Reconciles.WithLabelValues("requeue").Inc()
+		default:
+			r.Metrics.Reconciles.WithLabelValues("success").Inc()
+		}
+	}()
+
+	cc := &chatv1alpha1.ChatCluster{}
+	if err := r.Client.Get(ctx, req.NamespacedName, cc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	// No finalizer: owner references let the garbage collector remove the
+	// children, so deletion never waits on the operator.
+	if !cc.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	if cc.Annotations[chatv1alpha1.AnnotationPaused] == "true" {
+		log.V(1).Info("reconciliation paused by annotation")
+		return ctrl.Result{}, nil
+	}
+
+	before := cc.Status.DeepCopy()
+	res, err = r.reconcile(ctx, cc)
+	if err != nil {
+		r.Metrics.Errors.WithLabelValues("reconcile").Inc()
+		setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, "ReconcileError", err.Error())
+		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "ReconcileError", err.Error())
+	}
+	cc.Status.ObservedGeneration = cc.Generation
+	if !equality.Semantic.DeepEqual(*before, cc.Status) {
+		orig := cc.DeepCopy()
+		orig.Status = *before
+		if perr := r.Client.Status().Patch(ctx, cc, client.MergeFrom(orig)); perr != nil {
+			r.Metrics.Errors.WithLabelValues("status").Inc()
+			return ctrl.Result{}, errors.Join(err, fmt.Errorf("update status: %w", perr))
+		}
+	}
+	return res, err
+}
+
+// requeue collects the earliest time the reconciler wants to run again.
+type requeue struct{ after time.Duration }
+
+func (q *requeue) at(d time.Duration) {
+	if d <= 0 {
+		d = time.Second
+	}
+	if q.after == 0 || d < q.after {
+		q.after = d
+	}
+}
+
+func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.ChatCluster) (ctrl.Result, error) {
+	now := r.Clock.Now()
+	s := Resolve(cc, r.Version)
+	a := applier{c: r.Client}
+	var q requeue
+	initConditions(cc)
+	cc.Status.Selector = labels.SelectorFromSet(selectorLabels(cc, "chatserver")).String()
+	cc.Status.Endpoint = Endpoint(cc)
+
+	// Referenced Secrets first: without them the pods cannot start.
+	secretValues, missing, err := r.referencedSecrets(ctx, cc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if missing != "" {
+		backoff := missingSecretMinBackoff
+		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionReady); c != nil && c.Reason == "SecretNotFound" {
+			backoff = min(max(now.Sub(c.LastTransitionTime.Time), missingSecretMinBackoff), missingSecretMaxBackoff)
+		}
+		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "SecretNotFound", missing)
+		setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, "SecretNotFound", missing)
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "SecretNotFound", "Reconcile", "%s", missing)
+		r.Metrics.Errors.WithLabelValues("secret_not_found").Inc()
+		return ctrl.Result{RequeueAfter: backoff}, nil
+	}
+
+	created := []string{}
+	track := func(kind, name string, res applyResult, err error) error {
+		if err != nil {
+			return err
+		}
+		if res == applyCreated {
+			created = append(created, kind+" "+name)
+		}
+		return nil
+	}
+
+	if err := track(r.applyTyped(ctx, a, ServiceAccount(cc))); err != nil {
+		return ctrl.Result{}, err
+	}
+	cm := ConfigMap(cc, s)
+	if err := track(r.applyTyped(ctx, a, cm)); err != nil {
+		return ctrl.Result{}, err
+	}
+	keysNext, err := r.reconcileKeys(ctx, cc, s, now, a)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !keysNext.IsZero() {
+		q.at(min(keysNext.Sub(now), maxRequeue))
+	}
+	if cc.Spec.Database.SQLite != nil {
+		if err := track(r.applyTyped(ctx, a, DataClaim(cc))); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	// Managed Redis, or its removal after a switch to external.
+	if sts := RedisStatefulSet(cc); sts != nil {
+		for _, obj := range []client.Object{sts, RedisService(cc), RedisNetworkPolicy(cc)} {
+			if err := track(r.applyTyped(ctx, a, obj)); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	} else {
+		for _, obj := range []client.Object{
+			&appsv1.StatefulSet{}, &corev1.Service{}, &networkingv1.NetworkPolicy{},
+		} {
+			if err := r.prune(ctx, a, cc, obj, redisName(cc)); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+
+	// Monitoring decides the pod annotations, so it goes before the Deployment.
+	smOn, err := r.reconcileServiceMonitor(ctx, cc, a, &q)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	dep := Deployment(cc, s, DeploymentInput{ConfigHash: ConfigHash(cm, secretValues), PrometheusAnnotations: !smOn})
+	if err := track(r.applyTyped(ctx, a, dep)); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := track(r.applyTyped(ctx, a, Service(cc))); err != nil {
+		return ctrl.Result{}, err
+	}
+	if ing := Ingress(cc); ing != nil {
+		if err := track(r.applyTyped(ctx, a, ing)); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else if err := r.prune(ctx, a, cc, &networkingv1.Ingress{}, chatName(cc)); err != nil {
+		return ctrl.Result{}, err
+	}
+	customMetrics := false
+	if cc.Spec.Autoscaling != nil && cc.Spec.Autoscaling.TargetConnectionsPerPod != nil {
+		if customMetrics, err = r.Capabilities.CustomMetrics(ctx); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if hpa := HPA(cc, s, customMetrics); hpa != nil {
+		if err := track(r.applyTyped(ctx, a, hpa)); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else if err := r.prune(ctx, a, cc, &autoscalingv2.HorizontalPodAutoscaler{}, chatName(cc)); err != nil {
+		return ctrl.Result{}, err
+	}
+	if pdb := PDB(cc, s); pdb != nil {
+		if err := track(r.applyTyped(ctx, a, pdb)); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else if err := r.prune(ctx, a, cc, &policyv1.PodDisruptionBudget{}, chatName(cc)); err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(created) > 0 {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Created", "Reconcile", "created %s", strings.Join(created, ", "))
+	}
+
+	if err := r.observe(ctx, cc, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: q.after}, nil
+}
+
+func (r *ChatClusterReconciler) applyTyped(ctx context.Context, a applier, obj client.Object) (string, string, applyResult, error) {
+	res, err := a.apply(ctx, obj)
+	return kindOf(obj), obj.GetName(), res, err
+}
+
+func (r *ChatClusterReconciler) prune(ctx context.Context, a applier, cc *chatv1alpha1.ChatCluster, obj client.Object, name string) error {
+	obj.SetName(name)
+	obj.SetNamespace(cc.Namespace)
+	deleted, err := a.deleteIfOwned(ctx, obj, string(cc.UID))
+	if err != nil {
+		return err
+	}
+	if deleted {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Deleted", "Reconcile", "deleted %T %s: no longer wanted by the spec", obj, name)
+	}
+	return nil
+}
+
+// referencedSecrets reads the Secret keys the pods reference. It returns their
+// values (for the pod template hash) or a message naming the first one missing.
+func (r *ChatClusterReconciler) referencedSecrets(ctx context.Context, cc *chatv1alpha1.ChatCluster) (map[string][]byte, string, error) {
+	values := map[string][]byte{}
+	for _, ref := range secretRefs(cc) {
+		sec := &corev1.Secret{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: ref.ref.Name}, sec)
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Sprintf("Secret %s/%s (%s) not found", cc.Namespace, ref.ref.Name, ref.field), nil
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("get Secret %s: %w", ref.ref.Name, err)
+		}
+		v, ok := sec.Data[ref.ref.Key]
+		if !ok {
+			return nil, fmt.Sprintf("Secret %s/%s has no key %q (%s)", cc.Namespace, ref.ref.Name, ref.ref.Key, ref.field), nil
+		}
+		values[ref.field] = v
+	}
+	return values, "", nil
+}
+
+type secretRef struct {
+	field string
+	ref   corev1.SecretKeySelector
+}
+
+func secretRefs(cc *chatv1alpha1.ChatCluster) []secretRef {
+	var out []secretRef
+	if pg := cc.Spec.Database.Postgres; pg != nil {
+		out = append(out, secretRef{"spec.database.postgres.dsnSecretRef", pg.DSNSecretRef})
+	}
+	if rd := cc.Spec.Redis; rd != nil && rd.External != nil && rd.External.PasswordSecretRef != nil {
+		out = append(out, secretRef{"spec.redis.external.passwordSecretRef", *rd.External.PasswordSecretRef})
+	}
+	return out
+}
+
+// reconcileKeys creates the keyring Secret or advances its rotation schedule. It
+// returns when the schedule is next due.
+func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alpha1.ChatCluster, s Settings, now time.Time, a applier) (time.Time, error) {
+	sec := &corev1.Secret{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: keysSecretName(cc)}, sec)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return time.Time{}, fmt.Errorf("get keyring Secret: %w", err)
+	}
+	if apierrors.IsNotFound(err) {
+		f, err := NewKeyring(now)
+		if err != nil {
+			return time.Time{}, err
+		}
+		b, err := f.Marshal()
+		if err != nil {
+			return time.Time{}, err
+		}
+		// A rotate-now set at creation is satisfied by the fresh keyring.
+		if _, err := a.apply(ctx, KeysSecret(cc, b, cc.Annotations[chatv1alpha1.AnnotationRotateKeysNow])); err != nil {
+			return time.Time{}, err
+		}
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "KeysCreated", "RotateKeys", "created keyring Secret %s with JWT key %s and data key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID)
+		setKeysStatus(cc, f)
+		setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeysCreated", "keyring created")
+		return now.Add(s.JWTInterval - s.PropagationWindow), nil
+	}
+
+	raw := sec.Data[keyringfile.FileName]
+	f, err := keyringfile.Parse(raw)
+	if err != nil {
+		// Never regenerate over an invalid keyring: new keys would invalidate every
+		// session and make stored messages unreadable. The servers keep their last
+		// good keyring; a person must look.
+		msg := fmt.Sprintf("keyring Secret %s is invalid and was left untouched: %v", keysSecretName(cc), err)
+		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionKeysReady); c == nil || c.Reason != "InvalidKeyring" {
+			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "InvalidKeyring", "RotateKeys", "%s", msg)
+		}
+		setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionFalse, "InvalidKeyring", msg)
+		return time.Time{}, nil
+	}
+
+	requested := cc.Annotations[chatv1alpha1.AnnotationRotateKeysNow]
+	handled := sec.Annotations[AnnotationRotateNowHandled]
+	rotateNow := requested != "" && requested != handled
+	res, err := Rotate(f, now, RotationPolicy{
+		JWTInterval:       s.JWTInterval,
+		DataInterval:      s.DataInterval,
+		PropagationWindow: s.PropagationWindow,
+		AccessTokenTTL:    s.AccessTokenTTL,
+		RotateNow:         rotateNow,
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if rotateNow {
+		handled = requested
+	}
+	if res.Changed {
+		if raw, err = res.File.Marshal(); err != nil {
+			return time.Time{}, err
+		}
+	}
+	// Applied even when unchanged: the applier writes only on a difference, and
+	// this also restores labels or owner references someone removed.
+	if _, err := a.apply(ctx, KeysSecret(cc, raw, handled)); err != nil {
+		return time.Time{}, err
+	}
+	for _, ev := range res.Events {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, ev.Reason, "RotateKeys", "%s", ev.Message)
+		step := strings.ToLower(strings.TrimPrefix(ev.Reason, "Key"))
+		r.Metrics.Rotations.WithLabelValues(ev.Kind, step).Inc()
+	}
+	setKeysStatus(cc, res.File)
+	if len(cc.Status.Keys.StagedKeyIDs) > 0 {
+		setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeyStaged",
+			fmt.Sprintf("rotation in progress: staged %s", strings.Join(cc.Status.Keys.StagedKeyIDs, ", ")))
+	} else {
+		setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeysValid", "one active key of each kind")
+	}
+	return res.NextAt, nil
+}
+
+func setKeysStatus(cc *chatv1alpha1.ChatCluster, f *keyringfile.File) {
+	ks := chatv1alpha1.KeysStatus{}
+	if k, ok := f.ActiveJWT(); ok {
+		ks.ActiveJWTKeyID = k.ID
+		ks.LastJWTRotation = metaTime(k.Activated, k.Created)
+	}
+	if k, ok := f.ActiveData(); ok {
+		ks.ActiveDataKeyID = k.ID
+		ks.LastDataRotation = metaTime(k.Activated, k.Created)
+	}
+	for _, k := range f.JWT {
+		if k.State == keyringfile.StateStaged {
+			ks.StagedKeyIDs = append(ks.StagedKeyIDs, k.ID)
+		}
+	}
+	for _, k := range f.Data {
+		if k.State == keyringfile.StateStaged {
+			ks.StagedKeyIDs = append(ks.StagedKeyIDs, k.ID)
+		}
+	}
+	cc.Status.Keys = ks
+}
+
+func metaTime(t *time.Time, fallback time.Time) *metav1.Time {
+	if t != nil {
+		return &metav1.Time{Time: *t}
+	}
+	return &metav1.Time{Time: fallback}
+}
+
+// reconcileServiceMonitor applies or removes the ServiceMonitor and reports
+// whether one is in place.
+func (r *ChatClusterReconciler) reconcileServiceMonitor(ctx context.Context, cc *chatv1alpha1.ChatCluster, a applier, q *requeue) (bool, error) {
+	installed, err := r.Capabilities.ServiceMonitors(ctx)
+	if err != nil {
+		return false, err
+	}
+	if !cc.Spec.Monitoring.ServiceMonitor {
+		if installed {
+			sm := &unstructured.Unstructured{}
+			sm.SetGroupVersionKind(serviceMonitorGVK)
+			if err := r.prune(ctx, a, cc, sm, chatName(cc)); err != nil {
+				return false, err
+			}
+		}
+		setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, "Disabled",
+			"spec.monitoring.serviceMonitor is off; pods carry prometheus.io scrape annotations")
+		return false, nil
+	}
+	if !installed {
+		q.at(crdRecheckInterval)
+		setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, "CRDNotInstalled",
+			"the monitoring.coreos.com/v1 ServiceMonitor CRD is not installed; pods carry prometheus.io scrape annotations instead")
+		return false, nil
+	}
+	res, err := a.applyUnstructured(ctx, ServiceMonitor(cc))
+	if err != nil {
+		return false, err
+	}
+	if res == applyCreated {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Created", "Reconcile", "created ServiceMonitor %s", chatName(cc))
+	}
+	setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionTrue, "Applied", "ServiceMonitor "+chatName(cc)+" scrapes /metrics")
+	return true, nil
+}
+
+// observe reads the children's status into the ChatCluster's conditions.
+func (r *ChatClusterReconciler) observe(ctx context.Context, cc *chatv1alpha1.ChatCluster, s Settings) error {
+	dep := &appsv1.Deployment{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: chatName(cc)}, dep); err != nil {
+		return fmt.Errorf("get Deployment: %w", err)
+	}
+	desired := ptr.Deref(dep.Spec.Replicas, 1)
+	st := dep.Status
+	complete := st.ObservedGeneration >= dep.Generation &&
+		st.UpdatedReplicas == desired && st.Replicas == desired && st.AvailableReplicas == desired
+	cc.Status.Replicas = st.Replicas
+	cc.Status.ReadyReplicas = st.AvailableReplicas
+	if cc.Status.DesiredReplicas != desired && cc.Status.ObservedGeneration > 0 {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Scaled", "Scale", "chat servers scaled from %d to %d replicas", cc.Status.DesiredReplicas, desired)
+	}
+	cc.Status.DesiredReplicas = desired
+
+	image := dep.Spec.Template.Spec.Containers[0].Image
+	progress := fmt.Sprintf("%d of %d replicas updated, %d available", st.UpdatedReplicas, desired, st.AvailableReplicas)
+	if complete {
+		if cc.Status.Image != image {
+			if cc.Status.Image != "" {
+				r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "RolloutComplete", "Upgrade", "chat servers now run %s", image)
+			}
+			cc.Status.Image, cc.Status.Version = image, imageTag(image)
+		}
+		setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, "RolloutComplete", progress)
+	} else {
+		setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionTrue, "RollingOut", "rolling out "+image+": "+progress)
+	}
+
+	switch {
+	case desired == 0:
+		setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, "Hibernating", "scaled to zero replicas")
+	case st.AvailableReplicas >= desired:
+		setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, "AllReplicasAvailable", progress)
+	case st.AvailableReplicas > 0:
+		setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, "MinimumReplicasAvailable", progress)
+	default:
+		setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, "NoReplicasAvailable", progress)
+	}
+
+	if err := r.observeRedis(ctx, cc); err != nil {
+		return err
+	}
+
+	degradedReason, degradedMsg := "", ""
+	for _, c := range dep.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+			degradedReason, degradedMsg = "ProgressDeadlineExceeded", c.Message
+		}
+		if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
+			degradedReason, degradedMsg = "ReplicaFailure", c.Message
+		}
+	}
+	if k := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionKeysReady); k != nil && k.Status != metav1.ConditionTrue {
+		degradedReason, degradedMsg = k.Reason, k.Message
+	}
+	if degradedReason != "" {
+		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionDegraded); c == nil || c.Reason != degradedReason {
+			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "Degraded", "Reconcile", "%s: %s", degradedReason, degradedMsg)
+		}
+		setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, degradedReason, degradedMsg)
+	} else {
+		setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionFalse, "AsExpected", "no problem detected")
+	}
+
+	// Ready is the conjunction, reported with the first reason it is not.
+	ready := func(t string) *metav1.Condition { return apimeta.FindStatusCondition(cc.Status.Conditions, t) }
+	switch {
+	case s.Hibernate || desired == 0:
+		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "Hibernating", "scaled to zero replicas")
+	case ready(chatv1alpha1.ConditionKeysReady).Status != metav1.ConditionTrue:
+		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "KeysNotReady", ready(chatv1alpha1.ConditionKeysReady).Message)
+	case !complete:
+		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "RollingOut", progress)
+	case ready(chatv1alpha1.ConditionAvailable).Status != metav1.ConditionTrue:
+		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "Unavailable", progress)
+	case ready(chatv1alpha1.ConditionRedisReady).Status != metav1.ConditionTrue:
+		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "RedisNotReady", ready(chatv1alpha1.ConditionRedisReady).Message)
+	default:
+		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready", fmt.Sprintf("%d replicas of %s available", desired, image))
+	}
+	return nil
+}
+
+func (r *ChatClusterReconciler) observeRedis(ctx context.Context, cc *chatv1alpha1.ChatCluster) error {
+	switch {
+	case cc.Spec.Redis == nil:
+		setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "NotRequired", "single replica: the chat server uses its in-process backplane")
+	case cc.Spec.Redis.External != nil:
+		setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "External", "external Redis at "+cc.Spec.Redis.External.Address+" (not probed by the operator)")
+	default:
+		sts := &appsv1.StatefulSet{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: redisName(cc)}, sts); err != nil {
+			return fmt.Errorf("get Redis StatefulSet: %w", err)
+		}
+		if sts.Status.ReadyReplicas >= 1 {
+			setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "RedisAvailable", "managed Redis is ready")
+		} else {
+			setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionFalse, "RedisNotReady", "managed Redis has no ready replica yet")
+		}
+	}
+	return nil
+}
+
+var allConditions = []string{
+	chatv1alpha1.ConditionReady, chatv1alpha1.ConditionAvailable, chatv1alpha1.ConditionProgressing,
+	chatv1alpha1.ConditionDegraded, chatv1alpha1.ConditionKeysReady, chatv1alpha1.ConditionRedisReady,
+	chatv1alpha1.ConditionServiceMonitorReady,
+}
+
+// initConditions gives every condition a value on the first reconcile, so a
+// reader never has to guess whether a missing condition means "not yet" or "fine".
+func initConditions(cc *chatv1alpha1.ChatCluster) {
+	for _, t := range allConditions {
+		if apimeta.FindStatusCondition(cc.Status.Conditions, t) == nil {
+			setCond(cc, t, metav1.ConditionUnknown, "Reconciling", "the operator has not observed this yet")
+		}
+	}
+}
+
+// setCond sets a condition stamped with the current generation; the transition
+// time changes only when the status does.
+func setCond(cc *chatv1alpha1.ChatCluster, t string, status metav1.ConditionStatus, reason, msg string) {
+	apimeta.SetStatusCondition(&cc.Status.Conditions, metav1.Condition{
+		Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: cc.Generation,
+	})
+}
+
+// SetupWithManager registers the controller and its watches.
+func (r *ChatClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(ctx, &chatv1alpha1.ChatCluster{}, secretRefIndex, func(o client.Object) []string {
+		cc, ok := o.(*chatv1alpha1.ChatCluster)
+		if !ok {
+			return nil
+		}
+		var names []string
+		for _, ref := range secretRefs(cc) {
+			names = append(names, ref.ref.Name)
+		}
+		slices.Sort(names)
+		return slices.Compact(names)
+	})
+	if err != nil {
+		return fmt.Errorf("index ChatClusters by Secret: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&chatv1alpha1.ChatCluster{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&corev1.PersistentVolumeClaim{}).
+		Owns(&networkingv1.Ingress{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		// Secrets: the keyring (owned) and the DSN or Redis password (referenced).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToChatClusters(mgr.GetClient()))).
+		Named("chatcluster").
+		Complete(r)
+}
+
+func (r *ChatClusterReconciler) secretToChatClusters(c client.Reader) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var reqs []reconcile.Request
+		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "ChatCluster" && ref.APIVersion == chatv1alpha1.GroupVersion.String() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: ref.Name}})
+		}
+		list := &chatv1alpha1.ChatClusterList{}
+		if err := c.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{secretRefIndex: o.GetName()}); err != nil {
+			logf.FromContext(ctx).Error(err, "list ChatClusters referencing Secret", "secret", o.GetName())
+			return reqs
+		}
+		for _, cc := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&cc)})
+		}
+		return reqs
+	}
+}
