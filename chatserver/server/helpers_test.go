@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
 
 	"github.com/parley-chat/parley/chatserver/config"
 	"github.com/parley-chat/parley/chatserver/protocol"
@@ -409,4 +409,8 @@ func must(t *testing.T, ok bool, format string, args ...any) {
 	}
 }
 
-var _ = fmt.Sprintf
+// sqlDB opens a SQLite database file of a stopped test server directly.
+func sqlDB(t *testing.T, dsn string) (*sql.DB, error) {
+	t.Helper()
+	return sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite://"))
+}
