@@ -252,3 +252,22 @@ func TestTypingPresenceAndReadReceipts(t *testing.T) {
 	p = a.waitFor("presence", 5*time.Second)
 	must(t, p.UserID == bob.user.ID && p.Status == "offline" && p.LastSeen != nil, "offline presence %+v", p)
 }
+
+// On shutdown every client is told to reconnect elsewhere (1001) and the
+// process exits within its deadline.
+func TestGracefulShutdownTellsClientsToReconnect(t *testing.T) {
+	ts := start(t, withArgs("-shutdown-timeout", "5s"))
+	alice := ts.register("alice")
+	w1, w2 := alice.dial(), alice.dial()
+	stopped := make(chan struct{})
+	begin := time.Now()
+	go func() { ts.stop(); close(stopped) }()
+	must(t, w1.closedWith(5*time.Second) == websocket.CloseGoingAway, "device 1: want 1001")
+	must(t, w2.closedWith(5*time.Second) == websocket.CloseGoingAway, "device 2: want 1001")
+	select {
+	case <-stopped:
+		t.Logf("stopped in %v", time.Since(begin))
+	case <-time.After(6 * time.Second):
+		t.Fatal("server did not stop within its shutdown timeout")
+	}
+}
