@@ -157,6 +157,8 @@ export class Connection {
       }
       this.schedulePing();
       if (frame.type === 'ready') {
+        // The server also answers a later `auth` (session extended) with `ready`.
+        if (this.state === 'open') return;
         this.attempt = 0;
         this.everOpen = true;
         this.setState('open');

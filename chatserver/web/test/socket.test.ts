@@ -121,3 +121,29 @@ describe('Connection', () => {
     expect(JSON.parse(sockets[0].sent[0])).toEqual({ type: 'typing', conversationId: 'c1' });
   });
 });
+
+describe('Connection ready', () => {
+  it('treats a second ready (the answer to a renewed auth) as no new session', async () => {
+    vi.useFakeTimers();
+    const ready = vi.fn();
+    const sockets: FakeSocket[] = [];
+    const conn = new Connection({
+      getTicket: async () => 't',
+      createSocket: () => {
+        const s = new FakeSocket();
+        sockets.push(s);
+        return s;
+      },
+      onFrame: () => {},
+      onReady: ready,
+      onState: () => {},
+      onPolicyClose: async () => true,
+    });
+    conn.start();
+    await vi.advanceTimersByTimeAsync(0);
+    sockets[0].ready();
+    sockets[0].ready();
+    expect(ready).toHaveBeenCalledTimes(1);
+    vi.useRealTimers();
+  });
+});

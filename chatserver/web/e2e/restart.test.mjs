@@ -1,0 +1,73 @@
+// The server is killed and started again (same data, same port): the page says it is
+// reconnecting, comes back by itself and shows what was sent meanwhile, once. When the
+// server stays away past the backoff, the page says the connection is lost and offers Retry.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { cspViolations, launchBrowser, newPerson, registerInUI, RestClient, startServer, uniquePerson } from './harness.mjs';
+
+const T = 15_000;
+let server, browser, alice;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+  alice = await newPerson(browser, server);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('the page reconnects after a server restart and shows messages sent meanwhile', async () => {
+  const A = uniquePerson('Alice');
+  const B = uniquePerson('Bob');
+  await registerInUI(alice.page, A);
+  const bob = new RestClient(server.url);
+  await bob.register(B);
+  const users = await bob.call('GET', `/users?q=${A.username}`);
+  const conv = await bob.direct(users.users[0].id);
+  await bob.send(conv.id, 'before the restart');
+  await alice.page.getByRole('button', { name: /^Bob/ }).click({ timeout: T });
+  const body = (text) => alice.page.locator('.msg-body', { hasText: text });
+  await body('before the restart').waitFor({ timeout: T });
+
+  await server.kill('SIGKILL');
+  await alice.page.getByTestId('conn-banner').getByText('Reconnecting…').waitFor({ timeout: T });
+  await server.restart();
+  // Sent right after the restart, while the page waits for its next attempt.
+  await bob.send(conv.id, 'sent while you were away 1');
+  await bob.send(conv.id, 'sent while you were away 2');
+  await body('sent while you were away 2').waitFor({ timeout: 30_000 });
+  await alice.page.getByTestId('conn-banner').waitFor({ state: 'detached', timeout: T });
+  for (const t of ['before the restart', 'sent while you were away 1', 'sent while you were away 2']) {
+    assert.equal(await body(t).count(), 1, `"${t}" shown once`);
+  }
+  // Live again, both ways.
+  await alice.page.getByLabel('Message', { exact: true }).fill('back online');
+  await alice.page.keyboard.press('Enter');
+  await alice.page.locator('[data-testid=message][data-status]').waitFor({ state: 'detached', timeout: T });
+  await bob.send(conv.id, 'welcome back');
+  await body('welcome back').waitFor({ timeout: T });
+});
+
+test('when the server stays away the page says the connection is lost, and Retry reconnects', async () => {
+  await server.kill('SIGKILL');
+  await alice.page.getByTestId('conn-banner').getByText('Reconnecting…').waitFor({ timeout: T });
+  // Backoff 0 + 2 + 5 + 10 + 30 s, then "lost".
+  await alice.page.getByText('Connection lost').waitFor({ timeout: 75_000 });
+  // A message written now fails visibly, with a retry.
+  await alice.page.getByLabel('Message', { exact: true }).fill('written while offline');
+  await alice.page.keyboard.press('Enter');
+  await alice.page.locator('[data-testid=message][data-status=failed]').waitFor({ timeout: T });
+  await server.restart();
+  await alice.page.getByTestId('conn-banner').getByRole('button', { name: 'Retry' }).click();
+  await alice.page.getByTestId('conn-banner').waitFor({ state: 'detached', timeout: T });
+  // Retry the failed message: it is stored once and confirmed.
+  await alice.page.locator('[data-testid=message][data-status=failed]').getByRole('button', { name: 'Retry' }).click();
+  await alice.page.locator('[data-testid=message][data-status]').waitFor({ state: 'detached', timeout: T });
+  assert.equal(await alice.page.locator('.msg-body', { hasText: 'written while offline' }).count(), 1);
+  assert.deepEqual(await cspViolations(alice), []);
+  assert.deepEqual(alice.pageErrors, []);
+  assert.deepEqual(alice.dialogs, []);
+});
