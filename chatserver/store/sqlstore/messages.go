@@ -126,7 +126,8 @@ func (db *DB) queryMessages(ctx context.Context, q string, args ...any) ([]store
 // "read_seq < target" condition keeps the update monotonic against racing calls.
 func (db *DB) MarkRead(ctx context.Context, convID, userID string, seq int64) (int64, error) {
 	var readSeq, lastSeq int64
-	err := db.w.QueryRowContext(ctx, `SELECT m.read_seq, c.last_seq
+	// Read on the reader pool: on SQLite the single writer is the scarce resource.
+	err := db.r.QueryRowContext(ctx, `SELECT m.read_seq, c.last_seq
 		FROM members m JOIN conversations c ON c.id = m.conversation_id
 		WHERE m.conversation_id = $1 AND m.user_id = $2`, convID, userID).Scan(&readSeq, &lastSeq)
 	if err != nil {
@@ -147,7 +148,7 @@ func (db *DB) MarkRead(ctx context.Context, convID, userID string, seq int64) (i
 		return target, nil
 	}
 	// A concurrent call raised it further (or the member just left).
-	err = db.w.QueryRowContext(ctx, "SELECT read_seq FROM members WHERE conversation_id = $1 AND user_id = $2",
+	err = db.r.QueryRowContext(ctx, "SELECT read_seq FROM members WHERE conversation_id = $1 AND user_id = $2",
 		convID, userID).Scan(&readSeq)
 	return readSeq, db.wrap("mark read", err)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,6 +104,7 @@ func (db *DB) migrate(ctx context.Context) (err error) {
 		db.log.Info("applied database migration", "version", m.version, "name", m.name)
 	}
 	if len(unknown) > 0 {
+		slices.Sort(unknown)
 		db.log.Warn("database has migrations this release does not know (a newer release ran)", "versions", unknown)
 	}
 	return nil
