@@ -11,8 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -71,7 +71,40 @@ func (a applier) apply(ctx context.Context, desired client.Object) (applyResult,
 	if equality.Semantic.DeepEqual(dropEmpty(want), dropEmpty(owned)) {
 		return applyUnchanged, nil
 	}
-	return applyUpdated, a.write(ctx, desired)
+	err = a.write(ctx, desired)
+	if apierrors.IsInvalid(err) && repairContainers(existing, desired) {
+		// A hand edit changed a list key (a container port number): to server-side
+		// apply that is a new list entry, and ours would collide with it by name.
+		// Put our containers back with a plain update, then apply again so the
+		// fields are owned by the Apply entry.
+		if uerr := a.c.Update(ctx, existing, client.FieldOwner(FieldOwner)); uerr != nil {
+			return 0, fmt.Errorf("repair containers of %s %s: %w (after apply failed: %w)", kindOf(desired), desired.GetName(), uerr, err)
+		}
+		err = a.write(ctx, desired)
+	}
+	return applyUpdated, err
+}
+
+// repairContainers replaces, in a live Deployment or StatefulSet, each container
+// the desired object defines with the desired one. It reports whether it applies.
+func repairContainers(live, desired client.Object) bool {
+	var lt, dt *corev1.PodTemplateSpec
+	switch l := live.(type) {
+	case *appsv1.Deployment:
+		lt, dt = &l.Spec.Template, &desired.(*appsv1.Deployment).Spec.Template
+	case *appsv1.StatefulSet:
+		lt, dt = &l.Spec.Template, &desired.(*appsv1.StatefulSet).Spec.Template
+	default:
+		return false
+	}
+	for _, want := range dt.Spec.Containers {
+		for i := range lt.Spec.Containers {
+			if lt.Spec.Containers[i].Name == want.Name {
+				lt.Spec.Containers[i] = *want.DeepCopy()
+			}
+		}
+	}
+	return true
 }
 
 func (a applier) write(ctx context.Context, desired client.Object) error {

@@ -13,8 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -104,8 +104,8 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	res, err = r.reconcile(ctx, cc)
 	if err != nil {
 		r.Metrics.Errors.WithLabelValues("reconcile").Inc()
-		setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, "ReconcileError", err.Error())
-		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "ReconcileError", err.Error())
+		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, "ReconcileError", err.Error())
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "ReconcileError", err.Error())
 	}
 	cc.Status.ObservedGeneration = cc.Generation
 	if !equality.Semantic.DeepEqual(*before, cc.Status) {
@@ -136,7 +136,7 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 	s := Resolve(cc, r.Version)
 	a := applier{c: r.Client}
 	var q requeue
-	initConditions(cc)
+	r.initConditions(cc)
 	cc.Status.Selector = labels.SelectorFromSet(selectorLabels(cc, "chatserver")).String()
 	cc.Status.Endpoint = Endpoint(cc)
 
@@ -150,8 +150,8 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionReady); c != nil && c.Reason == "SecretNotFound" {
 			backoff = min(max(now.Sub(c.LastTransitionTime.Time), missingSecretMinBackoff), missingSecretMaxBackoff)
 		}
-		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "SecretNotFound", missing)
-		setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, "SecretNotFound", missing)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "SecretNotFound", missing)
+		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, "SecretNotFound", missing)
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "SecretNotFound", "Reconcile", "%s", missing)
 		r.Metrics.Errors.WithLabelValues("secret_not_found").Inc()
 		return ctrl.Result{RequeueAfter: backoff}, nil
@@ -334,7 +334,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		}
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "KeysCreated", "RotateKeys", "created keyring Secret %s with JWT key %s and data key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID)
 		setKeysStatus(cc, f)
-		setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeysCreated", "keyring created")
+		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeysCreated", "keyring created")
 		return now.Add(s.JWTInterval - s.PropagationWindow), nil
 	}
 
@@ -348,7 +348,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionKeysReady); c == nil || c.Reason != "InvalidKeyring" {
 			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "InvalidKeyring", "RotateKeys", "%s", msg)
 		}
-		setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionFalse, "InvalidKeyring", msg)
+		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionFalse, "InvalidKeyring", msg)
 		return time.Time{}, nil
 	}
 
@@ -385,10 +385,10 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 	}
 	setKeysStatus(cc, res.File)
 	if len(cc.Status.Keys.StagedKeyIDs) > 0 {
-		setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeyStaged",
+		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeyStaged",
 			fmt.Sprintf("rotation in progress: staged %s", strings.Join(cc.Status.Keys.StagedKeyIDs, ", ")))
 	} else {
-		setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeysValid", "one active key of each kind")
+		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeysValid", "one active key of each kind")
 	}
 	return res.NextAt, nil
 }
@@ -438,13 +438,13 @@ func (r *ChatClusterReconciler) reconcileServiceMonitor(ctx context.Context, cc 
 				return false, err
 			}
 		}
-		setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, "Disabled",
+		r.setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, "Disabled",
 			"spec.monitoring.serviceMonitor is off; pods carry prometheus.io scrape annotations")
 		return false, nil
 	}
 	if !installed {
 		q.at(crdRecheckInterval)
-		setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, "CRDNotInstalled",
+		r.setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, "CRDNotInstalled",
 			"the monitoring.coreos.com/v1 ServiceMonitor CRD is not installed; pods carry prometheus.io scrape annotations instead")
 		return false, nil
 	}
@@ -455,7 +455,7 @@ func (r *ChatClusterReconciler) reconcileServiceMonitor(ctx context.Context, cc 
 	if res == applyCreated {
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Created", "Reconcile", "created ServiceMonitor %s", chatName(cc))
 	}
-	setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionTrue, "Applied", "ServiceMonitor "+chatName(cc)+" scrapes /metrics")
+	r.setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionTrue, "Applied", "ServiceMonitor "+chatName(cc)+" scrapes /metrics")
 	return true, nil
 }
 
@@ -485,20 +485,20 @@ func (r *ChatClusterReconciler) observe(ctx context.Context, cc *chatv1alpha1.Ch
 			}
 			cc.Status.Image, cc.Status.Version = image, imageTag(image)
 		}
-		setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, "RolloutComplete", progress)
+		r.setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, "RolloutComplete", progress)
 	} else {
-		setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionTrue, "RollingOut", "rolling out "+image+": "+progress)
+		r.setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionTrue, "RollingOut", "rolling out "+image+": "+progress)
 	}
 
 	switch {
 	case desired == 0:
-		setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, "Hibernating", "scaled to zero replicas")
+		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, "Hibernating", "scaled to zero replicas")
 	case st.AvailableReplicas >= desired:
-		setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, "AllReplicasAvailable", progress)
+		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, "AllReplicasAvailable", progress)
 	case st.AvailableReplicas > 0:
-		setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, "MinimumReplicasAvailable", progress)
+		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, "MinimumReplicasAvailable", progress)
 	default:
-		setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, "NoReplicasAvailable", progress)
+		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, "NoReplicasAvailable", progress)
 	}
 
 	if err := r.observeRedis(ctx, cc); err != nil {
@@ -521,26 +521,26 @@ func (r *ChatClusterReconciler) observe(ctx context.Context, cc *chatv1alpha1.Ch
 		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionDegraded); c == nil || c.Reason != degradedReason {
 			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "Degraded", "Reconcile", "%s: %s", degradedReason, degradedMsg)
 		}
-		setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, degradedReason, degradedMsg)
+		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, degradedReason, degradedMsg)
 	} else {
-		setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionFalse, "AsExpected", "no problem detected")
+		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionFalse, "AsExpected", "no problem detected")
 	}
 
 	// Ready is the conjunction, reported with the first reason it is not.
 	ready := func(t string) *metav1.Condition { return apimeta.FindStatusCondition(cc.Status.Conditions, t) }
 	switch {
 	case s.Hibernate || desired == 0:
-		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "Hibernating", "scaled to zero replicas")
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "Hibernating", "scaled to zero replicas")
 	case ready(chatv1alpha1.ConditionKeysReady).Status != metav1.ConditionTrue:
-		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "KeysNotReady", ready(chatv1alpha1.ConditionKeysReady).Message)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "KeysNotReady", ready(chatv1alpha1.ConditionKeysReady).Message)
 	case !complete:
-		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "RollingOut", progress)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "RollingOut", progress)
 	case ready(chatv1alpha1.ConditionAvailable).Status != metav1.ConditionTrue:
-		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "Unavailable", progress)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "Unavailable", progress)
 	case ready(chatv1alpha1.ConditionRedisReady).Status != metav1.ConditionTrue:
-		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "RedisNotReady", ready(chatv1alpha1.ConditionRedisReady).Message)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "RedisNotReady", ready(chatv1alpha1.ConditionRedisReady).Message)
 	default:
-		setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready", fmt.Sprintf("%d replicas of %s available", desired, image))
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready", fmt.Sprintf("%d replicas of %s available", desired, image))
 	}
 	return nil
 }
@@ -548,18 +548,18 @@ func (r *ChatClusterReconciler) observe(ctx context.Context, cc *chatv1alpha1.Ch
 func (r *ChatClusterReconciler) observeRedis(ctx context.Context, cc *chatv1alpha1.ChatCluster) error {
 	switch {
 	case cc.Spec.Redis == nil:
-		setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "NotRequired", "single replica: the chat server uses its in-process backplane")
+		r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "NotRequired", "single replica: the chat server uses its in-process backplane")
 	case cc.Spec.Redis.External != nil:
-		setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "External", "external Redis at "+cc.Spec.Redis.External.Address+" (not probed by the operator)")
+		r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "External", "external Redis at "+cc.Spec.Redis.External.Address+" (not probed by the operator)")
 	default:
 		sts := &appsv1.StatefulSet{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: redisName(cc)}, sts); err != nil {
 			return fmt.Errorf("get Redis StatefulSet: %w", err)
 		}
 		if sts.Status.ReadyReplicas >= 1 {
-			setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "RedisAvailable", "managed Redis is ready")
+			r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "RedisAvailable", "managed Redis is ready")
 		} else {
-			setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionFalse, "RedisNotReady", "managed Redis has no ready replica yet")
+			r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionFalse, "RedisNotReady", "managed Redis has no ready replica yet")
 		}
 	}
 	return nil
@@ -573,19 +573,20 @@ var allConditions = []string{
 
 // initConditions gives every condition a value on the first reconcile, so a
 // reader never has to guess whether a missing condition means "not yet" or "fine".
-func initConditions(cc *chatv1alpha1.ChatCluster) {
+func (r *ChatClusterReconciler) initConditions(cc *chatv1alpha1.ChatCluster) {
 	for _, t := range allConditions {
 		if apimeta.FindStatusCondition(cc.Status.Conditions, t) == nil {
-			setCond(cc, t, metav1.ConditionUnknown, "Reconciling", "the operator has not observed this yet")
+			r.setCond(cc, t, metav1.ConditionUnknown, "Reconciling", "the operator has not observed this yet")
 		}
 	}
 }
 
 // setCond sets a condition stamped with the current generation; the transition
-// time changes only when the status does.
-func setCond(cc *chatv1alpha1.ChatCluster, t string, status metav1.ConditionStatus, reason, msg string) {
+// time (from the reconciler's clock) changes only when the status does.
+func (r *ChatClusterReconciler) setCond(cc *chatv1alpha1.ChatCluster, t string, status metav1.ConditionStatus, reason, msg string) {
 	apimeta.SetStatusCondition(&cc.Status.Conditions, metav1.Condition{
 		Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: cc.Generation,
+		LastTransitionTime: metav1.NewTime(r.Clock.Now()),
 	})
 }
 

@@ -174,19 +174,19 @@ func orDefault(v, def string) string {
 // ConfigMap holds the chat server's non-secret configuration as environment variables.
 func ConfigMap(cc *chatv1alpha1.ChatCluster, s Settings) *corev1.ConfigMap {
 	data := map[string]string{
-		"PARLEY_ADDR":               fmt.Sprintf(":%d", ChatPort),
-		"PARLEY_DATA_DIR":           dataDir,
-		"PARLEY_KEYRING_DIR":        keyringDir,
-		"PARLEY_ALLOWED_ORIGINS":    strings.Join(cc.Spec.Security.AllowedOrigins, ","),
-		"PARLEY_TRUSTED_PROXIES":    strings.Join(cc.Spec.Security.TrustedProxies, ","),
-		"PARLEY_ACCESS_TOKEN_TTL":   s.AccessTokenTTL.String(),
-		"PARLEY_REFRESH_TOKEN_TTL":  s.RefreshTokenTTL.String(),
-		"PARLEY_RATE_LOGIN":         orDefault(cc.Spec.RateLimits.Login, "10/5m"),
-		"PARLEY_RATE_MESSAGES":      orDefault(cc.Spec.RateLimits.Messages, "60/1m"),
-		"PARLEY_MAX_MESSAGE_CHARS":  strconv.Itoa(int(orInt(cc.Spec.Server.MaxMessageChars, 4000))),
-		"PARLEY_SHUTDOWN_TIMEOUT":   s.ShutdownTimeout.String(),
-		"PARLEY_LOG_LEVEL":          orDefault(cc.Spec.Server.LogLevel, "info"),
-		"PARLEY_REDIS_URL":          redisURL(cc),
+		"PARLEY_ADDR":              fmt.Sprintf(":%d", ChatPort),
+		"PARLEY_DATA_DIR":          dataDir,
+		"PARLEY_KEYRING_DIR":       keyringDir,
+		"PARLEY_ALLOWED_ORIGINS":   strings.Join(cc.Spec.Security.AllowedOrigins, ","),
+		"PARLEY_TRUSTED_PROXIES":   strings.Join(cc.Spec.Security.TrustedProxies, ","),
+		"PARLEY_ACCESS_TOKEN_TTL":  s.AccessTokenTTL.String(),
+		"PARLEY_REFRESH_TOKEN_TTL": s.RefreshTokenTTL.String(),
+		"PARLEY_RATE_LOGIN":        orDefault(cc.Spec.RateLimits.Login, "10/5m"),
+		"PARLEY_RATE_MESSAGES":     orDefault(cc.Spec.RateLimits.Messages, "60/1m"),
+		"PARLEY_MAX_MESSAGE_CHARS": strconv.Itoa(int(orInt(cc.Spec.Server.MaxMessageChars, 4000))),
+		"PARLEY_SHUTDOWN_TIMEOUT":  s.ShutdownTimeout.String(),
+		"PARLEY_LOG_LEVEL":         orDefault(cc.Spec.Server.LogLevel, "info"),
+		"PARLEY_REDIS_URL":         redisURL(cc),
 	}
 	if cc.Spec.Server.MaxConnections != nil {
 		data["PARLEY_MAX_CONNECTIONS"] = strconv.Itoa(int(*cc.Spec.Server.MaxConnections))

@@ -108,12 +108,12 @@ func TestChildrenOwnershipAndManagedFields(t *testing.T) {
 	}
 	cm := children["chat-config"].(*corev1.ConfigMap)
 	for k, want := range map[string]string{
-		"PARLEY_ADDR":            ":8080",
-		"PARLEY_REDIS_URL":       "redis://chat-redis:6379/0",
-		"PARLEY_KEYRING_DIR":     "/etc/parley/keys",
-		"PARLEY_ALLOWED_ORIGINS": "https://chat.example.com",
+		"PARLEY_ADDR":             ":8080",
+		"PARLEY_REDIS_URL":        "redis://chat-redis:6379/0",
+		"PARLEY_KEYRING_DIR":      "/etc/parley/keys",
+		"PARLEY_ALLOWED_ORIGINS":  "https://chat.example.com",
 		"PARLEY_ACCESS_TOKEN_TTL": "15m0s",
-		"PARLEY_RATE_LOGIN":      "10/5m",
+		"PARLEY_RATE_LOGIN":       "10/5m",
 	} {
 		if cm.Data[k] != want {
 			t.Errorf("ConfigMap %s = %q, want %q", k, cm.Data[k], want)

@@ -60,6 +60,10 @@ func (f *fixture) create(cc *chatv1alpha1.ChatCluster) *chatv1alpha1.ChatCluster
 	return cc
 }
 
+func reqFor(f *fixture, name string) ctrl.Request {
+	return ctrl.Request{NamespacedName: client.ObjectKey{Namespace: f.ns, Name: name}}
+}
+
 func (f *fixture) reconcile(name string) ctrl.Result {
 	f.t.Helper()
 	res, err := f.r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: f.ns, Name: name}})
