@@ -179,3 +179,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, ok func() bool
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func ctrlObjectMeta(ns, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: ns, Name: name}
+}

@@ -1,0 +1,105 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/client-go/discovery"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/parley-chat/parley/controllers"
+)
+
+// The operator as main wires it, in a manager: a missing Secret gives a real
+// Warning Event; creating the Secret, changing it, and deleting an owned object
+// each trigger a reconcile through the watches.
+func TestManagerWatchesSecretsAndEmitsEvents(t *testing.T) {
+	f := newFixture(t)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{f.ns: {}}},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := controllers.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &controllers.ChatClusterReconciler{
+		Client:       mgr.GetClient(),
+		Recorder:     mgr.GetEventRecorder(controllers.FieldOwner),
+		Clock:        clock.RealClock{},
+		Metrics:      metrics,
+		Capabilities: controllers.DiscoveryCapabilities{Discovery: disc},
+		Version:      "v0.1.0",
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	if err := r.SetupWithManager(mctx, mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+
+	cc := sample(f.ns, "chat")
+	if err := k8s.Create(ctx, cc); err != nil { // its DSN Secret does not exist yet
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a Warning SecretNotFound Event", func() bool {
+		list := &eventsv1.EventList{}
+		if err := k8s.List(ctx, list, client.InNamespace(f.ns)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == "SecretNotFound" && e.Regarding.Name == "chat" && e.Regarding.Kind == "ChatCluster" {
+				return true
+			}
+		}
+		return false
+	})
+
+	f.createSecret("chat-db", map[string]string{"dsn": "postgres://a@db/parley"})
+	eventually(t, 20*time.Second, "the Deployment after the Secret appeared", func() bool {
+		return !f.absent(&appsv1.Deployment{}, "chat")
+	})
+	h1 := podTemplateHash(f, "chat")
+
+	// Nothing else is due now (keys rotate in weeks): only the Secret watch can
+	// bring this change in.
+	f.setSecret("chat-db", "dsn", "postgres://b@db/parley")
+	eventually(t, 20*time.Second, "the pod template hash to follow the DSN change", func() bool {
+		return podTemplateHash(f, "chat") != h1
+	})
+
+	// An owned object deleted by hand comes back.
+	if err := k8s.Delete(ctx, &corev1.Service{ObjectMeta: ctrlObjectMeta(f.ns, "chat")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the Service to be recreated", func() bool {
+		return !f.absent(&corev1.Service{}, "chat")
+	})
+}

@@ -1,0 +1,109 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/keyringfile"
+)
+
+var policy = RotationPolicy{
+	JWTInterval:       time.Hour,
+	DataInterval:      3 * time.Hour,
+	PropagationWindow: 10 * time.Minute,
+	AccessTokenTTL:    15 * time.Minute,
+}
+
+func counts[K any](keys []K, state func(K) string) map[string]int {
+	m := map[string]int{}
+	for _, k := range keys {
+		m[state(k)]++
+	}
+	return m
+}
+
+// Walk the schedule minute by minute: every intermediate keyring is valid, and
+// the transitions happen exactly when the policy says.
+func TestRotateSchedule(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f, err := NewKeyring(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type mark struct {
+		minute int
+		reason string
+		kind   string
+	}
+	var marks []mark
+	for m := 1; m <= 4*60; m++ {
+		now := start.Add(time.Duration(m) * time.Minute)
+		res, err := Rotate(f, now, policy)
+		if err != nil {
+			t.Fatalf("minute %d: %v", m, err)
+		}
+		b, err := res.File.Marshal()
+		if err != nil {
+			t.Fatalf("minute %d: %v", m, err)
+		}
+		if _, err := keyringfile.Parse(b); err != nil {
+			t.Fatalf("minute %d: the loader would refuse: %v", m, err)
+		}
+		if res.Changed != (len(res.Events) > 0) {
+			t.Fatalf("minute %d: Changed=%v with events %v", m, res.Changed, res.Events)
+		}
+		if !res.NextAt.After(now) {
+			t.Fatalf("minute %d: next due %v is not in the future", m, res.NextAt)
+		}
+		for _, e := range res.Events {
+			marks = append(marks, mark{m, e.Reason, e.Kind})
+		}
+		f = res.File
+	}
+	want := []mark{
+		{50, "KeyStaged", "jwt"}, {60, "KeyActivated", "jwt"}, {85, "KeyRemoved", "jwt"},
+		{110, "KeyStaged", "jwt"}, {120, "KeyActivated", "jwt"}, {145, "KeyRemoved", "jwt"},
+		{170, "KeyStaged", "jwt"}, {170, "KeyStaged", "data"},
+		{180, "KeyActivated", "jwt"}, {180, "KeyActivated", "data"}, {205, "KeyRemoved", "jwt"},
+		{230, "KeyStaged", "jwt"}, {240, "KeyActivated", "jwt"},
+	}
+	if len(marks) != len(want) {
+		t.Fatalf("transitions %v\nwant %v", marks, want)
+	}
+	for i := range want {
+		if marks[i] != want[i] {
+			t.Errorf("transition %d = %v, want %v", i, marks[i], want[i])
+		}
+	}
+	if c := counts(f.Data, func(k keyringfile.DataKey) string { return k.State }); c[keyringfile.StateRetired] != 1 || c[keyringfile.StateActive] != 1 {
+		t.Errorf("data key states %v: retired data keys must stay", c)
+	}
+}
+
+func TestRotateNowStagesOnceAndDoesNotSkipWindow(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f, err := NewKeyring(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := policy
+	p.RotateNow = true
+	res, err := Rotate(f, start.Add(time.Minute), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := counts(res.File.JWT, func(k keyringfile.JWTKey) string { return k.State }); c[keyringfile.StateStaged] != 1 || c[keyringfile.StateActive] != 1 {
+		t.Fatalf("jwt states after rotate-now %v", c)
+	}
+	// Asking again while a key is staged does not stack a second staged key.
+	again, err := Rotate(res.File, start.Add(2*time.Minute), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Changed {
+		t.Errorf("second rotate-now during a rotation changed the keyring: %v", again.Events)
+	}
+	if f.JWT[0].State != keyringfile.StateActive || len(f.JWT) != 1 {
+		t.Error("Rotate modified its input")
+	}
+}
