@@ -269,10 +269,7 @@ func KeysSecret(cc *chatv1alpha1.ChatCluster, keyring []byte, rotateNowHandled s
 // DataClaim is the volume of the SQLite database.
 func DataClaim(cc *chatv1alpha1.ChatCluster) *corev1.PersistentVolumeClaim {
 	sq := cc.Spec.Database.SQLite
-	size := sq.Size
-	if size.IsZero() {
-		size = resource.MustParse("1Gi")
-	}
+	size := sizeOr(sq.Size)
 	return &corev1.PersistentVolumeClaim{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 		ObjectMeta: meta(cc, dataClaimName(cc), "chatserver"),
@@ -285,6 +282,14 @@ func DataClaim(cc *chatv1alpha1.ChatCluster) *corev1.PersistentVolumeClaim {
 			},
 		},
 	}
+}
+
+// sizeOr returns the requested volume size, 1Gi when unset.
+func sizeOr(q *resource.Quantity) resource.Quantity {
+	if q == nil || q.IsZero() {
+		return resource.MustParse("1Gi")
+	}
+	return q.DeepCopy()
 }
 
 func restrictedContainerSecurity() *corev1.SecurityContext {
@@ -640,10 +645,7 @@ func RedisStatefulSet(cc *chatv1alpha1.ChatCluster) *appsv1.StatefulSet {
 		},
 	}
 	if p := m.Persistence; p != nil {
-		size := p.Size
-		if size.IsZero() {
-			size = resource.MustParse("1Gi")
-		}
+		size := sizeOr(p.Size)
 		sts.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 			ObjectMeta: metav1.ObjectMeta{Name: "data", Labels: selectorLabels(cc, "redis")},

@@ -199,7 +199,7 @@ type PersistenceSpec struct {
 	// Size of the volume.
 	// +kubebuilder:default="1Gi"
 	// +optional
-	Size resource.Quantity `json:"size,omitempty"`
+	Size *resource.Quantity `json:"size,omitempty"`
 
 	// StorageClassName of the claim; the cluster default when empty.
 	// +optional
@@ -253,7 +253,7 @@ type SQLiteSpec struct {
 	// Size of the volume.
 	// +kubebuilder:default="1Gi"
 	// +optional
-	Size resource.Quantity `json:"size,omitempty"`
+	Size *resource.Quantity `json:"size,omitempty"`
 
 	// StorageClassName of the claim; the cluster default when empty.
 	// +optional

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	chatv1alpha1 "github.com/parley-chat/parley/api/v1alpha1"
 )
@@ -117,5 +120,38 @@ func TestScaleSubresource(t *testing.T) {
 	}
 	if evs := f.drainEvents(); !hasEvent(evs, "Normal Scaled") {
 		t.Errorf("events %q, want a Scaled event", evs)
+	}
+}
+
+// The commented sample in config/samples is accepted as is, and the API server
+// fills in the defaults the documentation promises.
+func TestSampleIsAcceptedWithDefaults(t *testing.T) {
+	f := newFixture(t)
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "chat_v1alpha1_chatcluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &chatv1alpha1.ChatCluster{}
+	if err := yaml.UnmarshalStrict(raw, cc); err != nil {
+		t.Fatalf("sample does not decode into the API types: %v", err)
+	}
+	cc.Namespace = f.ns
+	if err := k8s.Create(ctx, cc); err != nil {
+		t.Fatalf("the API server refuses the sample: %v", err)
+	}
+
+	minimal := &chatv1alpha1.ChatCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "minimal"},
+		Spec:       chatv1alpha1.ChatClusterSpec{Database: chatv1alpha1.DatabaseSpec{SQLite: &chatv1alpha1.SQLiteSpec{}}},
+	}
+	if err := k8s.Create(ctx, minimal); err != nil {
+		t.Fatalf("minimal SQLite ChatCluster refused: %v", err)
+	}
+	got := f.chat("minimal")
+	s := got.Spec
+	if ptr.Deref(s.Replicas, 0) != 1 || s.Security.AccessTokenTTL == nil || s.Security.AccessTokenTTL.Duration != 15*time.Minute ||
+		s.Security.KeyRotation.PropagationWindow == nil || s.RateLimits.Messages != "60/1m" || s.Server.MaxMessageChars != 4000 ||
+		s.Database.SQLite.Size == nil || s.Database.SQLite.Size.String() != "1Gi" || s.Monitoring.Interval != "30s" {
+		t.Errorf("defaults not applied: %+v", s)
 	}
 }
