@@ -3,7 +3,7 @@
 // hostile message text stays text, and the CSP is never violated.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { cspViolations, launchBrowser, newPerson, registerInUI, startServer, uniquePerson } from './harness.mjs';
+import { cspViolations, launchBrowser, newPerson, registerInUI, RestClient, signInUI, startServer, uniquePerson } from './harness.mjs';
 
 const T = 15_000;
 
@@ -155,13 +155,40 @@ describe('chat in the browser', () => {
     assert.equal(await messageWith(carol, 'Carol cannot read this').count(), 0);
   });
 
+  test('history loads as you scroll up, with day order kept and nothing twice', async () => {
+    const rest = new RestClient(server.url);
+    await rest.login(B);
+    const { users } = await rest.call('GET', `/users?q=${A.username}`);
+    const conv = await rest.direct(users[0].id);
+    for (let i = 1; i <= 120; i++) await rest.send(conv.id, `history ${i}`);
+    // Alice on a second device: only the newest page is loaded at first.
+    const second = await newPerson(browser, server);
+    people.push(second);
+    await signInUI(second.page, A);
+    await second.page.getByRole('button', { name: /^Bob/ }).click();
+    await messageWith(second, 'history 120').waitFor({ timeout: T });
+    assert.equal(await messageWith(second, /^history 1$/).count(), 0, 'the oldest message is not loaded yet');
+    const list = second.page.locator('.messages');
+    for (let i = 0; i < 10 && (await messageWith(second, /^history 1$/).count()) === 0; i++) {
+      await list.evaluate((el) => (el.scrollTop = 0));
+      await second.page.waitForTimeout(400);
+    }
+    await messageWith(second, /^history 1$/).waitFor({ timeout: T });
+    const seqs = await second.page.locator('.msg[data-seq]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-seq'))));
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'messages in seq order');
+    assert.equal(new Set(seqs).size, seqs.length, 'no message twice');
+    assert.equal(seqs[0], 1);
+    assert.equal(seqs.length, seqs[seqs.length - 1], 'no gap');
+    await second.context.close();
+  });
+
   test('a reload keeps the session and the conversation', async () => {
     await bob.page.getByRole('button', { name: /^Alice/ }).click();
     const url = bob.page.url();
     assert.match(url, /\/c\//);
     await bob.page.reload();
     await bob.page.getByRole('button', { name: 'New chat' }).waitFor({ timeout: T });
-    await messageWith(bob, 'Hi Bob, how are you?').waitFor({ timeout: T });
+    await messageWith(bob, 'history 120').waitFor({ timeout: T });
     assert.equal(await bob.page.getByLabel('Username or email').count(), 0);
     // Still live after the reload.
     await alice.page.getByRole('button', { name: /^Bob/ }).click();

@@ -138,7 +138,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
           {items}
         </ol>
       </div>
-      <div class="typing" aria-live="polite" data-testid="typing">
+      <div class="typing-line" aria-live="polite" data-testid="typing">
         {typingUsers.length > 0 && typingText(typingUsers.map((u) => memberName(c, u)))}
       </div>
       <Composer store={store} conversationId={c.id} />

@@ -25,8 +25,8 @@ export function Sidebar({ store, navigate }: Props) {
           </div>
         </div>
         <details class="menu">
-          <summary class="btn btn-ghost" aria-label="Account menu">
-            Account
+          <summary class="btn btn-small" aria-label="Account menu">
+            Account <span aria-hidden="true">▾</span>
           </summary>
           <div class="menu-items">
             <button type="button" class="menu-item" onClick={() => void store.logout()}>
@@ -85,7 +85,7 @@ function ConversationItem({ c, myId, active, onOpen, typing }: { c: Conversation
             {last && <span class="conv-time muted">{listTime(last.createdAt)}</span>}
           </span>
           <span class="conv-bottom">
-            <span class={'conv-preview' + (typing ? ' typing' : '')}>{preview}</span>
+            <span class={'conv-preview' + (typing ? ' is-typing' : '')}>{preview}</span>
             {c.unread > 0 && (
               <span class="badge" data-testid="unread">
                 {c.unread > 99 ? '99+' : c.unread}

@@ -1,0 +1,97 @@
+// Screenshots of the main screens for docs/images (hack/web.sh screenshots).
+// Starts a real chat server, fills it through the REST API, and photographs the client
+// in Debian's Chromium.
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { launchBrowser, newPerson, RestClient, signInUI, sleep, startServer, uniquePerson } from './harness.mjs';
+
+const out = resolve(process.argv[2] ?? 'docs/images');
+mkdirSync(out, { recursive: true });
+
+const server = await startServer();
+const browser = await launchBrowser();
+try {
+  const who = {
+    alice: { ...uniquePerson('Alice'), name: 'Alice Martin' },
+    bob: { ...uniquePerson('Bob'), name: 'Bob Chen' },
+    carol: { ...uniquePerson('Carol'), name: 'Carol Díaz' },
+    dan: { ...uniquePerson('Dan'), name: 'Dan Okafor' },
+  };
+  const api = {};
+  for (const [k, p] of Object.entries(who)) {
+    api[k] = new RestClient(server.url);
+    await api[k].register(p);
+  }
+  const { alice, bob, carol, dan } = api;
+
+  const team = await alice.group('Weekend trip', [bob.user.id, carol.user.id, dan.user.id]);
+  await alice.send(team.id, 'Who is in for the lake on Saturday?');
+  await carol.send(team.id, 'Me! I can bring the kayak.');
+  await dan.send(team.id, 'Count me in. Leaving around 9?');
+  await bob.send(team.id, 'Works for me. Forecast: https://example.com/weather/lake');
+  await alice.send(team.id, 'Great, 9 it is. I will book the picnic spot.');
+
+  const withDan = await dan.direct(alice.user.id);
+  await dan.send(withDan.id, 'Do you still have my charger?');
+
+  const withCarol = await carol.direct(alice.user.id);
+  await alice.send(withCarol.id, 'Thanks for yesterday!');
+  await carol.send(withCarol.id, 'Any time. Photos coming tonight.');
+  await carol.send(withCarol.id, 'Here they are: https://example.com/album/42');
+
+  const withBob = await bob.direct(alice.user.id);
+  await bob.send(withBob.id, 'Hey Alice, did the design review go well?');
+  await alice.send(withBob.id, 'It did! They liked the new onboarding flow.');
+  await bob.send(withBob.id, 'Nice. Any changes requested?');
+  await alice.send(withBob.id, 'Only small ones: bigger tap targets on mobile and clearer error messages.');
+  await alice.send(withBob.id, 'A very long word to show wrapping: supercalifragilisticexpialidocious-and-then-some-more-characters-without-any-space');
+
+  // Sign-in screen.
+  const guest = await newPerson(browser, server);
+  await guest.page.goto('/');
+  await guest.page.getByLabel('Username or email').waitFor();
+  await guest.page.screenshot({ path: join(out, 'sign-in.png') });
+
+  // Bob is online, reads, and starts typing.
+  const bobPage = await newPerson(browser, server);
+  await signInUI(bobPage.page, who.bob);
+
+  const a = await newPerson(browser, server, { viewport: { width: 1280, height: 800 } });
+  await signInUI(a.page, who.alice);
+  await a.page.getByRole('button', { name: /^Bob Chen/ }).click();
+  await bobPage.page.getByRole('button', { name: /^Alice Martin/ }).click();
+  await a.page.locator('[data-testid=seen]').waitFor();
+  await bobPage.page.getByLabel('Message', { exact: true }).pressSequentially('Sounds good', { delay: 20 });
+  await a.page.getByTestId('typing').getByText('is typing').waitFor();
+  await a.page.screenshot({ path: join(out, 'conversation.png') });
+
+  await a.page.getByRole('button', { name: /^Weekend trip/ }).click();
+  await a.page.locator('.msg-body', { hasText: 'I will book' }).waitFor();
+  await sleep(300);
+  await a.page.screenshot({ path: join(out, 'group.png') });
+  await a.page.getByRole('button', { name: 'Members' }).click();
+  await a.page.getByRole('dialog').waitFor();
+  await sleep(200);
+  await a.page.screenshot({ path: join(out, 'group-members.png') });
+
+  // Mobile, 360 px wide.
+  const m = await newPerson(browser, server, { viewport: { width: 360, height: 740 } });
+  await signInUI(m.page, who.alice);
+  await sleep(300);
+  await m.page.screenshot({ path: join(out, 'mobile-list.png') });
+  await m.page.getByRole('button', { name: /^Bob Chen/ }).click();
+  await m.page.locator('.msg-body', { hasText: 'supercalifragilistic' }).waitFor();
+  await sleep(300);
+  await m.page.screenshot({ path: join(out, 'mobile-conversation.png') });
+
+  // Reconnecting banner.
+  await server.kill('SIGKILL');
+  await a.page.keyboard.press('Escape');
+  await a.page.getByTestId('conn-banner').waitFor();
+  await sleep(300);
+  await a.page.screenshot({ path: join(out, 'reconnecting.png') });
+  console.log(`screenshots written to ${out}`);
+} finally {
+  await browser.close();
+  await server.stop();
+}
