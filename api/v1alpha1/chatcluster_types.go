@@ -52,7 +52,7 @@ type ChatClusterSpec struct {
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 
 	// Replicas is the number of chat server pods when spec.autoscaling is not set.
-	// The scale subresource (kubectl scale) changes this field.
+	// The scale subresource (kubectl scale) changes this field. Default 1.
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000
@@ -262,13 +262,13 @@ type SQLiteSpec struct {
 
 // SecuritySpec holds token lifetimes, origins and key rotation.
 type SecuritySpec struct {
-	// AccessTokenTTL is the lifetime of access tokens (JWT).
+	// AccessTokenTTL is the lifetime of access tokens (JWT). Default 15m.
 	// +kubebuilder:default="15m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="accessTokenTTL must be between 1m and 24h"
 	// +optional
 	AccessTokenTTL *metav1.Duration `json:"accessTokenTTL,omitempty"`
 
-	// RefreshTokenTTL is the lifetime of refresh tokens.
+	// RefreshTokenTTL is the lifetime of refresh tokens. Default 720h.
 	// +kubebuilder:default="720h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="refreshTokenTTL must be between 1h and 8760h"
 	// +optional
@@ -300,21 +300,21 @@ type SecuritySpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.jwtKeyInterval) || !has(self.propagationWindow) || duration(self.jwtKeyInterval) > duration(self.propagationWindow)",message="keyRotation.jwtKeyInterval must be longer than keyRotation.propagationWindow"
 // +kubebuilder:validation:XValidation:rule="!has(self.dataKeyInterval) || !has(self.propagationWindow) || duration(self.dataKeyInterval) > duration(self.propagationWindow)",message="keyRotation.dataKeyInterval must be longer than keyRotation.propagationWindow"
 type KeyRotationSpec struct {
-	// JWTKeyInterval is how long a JWT signing key stays active.
+	// JWTKeyInterval is how long a JWT signing key stays active. Default 720h.
 	// +kubebuilder:default="720h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('8760h')",message="jwtKeyInterval must be between 1m and 8760h"
 	// +optional
 	JWTKeyInterval *metav1.Duration `json:"jwtKeyInterval,omitempty"`
 
-	// DataKeyInterval is how long a data encryption key stays active.
+	// DataKeyInterval is how long a data encryption key stays active. Default 2160h.
 	// +kubebuilder:default="2160h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('87600h')",message="dataKeyInterval must be between 1m and 87600h"
 	// +optional
 	DataKeyInterval *metav1.Duration `json:"dataKeyInterval,omitempty"`
 
-	// PropagationWindow is how long a staged key waits before it becomes active. It
-	// must cover the time for a Secret change to reach every pod (kubelet sync
-	// period plus the server's reload interval).
+	// PropagationWindow is how long a staged key waits before it becomes active.
+	// It must cover the time for a Secret change to reach every pod (kubelet
+	// sync period plus the server's reload interval). Default 5m.
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="propagationWindow must be between 10s and 24h"
 	// +optional
@@ -323,13 +323,13 @@ type KeyRotationSpec struct {
 
 // RateLimitSpec holds limits written as "<count>/<duration>", e.g. "10/5m".
 type RateLimitSpec struct {
-	// Login attempts per user and per IP.
+	// Login attempts per user and per IP. Default 10/5m.
 	// +kubebuilder:default="10/5m"
 	// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,6}/[1-9][0-9]{0,4}(s|m|h)$`
 	// +optional
 	Login string `json:"login,omitempty"`
 
-	// Messages sent per user.
+	// Messages sent per user. Default 60/1m.
 	// +kubebuilder:default="60/1m"
 	// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,6}/[1-9][0-9]{0,4}(s|m|h)$`
 	// +optional
@@ -388,7 +388,7 @@ type MonitoringSpec struct {
 	// +optional
 	ServiceMonitor bool `json:"serviceMonitor,omitempty"`
 
-	// Interval between scrapes.
+	// Interval between scrapes. Default 30s.
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Pattern=`^[0-9]+(ms|s|m)$`
 	// +optional
