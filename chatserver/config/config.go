@@ -25,6 +25,11 @@ type Config struct {
 	DataDir         string
 	DatabaseURL     string
 	DBMaxConns      int
+	RedisURL        string   // single Redis: redis:// or rediss://
+	RedisAddrs      []string // Sentinel (with RedisMaster) or Cluster addresses
+	RedisMaster     string
+	RedisPassword   string
+	RedisTLS        bool
 	KeyringDir      string
 	GenerateKeyring bool // KeyringDir was not set: generate a keyring there on first start
 	KeyringReload   time.Duration
@@ -54,6 +59,11 @@ var settings = []setting{
 	{"data-dir", "PARLEY_DATA_DIR", "data", "folder for the SQLite database and the generated keyring"},
 	{"database-url", "PARLEY_DATABASE_URL", "", "sqlite:///path/file.db or postgres://... (default: SQLite in the data folder)"},
 	{"db-max-conns", "PARLEY_DB_MAX_CONNS", "20", "database connection pool size"},
+	{"redis-url", "PARLEY_REDIS_URL", "", "redis://[:password@]host:port/db or rediss:// (TLS); empty: in-process backplane, one replica only"},
+	{"redis-addrs", "PARLEY_REDIS_ADDRS", "", "comma-separated Redis Sentinel (with -redis-master) or Cluster addresses, instead of -redis-url"},
+	{"redis-master", "PARLEY_REDIS_MASTER", "", "Sentinel master name"},
+	{"redis-password", "PARLEY_REDIS_PASSWORD", "", "Redis password (overrides one in -redis-url)"},
+	{"redis-tls", "PARLEY_REDIS_TLS", "false", "use TLS with -redis-addrs"},
 	{"keyring-dir", "PARLEY_KEYRING_DIR", "", "folder holding keyring.json (default: <data-dir>/keyring, generated on first start)"},
 	{"keyring-reload", "PARLEY_KEYRING_RELOAD", "5s", "how often the keyring file is checked for changes"},
 	{"allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated origins allowed for WebSocket and cookie requests (default: the server's own)"},
@@ -120,6 +130,19 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		PasswordWorkers: p.intIn("password-workers", 1, 64),
 		TLSCert:         p.str("tls-cert"),
 		TLSKey:          p.str("tls-key"),
+	}
+	c.RedisURL = p.str("redis-url")
+	c.RedisAddrs = p.list("redis-addrs")
+	c.RedisMaster = p.str("redis-master")
+	c.RedisPassword = p.str("redis-password")
+	c.RedisTLS = p.bool("redis-tls")
+	switch {
+	case c.RedisURL != "" && len(c.RedisAddrs) > 0:
+		p.errs = append(p.errs, errors.New("-redis-url and -redis-addrs are alternatives: set one"))
+	case c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://"):
+		p.errs = append(p.errs, errors.New("-redis-url (PARLEY_REDIS_URL) must start with redis:// or rediss://"))
+	case c.RedisMaster != "" && len(c.RedisAddrs) == 0:
+		p.errs = append(p.errs, errors.New("-redis-master needs the Sentinel addresses in -redis-addrs"))
 	}
 	c.AllowedOrigins = p.origins("allowed-origins")
 	c.TrustedProxies = p.cidrs("trusted-proxies")
@@ -194,6 +217,17 @@ func (p *parser) durIn(name string, lo, hi time.Duration) time.Duration {
 	}
 	return v
 }
+
+func (p *parser) bool(name string) bool {
+	v, err := strconv.ParseBool(p.str(name))
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("-%s (%s): %q must be true or false", name, p.env(name), p.str(name)))
+	}
+	return v
+}
+
+// UsesRedis reports whether replicas share state through Redis.
+func (c *Config) UsesRedis() bool { return c.RedisURL != "" || len(c.RedisAddrs) > 0 }
 
 func (p *parser) rate(name string) ratelimit.Rate {
 	r, err := ratelimit.ParseRate(p.str(name))

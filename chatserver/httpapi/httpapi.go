@@ -49,6 +49,7 @@ type API struct {
 	proxies    []*net.IPNet
 	web        fs.FS
 	ready      map[string]Checker
+	degradable map[string]Checker
 	refreshTTL time.Duration
 }
 
@@ -61,8 +62,9 @@ type Config struct {
 	Logger         *slog.Logger
 	LoginLimit     ratelimit.Limiter
 	TrustedProxies []*net.IPNet
-	Web            fs.FS // the built web client; may hold no index.html
-	Ready          map[string]Checker
+	Web            fs.FS              // the built web client; may hold no index.html
+	Ready          map[string]Checker // failing: 503, take this replica out of rotation
+	Degradable     map[string]Checker // failing: 200 "degraded" (the replica still stores and serves)
 	RefreshTTL     time.Duration
 }
 
@@ -70,7 +72,7 @@ type Config struct {
 func New(c Config) *API {
 	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: c.Metrics, log: c.Logger,
 		limits: map[string]ratelimit.Limiter{LimitLogin: c.LoginLimit}, proxies: c.TrustedProxies,
-		web: c.Web, ready: c.Ready, refreshTTL: c.RefreshTTL}
+		web: c.Web, ready: c.Ready, degradable: c.Degradable, refreshTTL: c.RefreshTTL}
 }
 
 // Handler builds the Gin engine.
@@ -172,20 +174,29 @@ func (a *API) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
 	checks := gin.H{}
-	ok := true
-	for name, check := range a.ready {
-		if err := check(ctx); err != nil {
-			checks[name] = err.Error()
-			ok = false
-		} else {
-			checks[name] = "ok"
+	run := func(m map[string]Checker) bool {
+		ok := true
+		for name, check := range m {
+			if err := check(ctx); err != nil {
+				checks[name] = err.Error()
+				ok = false
+			} else {
+				checks[name] = "ok"
+			}
 		}
+		return ok
 	}
-	if !ok {
+	critical, optional := run(a.ready), run(a.degradable)
+	switch {
+	case !critical:
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": checks})
-		return
+	case !optional:
+		// Messages are still stored and acked; live delivery across replicas is
+		// degraded until the backplane is back, then clients resync.
+		c.JSON(http.StatusOK, gin.H{"status": "degraded", "checks": checks})
+	default:
+		c.JSON(http.StatusOK, gin.H{"status": "ok", "checks": checks})
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ok", "checks": checks})
 }
 
 func userView(u *store.User, self bool) protocol.User {

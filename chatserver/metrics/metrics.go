@@ -27,6 +27,7 @@ type Metrics struct {
 	KeyringRotationDue *prometheus.GaugeVec   // kid
 	KeyringReloads     *prometheus.CounterVec // result
 	BackplaneErrors    prometheus.Counter
+	BackplaneUp        prometheus.Gauge
 	AuditEvents        *prometheus.CounterVec // event
 }
 
@@ -72,6 +73,8 @@ func New() *Metrics {
 			Name: "parley_keyring_reloads_total", Help: "Keyring reloads by result (ok, error)."}, []string{"result"}),
 		BackplaneErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_backplane_errors_total", Help: "Backplane publish or subscribe errors."}),
+		BackplaneUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_backplane_up", Help: "1 while the backplane's subscription is connected; 0 while degraded."}),
 		AuditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_audit_events_total", Help: "Audit log entries written by event."}, []string{"event"}),
 	}
@@ -81,7 +84,7 @@ func New() *Metrics {
 		m.Connections, m.ConnectionsTotal, m.Disconnects, m.MessagesSent, m.MessagesDelivered,
 		m.DeliveryLatency, m.FramesDropped, m.AuthFailures, m.RateLimited, m.HTTPRequests,
 		m.HTTPDuration, m.PasswordHashWait, m.KeyringSeals, m.KeyringRotationDue,
-		m.KeyringReloads, m.BackplaneErrors, m.AuditEvents,
+		m.KeyringReloads, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
 	)
 	return m
 }

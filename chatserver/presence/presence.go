@@ -23,8 +23,9 @@ type Tracker interface {
 	// Disconnect records one connection fewer; last reports whether the user is
 	// now offline.
 	Disconnect(ctx context.Context, userID, connID string) (last bool, err error)
-	// Heartbeat refreshes the connections' liveness (no-op in memory).
-	Heartbeat(ctx context.Context, userID, connID string) error
+	// Heartbeat refreshes the liveness of this process's connections, given
+	// as user id to connection ids (no-op in memory).
+	Heartbeat(ctx context.Context, conns map[string][]string) error
 	Status(ctx context.Context, userIDs []string) (map[string]Status, error)
 }
 
@@ -76,7 +77,7 @@ func (m *Memory) Disconnect(_ context.Context, userID, connID string) (bool, err
 }
 
 // Heartbeat implements Tracker.
-func (m *Memory) Heartbeat(context.Context, string, string) error { return nil }
+func (m *Memory) Heartbeat(context.Context, map[string][]string) error { return nil }
 
 // Status implements Tracker.
 func (m *Memory) Status(_ context.Context, userIDs []string) (map[string]Status, error) {

@@ -100,3 +100,23 @@ func (m *Memory) Allow(_ context.Context, key string) (bool, time.Duration, erro
 	}
 	return true, 0, nil
 }
+
+// Fallback uses Primary (shared, e.g. Redis) and, when it fails, Secondary
+// (this process only): a Redis outage weakens the limit to per-replica
+// instead of lifting it.
+type Fallback struct {
+	Primary, Secondary Limiter
+	OnError            func(error)
+}
+
+// Allow implements Limiter.
+func (f Fallback) Allow(ctx context.Context, key string) (bool, time.Duration, error) {
+	ok, wait, err := f.Primary.Allow(ctx, key)
+	if err == nil {
+		return ok, wait, nil
+	}
+	if f.OnError != nil {
+		f.OnError(err)
+	}
+	return f.Secondary.Allow(ctx, key)
+}

@@ -275,6 +275,44 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	}
 }
 
+// Resync asks every local connection to catch up through its cursors
+// ("resync" frame): the backplane lost events while it was disconnected.
+func (h *Hub) Resync() {
+	frame := []byte(`{"type":"resync"}`)
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, set := range h.users {
+		for c := range set {
+			c.offer(outFrame{data: frame})
+		}
+	}
+}
+
+// Heartbeat refreshes this process's connections in the presence tracker
+// every interval until ctx ends, so they stay online while the process lives.
+func (h *Hub) Heartbeat(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.RLock()
+		conns := make(map[string][]string, len(h.users))
+		for u, set := range h.users {
+			for c := range set {
+				conns[u] = append(conns[u], c.id)
+			}
+		}
+		h.mu.RUnlock()
+		if err := h.presence.Heartbeat(ctx, conns); err != nil {
+			h.log.Warn("presence heartbeat failed", "err", err)
+		}
+	}
+}
+
 // Draining reports whether Shutdown has begun.
 func (h *Hub) Draining() bool { return h.draining.Load() }
 

@@ -23,7 +23,7 @@ func TestReadmeQuickStart(t *testing.T) {
 
 	ts := start(t)
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", block)
-	cmd.Env = append(os.Environ(), "PARLEY="+ts.base)
+	cmd.Env = append(os.Environ(), "PARLEY="+ts.Base)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("quick start failed: %v\n%s", err, out)

@@ -21,32 +21,32 @@ func TestTwoDevicesAndOfflineCatchUp(t *testing.T) {
 				opts = append(opts, withPostgres(t))
 			}
 			ts := start(t, opts...)
-			alice, bob := ts.register("alice"), ts.register("bob")
-			conv := alice.direct(bob)
+			alice, bob := ts.Register("alice"), ts.Register("bob")
+			conv := alice.Direct(bob)
 
-			a := alice.dial()
-			b1, b2 := bob.dial(), bob.dial()
-			a.sendMsg("r1", conv.ID, "k1", "hello both devices")
-			ack := a.waitFor("ack", 5*time.Second)
+			a := alice.Dial()
+			b1, b2 := bob.Dial(), bob.Dial()
+			a.SendMsg("r1", conv.ID, "k1", "hello both devices")
+			ack := a.WaitFor("ack", 5*time.Second)
 			must(t, ack.ID == "r1" && ack.Message != nil && ack.Message.Seq == 1, "ack %+v", ack)
 			for i, b := range []*wsConn{b1, b2} {
-				f := b.waitFor("message", 5*time.Second)
+				f := b.WaitFor("message", 5*time.Second)
 				must(t, f.Message.ID == ack.Message.ID && f.Message.Body == "hello both devices",
 					"device %d got %+v", i+1, f.Message)
 			}
 			cursor := ack.Message.Seq
 
-			b1.c.Close()
-			b2.c.Close()
+			b1.Conn.Close()
+			b2.Conn.Close()
 			for i := 0; i < 50; i++ {
-				a.sendMsg(fmt.Sprint("s", i), conv.ID, fmt.Sprint("k-off-", i), fmt.Sprint("missed ", i))
-				must(t, a.waitFor("ack", 5*time.Second).ID == fmt.Sprint("s", i), "ack %d", i)
+				a.SendMsg(fmt.Sprint("s", i), conv.ID, fmt.Sprint("k-off-", i), fmt.Sprint("missed ", i))
+				must(t, a.WaitFor("ack", 5*time.Second).ID == fmt.Sprint("s", i), "ack %d", i)
 			}
 
-			b3 := bob.dial()
-			b3.write(map[string]any{"type": "sync", "id": "sync1", "cursors": map[string]int64{conv.ID: cursor}})
+			b3 := bob.Dial()
+			b3.Write(map[string]any{"type": "sync", "id": "sync1", "cursors": map[string]int64{conv.ID: cursor}})
 			for i := 0; i < 50; i++ {
-				f := b3.next(5 * time.Second)
+				f := b3.Next(5 * time.Second)
 				if f.Type == "presence" {
 					i--
 					continue
@@ -55,215 +55,215 @@ func TestTwoDevicesAndOfflineCatchUp(t *testing.T) {
 				must(t, f.Message.Seq == cursor+int64(i)+1 && f.Message.Body == fmt.Sprint("missed ", i),
 					"catch-up %d: seq %d body %q", i, f.Message.Seq, f.Message.Body)
 			}
-			synced := b3.waitFor("synced", 5*time.Second)
+			synced := b3.WaitFor("synced", 5*time.Second)
 			must(t, synced.Cursors[conv.ID] == cursor+50, "synced cursors %v", synced.Cursors)
-			b3.quiet("message", 300*time.Millisecond) // nothing twice
+			b3.Quiet("message", 300*time.Millisecond) // nothing twice
 		})
 	}
 }
 
 func TestWebSocketAuthentication(t *testing.T) {
 	ts := start(t)
-	alice := ts.register("alice")
+	alice := ts.Register("alice")
 
 	t.Run("ticket is single use", func(t *testing.T) {
-		tk := alice.ticket()
-		w, _, err := ts.dialRaw("?ticket="+tk, nil)
+		tk := alice.Ticket()
+		w, _, err := ts.DialRaw("?ticket="+tk, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		must(t, w.next(5*time.Second).Type == "ready", "first use refused")
-		_, res, err := ts.dialRaw("?ticket="+tk, nil)
+		must(t, w.Next(5*time.Second).Type == "ready", "first use refused")
+		_, res, err := ts.DialRaw("?ticket="+tk, nil)
 		must(t, err != nil && res != nil && res.StatusCode == http.StatusUnauthorized, "second use: err=%v res=%v", err, res)
 	})
 	t.Run("access token is not a ticket", func(t *testing.T) {
-		_, res, err := ts.dialRaw("?ticket="+alice.token, nil)
+		_, res, err := ts.DialRaw("?ticket="+alice.Token, nil)
 		must(t, err != nil && res.StatusCode == http.StatusUnauthorized, "access token in URL accepted")
 	})
 	t.Run("first-frame auth", func(t *testing.T) {
-		w, _, err := ts.dialRaw("", nil)
+		w, _, err := ts.DialRaw("", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.write(map[string]string{"type": "auth", "token": alice.token})
-		f := w.next(5 * time.Second)
-		must(t, f.Type == "ready" && f.UserID == alice.user.ID && f.ExpiresAt != nil, "ready %+v", f)
+		w.Write(map[string]string{"type": "auth", "token": alice.Token})
+		f := w.Next(5 * time.Second)
+		must(t, f.Type == "ready" && f.UserID == alice.User.ID && f.ExpiresAt != nil, "ready %+v", f)
 	})
 	t.Run("first frame must authenticate", func(t *testing.T) {
-		w, _, err := ts.dialRaw("", nil)
+		w, _, err := ts.DialRaw("", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.write(map[string]string{"type": "send", "body": "sneaky"})
-		must(t, w.closedWith(5*time.Second) == websocket.ClosePolicyViolation, "want 1008")
+		w.Write(map[string]string{"type": "send", "body": "sneaky"})
+		must(t, w.ClosedWith(5*time.Second) == websocket.ClosePolicyViolation, "want 1008")
 	})
 	t.Run("forged token in first frame", func(t *testing.T) {
-		w, _, err := ts.dialRaw("", nil)
+		w, _, err := ts.DialRaw("", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		parts := strings.Split(alice.token, ".")
-		w.write(map[string]string{"type": "auth", "token": parts[0] + "." + parts[1] + ".AAAA"})
-		must(t, w.closedWith(5*time.Second) == websocket.ClosePolicyViolation, "want 1008")
+		parts := strings.Split(alice.Token, ".")
+		w.Write(map[string]string{"type": "auth", "token": parts[0] + "." + parts[1] + ".AAAA"})
+		must(t, w.ClosedWith(5*time.Second) == websocket.ClosePolicyViolation, "want 1008")
 	})
 }
 
 func TestCrossOriginWebSocketRefused(t *testing.T) {
 	ts := start(t)
-	alice := ts.register("alice")
-	_, res, err := ts.dialRaw("?ticket="+alice.ticket(), http.Header{"Origin": {"https://evil.example"}})
+	alice := ts.Register("alice")
+	_, res, err := ts.DialRaw("?ticket="+alice.Ticket(), http.Header{"Origin": {"https://evil.example"}})
 	must(t, err != nil && res != nil && res.StatusCode == http.StatusForbidden, "cross-origin: err=%v res=%v", err, res)
 
-	own := http.Header{"Origin": {ts.base}}
-	w, _, err := ts.dialRaw("?ticket="+alice.ticket(), own)
+	own := http.Header{"Origin": {ts.Base}}
+	w, _, err := ts.DialRaw("?ticket="+alice.Ticket(), own)
 	must(t, err == nil, "same origin refused: %v", err)
-	must(t, w.next(5*time.Second).Type == "ready", "same origin not ready")
+	must(t, w.Next(5*time.Second).Type == "ready", "same origin not ready")
 
 	// With an allow-list, only listed origins pass (the server's own host too
 	// only if listed).
 	ts2 := start(t, withArgs("-allowed-origins", "https://chat.example.com"))
-	bob := ts2.register("bob")
-	_, res, err = ts2.dialRaw("?ticket="+bob.ticket(), http.Header{"Origin": {"https://chat.example.com.evil.example"}})
+	bob := ts2.Register("bob")
+	_, res, err = ts2.DialRaw("?ticket="+bob.Ticket(), http.Header{"Origin": {"https://chat.example.com.evil.example"}})
 	must(t, err != nil && res.StatusCode == http.StatusForbidden, "look-alike origin accepted")
-	w, _, err = ts2.dialRaw("?ticket="+bob.ticket(), http.Header{"Origin": {"https://chat.example.com"}})
-	must(t, err == nil && w.next(5*time.Second).Type == "ready", "listed origin refused: %v", err)
+	w, _, err = ts2.DialRaw("?ticket="+bob.Ticket(), http.Header{"Origin": {"https://chat.example.com"}})
+	must(t, err == nil && w.Next(5*time.Second).Type == "ready", "listed origin refused: %v", err)
 }
 
 func TestFrameLimits(t *testing.T) {
 	ts := start(t, withArgs("-max-message-chars", "100", "-max-frame-bytes", "2048"))
-	alice, bob := ts.register("alice"), ts.register("bob")
-	conv := alice.direct(bob)
-	w := alice.dial()
+	alice, bob := ts.Register("alice"), ts.Register("bob")
+	conv := alice.Direct(bob)
+	w := alice.Dial()
 
-	w.sendMsg("empty", conv.ID, "e1", "")
-	f := w.waitFor("error", 5*time.Second)
+	w.SendMsg("empty", conv.ID, "e1", "")
+	f := w.WaitFor("error", 5*time.Second)
 	must(t, f.ID == "empty" && f.Code == "message_empty", "empty: %+v", f)
-	w.sendMsg("blank", conv.ID, "e2", " \n\t ")
-	f = w.waitFor("error", 5*time.Second)
+	w.SendMsg("blank", conv.ID, "e2", " \n\t ")
+	f = w.WaitFor("error", 5*time.Second)
 	must(t, f.ID == "blank" && f.Code == "message_empty", "blank: %+v", f)
-	w.sendMsg("long", conv.ID, "e3", strings.Repeat("é", 101))
-	f = w.waitFor("error", 5*time.Second)
+	w.SendMsg("long", conv.ID, "e3", strings.Repeat("é", 101))
+	f = w.WaitFor("error", 5*time.Second)
 	must(t, f.ID == "long" && f.Code == "message_too_long", "long: %+v", f)
-	w.sendMsg("max", conv.ID, "e4", strings.Repeat("é", 100))
-	must(t, w.waitFor("ack", 5*time.Second).ID == "max", "100 characters refused")
-	w.write(map[string]string{"type": "nonsense"})
-	must(t, w.waitFor("error", 5*time.Second).Code == "invalid_request", "unknown type")
-	if err := w.c.WriteMessage(websocket.TextMessage, []byte("{not json")); err != nil {
+	w.SendMsg("max", conv.ID, "e4", strings.Repeat("é", 100))
+	must(t, w.WaitFor("ack", 5*time.Second).ID == "max", "100 characters refused")
+	w.Write(map[string]string{"type": "nonsense"})
+	must(t, w.WaitFor("error", 5*time.Second).Code == "invalid_request", "unknown type")
+	if err := w.Conn.WriteMessage(websocket.TextMessage, []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
-	must(t, w.waitFor("error", 5*time.Second).Code == "invalid_request", "bad JSON")
+	must(t, w.WaitFor("error", 5*time.Second).Code == "invalid_request", "bad JSON")
 
 	// Nothing invalid was stored: only the one good message.
-	r := alice.do("GET", "/api/v1/conversations/"+conv.ID+"/messages", nil)
-	must(t, strings.Count(string(r.body), `"seq"`) == 1, "stored: %s", r.body)
+	r := alice.Do("GET", "/api/v1/conversations/"+conv.ID+"/messages", nil)
+	must(t, strings.Count(string(r.Body), `"seq"`) == 1, "stored: %s", r.Body)
 
 	// A frame over the limit closes the connection with 1009.
 	big := fmt.Sprintf(`{"type":"send","id":"x","conversationId":%q,"body":%q}`, conv.ID, strings.Repeat("a", 3000))
-	if err := w.c.WriteMessage(websocket.TextMessage, []byte(big)); err != nil {
+	if err := w.Conn.WriteMessage(websocket.TextMessage, []byte(big)); err != nil {
 		t.Fatal(err)
 	}
-	must(t, w.closedWith(5*time.Second) == websocket.CloseMessageTooBig, "oversized frame not closed with 1009")
+	must(t, w.ClosedWith(5*time.Second) == websocket.CloseMessageTooBig, "oversized frame not closed with 1009")
 }
 
 func TestLogoutEverywhereClosesSockets(t *testing.T) {
 	ts := start(t)
-	alice := ts.register("alice")
-	w1, w2 := alice.dial(), alice.dial()
+	alice := ts.Register("alice")
+	w1, w2 := alice.Dial(), alice.Dial()
 	start := time.Now()
-	r := alice.do("POST", "/api/v1/auth/logout-all", nil)
-	must(t, r.status == http.StatusNoContent, "logout-all: %d %s", r.status, r.body)
-	must(t, w1.closedWith(5*time.Second) == websocket.ClosePolicyViolation, "device 1 not closed with 1008")
-	must(t, w2.closedWith(5*time.Second) == websocket.ClosePolicyViolation, "device 2 not closed with 1008")
+	r := alice.Do("POST", "/api/v1/auth/logout-all", nil)
+	must(t, r.Status == http.StatusNoContent, "logout-all: %d %s", r.Status, r.Body)
+	must(t, w1.ClosedWith(5*time.Second) == websocket.ClosePolicyViolation, "device 1 not closed with 1008")
+	must(t, w2.ClosedWith(5*time.Second) == websocket.ClosePolicyViolation, "device 2 not closed with 1008")
 	t.Logf("sockets closed %v after logout-all", time.Since(start))
-	must(t, alice.do("GET", "/api/v1/me", nil).status == http.StatusUnauthorized, "old access token still works")
-	r = ts.do("POST", "/api/v1/auth/refresh", "", map[string]string{"refreshToken": alice.refresh})
-	must(t, r.status == http.StatusUnauthorized, "old refresh token still works: %d", r.status)
-	_, res, err := ts.dialRaw("", nil)
+	must(t, alice.Do("GET", "/api/v1/me", nil).Status == http.StatusUnauthorized, "old access token still works")
+	r = ts.Do("POST", "/api/v1/auth/refresh", "", map[string]string{"refreshToken": alice.Refresh})
+	must(t, r.Status == http.StatusUnauthorized, "old refresh token still works: %d", r.Status)
+	_, res, err := ts.DialRaw("", nil)
 	_ = res
 	must(t, err == nil, "dial")
 }
 
 func TestAccessTokenExpiryClosesSocketUnlessRenewed(t *testing.T) {
 	ts := start(t, withArgs("-access-token-ttl", "2s"))
-	alice := ts.register("alice")
-	w := alice.dial()
-	must(t, w.closedWith(5*time.Second) == websocket.ClosePolicyViolation, "socket outlived its token")
+	alice := ts.Register("alice")
+	w := alice.Dial()
+	must(t, w.ClosedWith(5*time.Second) == websocket.ClosePolicyViolation, "socket outlived its token")
 
 	// Renewing with a fresh token before expiry keeps the socket open.
 	refresh := func() string {
-		r := ts.do("POST", "/api/v1/auth/refresh", "", map[string]string{"refreshToken": alice.refresh})
-		must(t, r.status == http.StatusOK, "refresh %d %s", r.status, r.body)
+		r := ts.Do("POST", "/api/v1/auth/refresh", "", map[string]string{"refreshToken": alice.Refresh})
+		must(t, r.Status == http.StatusOK, "refresh %d %s", r.Status, r.Body)
 		var s session
-		r.decode(t, &s)
-		alice.token, alice.refresh = s.AccessToken, s.RefreshToken
+		r.Decode(t, &s)
+		alice.Token, alice.Refresh = s.AccessToken, s.RefreshToken
 		return s.AccessToken
 	}
 	refresh()
-	w2 := alice.dial()
+	w2 := alice.Dial()
 	time.Sleep(time.Second)
-	w2.write(map[string]string{"type": "auth", "token": refresh()})
-	must(t, w2.waitFor("ready", 5*time.Second).ExpiresAt.After(time.Now().Add(time.Second)), "renewal not acknowledged")
+	w2.Write(map[string]string{"type": "auth", "token": refresh()})
+	must(t, w2.WaitFor("ready", 5*time.Second).ExpiresAt.After(time.Now().Add(time.Second)), "renewal not acknowledged")
 	time.Sleep(1500 * time.Millisecond) // past the first token's expiry
-	w2.write(map[string]string{"type": "ping", "id": "p"})
-	must(t, w2.waitFor("pong", 5*time.Second).ID == "p", "renewed socket closed")
+	w2.Write(map[string]string{"type": "ping", "id": "p"})
+	must(t, w2.WaitFor("pong", 5*time.Second).ID == "p", "renewed socket closed")
 }
 
 func TestConnectionLimit(t *testing.T) {
 	ts := start(t, withArgs("-max-connections", "2"))
-	alice := ts.register("alice")
-	alice.dial()
-	alice.dial()
-	w, _, err := ts.dialRaw("?ticket="+alice.ticket(), nil)
+	alice := ts.Register("alice")
+	alice.Dial()
+	alice.Dial()
+	w, _, err := ts.DialRaw("?ticket="+alice.Ticket(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(t, w.closedWith(5*time.Second) == websocket.CloseTryAgainLater, "third connection not refused with 1013")
+	must(t, w.ClosedWith(5*time.Second) == websocket.CloseTryAgainLater, "third connection not refused with 1013")
 }
 
 func TestTypingPresenceAndReadReceipts(t *testing.T) {
 	ts := start(t)
-	alice, bob := ts.register("alice"), ts.register("bob")
-	conv := alice.direct(bob)
-	a := alice.dial()
-	b := bob.dial()
-	p := a.waitFor("presence", 5*time.Second)
-	must(t, p.UserID == bob.user.ID && p.Status == "online", "presence %+v", p)
+	alice, bob := ts.Register("alice"), ts.Register("bob")
+	conv := alice.Direct(bob)
+	a := alice.Dial()
+	b := bob.Dial()
+	p := a.WaitFor("presence", 5*time.Second)
+	must(t, p.UserID == bob.User.ID && p.Status == "online", "presence %+v", p)
 
-	b.write(map[string]string{"type": "typing", "conversationId": conv.ID})
-	f := a.waitFor("typing", 5*time.Second)
-	must(t, f.UserID == bob.user.ID && f.ConversationID == conv.ID, "typing %+v", f)
-	b.quiet("typing", 200*time.Millisecond) // not echoed to the typist
+	b.Write(map[string]string{"type": "typing", "conversationId": conv.ID})
+	f := a.WaitFor("typing", 5*time.Second)
+	must(t, f.UserID == bob.User.ID && f.ConversationID == conv.ID, "typing %+v", f)
+	b.Quiet("typing", 200*time.Millisecond) // not echoed to the typist
 
 	for i := 0; i < 3; i++ {
-		alice.send(conv.ID, fmt.Sprint("m", i))
+		alice.Send(conv.ID, fmt.Sprint("m", i))
 	}
 	var list struct {
 		Conversations []struct{ Unread, LastSeq int64 }
 	}
-	bob.do("GET", "/api/v1/conversations", nil).decode(t, &list)
+	bob.Do("GET", "/api/v1/conversations", nil).Decode(t, &list)
 	must(t, list.Conversations[0].Unread == 3, "unread %+v", list)
-	b.write(map[string]any{"type": "read", "conversationId": conv.ID, "seq": 3})
-	rf := a.waitFor("read", 5*time.Second)
-	must(t, rf.UserID == bob.user.ID && rf.Seq == 3, "read receipt %+v", rf)
-	bob.do("GET", "/api/v1/conversations", nil).decode(t, &list)
+	b.Write(map[string]any{"type": "read", "conversationId": conv.ID, "seq": 3})
+	rf := a.WaitFor("read", 5*time.Second)
+	must(t, rf.UserID == bob.User.ID && rf.Seq == 3, "read receipt %+v", rf)
+	bob.Do("GET", "/api/v1/conversations", nil).Decode(t, &list)
 	must(t, list.Conversations[0].Unread == 0, "unread after read %+v", list)
 
-	b.c.Close()
-	p = a.waitFor("presence", 5*time.Second)
-	must(t, p.UserID == bob.user.ID && p.Status == "offline" && p.LastSeen != nil, "offline presence %+v", p)
+	b.Conn.Close()
+	p = a.WaitFor("presence", 5*time.Second)
+	must(t, p.UserID == bob.User.ID && p.Status == "offline" && p.LastSeen != nil, "offline presence %+v", p)
 }
 
 // On shutdown every client is told to reconnect elsewhere (1001) and the
 // process exits within its deadline.
 func TestGracefulShutdownTellsClientsToReconnect(t *testing.T) {
 	ts := start(t, withArgs("-shutdown-timeout", "5s"))
-	alice := ts.register("alice")
-	w1, w2 := alice.dial(), alice.dial()
+	alice := ts.Register("alice")
+	w1, w2 := alice.Dial(), alice.Dial()
 	stopped := make(chan struct{})
 	begin := time.Now()
 	go func() { ts.stop(); close(stopped) }()
-	must(t, w1.closedWith(5*time.Second) == websocket.CloseGoingAway, "device 1: want 1001")
-	must(t, w2.closedWith(5*time.Second) == websocket.CloseGoingAway, "device 2: want 1001")
+	must(t, w1.ClosedWith(5*time.Second) == websocket.CloseGoingAway, "device 1: want 1001")
+	must(t, w2.ClosedWith(5*time.Second) == websocket.CloseGoingAway, "device 2: want 1001")
 	select {
 	case <-stopped:
 		t.Logf("stopped in %v", time.Since(begin))

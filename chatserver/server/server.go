@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/audit"
@@ -37,6 +40,7 @@ type Server struct {
 	store    *sqlstore.DB
 	keys     *keyring.Keyring
 	bp       backplane.Backplane
+	redis    redis.UniversalClient
 	hub      *realtime.Hub
 	metrics  *metrics.Metrics
 	http     *http.Server
@@ -83,31 +87,56 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	auditLog := audit.New(db, log, s.metrics)
-	pres := presence.NewMemory(opts.Now)
 	tokens := token.NewIssuer(s.keys, cfg.AccessTokenTTL, 30*time.Second, opts.Now)
 	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog,
 		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
 
-	// The hub is the backplane's handler and the backplane is the hub's
-	// transport; the closure lets each be built with the other in hand.
+	// Shared state: in this process, or in Redis for many replicas. The hub is
+	// the backplane's handler and the backplane is the hub's transport; the
+	// closures let each be built with the other in hand.
 	var hub *realtime.Hub
-	s.bp = backplane.NewMemory(func(topic string, payload []byte) { hub.Deliver(topic, payload) })
+	deliver := func(topic string, payload []byte) { hub.Deliver(topic, payload) }
+	var (
+		pres       presence.Tracker
+		tickets    realtime.Tickets
+		loginLimit ratelimit.Limiter = ratelimit.NewMemory(cfg.RateLogin, opts.Now)
+		msgLimit   ratelimit.Limiter = ratelimit.NewMemory(cfg.RateMessages, opts.Now)
+		degradable                   = map[string]httpapi.Checker{}
+	)
+	if cfg.UsesRedis() {
+		rc, err := redisClient(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		s.redis = rc
+		onErr := func(err error) { log.Warn("shared rate limiter unavailable; limiting per replica", "err", err) }
+		loginLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "login", cfg.RateLogin), Secondary: loginLimit, OnError: onErr}
+		msgLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "msg", cfg.RateMessages), Secondary: msgLimit, OnError: onErr}
+		pres = presence.NewRedis(rc, presenceTTL, opts.Now)
+		tickets = realtime.FallbackTickets{Primary: realtime.NewRedisTickets(rc), Secondary: realtime.NewMemoryTickets()}
+		s.bp = backplane.NewRedis(rc, deliver, backplane.RedisOptions{Logger: log, Metrics: s.metrics,
+			OnResync: func() { hub.Resync() }})
+		degradable["backplane"] = s.bp.Healthy
+	} else {
+		pres = presence.NewMemory(opts.Now)
+		tickets = realtime.NewMemoryTickets()
+		s.bp = backplane.NewMemory(deliver)
+	}
 	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Backplane: s.bp, Presence: pres,
-		Audit: auditLog, MessageLimit: ratelimit.NewMemory(cfg.RateMessages, opts.Now), Metrics: s.metrics,
+		Audit: auditLog, MessageLimit: msgLimit, Metrics: s.metrics,
 		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now})
 	hub = realtime.NewHub(realtime.Config{
 		Options: realtime.Options{AllowedOrigins: cfg.AllowedOrigins, MaxConnections: cfg.MaxConnections,
 			ReadLimit: int64(cfg.MaxFrameBytes)},
 		Logger: log, Metrics: s.metrics, Accounts: acc, Messages: msgs, Presence: pres,
-		Tickets: realtime.NewMemoryTickets(), Backplane: s.bp,
+		Tickets: tickets, Backplane: s.bp,
 	})
 	acc.SetDisconnect(msgs.DisconnectUser)
 	s.hub = hub
 
 	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: hub, Metrics: s.metrics, Logger: log,
-		LoginLimit: ratelimit.NewMemory(cfg.RateLogin, opts.Now), TrustedProxies: cfg.TrustedProxies,
-		Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
-		Ready: map[string]httpapi.Checker{"database": db.Ping, "backplane": s.bp.Healthy}})
+		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
+		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable})
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -137,6 +166,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.stop = cancel
 	defer cancel()
 	go s.keys.Watch(bg, s.cfg.KeyringReload)
+	go s.hub.Heartbeat(bg, presenceTTL/3)
 
 	errc := make(chan error, 1)
 	go func() {
@@ -148,7 +178,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		errc <- err
 	}()
-	s.log.Info("listening", "addr", s.Addr(), "database", dbKind(s.cfg.DatabaseURL), "tls", s.cfg.TLSCert != "")
+	s.log.Info("listening", "addr", s.Addr(), "database", dbKind(s.cfg.DatabaseURL), "redis", s.cfg.UsesRedis(),
+		"tls", s.cfg.TLSCert != "")
 
 	select {
 	case err := <-errc:
@@ -173,12 +204,38 @@ func (s *Server) closeResources() {
 	if s.bp != nil {
 		_ = s.bp.Close()
 	}
+	if s.redis != nil {
+		_ = s.redis.Close()
+	}
 	if s.store != nil {
 		_ = s.store.Close()
 	}
 	if s.listener != nil {
 		_ = s.listener.Close()
 	}
+}
+
+// presenceTTL is how long a connection counts as online without a heartbeat:
+// a crashed replica's users read as offline within it.
+const presenceTTL = 45 * time.Second
+
+func redisClient(cfg *config.Config) (redis.UniversalClient, error) {
+	if cfg.RedisURL != "" {
+		o, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		if cfg.RedisPassword != "" {
+			o.Password = cfg.RedisPassword
+		}
+		return redis.NewClient(o), nil
+	}
+	o := &redis.UniversalOptions{Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMaster, Password: cfg.RedisPassword}
+	if cfg.RedisTLS {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	// One address: a single server; a master name: Sentinel; several: Cluster.
+	return redis.NewUniversalClient(o), nil
 }
 
 func dbKind(url string) string {
