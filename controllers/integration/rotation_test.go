@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -186,6 +187,13 @@ func TestKeyRotation(t *testing.T) {
 		}
 	}
 
+	m := &dto.Metric{}
+	if err := f.r.Metrics.Rotations.WithLabelValues("jwt", "staged").Write(m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 2 {
+		t.Errorf("parley_operator_key_rotations_total{kind=jwt,step=staged} = %v, want 2", n)
+	}
 	if !sawStagedBesideActive {
 		t.Fatal("no staged key was ever seen beside the active one")
 	}

@@ -134,3 +134,37 @@ func TestMissingSecretBacksOff(t *testing.T) {
 	}
 	f.get(&appsv1.Deployment{}, "chat")
 }
+
+// A keyring the servers would refuse is never overwritten (new keys would sign
+// everyone out and strand stored data): KeysReady=False, Degraded, a Warning.
+func TestInvalidKeyringIsLeftAloneAndReported(t *testing.T) {
+	f := newFixture(t)
+	f.create(sample(f.ns, "chat"))
+	f.reconcile("chat")
+	f.drainEvents()
+
+	sec := &corev1.Secret{}
+	f.get(sec, "chat-keys")
+	sec.Data["keyring.json"] = []byte(`{"version": 1, "jwt": [], "data": []}`)
+	if err := k8s.Update(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile("chat")
+	cc := f.chat("chat")
+	if c := cond(cc, "KeysReady"); c.Status != metav1.ConditionFalse || c.Reason != "InvalidKeyring" {
+		t.Errorf("KeysReady = %+v, want False/InvalidKeyring", c)
+	}
+	if c := cond(cc, "Degraded"); c.Status != metav1.ConditionTrue || c.Reason != "InvalidKeyring" {
+		t.Errorf("Degraded = %+v", c)
+	}
+	if c := cond(cc, "Ready"); c.Status != metav1.ConditionFalse {
+		t.Errorf("Ready = %+v", c)
+	}
+	if evs := f.drainEvents(); !hasEvent(evs, "Warning InvalidKeyring") {
+		t.Errorf("events %q, want Warning InvalidKeyring", evs)
+	}
+	f.get(sec, "chat-keys")
+	if string(sec.Data["keyring.json"]) != `{"version": 1, "jwt": [], "data": []}` {
+		t.Error("the operator overwrote the invalid keyring")
+	}
+}
