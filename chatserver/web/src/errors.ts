@@ -15,8 +15,12 @@ export function describeError(e: unknown, ctx: ErrorContext = 'general'): string
       return serverMsg ? `Please check what you entered: ${serverMsg}.` : 'Please check what you entered.';
     case 'message_empty':
       return 'Write something before sending.';
-    case 'message_too_long':
-      return 'That message is too long. Please shorten it (4,000 characters at most).';
+    case 'message_too_long': {
+      // "the limit is 4000" (server) or "longer than 4000 characters" (docs/api.md example).
+      const n = (/limit is (\d[\d,]*)/.exec(serverMsg) ?? /than (\d[\d,]*) characters/.exec(serverMsg))?.[1]?.replace(/,/g, '');
+      const limit = n ? Number(n).toLocaleString('en-US') : '4,000';
+      return `That message is too long. Please shorten it (${limit} characters at most).`;
+    }
     case 'request_too_large':
       return 'That is too much to send at once.';
     case 'weak_password':

@@ -159,7 +159,9 @@ describe('silent refresh', () => {
 describe('server errors in words', () => {
   it('turns codes into sentences', () => {
     expect(describeError(new ApiError(429, 'rate_limited', 'x', 7))).toMatch(/wait 7 seconds/);
-    expect(describeError(new ApiError(413, 'message_too_long', 'x'), 'send')).toMatch(/too long/);
+    expect(describeError(new ApiError(413, 'message_too_long', 'x'), 'send')).toMatch(/too long.*4,000 characters/);
+    expect(describeError(new ApiError(413, 'message_too_long', 'message is longer than 1000 characters'))).toMatch(/1,000 characters at most/);
+    expect(describeError(new ApiError(413, 'message_too_long', 'message is 201 characters long; the limit is 200'))).toMatch(/\(200 characters at most/);
     expect(describeError(new ApiError(404, 'not_found', 'x'), 'send')).toMatch(/not a member/);
     expect(describeError(new ApiError(409, 'conflict', 'x'), 'register')).toMatch(/already taken/);
     expect(describeError(new ApiError(401, 'invalid_credentials', 'x'), 'login')).toMatch(/don't match/);
