@@ -647,7 +647,6 @@ func RedisStatefulSet(cc *chatv1alpha1.ChatCluster) *appsv1.StatefulSet {
 	if p := m.Persistence; p != nil {
 		size := sizeOr(p.Size)
 		sts.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 			ObjectMeta: metav1.ObjectMeta{Name: "data", Labels: selectorLabels(cc, "redis")},
 			Spec: corev1.PersistentVolumeClaimSpec{
 				AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -217,5 +218,56 @@ func TestSteadyStateMakesNoWrites(t *testing.T) {
 	}
 	if evs := f.drainEvents(); len(evs) != 0 {
 		t.Errorf("steady-state reconcile emitted events %q", evs)
+	}
+}
+
+// Zero writes in steady state holds for every shape of ChatCluster, not only the sample.
+func TestSteadyStateAcrossVariants(t *testing.T) {
+	variants := map[string]func(cc *chatv1alpha1.ChatCluster){
+		"autoscaling": func(cc *chatv1alpha1.ChatCluster) {
+			cc.Spec.Autoscaling = &chatv1alpha1.AutoscalingSpec{MinReplicas: 2, MaxReplicas: 6, TargetConnectionsPerPod: ptr.To[int32](300)}
+		},
+		"sqlite": func(cc *chatv1alpha1.ChatCluster) {
+			cc.Spec.Replicas = ptr.To[int32](1)
+			cc.Spec.Redis = nil
+			cc.Spec.Ingress = nil
+			cc.Spec.Database = chatv1alpha1.DatabaseSpec{SQLite: &chatv1alpha1.SQLiteSpec{}}
+		},
+		"redis persistence, resources, scheduling": func(cc *chatv1alpha1.ChatCluster) {
+			q := resource.MustParse("2Gi")
+			cc.Spec.Redis.Managed.Persistence = &chatv1alpha1.PersistenceSpec{Size: &q}
+			cc.Spec.Redis.Managed.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("0.1")}}
+			cc.Spec.Resources = corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("0.5Gi")},
+			}
+			cc.Spec.Scheduling.NodeSelector = map[string]string{"pool": "chat"}
+			cc.Spec.Scheduling.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "chat", Effect: corev1.TaintEffectNoSchedule}}
+			cc.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+		},
+		"external redis, monitoring without CRD": func(cc *chatv1alpha1.ChatCluster) {
+			cc.Spec.Redis = &chatv1alpha1.RedisSpec{External: &chatv1alpha1.ExternalRedisSpec{Address: "redis:6379"}}
+			cc.Spec.Monitoring.ServiceMonitor = true
+			cc.Spec.Server.MaxConnections = ptr.To[int32](5000)
+		},
+	}
+	for name, mutate := range variants {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			cc := sample(f.ns, "chat")
+			mutate(cc)
+			f.create(cc)
+			f.reconcile("chat")
+			f.reconcile("chat")
+			f.drainEvents()
+			f.resetWrites()
+			f.reconcile("chat")
+			if w := f.writesSinceReset(); len(w) != 0 {
+				t.Fatalf("steady-state reconcile wrote %q", w)
+			}
+			if evs := f.drainEvents(); len(evs) != 0 {
+				t.Errorf("steady-state reconcile emitted %q", evs)
+			}
+		})
 	}
 }
