@@ -75,8 +75,11 @@ type ChatClusterReconciler struct {
 // reports what it sees in status.
 func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
 	log := logf.FromContext(ctx)
+	paused := false
 	defer func() {
 		switch {
+		case paused:
+			r.Metrics.Reconciles.WithLabelValues("paused").Inc()
 		case err != nil:
 			r.Metrics.Reconciles.WithLabelValues("error").Inc()
 		case res.RequeueAfter > 0:
@@ -97,6 +100,7 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	if cc.Annotations[chatv1alpha1.AnnotationPaused] == "true" {
 		log.V(1).Info("reconciliation paused by annotation")
+		paused = true
 		return ctrl.Result{}, nil
 	}
 
@@ -268,9 +272,18 @@ func (r *ChatClusterReconciler) prune(ctx context.Context, a applier, cc *chatv1
 		return err
 	}
 	if deleted {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Deleted", "Reconcile", "deleted %T %s: no longer wanted by the spec", obj, name)
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Deleted", "Reconcile", "deleted %s %s: no longer wanted by the spec", kindName(obj), name)
 	}
 	return nil
+}
+
+// kindName names the kind of a (possibly empty) typed or unstructured object.
+func kindName(obj client.Object) string {
+	if k := obj.GetObjectKind().GroupVersionKind().Kind; k != "" {
+		return k
+	}
+	t := fmt.Sprintf("%T", obj)
+	return t[strings.LastIndex(t, ".")+1:]
 }
 
 // referencedSecrets reads the Secret keys the pods reference. It returns their

@@ -132,7 +132,7 @@ func Resolve(cc *chatv1alpha1.ChatCluster, operatorVersion string) Settings {
 	return s
 }
 
-// Autoscaled reports whether an HPA owns the replica count.
+// autoscaled reports whether an HPA owns the replica count.
 func (s Settings) autoscaled(cc *chatv1alpha1.ChatCluster) bool {
 	return cc.Spec.Autoscaling != nil && !s.Hibernate
 }
@@ -662,8 +662,8 @@ func RedisStatefulSet(cc *chatv1alpha1.ChatCluster) *appsv1.StatefulSet {
 	return sts
 }
 
-// ServiceMonitorGVK identifies the Prometheus Operator's ServiceMonitor.
-var serviceMonitorAPIVersion = "monitoring.coreos.com/v1"
+// serviceMonitorAPIVersion is the Prometheus Operator's ServiceMonitor API.
+const serviceMonitorAPIVersion = "monitoring.coreos.com/v1"
 
 // ServiceMonitor scrapes the chat servers' /metrics through the Service. It is
 // unstructured so the operator does not depend on the Prometheus Operator's types.

@@ -28,7 +28,7 @@ build_apiserver() {
 	mkdir -p "$DIR"
 	# Build to a temporary name so an interrupted build never leaves a partial binary
 	# that a later run would take for a cached one.
-	(cd "$KUBE_MOD" && GOFLAGS=-mod=mod go build -trimpath -ldflags="$ldflags" \
+	(cd "$KUBE_MOD" && go build -mod=readonly -trimpath -ldflags="$ldflags" \
 		-o "$DIR/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
 	mv "$DIR/kube-apiserver.tmp" "$DIR/kube-apiserver"
 	echo "envtest-assets: kube-apiserver built in $(( $(date +%s) - start ))s" >&2
