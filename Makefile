@@ -5,7 +5,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 export GOBIN := $(BIN)
 
-.PHONY: all run build test test-unit deps postgres-up postgres-down fmt vet lint clean help
+.PHONY: all run build test test-unit deps postgres-up postgres-down redis-up redis-down fmt vet lint clean help
 
 all: build
 
@@ -30,6 +30,12 @@ postgres-up: deps
 postgres-down:
 	hack/postgres.sh stop
 
+redis-up: deps
+	hack/redis.sh start >/dev/null
+
+redis-down:
+	hack/redis.sh stop
+
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
@@ -37,10 +43,11 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: deps postgres-up test-assets web vet ## Install and start what the tests need, then run them all
-	set -a; source tmp/postgres/env; set +a; \
+test: deps postgres-up redis-up test-assets web vet ## Install and start what the tests need, then run them all
+	set -a; source tmp/postgres/env; source tmp/redis/env; set +a; \
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)"; \
-	$(GO) test -count=1 -timeout 30m ./... ; rc=$$?; \
+	rc=0; \
+	$(GO) test -count=1 -timeout 30m ./... || rc=$$?; \
 	$(MAKE) --no-print-directory test-web || rc=1; \
 	exit $$rc
 

@@ -336,6 +336,25 @@ func (w *WS) WaitFor(typ string, timeout time.Duration) protocol.ServerFrame {
 	}
 }
 
+// WaitForMessage skips frames until the "message" frame of message id arrives.
+func (w *WS) WaitForMessage(id string, timeout time.Duration) *protocol.Message {
+	w.T.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case f, ok := <-w.Frames:
+			if !ok {
+				w.T.Fatalf("connection closed while waiting for message %s", id)
+			}
+			if f.Type == "message" && f.Message != nil && f.Message.ID == id {
+				return f.Message
+			}
+		case <-deadline:
+			w.T.Fatalf("message %s not delivered within %v", id, timeout)
+		}
+	}
+}
+
 // Quiet asserts that no frame of type typ arrives within d.
 func (w *WS) Quiet(typ string, d time.Duration) {
 	w.T.Helper()
