@@ -1,0 +1,104 @@
+package realtime
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/chatserver/protocol"
+)
+
+// benchFrame is a message frame of the size the server delivers for a
+// 200-character body.
+var benchFrame = protocol.Envelope(protocol.KindFrame, time.Now(),
+	[]byte(`{"type":"message","message":{"id":"m_0123456789abcdefghijklmnop","conversationId":"c_0123456789abcdefghijklmnop","seq":42,"senderId":"u_0123456789abcdefghijklmnop","clientId":"c-0123456789","body":"`+
+		string(make([]byte, 200))+`","createdAt":"2026-11-23T19:00:00.123456Z"}}`))
+
+// benchHub returns a hub holding conns connections spread over users
+// accounts, with no network: each connection is its send queue.
+func benchHub(users, conns int) (*Hub, []*conn, []string) {
+	h := &Hub{opts: Options{WriteWait: time.Second}, log: slog.New(slog.DiscardHandler), users: map[string]map[*conn]struct{}{}}
+	var all []*conn
+	topics := make([]string, users)
+	for u := range users {
+		topics[u] = fmt.Sprintf("u:u%d", u)
+		h.users[fmt.Sprintf("u%d", u)] = map[*conn]struct{}{}
+	}
+	for i := range conns {
+		uid := fmt.Sprintf("u%d", i%users)
+		c := &conn{hub: h, userID: uid, send: make(chan outFrame, 256), done: make(chan struct{})}
+		h.users[uid][c] = struct{}{}
+		all = append(all, c)
+	}
+	return h, all, topics
+}
+
+// BenchmarkFanout1000 delivers one frame to 1,000 local connections through
+// Hub.Deliver, as the backplane handler does: to one account with 1,000
+// devices (one Deliver), or to a group of 1,000 members with one connection
+// each (1,000 Delivers, one per member topic). "queue" measures Deliver alone
+// (queues drained with the timer stopped); "writers" adds one consumer
+// goroutine per connection, standing in for the writer (everything but the
+// socket write), and waits until all 1,000 have their frame.
+func BenchmarkFanout1000(b *testing.B) {
+	const n = 1000
+	for _, shape := range []struct {
+		name  string
+		users int
+	}{{"1user", 1}, {"1000users", n}} {
+		b.Run(shape.name+"/queue", func(b *testing.B) {
+			h, conns, topics := benchHub(shape.users, n)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				for _, t := range topics {
+					h.Deliver(t, benchFrame)
+				}
+				if i++; i%200 == 0 {
+					b.StopTimer()
+					for _, c := range conns {
+						for len(c.send) > 0 {
+							<-c.send
+						}
+					}
+					b.StartTimer()
+				}
+			}
+			b.ReportMetric(float64(b.N)*n/b.Elapsed().Seconds(), "deliveries/s")
+			for _, c := range conns {
+				if len(c.send) == cap(c.send) {
+					b.Fatal("a queue filled up: the benchmark dropped a connection")
+				}
+			}
+		})
+		b.Run(shape.name+"/writers", func(b *testing.B) {
+			h, conns, topics := benchHub(shape.users, n)
+			var wg sync.WaitGroup
+			stop := make(chan struct{})
+			for _, c := range conns {
+				go func() {
+					for {
+						select {
+						case <-c.send:
+							wg.Done()
+						case <-stop:
+							return
+						}
+					}
+				}()
+			}
+			defer close(stop)
+			b.ReportAllocs()
+			for b.Loop() {
+				wg.Add(n)
+				for _, t := range topics {
+					h.Deliver(t, benchFrame)
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(b.N)*n/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
