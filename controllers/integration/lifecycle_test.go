@@ -9,6 +9,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -268,5 +269,74 @@ func TestHibernateAndPause(t *testing.T) {
 	f.get(dep, "chat")
 	if dep.Spec.Template.Spec.Containers[0].Image == "ghcr.io/parley-chat/chatserver:v9" {
 		t.Error("a paused ChatCluster was reconciled")
+	}
+}
+
+// Objects the spec no longer wants are removed: the Ingress when spec.ingress
+// goes, the managed Redis when the cluster moves to an external one.
+func TestSpecChangesPruneChildren(t *testing.T) {
+	f := newFixture(t)
+	f.create(sample(f.ns, "chat"))
+	f.reconcile("chat")
+	f.drainEvents()
+
+	f.createSecret("redis-auth", map[string]string{"password": "pw"})
+	f.update("chat", func(cc *chatv1alpha1.ChatCluster) {
+		cc.Spec.Ingress = nil
+		cc.Spec.Redis = &chatv1alpha1.RedisSpec{External: &chatv1alpha1.ExternalRedisSpec{Address: "redis.example.com:6379"}}
+	})
+	f.reconcile("chat")
+	for _, o := range []struct {
+		obj  client.Object
+		name string
+	}{
+		{&networkingv1.Ingress{}, "chat"}, {&appsv1.StatefulSet{}, "chat-redis"},
+		{&corev1.Service{}, "chat-redis"}, {&networkingv1.NetworkPolicy{}, "chat-redis"},
+	} {
+		if !f.absent(o.obj, o.name) {
+			t.Errorf("%T %s still present", o.obj, o.name)
+		}
+	}
+	if evs := f.drainEvents(); !hasEvent(evs, "Normal Deleted deleted Ingress chat") {
+		t.Errorf("events %q, want a Deleted event naming the Ingress", evs)
+	}
+	cc := f.chat("chat")
+	if cc.Status.Endpoint != "http://chat."+f.ns+".svc:80" {
+		t.Errorf("endpoint %q after removing the Ingress", cc.Status.Endpoint)
+	}
+	if c := cond(cc, "RedisReady"); c.Reason != "External" {
+		t.Errorf("RedisReady = %+v", c)
+	}
+}
+
+// A Deployment that stopped progressing makes the ChatCluster Degraded, with the
+// Deployment's reason and a Warning Event.
+func TestStalledRolloutIsDegraded(t *testing.T) {
+	f := newFixture(t)
+	f.create(sample(f.ns, "chat"))
+	f.reconcile("chat")
+	f.drainEvents()
+	dep := &appsv1.Deployment{}
+	f.get(dep, "chat")
+	dep.Status = appsv1.DeploymentStatus{
+		ObservedGeneration: dep.Generation, Replicas: 4, UpdatedReplicas: 1, ReadyReplicas: 3, AvailableReplicas: 3,
+		Conditions: []appsv1.DeploymentCondition{{
+			Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded",
+			Message: `ReplicaSet "chat-7d9f" has timed out progressing.`,
+		}},
+	}
+	if err := k8s.Status().Update(ctx, dep); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile("chat")
+	cc := f.chat("chat")
+	if c := cond(cc, "Degraded"); c.Status != metav1.ConditionTrue || c.Reason != "ProgressDeadlineExceeded" {
+		t.Errorf("Degraded = %+v", c)
+	}
+	if c := cond(cc, "Progressing"); c.Status != metav1.ConditionTrue {
+		t.Errorf("Progressing = %+v", c)
+	}
+	if evs := f.drainEvents(); !hasEvent(evs, "Warning Degraded ProgressDeadlineExceeded") {
+		t.Errorf("events %q", evs)
 	}
 }
