@@ -122,14 +122,15 @@ type AuditEntry struct {
 }
 
 // Store is the persistence interface. All methods are safe for concurrent use,
-// including from several processes sharing one PostgreSQL database.
+// including from several processes sharing one PostgreSQL database. Times are
+// kept to the microsecond, in UTC.
 type Store interface {
 	// Users.
-	CreateUser(ctx context.Context, u *User) error // ErrConflict when username or email is taken
+	CreateUser(ctx context.Context, u *User) error // ErrConflict when id, username or email is taken
 	UserByID(ctx context.Context, id string) (*User, error)
 	UserByEmail(ctx context.Context, email string) (*User, error)
 	UserByUsername(ctx context.Context, username string) (*User, error)
-	UsersByIDs(ctx context.Context, ids []string) ([]User, error)
+	UsersByIDs(ctx context.Context, ids []string) ([]User, error) // ordered by id; unknown ids left out
 	// SearchUsers finds users whose username starts with query, or whose email
 	// equals it, ordered by username, at most limit.
 	SearchUsers(ctx context.Context, query string, limit int) ([]User, error)
@@ -143,6 +144,7 @@ type Store interface {
 	// RotateRefreshToken marks oldID used at now and stores next, atomically. If
 	// oldID was already used or revoked it stores nothing and returns
 	// ErrTokenSpent (compare-and-set, so two racing refreshes cannot both win).
+	// An unknown oldID gives ErrNotFound.
 	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *RefreshToken) error
 	// RevokeRefreshFamily revokes every unrevoked token of the family.
 	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) (int64, error)
@@ -158,8 +160,10 @@ type Store interface {
 	ConversationByDirectKey(ctx context.Context, directKey string) (*Conversation, error)
 	// Member returns ErrNotFound when userID is not a member of convID.
 	Member(ctx context.Context, convID, userID string) (*Member, error)
-	Members(ctx context.Context, convID string) ([]Member, error)
-	AddMember(ctx context.Context, m Member) error // ErrConflict when already a member
+	Members(ctx context.Context, convID string) ([]Member, error) // ordered by user id
+	// AddMember: ErrConflict when already a member, ErrNotFound for an unknown
+	// conversation or user.
+	AddMember(ctx context.Context, m Member) error
 	RemoveMember(ctx context.Context, convID, userID string) error
 	// ListConversations returns the user's conversations, most recent activity first.
 	ListConversations(ctx context.Context, userID string) ([]ConversationSummary, error)
@@ -171,9 +175,11 @@ type Store interface {
 	// AppendMessage stores m with Seq = LastSeq+1 of its conversation and bumps
 	// LastSeq and LastActivity, in one transaction. If (ConversationID, SenderID,
 	// ClientID) was stored before, it returns that message and created=false and
-	// writes nothing.
+	// writes nothing; an empty ClientID is never idempotent. An unknown
+	// conversation gives ErrNotFound, a taken message id ErrConflict.
 	AppendMessage(ctx context.Context, m *Message) (stored *Message, created bool, err error)
-	// MessagesAfter returns messages with seq > afterSeq, ascending, at most limit.
+	// MessagesAfter returns messages with seq > afterSeq, ascending, at most
+	// limit (none when limit <= 0).
 	MessagesAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]Message, error)
 	// MessagesBefore returns the newest messages with seq < beforeSeq, ascending, at most limit.
 	MessagesBefore(ctx context.Context, convID string, beforeSeq int64, limit int) ([]Message, error)
@@ -183,6 +189,7 @@ type Store interface {
 
 	// Audit log. AppendAudit assigns Seq and PrevHash under a lock on the chain's
 	// head, calls hash(entry with Seq and PrevHash set) to compute Hash, and stores it.
+	// hash runs inside that transaction: it must be quick and must not call the store.
 	AppendAudit(ctx context.Context, e *AuditEntry, hash func(*AuditEntry) string) error
 	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error)
 
