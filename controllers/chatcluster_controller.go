@@ -150,8 +150,10 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 		return ctrl.Result{}, err
 	}
 	if missing != "" {
+		// Degraded turns True when the Secret goes missing: its transition time
+		// says how long we have been waiting.
 		backoff := missingSecretMinBackoff
-		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionReady); c != nil && c.Reason == "SecretNotFound" {
+		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionDegraded); c != nil && c.Status == metav1.ConditionTrue && c.Reason == "SecretNotFound" {
 			backoff = min(max(now.Sub(c.LastTransitionTime.Time), missingSecretMinBackoff), missingSecretMaxBackoff)
 		}
 		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "SecretNotFound", missing)
