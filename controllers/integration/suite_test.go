@@ -40,9 +40,10 @@ import (
 )
 
 var (
-	cfg    *rest.Config
-	scheme = runtime.NewScheme()
-	k8s    client.Client // plain client for the tests' own reads and writes
+	cfg     *rest.Config
+	testEnv *envtest.Environment
+	scheme  = runtime.NewScheme()
+	k8s     client.Client // plain client for the tests' own reads and writes
 )
 
 func init() {
@@ -89,6 +90,7 @@ func run(m *testing.M) int {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
+	testEnv = env
 	var err error
 	start := time.Now()
 	cfg, err = env.Start()
@@ -140,7 +142,13 @@ func newFixture(t *testing.T) *fixture {
 // second one over the same cluster stands for a restarted operator.
 func (f *fixture) newReconciler(clk *clocktesting.FakeClock) *controllers.ChatClusterReconciler {
 	f.t.Helper()
-	base, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	return f.newReconcilerAs(cfg, clk)
+}
+
+// newReconcilerAs builds a reconciler that talks to the API server with the given credentials.
+func (f *fixture) newReconcilerAs(restCfg *rest.Config, clk *clocktesting.FakeClock) *controllers.ChatClusterReconciler {
+	f.t.Helper()
+	base, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -196,7 +204,7 @@ func (f *fixture) newReconciler(clk *clocktesting.FakeClock) *controllers.ChatCl
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	disc, err := discovery.NewDiscoveryClientForConfig(restCfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
