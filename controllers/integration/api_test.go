@@ -10,6 +10,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -117,6 +118,13 @@ func TestScaleSubresource(t *testing.T) {
 	f.reconcile("chat")
 	if got := deploymentReplicas(f, "chat"); got != 5 {
 		t.Errorf("Deployment replicas = %d after scaling the ChatCluster to 5", got)
+	}
+	// What `kubectl scale chatcluster chat --replicas=2` sends: a merge patch of /scale.
+	if err := k8s.SubResource("scale").Patch(ctx, cc, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":2}}`))); err != nil {
+		t.Fatalf("patch /scale: %v", err)
+	}
+	if got := ptr.Deref(f.chat("chat").Spec.Replicas, 0); got != 2 {
+		t.Fatalf("spec.replicas = %d after patching /scale to 2", got)
 	}
 	if evs := f.drainEvents(); !hasEvent(evs, "Normal Scaled") {
 		t.Errorf("events %q, want a Scaled event", evs)
