@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# The standard load scenario behind `make bench`, on this machine, loopback only:
+#   PostgreSQL (hack/postgres.sh, a fresh database) + Redis (own temp dir, no
+#   persistence) + 2 chat-server replicas sharing both, driven by parley-load;
+#   then, in the same run, the baselines: a bare gorilla/websocket broadcast
+#   server driven by the same generator, and redis-benchmark PUBLISH against
+#   the same Redis. The JSON reports go to tmp/bench/run and benchdoc writes
+#   the figures section of docs/benchmarks.md. Everything started here is
+#   stopped on exit.
+# Knobs (environment): BENCH_USERS (600), BENCH_IDLE_CONNS (18000),
+#   BENCH_IDLE_HOLD (20s), BENCH_CONNS (1200), BENCH_GROUP_SIZE (20),
+#   BENCH_DURATION (20s), BENCH_INFLIGHT (64).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+users="${BENCH_USERS:-600}"
+idle_conns="${BENCH_IDLE_CONNS:-18000}"
+idle_hold="${BENCH_IDLE_HOLD:-20s}"
+conns="${BENCH_CONNS:-1200}"
+group_size="${BENCH_GROUP_SIZE:-20}"
+duration="${BENCH_DURATION:-20s}"
+inflight="${BENCH_INFLIGHT:-64}"
+
+out="$root/tmp/bench"
+run="$out/run"
+mkdir -p "$out"
+rm -rf "$run"
+mkdir -p "$run"
+work="$(mktemp -d "$out/work.XXXXXX")"
+
+pids=()
+pg_started=""
+pg_admin=""
+db=""
+cleanup() {
+  local rc=$?
+  set +e
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[$i]}" 2>/dev/null
+  done
+  for p in "${pids[@]}"; do
+    wait "$p" 2>/dev/null
+  done
+  if [ -n "$db" ] && [ -n "$pg_admin" ]; then
+    psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
+  fi
+  [ -n "$pg_started" ] && hack/postgres.sh stop
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "bench: $(date -u +%H:%M:%S) $*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_ready() { # url pid
+  for _ in $(seq 1 150); do
+    curl -sf -o /dev/null "$1/readyz" && return 0
+    kill -0 "$2" 2>/dev/null || { echo "bench: process $2 for $1 exited" >&2; return 1; }
+    sleep 0.2
+  done
+  echo "bench: $1 not ready after 30 s" >&2
+  return 1
+}
+
+for tool in redis-server redis-cli redis-benchmark psql python3 curl; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool not found (run make deps)" >&2; exit 1; }
+done
+
+# Connections need file descriptors: take everything the hard limit allows.
+ulimit -n "$(ulimit -Hn)"
+fd_limit="$(ulimit -n)"
+if [ "$idle_conns" -gt $((fd_limit - 500)) ]; then
+  log "open-file limit is $fd_limit (hard): idle connections lowered from $idle_conns to $((fd_limit - 1000))"
+  idle_conns=$((fd_limit - 1000))
+fi
+
+log "building"
+go build -o bin/chatserver ./chatserver/cmd/chatserver
+go build -o bin/parley-load ./chatserver/cmd/parley-load
+go build -o bin/parley-baseline ./chatserver/cmd/parley-load/baseline
+bin/chatserver -h 2>&1 | grep -q -- '-redis-url' || { echo "bench: bin/chatserver has no -redis-url flag" >&2; exit 1; }
+
+# PostgreSQL: the test server (started here if it is not running), a fresh database.
+pg_data="$root/tmp/postgres/data"
+if ! { [ -f "$pg_data/postmaster.pid" ] && [ -f "$root/tmp/postgres/env" ]; }; then
+  pg_started=1
+fi
+pg_env="$(hack/postgres.sh start)"
+pg_admin="$(sed -n 's/^PARLEY_TEST_POSTGRES_URL=//p' <<<"$pg_env")"
+db="parley_bench_$(date +%s)_$$"
+psql -q "$pg_admin" -c "CREATE DATABASE $db" >/dev/null
+db_url="$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$pg_admin" "$db")"
+pg_pid="$(head -1 "$pg_data/postmaster.pid")"
+
+# Redis: own port and folder, no persistence.
+rport="$(free_port)"
+mkdir -p "$work/redis"
+redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work/redis" \
+  --logfile "$work/redis/redis.log" --daemonize no &
+redis_pid=$!
+pids+=("$redis_pid")
+for _ in $(seq 1 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$rport" ping >/dev/null
+
+# Two replicas sharing PostgreSQL, Redis and one keyring.
+common=(-database-url "$db_url" -redis-url "redis://127.0.0.1:$rport/0"
+  -rate-messages 100000/1s -rate-login 100000/1s -max-connections 200000 -log-level warn)
+p1="$(free_port)"
+bin/chatserver -addr "127.0.0.1:$p1" -data-dir "$work/r1" "${common[@]}" >"$work/r1.log" 2>&1 &
+s1=$!
+pids+=("$s1")
+wait_ready "http://127.0.0.1:$p1" "$s1"
+p2="$(free_port)"
+bin/chatserver -addr "127.0.0.1:$p2" -data-dir "$work/r2" -keyring-dir "$work/r1/keyring" "${common[@]}" >"$work/r2.log" 2>&1 &
+s2=$!
+pids+=("$s2")
+wait_ready "http://127.0.0.1:$p2" "$s2"
+r1="http://127.0.0.1:$p1"
+r2="http://127.0.0.1:$p2"
+log "replicas $r1 (pid $s1) and $r2 (pid $s2), Redis :$rport (pid $redis_pid), database $db"
+
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- chatserver 2>/dev/null || echo ' (chatserver/ has uncommitted changes)')"
+  echo "CPU: $(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+  echo "memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')"
+  echo "kernel: $(uname -r)"
+  echo "Go: $(go version | awk '{print $3}')"
+  echo "Redis: $(redis-server --version | awk '{print $3}' | tr -d 'v=')"
+  echo "PostgreSQL: $(psql -tA "$pg_admin" -c 'show server_version') (hack/postgres.sh: fsync=off, synchronous_commit=off)"
+  echo "open-file limit: $fd_limit"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared with other builds)"
+  echo "command: make bench (hack/bench.sh; BENCH_USERS=$users BENCH_IDLE_CONNS=$idle_conns BENCH_IDLE_HOLD=$idle_hold BENCH_CONNS=$conns BENCH_GROUP_SIZE=$group_size BENCH_DURATION=$duration BENCH_INFLIGHT=$inflight)"
+  echo "replicas: bin/chatserver ${common[*]//$db_url/postgres://…/$db} (2 processes, PostgreSQL pool 20 each)"
+} >"$run/meta.txt"
+
+load=(bin/parley-load -users "$users" -cache "$work/users.json" -register-workers 8 -json)
+
+# 1. Idle: accounts registered through replica 2 (so replica 1's RSS holds no
+#    argon2id buffers), connections held on replica 1, from 4 source addresses.
+log "idle: $idle_conns connections on replica 1, held $idle_hold"
+"${load[@]}" -mode idle -label idle -targets "$r1" -register-targets "$r2" -conns "$idle_conns" \
+  -sources 4 -dial-workers 64 -hold "$idle_hold" -server-pids "$s1" >"$run/idle.json"
+
+traffic=(-targets "$r1,$r2" -conns "$conns" -group-size "$group_size" -duration "$duration"
+  -inflight "$inflight" -senders 16 -server-pids "$s1,$s2" -watch "redis=$redis_pid,postgres=$pg_pid+")
+
+# 2. Group fan-out at the maximum rate (closed loop).
+log "group fan-out, as fast as acks allow"
+redis-cli -p "$rport" info commandstats >"$run/redis-info-before.txt"
+"${load[@]}" -label group-max "${traffic[@]}" -group-fraction 1 -rate 0 >"$run/group-max.json"
+redis-cli -p "$rport" info commandstats >"$run/redis-info-after.txt"
+half="$(python3 -c 'import json,sys; print(max(1, round(json.load(open(sys.argv[1]))["traffic"]["ackedPerSecond"] / 2)))' "$run/group-max.json")"
+
+# 3. The same at half that rate (open loop): the latency figure.
+log "group fan-out at $half messages/s"
+"${load[@]}" -label group-half "${traffic[@]}" -group-fraction 1 -rate "$half" >"$run/group-half.json"
+
+# 4. Direct and group traffic at the same rate.
+log "direct + group at $half messages/s"
+"${load[@]}" -label mixed "${traffic[@]}" -group-fraction 0.5 -rate "$half" >"$run/mixed.json"
+
+# 5. Baseline: bare broadcast server, same generator, same shape.
+pb="$(free_port)"
+bin/parley-baseline -addr "127.0.0.1:$pb" >"$work/baseline.log" 2>&1 &
+sb=$!
+pids+=("$sb")
+wait_ready "http://127.0.0.1:$pb" "$sb"
+log "baseline: bare broadcast, as fast as acks allow"
+bin/parley-load -users "$users" -register-workers 8 -json -label baseline-max -targets "http://127.0.0.1:$pb" \
+  -conns "$conns" -group-size "$group_size" -duration "$duration" -inflight "$inflight" -senders 16 \
+  -server-pids "$sb" -group-fraction 1 -rate 0 >"$run/baseline-max.json"
+kill "$sb"
+
+# 6. Redis's own publish rate, same server.
+log "redis-benchmark PUBLISH"
+redis-benchmark -h 127.0.0.1 -p "$rport" -c 50 -n 200000 --csv PUBLISH ch msg >"$run/redis-bench-publish-p1.csv"
+redis-benchmark -h 127.0.0.1 -p "$rport" -c 50 -n 1000000 -P 16 --csv PUBLISH ch msg >"$run/redis-bench-publish-p16.csv"
+
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$run/meta.txt"
+go run ./chatserver/cmd/parley-load/benchdoc -doc docs/benchmarks.md -run "$run"
+log "figures written to docs/benchmarks.md (reports in $run)"
