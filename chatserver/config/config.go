@@ -33,6 +33,7 @@ type Config struct {
 	KeyringDir      string
 	GenerateKeyring bool // KeyringDir was not set: generate a keyring there on first start
 	KeyringReload   time.Duration
+	ResealInterval  time.Duration
 	AllowedOrigins  []string
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
@@ -66,6 +67,7 @@ var settings = []setting{
 	{"redis-tls", "PARLEY_REDIS_TLS", "false", "use TLS with -redis-addrs"},
 	{"keyring-dir", "PARLEY_KEYRING_DIR", "", "folder holding keyring.json (default: <data-dir>/keyring, generated on first start)"},
 	{"keyring-reload", "PARLEY_KEYRING_RELOAD", "5s", "how often the keyring file is checked for changes"},
+	{"reseal-interval", "PARLEY_RESEAL_INTERVAL", "1m", "how often rows sealed with non-active data keys are re-encrypted (500 per key per pass)"},
 	{"allowed-origins", "PARLEY_ALLOWED_ORIGINS", "", "comma-separated origins allowed for WebSocket and cookie requests (default: the server's own)"},
 	{"access-token-ttl", "PARLEY_ACCESS_TOKEN_TTL", "15m", "access token lifetime (1s to 1h)"},
 	{"refresh-token-ttl", "PARLEY_REFRESH_TOKEN_TTL", "720h", "refresh token lifetime"},
@@ -119,6 +121,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		DBMaxConns:      p.intIn("db-max-conns", 1, 1000),
 		KeyringDir:      p.str("keyring-dir"),
 		KeyringReload:   p.durIn("keyring-reload", time.Second, time.Hour),
+		ResealInterval:  p.durIn("reseal-interval", time.Second, 24*time.Hour),
 		AccessTokenTTL:  p.durIn("access-token-ttl", time.Second, time.Hour),
 		RefreshTokenTTL: p.durIn("refresh-token-ttl", time.Minute, 365*24*time.Hour),
 		MaxMessageChars: p.intIn("max-message-chars", 1, 100000),

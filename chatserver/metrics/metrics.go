@@ -11,24 +11,25 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Connections        prometheus.Gauge
-	ConnectionsTotal   *prometheus.CounterVec // result: accepted, refused_limit, refused_origin, auth_failed
-	Disconnects        *prometheus.CounterVec // reason
-	MessagesSent       *prometheus.CounterVec // via: rest, ws
-	MessagesDelivered  prometheus.Counter
-	DeliveryLatency    prometheus.Histogram
-	FramesDropped      prometheus.Counter
-	AuthFailures       *prometheus.CounterVec // reason
-	RateLimited        *prometheus.CounterVec // limit
-	HTTPRequests       *prometheus.CounterVec // method, route, code
-	HTTPDuration       *prometheus.HistogramVec
-	PasswordHashWait   prometheus.Histogram
-	KeyringSeals       *prometheus.GaugeVec   // kid
-	KeyringRotationDue *prometheus.GaugeVec   // kid
-	KeyringReloads     *prometheus.CounterVec // result
-	BackplaneErrors    prometheus.Counter
-	BackplaneUp        prometheus.Gauge
-	AuditEvents        *prometheus.CounterVec // event
+	Connections          prometheus.Gauge
+	ConnectionsTotal     *prometheus.CounterVec // result: accepted, refused_limit, refused_origin, auth_failed
+	Disconnects          *prometheus.CounterVec // reason
+	MessagesSent         *prometheus.CounterVec // via: rest, ws
+	MessagesDelivered    prometheus.Counter
+	DeliveryLatency      prometheus.Histogram
+	FramesDropped        prometheus.Counter
+	AuthFailures         *prometheus.CounterVec // reason
+	RateLimited          *prometheus.CounterVec // limit
+	HTTPRequests         *prometheus.CounterVec // method, route, code
+	HTTPDuration         *prometheus.HistogramVec
+	PasswordHashWait     prometheus.Histogram
+	KeyringSeals         *prometheus.GaugeVec   // kid
+	KeyringRotationDue   *prometheus.GaugeVec   // kid
+	KeyringReloads       *prometheus.CounterVec // result
+	KeyringRowsRemaining *prometheus.GaugeVec   // kid
+	BackplaneErrors      prometheus.Counter
+	BackplaneUp          prometheus.Gauge
+	AuditEvents          *prometheus.CounterVec // event
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -69,6 +70,8 @@ func New() *Metrics {
 			Name: "parley_keyring_seals", Help: "Persisted AES-GCM seal count reserved per data key (cluster-wide upper bound)."}, []string{"kid"}),
 		KeyringRotationDue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "parley_keyring_rotation_due", Help: "1 when a data key has done 2^30 seals and should be rotated."}, []string{"kid"}),
+		KeyringRowsRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "parley_keyring_rows_remaining", Help: "Stored ciphertexts still sealed with each data key (0: a retired key is no longer needed)."}, []string{"kid"}),
 		KeyringReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_keyring_reloads_total", Help: "Keyring reloads by result (ok, error)."}, []string{"result"}),
 		BackplaneErrors: prometheus.NewCounter(prometheus.CounterOpts{
@@ -84,7 +87,7 @@ func New() *Metrics {
 		m.Connections, m.ConnectionsTotal, m.Disconnects, m.MessagesSent, m.MessagesDelivered,
 		m.DeliveryLatency, m.FramesDropped, m.AuthFailures, m.RateLimited, m.HTTPRequests,
 		m.HTTPDuration, m.PasswordHashWait, m.KeyringSeals, m.KeyringRotationDue,
-		m.KeyringReloads, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
+		m.KeyringReloads, m.KeyringRowsRemaining, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
 	)
 	return m
 }

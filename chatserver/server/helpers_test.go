@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"encoding/hex"
 	"log/slog"
 	"net/url"
@@ -137,3 +138,5 @@ func sqlDB(t *testing.T, dsn string) (*sql.DB, error) {
 	t.Helper()
 	return sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite://"))
 }
+
+func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

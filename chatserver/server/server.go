@@ -42,6 +42,7 @@ type Server struct {
 	bp       backplane.Backplane
 	redis    redis.UniversalClient
 	hub      *realtime.Hub
+	msgs     *messaging.Service
 	metrics  *metrics.Metrics
 	http     *http.Server
 	listener net.Listener
@@ -132,7 +133,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		Tickets: tickets, Backplane: s.bp,
 	})
 	acc.SetDisconnect(msgs.DisconnectUser)
-	s.hub = hub
+	s.hub, s.msgs = hub, msgs
 
 	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: hub, Metrics: s.metrics, Logger: log,
 		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
@@ -167,6 +168,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	go s.keys.Watch(bg, s.cfg.KeyringReload)
 	go s.hub.Heartbeat(bg, presenceTTL/3)
+	go s.msgs.RunReseal(bg, s.cfg.ResealInterval)
 
 	errc := make(chan error, 1)
 	go func() {

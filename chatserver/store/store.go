@@ -198,6 +198,16 @@ type Store interface {
 	ReserveSeals(ctx context.Context, keyID string, n int64) (int64, error)
 	SealCounts(ctx context.Context) (map[string]int64, error)
 
+	// Re-encryption to the active data key (package reseal).
+	// SealedCounts counts stored ciphertexts (bodies and titles) per data key.
+	SealedCounts(ctx context.Context) (map[string]int64, error)
+	MessagesSealedWith(ctx context.Context, keyID string, limit int) ([]Message, error)
+	// ResealMessage swaps a message's ciphertext only if it still is
+	// oldSealed (compare-and-set), and reports whether it did.
+	ResealMessage(ctx context.Context, convID string, seq int64, oldSealed, newSealed, newKeyID string) (bool, error)
+	ConversationsSealedWith(ctx context.Context, keyID string, limit int) ([]Conversation, error)
+	ResealTitle(ctx context.Context, convID, oldSealed, newSealed string) (bool, error)
+
 	Ping(ctx context.Context) error
 	Close() error
 }

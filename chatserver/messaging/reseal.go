@@ -1,0 +1,129 @@
+package messaging
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley/chatserver/keyring"
+)
+
+// ResealBatch is how many rows per key one Reseal pass re-encrypts at most.
+const ResealBatch = 500
+
+// ResealReport is the outcome of one Reseal pass.
+type ResealReport struct {
+	Resealed  int
+	Failed    int              // rows that would not open (tampered, or their key is gone)
+	Remaining map[string]int64 // rows still sealed with each non-active key, after the pass
+}
+
+// Reseal re-encrypts up to ResealBatch message bodies and group titles per
+// non-active data key to the active key, so retired keys stop being needed.
+// Rows are swapped compare-and-set: a concurrent pass on another replica or a
+// concurrent write is never overwritten. It also publishes how many rows
+// remain per key (parley_keyring_rows_remaining), which tells an operator when
+// a retired data key can be removed.
+func (s *Service) Reseal(ctx context.Context) (ResealReport, error) {
+	rep := ResealReport{Remaining: map[string]int64{}}
+	counts, err := s.store.SealedCounts(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("reseal: %w", err)
+	}
+	_, active := s.keys.ActiveIDs()
+	for kid, n := range counts {
+		if kid == active || n == 0 {
+			continue
+		}
+		msgs, err := s.store.MessagesSealedWith(ctx, kid, ResealBatch)
+		if err != nil {
+			return rep, fmt.Errorf("reseal: %w", err)
+		}
+		for _, m := range msgs {
+			ok, err := s.reseal(ctx, m.BodySealed, msgAAD(m.ConversationID, m.ID), func(sealed, newKID string) (bool, error) {
+				return s.store.ResealMessage(ctx, m.ConversationID, m.Seq, m.BodySealed, sealed, newKID)
+			})
+			if err != nil {
+				return rep, err
+			}
+			if ok {
+				rep.Resealed++
+			} else {
+				rep.Failed++
+			}
+		}
+		convs, err := s.store.ConversationsSealedWith(ctx, kid, ResealBatch)
+		if err != nil {
+			return rep, fmt.Errorf("reseal: %w", err)
+		}
+		for _, c := range convs {
+			ok, err := s.reseal(ctx, c.TitleSealed, titleAAD(c.ID), func(sealed, _ string) (bool, error) {
+				return s.store.ResealTitle(ctx, c.ID, c.TitleSealed, sealed)
+			})
+			if err != nil {
+				return rep, err
+			}
+			if ok {
+				rep.Resealed++
+			} else {
+				rep.Failed++
+			}
+		}
+	}
+	after, err := s.store.SealedCounts(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("reseal: %w", err)
+	}
+	for kid, n := range after {
+		if kid != active {
+			rep.Remaining[kid] = n
+		}
+		if s.metrics != nil {
+			s.metrics.KeyringRowsRemaining.WithLabelValues(kid).Set(float64(n))
+		}
+	}
+	for kid := range counts {
+		if _, still := after[kid]; !still && s.metrics != nil {
+			s.metrics.KeyringRowsRemaining.WithLabelValues(kid).Set(0)
+		}
+	}
+	return rep, nil
+}
+
+// reseal opens sealed and seals it again with the active key; swap stores it.
+// A row that does not open is logged and skipped (false, nil).
+func (s *Service) reseal(ctx context.Context, sealed string, aad []byte, swap func(sealed, kid string) (bool, error)) (bool, error) {
+	pt, err := s.keys.Open(sealed, aad)
+	if err != nil {
+		s.log.Error("reseal: row does not open; left as it is", "kid", keyring.KeyID(sealed), "err", err)
+		return false, nil
+	}
+	resealed, kid, err := s.keys.Seal(ctx, aad, pt)
+	if err != nil {
+		return false, fmt.Errorf("reseal: %w", err)
+	}
+	if _, err := swap(resealed, kid); err != nil {
+		return false, fmt.Errorf("reseal: %w", err)
+	}
+	return true, nil
+}
+
+// RunReseal calls Reseal every interval until ctx ends.
+func (s *Service) RunReseal(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rep, err := s.Reseal(ctx)
+			if err != nil {
+				s.log.Warn("reseal pass failed", "err", err)
+			} else if rep.Resealed > 0 || rep.Failed > 0 {
+				s.log.Info("resealed rows to the active data key", "resealed", rep.Resealed, "failed", rep.Failed,
+					"remaining", rep.Remaining)
+			}
+		}
+	}
+}
