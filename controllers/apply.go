@@ -13,6 +13,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -146,7 +147,8 @@ func (a applier) applyUnstructured(ctx context.Context, desired *unstructured.Un
 // after spec.ingress is removed, say). Objects it does not control are left alone.
 func (a applier) deleteIfOwned(ctx context.Context, obj client.Object, ownerUID string) (bool, error) {
 	if err := a.c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-		if apierrors.IsNotFound(err) {
+		// No such kind (a CRD removed meanwhile) means no such object either.
+		if apierrors.IsNotFound(err) || apimeta.IsNoMatchError(err) {
 			return false, nil
 		}
 		return false, fmt.Errorf("get %s %s: %w", kindOf(obj), obj.GetName(), err)

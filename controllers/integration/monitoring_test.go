@@ -84,7 +84,14 @@ func TestServiceMonitorFollowsCRDAndSpec(t *testing.T) {
 	if err := k8s.Create(ctx, crd); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = k8s.Delete(ctx, serviceMonitorCRD()) })
+	t.Cleanup(func() {
+		// Later tests run without the CRD: wait until it is really gone.
+		_ = k8s.Delete(ctx, serviceMonitorCRD())
+		eventually(t, 30*time.Second, "the ServiceMonitor CRD to go", func() bool {
+			err := k8s.Get(ctx, client.ObjectKey{Name: crd.Name}, &apiextensionsv1.CustomResourceDefinition{})
+			return apierrors.IsNotFound(err)
+		})
+	})
 	eventually(t, 20*time.Second, "the ServiceMonitor CRD to be served", func() bool {
 		ok, err := f.r.Capabilities.ServiceMonitors(ctx)
 		return err == nil && ok
