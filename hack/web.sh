@@ -59,6 +59,8 @@ case "${1:-}" in
     echo "web.sh: unit tests (Vitest)"
     npx --no-install vitest run
     echo "web.sh: browser tests (Chromium)"
+    # Build (or reuse) bin/chatserver first, outside the per-test time limits.
+    node -e "import('./e2e/harness.mjs').then((m) => m.ensureServerBinary())"
     node --test --test-concurrency=1 --test-timeout=240000 e2e/*.test.mjs
     ;;
   screenshots)

@@ -197,6 +197,39 @@ describe('chat in the browser', () => {
     await messageWith(bob, 'Still here after your reload?').waitFor({ timeout: T });
   });
 
+  test('keyboard only: start a conversation and send a message', async () => {
+    const page = bob.page;
+    await page.locator('body').focus();
+    let found = false;
+    for (let i = 0; i < 15 && !found; i++) {
+      await page.keyboard.press('Tab');
+      found = (await page.evaluate(() => document.activeElement?.textContent?.trim())) === 'New chat';
+    }
+    assert.ok(found, 'Tab reaches "New chat"');
+    await page.keyboard.press('Enter');
+    // The dialog puts the focus in its search field.
+    await page.waitForFunction(() => document.activeElement?.id === 'user-search', null, { timeout: T });
+    await page.keyboard.type(C.username);
+    await page.getByRole('button', { name: `Message Carol (@${C.username})` }).waitFor({ timeout: T });
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), `Message Carol (@${C.username})`);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Carol' }).waitFor({ timeout: T });
+    // The composer has the focus: type and press Enter.
+    await page.waitForFunction(() => document.activeElement?.id === 'composer-input', null, { timeout: T });
+    await page.keyboard.type('Typed without a mouse');
+    await page.keyboard.press('Enter');
+    await carol.page.getByRole('button', { name: /^Bob.*1 unread/ }).click({ timeout: T });
+    await messageWith(carol, 'Typed without a mouse').waitFor({ timeout: T });
+    // Escape closes a dialog and gives the focus back to the button that opened it.
+    await page.getByRole('button', { name: 'New group' }).focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.activeElement?.id === 'group-title', null, { timeout: T });
+    await page.keyboard.press('Escape');
+    await page.getByRole('dialog').waitFor({ state: 'detached' });
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent?.trim()), 'New group');
+  });
+
   test('sign out, then sign out everywhere', async () => {
     // Carol signs out: the sign-in screen, and a reload does not bring the session back.
     await carol.page.getByText('Account').click();

@@ -89,7 +89,10 @@ export class ApiClient {
       const wasSignedIn = this.token !== null;
       this.refreshing = (async () => {
         try {
-          const s = await this.call<Session>('POST', '/auth/refresh', {}, false);
+          // Refresh tokens are single use and shared by every tab through the cookie: two
+          // tabs refreshing at once would present the same token twice (and the server
+          // would revoke the whole login). A Web Lock makes the tabs take turns.
+          const s = await withLock('parley-refresh', () => this.call<Session>('POST', '/auth/refresh', {}, false));
           this.adopt(s);
           return s;
         } catch (e) {
@@ -170,6 +173,12 @@ export class ApiClient {
     }
     return data as T;
   }
+}
+
+function withLock<T>(name: string, f: () => Promise<T>): Promise<T> {
+  const locks = typeof navigator !== 'undefined' ? (navigator as Navigator & { locks?: LockManager }).locks : undefined;
+  if (!locks) return f();
+  return locks.request(name, f) as Promise<T>;
 }
 
 export function toApiError(e: unknown): ApiError {

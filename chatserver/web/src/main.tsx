@@ -1,3 +1,4 @@
+import { effect } from '@preact/signals';
 import { render } from 'preact';
 import { App } from './ui/App';
 import { ChatStore } from './store';
@@ -22,6 +23,12 @@ window.addEventListener('online', () => store.retryConnection());
 document.addEventListener('visibilitychange', () => {
   const id = store.activeId.value;
   if (id && document.visibilityState === 'visible') store.markRead(id);
+});
+
+// Unread count in the tab title.
+effect(() => {
+  const n = store.sortedConversations.value.reduce((a, c) => a + (c.unread > 0 ? c.unread : 0), 0);
+  document.title = n > 0 ? `(${n > 99 ? '99+' : n}) Parley` : 'Parley';
 });
 
 render(<App store={store} navigate={navigate} />, document.getElementById('app')!);

@@ -149,6 +149,29 @@ describe('silent refresh', () => {
     expect(api.signedIn).toBe(true);
   });
 
+  it('takes the cross-tab Web Lock around each refresh', async () => {
+    const order: string[] = [];
+    const locks = {
+      request: vi.fn(async (name: string, f: () => Promise<unknown>) => {
+        order.push(`lock ${name}`);
+        const r = await f();
+        order.push('unlock');
+        return r;
+      }),
+    };
+    vi.stubGlobal('navigator', { locks });
+    try {
+      const api = new ApiClient(async (url) => {
+        order.push(url);
+        return json(200, session(jwt(900)));
+      });
+      await api.refresh();
+      expect(order).toEqual(['lock parley-refresh', '/api/v1/auth/refresh', 'unlock']);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
   it('refreshes at two thirds of a short token life, and a minute early for long ones', () => {
     const now = Date.now();
     expect(refreshDelay(session(jwt(5)), now)).toBeCloseTo(3333, -1);

@@ -141,7 +141,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
       <div class="typing-line" aria-live="polite" data-testid="typing">
         {typingUsers.length > 0 && typingText(typingUsers.map((u) => memberName(c, u)))}
       </div>
-      <Composer store={store} conversationId={c.id} />
+      <Composer store={store} conversationId={c.id} onSent={() => (stick.current = true)} />
       {showMembers && <MembersDialog store={store} c={c} onClose={() => setShowMembers(false)} />}
     </main>
   );
@@ -217,7 +217,7 @@ function PendingItem({ p, onRetry, onDiscard }: { p: Pending; onRetry: () => voi
 
 const MAX_CHARS = 4000;
 
-function Composer({ store, conversationId }: { store: ChatStore; conversationId: string }) {
+function Composer({ store, conversationId, onSent }: { store: ChatStore; conversationId: string; onSent: () => void }) {
   const [text, setText] = useState('');
   const ref = useRef<HTMLTextAreaElement>(null);
   useEffect(() => {
@@ -228,6 +228,7 @@ function Composer({ store, conversationId }: { store: ChatStore; conversationId:
   const submit = (e?: Event) => {
     e?.preventDefault();
     if (!text.trim() || tooLong) return;
+    onSent();
     store.send(conversationId, text);
     setText('');
     ref.current?.focus();

@@ -111,7 +111,7 @@ function NewDirectDialog({ store, navigate, onClose }: Props & { onClose: () => 
   };
   return (
     <Modal title="New chat" onClose={onClose}>
-      <UserSearch store={store} label="Find a person" actionLabel={(u) => `Message ${u.displayName || u.username} (@${u.username})`} onPick={pick} />
+      <UserSearch store={store} autoFocus label="Find a person" actionLabel={(u) => `Message ${u.displayName || u.username} (@${u.username})`} onPick={pick} />
       {error && (
         <p class="form-error" role="alert">
           {error}
@@ -146,7 +146,7 @@ function NewGroupDialog({ store, navigate, onClose }: Props & { onClose: () => v
     <Modal title="New group" onClose={onClose}>
       <form class="form" onSubmit={create}>
         <label for="group-title">Group name</label>
-        <input id="group-title" required maxLength={100} value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
+        <input id="group-title" autoFocus required maxLength={100} value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
         <p class="label-like" id="chosen-label">
           Members ({members.length})
         </p>

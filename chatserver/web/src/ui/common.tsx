@@ -30,11 +30,17 @@ export function Avatar({ name, id, online }: { name: string; id: string; online?
 
 export function Modal({ title, onClose, children }: { title: string; onClose: () => void; children: ComponentChildren }) {
   const ref = useRef<HTMLDialogElement>(null);
+  // Who opened the dialog (read at first render, before autofocus or showModal move the
+  // focus), to give the focus back on close.
+  const [opener] = useState(() => document.activeElement as HTMLElement | null);
   useEffect(() => {
     const d = ref.current;
     if (d && !d.open) d.showModal();
-    const opener = document.activeElement as HTMLElement | null;
-    return () => opener?.focus?.();
+    return () => {
+      // Close first: while a modal dialog is open the rest of the page is inert.
+      if (d?.open) d.close();
+      if (opener && opener.isConnected) opener.focus();
+    };
   }, []);
   return (
     <dialog
@@ -64,7 +70,9 @@ export function UserSearch({
   actionLabel,
   exclude,
   onPick,
+  autoFocus,
 }: {
+  autoFocus?: boolean;
   store: ChatStore;
   label: string;
   actionLabel: (u: User) => string;
@@ -101,6 +109,7 @@ export function UserSearch({
       <label for="user-search">{label}</label>
       <input
         id="user-search"
+        autoFocus={autoFocus}
         type="search"
         autocomplete="off"
         placeholder="Username or email"
