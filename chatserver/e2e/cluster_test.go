@@ -5,13 +5,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -121,32 +117,6 @@ func (r *redisProc) stop() {
 		r.cmd.Wait()
 		r.cmd = nil
 	}
-}
-
-// postgresDatabase creates a fresh database on the shared test server.
-func postgresDatabase(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("PARLEY_TEST_POSTGRES_URL")
-	if admin == "" {
-		t.Fatal("PARLEY_TEST_POSTGRES_URL is not set: run `make test`, which starts PostgreSQL (hack/postgres.sh)")
-	}
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "parley_e2e_" + hex.EncodeToString(b)
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Exec("DROP DATABASE " + name + " WITH (FORCE)")
-		db.Close()
-	})
-	u, _ := url.Parse(admin)
-	u.Path = "/" + name
-	return u.String()
 }
 
 // pgProc is a private PostgreSQL cluster a test may stop and start.

@@ -2,23 +2,17 @@ package ratelimit
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/parley-chat/parley/chatserver/internal/chattest"
 )
 
 // Two limiters (two replicas) on one Redis share one allowance.
 func TestRedisLimiterIsShared(t *testing.T) {
-	url := os.Getenv("PARLEY_TEST_REDIS_URL")
-	if url == "" {
-		if testing.Short() {
-			t.Skip("-short: Redis tests need PARLEY_TEST_REDIS_URL")
-		}
-		t.Fatal("PARLEY_TEST_REDIS_URL is not set: run `make test`, which starts Redis (hack/redis.sh)")
-	}
-	o, err := redis.ParseURL(url)
+	o, err := redis.ParseURL(chattest.RedisURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

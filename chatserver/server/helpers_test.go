@@ -2,13 +2,9 @@ package server_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
-	"encoding/hex"
 	"log/slog"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -38,7 +34,7 @@ func withArgs(a ...string) option {
 
 // withPostgres points the server at a fresh PostgreSQL database.
 func withPostgres(t *testing.T) option {
-	url := postgresDatabase(t)
+	url := chattest.PostgresDatabase(t)
 	return withArgs("-database-url", url)
 }
 
@@ -88,39 +84,6 @@ func (l *testLog) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	l.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
-}
-
-// postgresDatabase creates a fresh database on the test PostgreSQL server and
-// drops it after the test.
-func postgresDatabase(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("PARLEY_TEST_POSTGRES_URL")
-	if admin == "" {
-		if testing.Short() {
-			t.Skip("-short: PostgreSQL tests need PARLEY_TEST_POSTGRES_URL")
-		}
-		t.Fatal("PARLEY_TEST_POSTGRES_URL is not set: run `make test`, which starts PostgreSQL (hack/postgres.sh)")
-	}
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "parley_e2e_" + hex.EncodeToString(b)
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Exec("DROP DATABASE " + name + " WITH (FORCE)")
-		db.Close()
-	})
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 // Aliases keep the tests short.
