@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/chatserver/internal/chattest"
+)
+
+// redisServer starts one redis-server with extra arguments and stops it
+// after the test.
+func redisServer(t *testing.T, dir string, port int, args ...string) {
+	t.Helper()
+	all := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no"}, args...)
+	cmd := exec.Command("redis-server", all...)
+	log, _ := os.Create(filepath.Join(dir, fmt.Sprintf("redis-%d.log", port)))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitTCP(t, port)
+}
+
+func waitTCP(t *testing.T, port int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %d", port)
+}
+
+func redisCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("redis-cli", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// deliveryAcrossReplicas: two replicas on one Redis deployment deliver a
+// message from one to the other, and share the message rate limit.
+func deliveryAcrossReplicas(t *testing.T, env ...string) {
+	t.Helper()
+	c := newCluster(t, chattest.PostgresDatabase(t), "", append(env, "PARLEY_RATE_MESSAGES=3/1m")...)
+	r1, r2 := c.start(), c.start()
+	alice, bob := r1.Register("alice"), r2.Register("bob")
+	conv := alice.Direct(bob)
+	w := bob.On(r2.API).Dial()
+	m := alice.On(r1.API).Send(conv.ID, "through "+strings.Join(env, " "))
+	w.WaitForMessage(m.ID, wait)
+	alice.On(r2.API).Send(conv.ID, "2")
+	alice.On(r1.API).Send(conv.ID, "3")
+	r := alice.On(r2.API).Do("POST", "/api/v1/conversations/"+conv.ID+"/messages", map[string]string{"body": "4"})
+	must(t, r.Status == 429, "the 4th message passed the shared limit: %d", r.Status)
+	code, body := r1.ready()
+	must(t, code == 200 && strings.Contains(body, `"backplane":"ok"`), "readyz %d %s", code, body)
+}
+
+// Redis Cluster (3 masters): the backplane, presence and limits work through
+// the cluster client (PUBLISH is propagated to every node of a cluster).
+func TestRedisCluster(t *testing.T) {
+	dir := t.TempDir()
+	var addrs []string
+	for i := 0; i < 3; i++ {
+		port := freePort(t)
+		redisServer(t, dir, port, "--cluster-enabled", "yes", "--cluster-config-file", fmt.Sprintf("nodes-%d.conf", port))
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	redisCLI(t, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(redisCLI(t, "-p", strings.Split(addrs[0], ":")[1], "cluster", "info"), "cluster_state:ok") {
+		must(t, time.Now().Before(deadline), "cluster did not become ok")
+		time.Sleep(100 * time.Millisecond)
+	}
+	deliveryAcrossReplicas(t, "PARLEY_REDIS_ADDRS="+strings.Join(addrs, ","))
+}
+
+// Redis Sentinel: the replicas find the master through Sentinel.
+func TestRedisSentinel(t *testing.T) {
+	dir := t.TempDir()
+	master, sentinel := freePort(t), freePort(t)
+	redisServer(t, dir, master)
+	conf := filepath.Join(dir, "sentinel.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor parley 127.0.0.1 %d 1\n"+
+		"sentinel down-after-milliseconds parley 1000\n", sentinel, master)), 0o600)
+	cmd := exec.Command("redis-server", conf, "--sentinel")
+	log, _ := os.Create(filepath.Join(dir, "sentinel.log"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitTCP(t, sentinel)
+	deliveryAcrossReplicas(t, fmt.Sprintf("PARLEY_REDIS_ADDRS=127.0.0.1:%d", sentinel), "PARLEY_REDIS_MASTER=parley")
+}
