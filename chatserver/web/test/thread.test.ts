@@ -80,3 +80,14 @@ describe('linkify', () => {
     expect(parts.map((p) => p.text).join('')).toBe('<img src=x onerror=alert(1)> see https://example.com/a?b=1. and javascript:alert(1)');
   });
 });
+
+describe('day separators', () => {
+  it('labels today, yesterday and older days', async () => {
+    const { dayKey, dayLabel } = await import('../src/thread');
+    const now = new Date(2026, 10, 23, 15, 0, 0);
+    expect(dayLabel(new Date(2026, 10, 23, 0, 5).toISOString(), now)).toBe('Today');
+    expect(dayLabel(new Date(2026, 10, 22, 23, 59).toISOString(), now)).toBe('Yesterday');
+    expect(dayLabel(new Date(2026, 10, 20, 12, 0).toISOString(), now)).toMatch(/2026/);
+    expect(dayKey(new Date(2026, 10, 22, 23, 59).toISOString())).not.toBe(dayKey(new Date(2026, 10, 23, 0, 1).toISOString()));
+  });
+});

@@ -1,3 +1,4 @@
+import { useEffect, useState } from 'preact/hooks';
 import type { ChatStore } from '../store';
 import { AuthScreen } from './Auth';
 import { ConversationPane } from './Conversation';
@@ -33,7 +34,15 @@ export function App({ store, navigate }: Props) {
 
 function ConnectionBanner({ store }: { store: ChatStore }) {
   const s = store.conn.value;
-  if (s === 'reconnecting' || s === 'connecting') {
+  // The first connection normally takes a blink: say "Connecting…" only if it lasts.
+  const [slow, setSlow] = useState(false);
+  useEffect(() => {
+    setSlow(false);
+    if (s !== 'connecting') return;
+    const t = setTimeout(() => setSlow(true), 1000);
+    return () => clearTimeout(t);
+  }, [s]);
+  if (s === 'reconnecting' || (s === 'connecting' && slow)) {
     return (
       <div class="banner banner-warn" role="status" data-testid="conn-banner">
         <span class="spinner" aria-hidden="true" />
