@@ -43,7 +43,7 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: deps postgres-up redis-up test-assets web vet ## Install and start what the tests need, then run them all
+test: deps postgres-up redis-up test-assets web vet helm ## Install and start what the tests need, then run them all
 	set -a; source tmp/postgres/env; source tmp/redis/env; set +a; \
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)"; \
 	rc=0; \
@@ -108,3 +108,21 @@ bench-go: postgres-up ## Go benchmarks of the hot paths (seal/open, store append
 	  echo "command: make bench-go (go test -run '^\$$' -bench . -benchmem on keyring, store/sqlstore, realtime)"; \
 	  echo "load average: $$(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"; } > tmp/bench/go-bench-meta.txt
 	$(GO) run ./chatserver/cmd/parley-load/benchdoc -doc docs/benchmarks.md -go-bench tmp/bench/go-bench.txt
+
+## ---------------------------------------------------------------- helm
+.PHONY: helm chart-manifests helm-lint test-helm
+CHART := charts/parley-operator
+
+helm: ## Build or reuse Helm 3 in bin/helm (go install from the Go module proxy, pinned in hack/helm.sh)
+	hack/helm.sh ensure
+
+chart-manifests: manifests ## Copy the CRD and the operator's ClusterRole rules from config/ into the chart
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/role.yaml
+
+helm-lint: helm ## helm lint --strict the chart
+	$(BIN)/helm lint --strict $(CHART)
+
+test-helm: helm test-assets ## The chart's tests only: drift, lint, template, install/upgrade/uninstall on envtest
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)" $(GO) test -count=1 ./charts/...
