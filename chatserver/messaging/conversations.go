@@ -291,15 +291,10 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 			m := s.view(c.LastMessage)
 			v.LastMessage = &m
 		}
-		roles := map[string]string{}
-		if ms, err := s.store.Members(ctx, c.ID); err == nil {
-			for _, m := range ms {
-				roles[m.UserID] = m.Role
-			}
-		}
-		for _, id := range c.MemberIDs {
+		for _, mem := range c.Members {
+			id := mem.UserID
 			u := users[id]
-			m := protocol.Member{ID: id, Username: u.Username, DisplayName: u.DisplayName, Role: roles[id]}
+			m := protocol.Member{ID: id, Username: u.Username, DisplayName: u.DisplayName, Role: mem.Role, ReadSeq: mem.ReadSeq}
 			if st, ok := status[id]; ok {
 				m.Online = st.Online
 				if !st.LastSeen.IsZero() {

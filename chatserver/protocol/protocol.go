@@ -43,6 +43,7 @@ type Member struct {
 	Username    string     `json:"username"`
 	DisplayName string     `json:"displayName"`
 	Role        string     `json:"role"`
+	ReadSeq     int64      `json:"readSeq"` // this member's read marker (for "seen")
 	Online      bool       `json:"online"`
 	LastSeen    *time.Time `json:"lastSeen,omitempty"`
 }

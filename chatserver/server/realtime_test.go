@@ -247,6 +247,21 @@ func TestTypingPresenceAndReadReceipts(t *testing.T) {
 	must(t, rf.UserID == bob.User.ID && rf.Seq == 3, "read receipt %+v", rf)
 	bob.Do("GET", "/api/v1/conversations", nil).Decode(t, &list)
 	must(t, list.Conversations[0].Unread == 0, "unread after read %+v", list)
+	// After a reload Alice still sees how far Bob has read ("seen").
+	var mine struct {
+		Conversations []struct {
+			Members []struct {
+				ID      string
+				ReadSeq int64
+			}
+		}
+	}
+	alice.Do("GET", "/api/v1/conversations", nil).Decode(t, &mine)
+	for _, m := range mine.Conversations[0].Members {
+		if m.ID == bob.User.ID {
+			must(t, m.ReadSeq == 3, "bob's read marker as alice sees it: %d", m.ReadSeq)
+		}
+	}
 
 	b.Conn.Close()
 	p = a.WaitFor("presence", 5*time.Second)

@@ -106,6 +106,7 @@ type ConversationSummary struct {
 	Unread      int64    // messages with seq > ReadSeq not sent by this user
 	LastMessage *Message // nil when the conversation has no message
 	MemberIDs   []string // all members, sorted
+	Members     []Member // the same members with role and read marker, in the same order
 }
 
 // AuditEntry is one record of the append-only, hash-chained audit log.

@@ -84,7 +84,7 @@ type nullMessage struct {
 }
 
 func listMemberIDs(ctx context.Context, q querier, userID string, list []store.ConversationSummary, index map[string]int) error {
-	rows, err := q.QueryContext(ctx, `SELECT o.conversation_id, o.user_id
+	rows, err := q.QueryContext(ctx, `SELECT o.conversation_id, o.user_id, o.role, o.joined_at, o.read_seq
 		FROM members me JOIN members o ON o.conversation_id = me.conversation_id
 		WHERE me.user_id = $1
 		ORDER BY o.conversation_id, o.user_id`, userID)
@@ -93,12 +93,17 @@ func listMemberIDs(ctx context.Context, q querier, userID string, list []store.C
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var convID, memberID string
-		if err := rows.Scan(&convID, &memberID); err != nil {
+		var (
+			m      store.Member
+			joined int64
+		)
+		if err := rows.Scan(&m.ConversationID, &m.UserID, &m.Role, &joined, &m.ReadSeq); err != nil {
 			return err
 		}
-		if i, ok := index[convID]; ok {
-			list[i].MemberIDs = append(list[i].MemberIDs, memberID)
+		m.JoinedAt = fromMicros(joined)
+		if i, ok := index[m.ConversationID]; ok {
+			list[i].MemberIDs = append(list[i].MemberIDs, m.UserID)
+			list[i].Members = append(list[i].Members, m)
 		}
 	}
 	return rows.Err()

@@ -189,6 +189,14 @@ func testListConversations(t *testing.T, s store.Store) {
 	}
 	checkMessage(t, "busy LastMessage", *bs.LastMessage, *last)
 	wantStrings(t, "busy MemberIDs", bs.MemberIDs, sorted(a.ID, b.ID, c.ID))
+	wantEq(t, "busy Members", len(bs.Members), 3)
+	for i, m := range bs.Members {
+		wantEq(t, "Members order", m.UserID, bs.MemberIDs[i])
+		wantEq(t, "Members conversation", m.ConversationID, bs.ID)
+		if m.Role == "" || m.JoinedAt.IsZero() {
+			t.Errorf("member %+v lacks role or join time", m)
+		}
+	}
 
 	od := list[1]
 	wantEq(t, "older Role", od.Role, store.RoleMember)

@@ -429,22 +429,8 @@ export class ChatStore {
   }
 
   private onReady(): void {
-    // Catch up from the cursors; the answer is `message` frames then `synced`.
-    this.connection.send({ type: 'sync', cursors: { ...this.cursors } });
+    this.catchUp();
     this.readSent = {};
-    // New conversations may have appeared while away.
-    this.loadConversations()
-      .then(() => {
-        const fresh: Record<string, number> = {};
-        for (const id of Object.keys(this.conversations.value)) {
-          const c = this.conversations.value[id];
-          if ((this.cursors[id] ?? 0) < c.lastSeq) fresh[id] = this.cursors[id] ?? 0;
-        }
-        if (Object.keys(fresh).length) this.connection.send({ type: 'sync', cursors: fresh });
-        const a = this.activeId.value;
-        if (a && this.isReading(a)) this.markRead(a);
-      })
-      .catch(() => {});
     // Messages that were waiting for the socket go out again (same clientId).
     for (const [cid, t] of Object.entries(this.threads.value)) {
       for (const p of t.pending) {
@@ -453,6 +439,20 @@ export class ChatStore {
         }
       }
     }
+  }
+
+  /** Sends `sync` from the cursors (answered by `message` frames then `synced`) and refreshes the list. */
+  private catchUp(): void {
+    this.connection.send({ type: 'sync', cursors: { ...this.cursors } });
+    // New conversations may have appeared while away.
+    this.loadConversations()
+      .then(() => {
+        // Conversations new to this page start their cursor at their lastSeq (their
+        // history is fetched when opened); known ones are covered by the sync above.
+        const a = this.activeId.value;
+        if (a && this.isReading(a)) this.markRead(a);
+      })
+      .catch(() => {});
   }
 
   onFrame(f: ServerFrame): void {
@@ -470,6 +470,10 @@ export class ChatStore {
         this.ingest(f.message.conversationId, [f.message]);
         break;
       case 'synced':
+        break;
+      case 'resync':
+        // The server may have missed events (its backplane was down): catch up.
+        this.catchUp();
         break;
       case 'typing': {
         if (f.userId === this.me.value?.id) break;

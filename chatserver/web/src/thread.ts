@@ -57,11 +57,6 @@ export function advanceCursor(cursor: number, messages: readonly Message[]): num
   return c;
 }
 
-/** True when a message leaves a hole after the cursor (some seq between is missing). */
-export function hasGap(cursor: number, messages: readonly Message[]): boolean {
-  return messages.some((m) => m.seq > cursor + 1) && advanceCursor(cursor, messages) < Math.max(...messages.map((m) => m.seq));
-}
-
 export function addPending(t: Thread, p: Omit<Pending, 'status'>): Thread {
   return { ...t, pending: [...t.pending, { ...p, status: 'pending' }] };
 }

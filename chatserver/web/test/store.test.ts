@@ -165,6 +165,17 @@ describe('ChatStore', () => {
     expect(store.cursors.c1).toBe(5);
   });
 
+  it('answers a resync frame with a sync from its cursors', async () => {
+    const { store, sock } = await setup();
+    sock().frame({ type: 'message', message: msg(3) });
+    const before = sock().ofType('sync').length;
+    sock().frame({ type: 'resync' });
+    const syncs = sock().ofType('sync');
+    expect(syncs.length).toBe(before + 1);
+    expect(syncs.at(-1)).toEqual({ type: 'sync', cursors: { c1: 3 } });
+    expect(store.conn.value).toBe('open');
+  });
+
   it('asks for the missing part when a live message skips a seq', async () => {
     const { store, sock } = await setup();
     sock().frame({ type: 'message', message: msg(5) });
