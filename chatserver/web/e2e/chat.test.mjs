@@ -195,6 +195,11 @@ describe('chat in the browser', () => {
     await alice.page.getByLabel('Message', { exact: true }).fill('Still here after your reload?');
     await alice.page.keyboard.press('Enter');
     await messageWith(bob, 'Still here after your reload?').waitFor({ timeout: T });
+    await alice.page.locator('[data-testid=seen]').waitFor({ timeout: T });
+    // "Seen" comes back after Alice reloads too (members' read markers in the list).
+    await alice.page.reload();
+    const last = alice.page.locator('[data-testid=message]').filter({ hasText: 'Still here after your reload?' });
+    await last.locator('[data-testid=seen]', { hasText: 'Seen' }).waitFor({ timeout: T });
   });
 
   test('keyboard only: start a conversation and send a message', async () => {

@@ -13,7 +13,7 @@ export interface Member extends User {
   role: Role;
   online?: boolean;
   lastSeen?: string;
-  /** Not in docs/api.md v1; used when a server sends it. */
+  /** This member's read marker (for "seen" after a reload). */
   readSeq?: number;
 }
 
