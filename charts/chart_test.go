@@ -610,12 +610,21 @@ func TestTemplateOptionalObjectsOff(t *testing.T) {
 	}
 }
 
+// Bad values fail the render with a message naming the value: the chart's own checks
+// and values.schema.json (unknown keys, wrong types).
 func TestTemplateRefusesBadValues(t *testing.T) {
 	for _, tc := range []struct {
 		set, want string
 	}{
 		{"replicaCount=2,leaderElection.enabled=false", "replicaCount > 1 needs leaderElection.enabled"},
 		{"serviceAccount.create=false", "serviceAccount.name is required"},
+		// values.schema.json
+		{"imag.tag=v1", "additional properties 'imag' not allowed"},
+		{"metrics.servicemonitor.enabled=true", "additional properties 'servicemonitor' not allowed"},
+		{"replicaCount=two", "want integer"},
+		{"image.pullPolicy=Sometimes", "value must be one of"},
+		{"logging.level=verbose", "/logging/level"},
+		{"chatCluster.name=Not_A_Name", "/chatCluster/name"},
 	} {
 		_, err := helm(t, "template", release, chart, "--namespace", namespace, "--set", tc.set)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

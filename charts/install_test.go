@@ -197,9 +197,11 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	values := filepath.Join("testdata", "install-values.yaml")
 	start := time.Now()
 	notes := helmKube(t, "install", release, chart, "--namespace", namespace, "--create-namespace", "--wait=false", "-f", values)
-	t.Logf("helm install took %s", time.Since(start).Round(time.Millisecond))
-	if !strings.Contains(notes, "kind: ChatCluster") {
-		t.Errorf("install output has no NOTES on creating a ChatCluster:\n%s", notes)
+	t.Logf("helm install took %s; its output:\n%s", time.Since(start).Round(time.Millisecond), notes)
+	// The NOTES' example ChatCluster is one the installed CRD accepts.
+	example := notesChatCluster(t, notes)
+	if err := k8s.Create(ctx, example); err != nil {
+		t.Errorf("the ChatCluster in the NOTES is refused: %v", err)
 	}
 
 	// The CRD: established, and the one config/crd/bases holds (same schema and CEL rules).
@@ -339,4 +341,31 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	if out := helmKube(t, "list", "--all-namespaces", "-q"); slices.Contains(strings.Fields(out), release) {
 		t.Errorf("release still listed after uninstall: %q", out)
 	}
+}
+
+// notesChatCluster extracts the example ChatCluster from the install NOTES: the
+// indented YAML block starting at its apiVersion line.
+func notesChatCluster(t *testing.T, notes string) *unstructured.Unstructured {
+	t.Helper()
+	lines := strings.Split(notes, "\n")
+	first := slices.IndexFunc(lines, func(l string) bool { return strings.TrimSpace(l) == "apiVersion: chat.parley.dev/v1alpha1" })
+	if first < 0 {
+		t.Fatalf("install NOTES show no ChatCluster to create:\n%s", notes)
+	}
+	indent := len(lines[first]) - len(strings.TrimLeft(lines[first], " "))
+	var block []string
+	for _, l := range lines[first:] {
+		if strings.TrimSpace(l) == "" {
+			break
+		}
+		block = append(block, l[min(indent, len(l)-len(strings.TrimLeft(l, " "))):])
+	}
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(strings.Join(block, "\n")), &obj.Object); err != nil {
+		t.Fatalf("the NOTES' ChatCluster is not YAML: %v\n%s", err, strings.Join(block, "\n"))
+	}
+	if obj.GetKind() != "ChatCluster" || obj.GetName() == "" {
+		t.Fatalf("the NOTES' example is %s %q", obj.GetKind(), obj.GetName())
+	}
+	return obj
 }
