@@ -71,3 +71,19 @@ test('when the server stays away the page says the connection is lost, and Retry
   assert.deepEqual(alice.pageErrors, []);
   assert.deepEqual(alice.dialogs, []);
 });
+
+test('when the session cannot be checked at page load, the page offers to try again', async () => {
+  // As the server answers while its database is down: 503 unavailable.
+  await alice.context.route('**/api/v1/auth/refresh', (route) =>
+    route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'unavailable', message: 'database unavailable' } }) }),
+  );
+  await alice.page.reload();
+  await alice.page.getByRole('alert').getByText('Parley is having trouble right now', { exact: false }).waitFor({ timeout: T });
+  assert.equal(await alice.page.getByLabel('Username or email').count(), 0, 'not sent to the sign-in form');
+  await alice.context.unroute('**/api/v1/auth/refresh');
+  await alice.page.getByRole('button', { name: 'Try again' }).click();
+  await alice.page.getByRole('button', { name: 'New chat' }).waitFor({ timeout: T });
+  await alice.page.getByRole('button', { name: /^Bob/ }).click();
+  await alice.page.locator('.msg-body', { hasText: 'written while offline' }).waitFor({ timeout: T });
+  assert.deepEqual(alice.pageErrors, []);
+});

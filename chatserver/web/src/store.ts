@@ -16,7 +16,7 @@ import {
 } from './thread';
 import type { Conversation, Message, ServerFrame, Session, User } from './types';
 
-export type AuthState = 'loading' | 'signedOut' | 'signedIn';
+export type AuthState = 'loading' | 'unreachable' | 'signedOut' | 'signedIn';
 
 export interface StoreDeps {
   api?: ApiClient;
@@ -109,12 +109,19 @@ export class ChatStore {
 
   /** At page load: a refresh cookie, if any, restores the session. */
   async restore(): Promise<void> {
+    this.auth.value = 'loading';
+    this.notice.value = null;
     try {
       await this.api.refresh();
       await this.enter();
     } catch (e) {
       const err = toApiError(e);
-      if (err.status !== 401 && err.status !== 400) this.notice.value = describeError(err);
+      if (err.status === 0 || err.status >= 500) {
+        // The server cannot say whether the cookie is good: offer to try again.
+        this.notice.value = describeError(err);
+        this.auth.value = 'unreachable';
+        return;
+      }
       this.auth.value = 'signedOut';
     }
   }
@@ -190,6 +197,7 @@ export class ChatStore {
       this.typing.value = {};
       this.receipts.value = {};
       this.activeId.value = null;
+      this.notice.value = null;
       this.sessionEnded.value = expired;
     });
   }

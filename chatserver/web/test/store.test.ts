@@ -165,6 +165,24 @@ describe('ChatStore', () => {
     expect(store.cursors.c1).toBe(5);
   });
 
+  it('at page load, an unreachable server is not taken for a signed-out person', async () => {
+    let up = false;
+    const api = new ApiClient(async (url) => {
+      if (!up) throw new TypeError('Failed to fetch');
+      if (url.endsWith('/auth/refresh')) return json(200, session(jwt(900)));
+      if (url.endsWith('/conversations')) return json(200, { conversations: [] });
+      return json(200, { ticket: 't' });
+    });
+    const store = new ChatStore({ api, createSocket: () => new FakeSocket() });
+    await store.restore();
+    expect(store.auth.value).toBe('unreachable');
+    expect(store.notice.value).toMatch(/Can't reach Parley/);
+    up = true;
+    await store.restore();
+    expect(store.auth.value).toBe('signedIn');
+    expect(store.notice.value).toBeNull();
+  });
+
   it('answers a resync frame with a sync from its cursors', async () => {
     const { store, sock } = await setup();
     sock().frame({ type: 'message', message: msg(3) });

@@ -18,6 +18,19 @@ export function App({ store, navigate }: Props) {
       </main>
     );
   }
+  if (auth === 'unreachable') {
+    return (
+      <main class="loading">
+        <div class="auth-card">
+          <h1 class="brand">Parley</h1>
+          <p role="alert">{store.notice.value}</p>
+          <button type="button" class="btn btn-primary" onClick={() => void store.restore()}>
+            Try again
+          </button>
+        </div>
+      </main>
+    );
+  }
   if (auth === 'signedOut') return <AuthScreen store={store} />;
   const active = store.activeId.value;
   return (
