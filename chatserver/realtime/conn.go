@@ -228,10 +228,28 @@ func (c *conn) writeLoop() {
 			if h.metrics != nil {
 				h.metrics.Disconnects.WithLabelValues(closeReason(c.code)).Inc()
 			}
+			if c.code == websocket.CloseGoingAway {
+				c.flush() // acks of the last requests go out before the close frame
+			}
 			if c.code != websocket.CloseAbnormalClosure {
 				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, c.why),
 					time.Now().Add(h.opts.WriteWait))
 			}
+			return
+		}
+	}
+}
+
+// flush writes what is queued, within one write timeout in all.
+func (c *conn) flush() {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
+	for {
+		select {
+		case f := <-c.send:
+			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
+				return
+			}
+		default:
 			return
 		}
 	}
@@ -262,6 +280,8 @@ func (c *conn) readLoop(ctx context.Context) {
 		typ, data, err := c.ws.ReadMessage()
 		if err != nil {
 			switch {
+			case h.draining.Load():
+				c.close(websocket.CloseGoingAway, "server shutting down; reconnect")
 			case errors.Is(err, websocket.ErrReadLimit):
 				// gorilla has already sent 1009 (message too big).
 				c.close(websocket.CloseAbnormalClosure, "frame too large")

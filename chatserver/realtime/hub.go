@@ -252,8 +252,10 @@ func (h *Hub) Deliver(topic string, payload []byte) {
 	}
 }
 
-// Shutdown stops accepting connections, asks every client to reconnect
-// elsewhere (close code 1001) and waits for the connections to finish, or for ctx.
+// Shutdown stops accepting connections, lets every connection finish the
+// frame it is handling (a send in flight is committed and acked), then closes
+// it with 1001 so the client reconnects elsewhere; it waits for the
+// connections to end, or for ctx.
 func (h *Hub) Shutdown(ctx context.Context) {
 	h.draining.Store(true)
 	h.mu.RLock()
@@ -265,13 +267,17 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	}
 	h.mu.RUnlock()
 	for _, c := range all {
-		c.close(websocket.CloseGoingAway, "server shutting down; reconnect")
+		// Wakes the reader from its blocking read; it sees draining and closes.
+		_ = c.ws.SetReadDeadline(time.Now())
 	}
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
+		for _, c := range all {
+			c.close(websocket.CloseGoingAway, "server shutting down; reconnect")
+		}
 	}
 }
 

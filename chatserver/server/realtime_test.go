@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"context"
+
 	"fmt"
 	"net/http"
 	"strings"
@@ -8,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/parley-chat/parley/chatserver/store/sqlstore"
 )
 
 // A sends; both of B's devices receive it, and so does A's own socket. B goes
@@ -284,5 +288,34 @@ func TestGracefulShutdownTellsClientsToReconnect(t *testing.T) {
 		t.Logf("stopped in %v", time.Since(begin))
 	case <-time.After(6 * time.Second):
 		t.Fatal("server did not stop within its shutdown timeout")
+	}
+}
+
+// A send that is in flight when shutdown begins is either stored and acked,
+// or not stored at all: never stored without its ack (the client would
+// retry it anyway with the same clientId, but it should not have to).
+func TestShutdownAcksWhatItStored(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		ts := start(t, withArgs("-shutdown-timeout", "5s"))
+		alice, bob := ts.Register("alice"), ts.Register("bob")
+		conv := alice.Direct(bob)
+		w := alice.Dial()
+		w.SendMsg("inflight", conv.ID, "inflight", "sent as the server stops")
+		go ts.stop()
+		acked := false
+		for f := range w.Frames {
+			if f.Type == "ack" && f.ID == "inflight" {
+				acked = true
+			}
+		}
+		must(t, w.ClosedWith(5*time.Second) == websocket.CloseGoingAway, "round %d: not closed with 1001", i)
+		ts.stop()
+		db, err := sqlstore.Open(context.Background(), ts.cfg.DatabaseURL, sqlstore.Options{})
+		must(t, err == nil, "reopen: %v", err)
+		ms, err := db.MessagesAfter(context.Background(), conv.ID, 0, 10)
+		db.Close()
+		must(t, err == nil, "messages: %v", err)
+		must(t, len(ms) == 0 || acked, "round %d: message stored but never acked", i)
+		t.Logf("round %d: stored=%d acked=%v", i, len(ms), acked)
 	}
 }
