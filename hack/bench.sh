@@ -84,7 +84,8 @@ log "building"
 go build -o bin/chatserver ./chatserver/cmd/chatserver
 go build -o bin/parley-load ./chatserver/cmd/parley-load
 go build -o bin/parley-baseline ./chatserver/cmd/parley-load/baseline
-bin/chatserver -h 2>&1 | grep -q -- '-redis-url' || { echo "bench: bin/chatserver has no -redis-url flag" >&2; exit 1; }
+usage="$(bin/chatserver -h 2>&1 || true)"
+grep -q -- '-redis-url' <<<"$usage" || { echo "bench: bin/chatserver has no -redis-url flag" >&2; exit 1; }
 
 # PostgreSQL: the test server (started here if it is not running), a fresh database.
 pg_data="$root/tmp/postgres/data"

@@ -382,8 +382,14 @@ func detail(r *report) string {
 		}
 	}
 	for i, s := range r.Servers {
-		row(fmt.Sprintf("server %d RSS", i+1), fmt.Sprintf("%d connections: %s → %s MiB (%s MiB at the end): %s KiB per connection",
-			s.Conns, f1(float64(s.Before)/1024), f1(float64(s.After)/1024), f1(float64(s.Settled)/1024), f2(s.KiBPerConn)))
+		// Per connection only where the server started fresh: a replica that
+		// already held connections reuses the heap they left behind.
+		per := ""
+		if r.Traffic == nil {
+			per = ": " + f2(s.KiBPerConn) + " KiB per connection"
+		}
+		row(fmt.Sprintf("server %d RSS", i+1), fmt.Sprintf("%d connections: %s → %s MiB (%s MiB at the end)%s",
+			s.Conns, f1(float64(s.Before)/1024), f1(float64(s.After)/1024), f1(float64(s.Settled)/1024), per))
 	}
 	var cpu []string
 	for _, c := range r.CPU {
