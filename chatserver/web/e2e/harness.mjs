@@ -59,6 +59,18 @@ export function ensureServerBinary() {
   return serverBin;
 }
 
+// Servers still running when the test process ends (a failed hook, Ctrl-C) die with it.
+const live = new Set();
+process.on('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    for (const p of live) p.kill('SIGKILL');
+    process.exit(130);
+  });
+}
+
 export function freePort() {
   return new Promise((res, rej) => {
     const s = createServer();
@@ -102,6 +114,8 @@ export async function startServer({ env = {}, port, dataDir } = {}) {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     s.proc = proc;
+    live.add(proc);
+    proc.once('exit', () => live.delete(proc));
     proc.stdout.on('data', (d) => logs.push(String(d)));
     proc.stderr.on('data', (d) => logs.push(String(d)));
     const exited = new Promise((res) => proc.once('exit', (code, sig) => res(`exited (${code ?? sig})`)));
