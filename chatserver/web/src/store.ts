@@ -439,12 +439,14 @@ export class ChatStore {
   private onReady(): void {
     this.catchUp();
     this.readSent = {};
-    // Messages that were waiting for the socket go out again (same clientId).
+    // Sends still waiting for an ack went out on the previous socket: their answer is lost.
+    for (const f of this.inflight.values()) this.t.clearTimeout(f.timer);
+    this.inflight.clear();
+    // Messages still pending go out again with the same clientId: the server stores each
+    // once (a retry of a stored one is answered with the stored message).
     for (const [cid, t] of Object.entries(this.threads.value)) {
       for (const p of t.pending) {
-        if (p.status === 'pending' && ![...this.inflight.values()].some((f) => f.clientId === p.clientId)) {
-          void this.dispatch(cid, p.clientId, p.body);
-        }
+        if (p.status === 'pending') void this.dispatch(cid, p.clientId, p.body);
       }
     }
   }

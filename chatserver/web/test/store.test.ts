@@ -122,6 +122,24 @@ describe('ChatStore', () => {
     expect(store.thread('c1').pending).toEqual([]);
   });
 
+  it('sends a message again, with the same clientId, when the socket dropped before its ack', async () => {
+    const { store, sock } = await setup();
+    const clientId = store.send('c1', 'are you there?');
+    const first = sock().ofType('send')[0];
+    sock().drop();
+    await vi.advanceTimersByTimeAsync(0); // immediate reconnect
+    sock().ready();
+    const again = sock().ofType('send');
+    expect(again.length).toBe(1);
+    expect(again[0]).toMatchObject({ clientId, body: 'are you there?' });
+    expect(again[0].id).not.toBe(first.id);
+    sock().frame({ type: 'ack', id: again[0].id, message: msg(3, { senderId: 'u_1', clientId, body: 'are you there?' }) });
+    expect(store.thread('c1').pending).toEqual([]);
+    // The first request's timer is gone: nothing turns it into a failure later.
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(store.thread('c1').messages.filter((m) => m.clientId === clientId).length).toBe(1);
+  });
+
   it('marks a message failed when no ack comes in time', async () => {
     const { store } = await setup();
     store.send('c1', 'anyone?');
