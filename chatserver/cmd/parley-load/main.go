@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -86,7 +87,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.groupSize, "group-size", 10, "traffic: members per group (groups are consecutive accounts)")
 	fs.Float64Var(&o.groupFraction, "group-fraction", 0.5, "traffic: share of sends that go to a group (the rest are direct)")
 	fs.IntVar(&o.bodyBytes, "body-bytes", 100, "traffic: message body length")
-	fs.DurationVar(&o.hold, "hold", 30*time.Second, "idle: how long to hold the connections")
+	fs.DurationVar(&o.hold, "hold", 30*time.Second, "idle: how long to hold the connections (the server closes them when the access token expires, 15 min by default)")
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "traffic: longest wait for answers and deliveries after sending stops")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 3*time.Minute, "longest connection phase")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "hard limit for the whole run")
@@ -272,7 +273,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("no account could be obtained: %v", errs.snapshot())
 	}
 
-	var tr *traffic
+	var live atomic.Pointer[traffic] // set once the connections are up
 	var onFrame frameHandler
 	var convs []*conv
 	if o.mode == "traffic" {
@@ -281,7 +282,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		onFrame = func(c *lconn, data []byte) {
-			if tr != nil {
+			if tr := live.Load(); tr != nil {
 				tr.onFrame(c, data)
 			}
 		}
@@ -326,7 +327,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		rep.HoldSec = time.Since(t0).Seconds()
 	case "traffic":
 		run := "L" + strings.ToLower(rand.Text()[:6])
-		tr = newTraffic(run, conns, convs, o.users, o.bodyBytes, o.inflight, errs)
+		tr := newTraffic(run, conns, convs, o.users, o.bodyBytes, o.inflight, errs)
+		live.Store(tr)
 		st := tr.run(ctx, o.rate, o.duration, o.senders, o.groupFraction, o.drain)
 		rep.Traffic = &st
 		logf(stderr, "traffic: sent %d, delivered %d of %d expected", st.Sent, st.Delivered, st.Expected)
