@@ -34,15 +34,24 @@ test('the page reconnects after a server restart and shows messages sent meanwhi
 
   await server.kill('SIGKILL');
   await alice.page.getByTestId('conn-banner').getByText('Reconnecting…').waitFor({ timeout: T });
+  // Written while reconnecting: it waits, pending, and goes out once the page is back.
+  await alice.page.getByLabel('Message', { exact: true }).fill('written while reconnecting');
+  await alice.page.keyboard.press('Enter');
+  await alice.page.locator('[data-testid=message][data-status=pending]').waitFor({ timeout: T });
+  await alice.page.waitForTimeout(1000);
+  assert.equal(await alice.page.locator('[data-testid=message][data-status=failed]').count(), 0);
   await server.restart();
   // Sent right after the restart, while the page waits for its next attempt.
   await bob.send(conv.id, 'sent while you were away 1');
   await bob.send(conv.id, 'sent while you were away 2');
   await body('sent while you were away 2').waitFor({ timeout: 30_000 });
   await alice.page.getByTestId('conn-banner').waitFor({ state: 'detached', timeout: T });
-  for (const t of ['before the restart', 'sent while you were away 1', 'sent while you were away 2']) {
+  await alice.page.locator('[data-testid=message][data-status]').waitFor({ state: 'detached', timeout: T });
+  for (const t of ['before the restart', 'sent while you were away 1', 'sent while you were away 2', 'written while reconnecting']) {
     assert.equal(await body(t).count(), 1, `"${t}" shown once`);
   }
+  const stored = await bob.call('GET', `/conversations/${conv.id}/messages?limit=50`);
+  assert.equal(stored.messages.filter((m) => m.body === 'written while reconnecting').length, 1, 'stored once');
   // Live again, both ways.
   await alice.page.getByLabel('Message', { exact: true }).fill('back online');
   await alice.page.keyboard.press('Enter');

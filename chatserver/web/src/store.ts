@@ -90,6 +90,7 @@ export class ChatStore {
       onReady: () => this.onReady(),
       onState: (s) => {
         this.conn.value = s;
+        if (s === 'lost') this.failWaiting();
       },
       onPolicyClose: async () => {
         if (!this.api.signedIn) return false;
@@ -419,7 +420,21 @@ export class ChatStore {
       const m = await this.api.request<Message>('POST', `/conversations/${enc(conversationId)}/messages`, { clientId, body });
       this.ingest(conversationId, [m]);
     } catch (e) {
-      this.setThread(conversationId, (t) => failPending(t, clientId, describeError(e, 'send')));
+      const err = toApiError(e);
+      if (err.status === 0 && (this.conn.value === 'reconnecting' || this.conn.value === 'connecting')) {
+        // The server is out of reach for now: the message waits, and goes out when the
+        // socket is back (or is marked failed if the connection is lost).
+        return;
+      }
+      this.setThread(conversationId, (t) => failPending(t, clientId, describeError(err, 'send')));
+    }
+  }
+
+  /** The connection is lost: messages waiting for it are marked failed, with a retry. */
+  private failWaiting(): void {
+    const why = describeError({ code: 'network' });
+    for (const [cid, t] of Object.entries(this.threads.value)) {
+      for (const p of t.pending) if (p.status === 'pending') this.setThread(cid, (x) => failPending(x, p.clientId, why));
     }
   }
 

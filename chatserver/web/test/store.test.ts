@@ -140,6 +140,38 @@ describe('ChatStore', () => {
     expect(store.thread('c1').messages.filter((m) => m.clientId === clientId).length).toBe(1);
   });
 
+  it('keeps a message written while reconnecting and sends it when the socket is back; fails it if the connection is lost', async () => {
+    const { store, sock, sockets, fetchFn } = await setup();
+    const impl = fetchFn.getMockImplementation()!;
+    let down = true;
+    fetchFn.mockImplementation(async (url: string, init?: RequestInit) => {
+      if (down) throw new TypeError('Failed to fetch');
+      return impl(url, init);
+    });
+    sock().drop();
+    const waiting = store.send('c1', 'written during the blip');
+    await vi.advanceTimersByTimeAsync(2500); // attempts at 0 and 2 s fail
+    expect(store.thread('c1').pending[0]).toMatchObject({ clientId: waiting, status: 'pending' });
+    down = false;
+    await vi.advanceTimersByTimeAsync(5000); // the attempt at 7 s works
+    sock().ready();
+    const sent = sock().ofType('send');
+    expect(sent.map((f) => f.clientId)).toEqual([waiting]);
+    sock().frame({ type: 'ack', id: sent[0].id, message: msg(3, { senderId: 'u_1', clientId: waiting }) });
+    expect(store.thread('c1').pending).toEqual([]);
+
+    // Now the server goes away for good.
+    down = true;
+    sock().drop();
+    const lost = store.send('c1', 'nobody will get this');
+    expect(store.thread('c1').pending[0]).toMatchObject({ clientId: lost, status: 'pending' });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(store.conn.value).toBe('lost');
+    expect(store.thread('c1').pending[0]).toMatchObject({ clientId: lost, status: 'failed' });
+    expect(store.thread('c1').pending[0].error).toMatch(/Can't reach Parley/);
+    expect(sockets.length).toBe(2);
+  });
+
   it('marks a message failed when no ack comes in time', async () => {
     const { store } = await setup();
     store.send('c1', 'anyone?');
