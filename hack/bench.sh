@@ -89,8 +89,9 @@ grep -q -- '-redis-url' <<<"$usage" || { echo "bench: bin/chatserver has no -red
 
 # PostgreSQL: the test server (started here if it is not running), a fresh database.
 pg_data="$root/tmp/postgres/data"
-if ! { [ -f "$pg_data/postmaster.pid" ] && [ -f "$root/tmp/postgres/env" ]; }; then
-  pg_started=1
+pg_running_url="$(sed -n 's/^PARLEY_TEST_POSTGRES_URL=//p' "$root/tmp/postgres/env" 2>/dev/null || true)"
+if [ -z "$pg_running_url" ] || ! psql -q "$pg_running_url" -c 'select 1' >/dev/null 2>&1; then
+  pg_started=1 # not running: started here, stopped at the end
 fi
 pg_env="$(hack/postgres.sh start)"
 pg_admin="$(sed -n 's/^PARLEY_TEST_POSTGRES_URL=//p' <<<"$pg_env")"
