@@ -419,8 +419,9 @@ func (s *Service) User(ctx context.Context, id string) (*store.User, error) {
 	return u, err
 }
 
-// Search finds users by username prefix or exact email.
-func (s *Service) Search(ctx context.Context, q string, limit int) ([]store.User, error) {
+// Search finds other users by username prefix or exact email (not the
+// searcher: one cannot start a conversation with oneself).
+func (s *Service) Search(ctx context.Context, selfID, q string, limit int) ([]store.User, error) {
 	q = strings.ToLower(strings.TrimSpace(q))
 	if q == "" {
 		return nil, apperr.New(apperr.InvalidRequest, "q is required")
@@ -428,7 +429,17 @@ func (s *Service) Search(ctx context.Context, q string, limit int) ([]store.User
 	if limit < 1 || limit > 50 {
 		limit = 20
 	}
-	return s.store.SearchUsers(ctx, q, limit)
+	found, err := s.store.SearchUsers(ctx, q, limit+1)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
+	}
+	out := found[:0]
+	for _, u := range found {
+		if u.ID != selfID && len(out) < limit {
+			out = append(out, u)
+		}
+	}
+	return out, nil
 }
 
 // Tokens returns the issuer (for WebSocket tickets).

@@ -207,7 +207,7 @@ func (a *API) me(c *gin.Context) {
 
 func (a *API) searchUsers(c *gin.Context) {
 	limit, _ := strconv.Atoi(c.Query("limit"))
-	users, err := a.accounts.Search(c.Request.Context(), c.Query("q"), limit)
+	users, err := a.accounts.Search(c.Request.Context(), c.GetString("user_id"), c.Query("q"), limit)
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -80,7 +80,8 @@ func (a *API) securityHeaders() gin.HandlerFunc {
 		host := c.Request.Host
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "+
 			"img-src 'self' data: blob:; font-src 'self'; connect-src 'self' ws://"+host+" wss://"+host+"; "+
-			"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+			"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'; "+
+			"require-trusted-types-for 'script'; trusted-types 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "strict-origin-when-cross-origin")
 		h.Set("X-Frame-Options", "DENY")

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -128,8 +129,13 @@ func (s *Service) Send(ctx context.Context, userID, convID, clientID, body strin
 	if err := s.ValidateBody(body); err != nil {
 		return nil, false, err
 	}
-	if _, err := s.member(ctx, convID, userID); err != nil {
-		return nil, false, err
+	// One read serves both the membership check and the fan-out below.
+	members, err := s.store.Members(ctx, convID)
+	if err != nil {
+		return nil, false, unavailable(err)
+	}
+	if !slices.ContainsFunc(members, func(m store.Member) bool { return m.UserID == userID }) {
+		return nil, false, notFound()
 	}
 	if s.limiter != nil {
 		ok, wait, err := s.limiter.Allow(ctx, "msg:"+userID)
@@ -159,7 +165,10 @@ func (s *Service) Send(ctx context.Context, userID, convID, clientID, body strin
 		return &view, false, nil
 	}
 	frame, _ := json.Marshal(protocol.ServerFrame{Type: "message", Message: &view})
-	s.publishToMembers(ctx, convID, "", protocol.Envelope(protocol.KindFrame, now, frame))
+	env := protocol.Envelope(protocol.KindFrame, now, frame)
+	for _, m := range members {
+		s.publish(ctx, m.UserID, env)
+	}
 	return &view, true, nil
 }
 

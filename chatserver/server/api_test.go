@@ -294,6 +294,7 @@ func TestSecurityHeaders(t *testing.T) {
 		h := r.Header
 		csp := h.Get("Content-Security-Policy")
 		for _, d := range []string{"default-src 'self'", "script-src 'self'", "object-src 'none'", "base-uri 'none'",
+			"require-trusted-types-for 'script'",
 			"frame-ancestors 'none'", "connect-src 'self' ws://" + strings.TrimPrefix(ts.Base, "http://")} {
 			must(t, strings.Contains(csp, d), "%s: CSP %q lacks %q", path, csp, d)
 		}

@@ -173,8 +173,9 @@ type Store interface {
 	ConversationPeers(ctx context.Context, userID string) ([]string, error)
 
 	// Messages.
-	// AppendMessage stores m with Seq = LastSeq+1 of its conversation and bumps
-	// LastSeq and LastActivity, in one transaction. If (ConversationID, SenderID,
+	// AppendMessage stores m with Seq = LastSeq+1 of its conversation, bumps
+	// LastSeq and LastActivity, and raises the sender's ReadSeq to Seq (whoever
+	// writes has read what came before), in one transaction. If (ConversationID, SenderID,
 	// ClientID) was stored before, it returns that message and created=false and
 	// writes nothing; an empty ClientID is never idempotent. An unknown
 	// conversation gives ErrNotFound, a taken message id ErrConflict.

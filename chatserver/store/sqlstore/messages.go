@@ -68,6 +68,13 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 		_, err = tx.ExecContext(ctx, "INSERT INTO messages ("+messageCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 			stored.ConversationID, stored.Seq, stored.ID, stored.SenderID, nullString(stored.ClientID),
 			stored.BodySealed, stored.KeyID, micros(stored.CreatedAt))
+		if err != nil {
+			return err
+		}
+		// Whoever writes has read everything up to their own message.
+		_, err = tx.ExecContext(ctx, `UPDATE members SET read_seq = $1
+			WHERE conversation_id = $2 AND user_id = $3 AND read_seq < $1`,
+			stored.Seq, stored.ConversationID, stored.SenderID)
 		return err
 	})
 	if prev != nil {
