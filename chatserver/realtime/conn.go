@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -22,22 +21,36 @@ type outFrame struct {
 	stored time.Time // store time of a message, for the delivery-latency metric
 }
 
+// conn is one WebSocket connection. An idle connection costs one goroutine
+// (its reader): the writer runs only while frames are queued, pings and the
+// token expiry are timers, and the send queue grows on demand up to
+// Options.SendQueue and is released when drained.
 type conn struct {
 	hub       *Hub
 	ws        *websocket.Conn
 	id        string
 	userID    string
 	sessionID string
-	expires   atomic.Int64 // access-token expiry, unix nanoseconds
 
-	send  chan outFrame
-	renew chan struct{}
-	done  chan struct{}
-	once  sync.Once
-	code  int
-	why   string
+	mu      sync.Mutex
+	queue   []outFrame    // frames waiting for the writer
+	writing bool          // a writer goroutine is running
+	closing bool          // close requested: the writer ends the connection
+	space   chan struct{} // the writer took frames: room for blocked pushes
+	done    chan struct{} // closed when close is requested
+	once    sync.Once
+	code    int
+	why     string
+
+	ping   *time.Timer
+	expiry *time.Timer // access-token expiry, reset by in-band re-authentication
 
 	typing map[string]time.Time // reader goroutine only
+}
+
+func newConn(h *Hub, ws *websocket.Conn, p *accounts.Principal) *conn {
+	return &conn{hub: h, ws: ws, id: ids.New("s"), userID: p.UserID, sessionID: p.SessionID,
+		space: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // ServeHTTP upgrades an HTTP request to a Parley WebSocket connection.
@@ -71,7 +84,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(h.opts.ReadLimit)
-	ctx := context.WithoutCancel(r.Context())
+	ctx := context.Background() // the connection outlives the request
 	if p == nil {
 		p, err = h.firstFrameAuth(ctx, ws)
 		if err != nil {
@@ -80,10 +93,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c := &conn{hub: h, ws: ws, id: ids.New("s"), userID: p.UserID, sessionID: p.SessionID,
-		send: make(chan outFrame, h.opts.SendQueue), renew: make(chan struct{}, 1), done: make(chan struct{}),
-		typing: map[string]time.Time{}}
-	c.expires.Store(p.ExpiresAt.UnixNano())
+	c := newConn(h, ws, p)
 	if ok, code, why := h.register(ctx, c); !ok {
 		h.count("refused_limit")
 		closeNow(ws, code, why, h.opts.WriteWait)
@@ -91,12 +101,17 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.count("accepted")
 	h.wg.Add(1)
-	defer h.wg.Done()
-	go c.writeLoop()
+	c.ping = time.AfterFunc(h.opts.PingInterval, c.sendPing)
+	c.expiry = time.AfterFunc(time.Until(p.ExpiresAt), c.expired)
 	c.push(protocol.ServerFrame{Type: "ready", UserID: c.userID, SessionID: c.sessionID,
 		Protocol: protocol.Version, ExpiresAt: timePtr(p.ExpiresAt)})
-	c.readLoop(ctx)
-	h.unregister(ctx, c)
+	// The handler returns so net/http releases this request's buffers and
+	// stack; the connection lives on in its reader goroutine.
+	go func() {
+		defer h.wg.Done()
+		c.readLoop(ctx)
+		h.unregister(ctx, c)
+	}()
 }
 
 func (h *Hub) count(result string) {
@@ -139,28 +154,65 @@ func closeNow(ws *websocket.Conn, code int, reason string, wait time.Duration) {
 
 func timePtr(t time.Time) *time.Time { u := t.UTC(); return &u }
 
-// close asks the writer to send a close frame with code and reason and end
-// the connection. Only the first call counts.
+// close asks the writer to end the connection with a close frame carrying
+// code and reason. Only the first call counts. Frames still queued are sent
+// first when the server is going away (acks of the last requests); for every
+// other reason they are dropped.
 func (c *conn) close(code int, reason string) {
 	c.once.Do(func() {
-		c.code, c.why = code, reason
+		c.mu.Lock()
+		c.code, c.why, c.closing = code, reason, true
+		if code != websocket.CloseGoingAway {
+			c.queue = nil
+		}
+		start := !c.writing
+		c.writing = true
+		c.mu.Unlock()
 		close(c.done)
+		if c.ping != nil {
+			c.ping.Stop()
+		}
+		if c.expiry != nil {
+			c.expiry.Stop()
+		}
+		if start {
+			go c.writeLoop()
+		}
 	})
+}
+
+// enqueue adds f if there is room and starts the writer when none runs.
+func (c *conn) enqueue(f outFrame) (queued, closing bool) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false, true
+	}
+	if len(c.queue) >= c.hub.opts.SendQueue {
+		c.mu.Unlock()
+		return false, false
+	}
+	c.queue = append(c.queue, f)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true, false
 }
 
 // offer queues a live frame without blocking. A full queue means the client
 // cannot keep up: it is disconnected (it will catch up through its cursors)
 // rather than slowing anyone else down.
 func (c *conn) offer(f outFrame) {
-	select {
-	case c.send <- f:
-	case <-c.done:
-	default:
-		if c.hub.metrics != nil {
-			c.hub.metrics.FramesDropped.Inc()
-		}
-		c.close(websocket.CloseTryAgainLater, "too slow: send queue full; reconnect and sync")
+	if queued, closing := c.enqueue(f); queued || closing {
+		return
 	}
+	if c.hub.metrics != nil {
+		c.hub.metrics.FramesDropped.Inc()
+	}
+	c.close(websocket.CloseTryAgainLater, "too slow: send queue full; reconnect and sync")
 }
 
 // push queues a frame answering the client's own request, waiting for room
@@ -175,84 +227,93 @@ func (c *conn) push(f protocol.ServerFrame) bool {
 }
 
 func (c *conn) pushRaw(f outFrame) bool {
-	t := time.NewTimer(c.hub.opts.WriteWait)
-	defer t.Stop()
-	select {
-	case c.send <- f:
-		return true
-	case <-c.done:
-		return false
-	case <-t.C:
-		c.close(websocket.CloseTryAgainLater, "too slow: send queue full; reconnect and sync")
-		return false
+	var deadline <-chan time.Time
+	for {
+		queued, closing := c.enqueue(f)
+		if queued {
+			return true
+		}
+		if closing {
+			return false
+		}
+		if deadline == nil {
+			t := time.NewTimer(c.hub.opts.WriteWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-c.space:
+		case <-c.done:
+			return false
+		case <-deadline:
+			c.close(websocket.CloseTryAgainLater, "too slow: send queue full; reconnect and sync")
+			return false
+		}
 	}
 }
 
+// writeLoop writes queued frames until the queue is empty, then exits; after
+// a close request it writes the close frame and closes the socket.
 func (c *conn) writeLoop() {
 	h := c.hub
-	ping := time.NewTicker(h.opts.PingInterval)
-	expiry := time.NewTimer(time.Until(time.Unix(0, c.expires.Load())))
-	defer func() {
-		ping.Stop()
-		expiry.Stop()
-		_ = c.ws.Close()
-	}()
 	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = nil // the next frames start a fresh, small queue
+		closing := c.closing
+		if len(batch) == 0 && !closing {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
 		select {
-		case f := <-c.send:
+		case c.space <- struct{}{}:
+		default:
+		}
+		for _, f := range batch {
 			_ = c.ws.SetWriteDeadline(time.Now().Add(h.opts.WriteWait))
 			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
 				c.close(websocket.CloseAbnormalClosure, "write failed")
-				return
+				break
 			}
 			if !f.stored.IsZero() && h.metrics != nil {
 				h.metrics.MessagesDelivered.Inc()
 				h.metrics.DeliveryLatency.Observe(time.Since(f.stored).Seconds())
 			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(h.opts.WriteWait)); err != nil {
-				c.close(websocket.CloseAbnormalClosure, "ping failed")
-				return
-			}
-		case <-c.renew:
-			if !expiry.Stop() {
-				select {
-				case <-expiry.C:
-				default:
-				}
-			}
-			expiry.Reset(time.Until(time.Unix(0, c.expires.Load())))
-		case <-expiry.C:
-			c.close(websocket.ClosePolicyViolation, "access token expired; reconnect with a fresh one")
-		case <-c.done:
-			if h.metrics != nil {
-				h.metrics.Disconnects.WithLabelValues(closeReason(c.code)).Inc()
-			}
-			if c.code == websocket.CloseGoingAway {
-				c.flush() // acks of the last requests go out before the close frame
-			}
-			if c.code != websocket.CloseAbnormalClosure {
-				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, c.why),
-					time.Now().Add(h.opts.WriteWait))
-			}
+		}
+		if len(batch) == 0 && closing {
+			c.finish()
 			return
 		}
 	}
 }
 
-// flush writes what is queued, within one write timeout in all.
-func (c *conn) flush() {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
-	for {
-		select {
-		case f := <-c.send:
-			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
-				return
-			}
-		default:
-			return
-		}
+// finish sends the close frame (unless the connection already broke) and
+// closes the socket, which ends the reader.
+func (c *conn) finish() {
+	h := c.hub
+	if h.metrics != nil {
+		h.metrics.Disconnects.WithLabelValues(closeReason(c.code)).Inc()
 	}
+	if c.code != websocket.CloseAbnormalClosure {
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, c.why),
+			time.Now().Add(h.opts.WriteWait))
+	}
+	_ = c.ws.Close()
+}
+
+// sendPing runs on the ping timer; WriteControl may run beside the writer.
+func (c *conn) sendPing() {
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.opts.WriteWait)); err != nil {
+		c.close(websocket.CloseAbnormalClosure, "ping failed")
+		return
+	}
+	c.ping.Reset(c.hub.opts.PingInterval)
+}
+
+func (c *conn) expired() {
+	c.close(websocket.ClosePolicyViolation, "access token expired; reconnect with a fresh one")
 }
 
 func closeReason(code int) string {
@@ -331,11 +392,7 @@ func (c *conn) handle(ctx context.Context, f *protocol.ClientFrame) bool {
 			c.close(websocket.ClosePolicyViolation, "authentication failed")
 			return false
 		}
-		c.expires.Store(p.ExpiresAt.UnixNano())
-		select {
-		case c.renew <- struct{}{}:
-		default:
-		}
+		c.expiry.Reset(time.Until(p.ExpiresAt))
 		c.push(protocol.ServerFrame{Type: "ready", UserID: c.userID, SessionID: p.SessionID,
 			Protocol: protocol.Version, ExpiresAt: timePtr(p.ExpiresAt)})
 	case "send":
@@ -373,10 +430,10 @@ func (c *conn) handle(ctx context.Context, f *protocol.ClientFrame) bool {
 		if last, ok := c.typing[f.ConversationID]; ok && time.Since(last) < time.Second {
 			return true
 		}
-		c.typing[f.ConversationID] = time.Now()
-		if len(c.typing) > 256 {
-			clear(c.typing)
+		if c.typing == nil || len(c.typing) > 256 {
+			c.typing = map[string]time.Time{}
 		}
+		c.typing[f.ConversationID] = time.Now()
 		if err := h.msgs.Typing(ctx, c.userID, f.ConversationID); err != nil {
 			c.fail(f.ID, err)
 		}

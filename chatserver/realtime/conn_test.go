@@ -18,16 +18,19 @@ import (
 // publisher: delivery to everyone else goes on.
 func TestSlowConsumerIsDroppedNotWaitedFor(t *testing.T) {
 	m := metrics.New()
-	h := &Hub{opts: Options{WriteWait: 50 * time.Millisecond}, log: slog.New(slog.DiscardHandler), metrics: m,
+	h := &Hub{opts: Options{WriteWait: 50 * time.Millisecond, SendQueue: 2}, log: slog.New(slog.DiscardHandler), metrics: m,
 		users: map[string]map[*conn]struct{}{}}
-	slow := &conn{hub: h, userID: "u1", send: make(chan outFrame, 2), done: make(chan struct{})}
-	fast := &conn{hub: h, userID: "u1", send: make(chan outFrame, 100), done: make(chan struct{})}
+	slow, fast := testConn(h, "u1"), testConn(h, "u1")
 	h.users["u1"] = map[*conn]struct{}{slow: {}, fast: {}}
 
 	env := protocol.Envelope(protocol.KindFrame, time.Now(), []byte(`{"type":"message"}`))
 	start := time.Now()
+	got := 0
 	for i := 0; i < 10; i++ {
 		h.Deliver("u:u1", env)
+		if i%2 == 1 {
+			got += len(fast.take()) // the fast client's writer keeps up
+		}
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("delivery blocked for %v", d)
@@ -40,8 +43,8 @@ func TestSlowConsumerIsDroppedNotWaitedFor(t *testing.T) {
 	if slow.code != websocket.CloseTryAgainLater {
 		t.Fatalf("slow connection closed with %d, want 1013", slow.code)
 	}
-	if len(fast.send) != 10 {
-		t.Fatalf("fast connection got %d of 10 frames", len(fast.send))
+	if got != 10 {
+		t.Fatalf("fast connection got %d of 10 frames", got)
 	}
 	select {
 	case <-fast.done:
@@ -53,12 +56,12 @@ func TestSlowConsumerIsDroppedNotWaitedFor(t *testing.T) {
 // Frames answering a client's own requests wait for room instead (back-pressure
 // on that client only), up to the write timeout.
 func TestPushWaitsThenGivesUp(t *testing.T) {
-	h := &Hub{opts: Options{WriteWait: 100 * time.Millisecond}, log: slog.New(slog.DiscardHandler)}
-	c := &conn{hub: h, send: make(chan outFrame, 1), done: make(chan struct{})}
+	h := &Hub{opts: Options{WriteWait: 100 * time.Millisecond, SendQueue: 1}, log: slog.New(slog.DiscardHandler)}
+	c := testConn(h, "u1")
 	if !c.push(protocol.ServerFrame{Type: "pong"}) {
 		t.Fatal("push into an empty queue failed")
 	}
-	go func() { time.Sleep(30 * time.Millisecond); <-c.send }()
+	go func() { time.Sleep(30 * time.Millisecond); c.take() }()
 	if !c.push(protocol.ServerFrame{Type: "pong"}) {
 		t.Fatal("push did not wait for room")
 	}
@@ -98,4 +101,25 @@ func httptestRequest(host, origin string) *http.Request {
 		r.Header.Set("Origin", origin)
 	}
 	return r
+}
+
+// testConn is a connection with no socket: a writer is "running" (so none is
+// started) and the test takes frames from the queue itself with take.
+func testConn(h *Hub, userID string) *conn {
+	c := &conn{hub: h, userID: userID, space: make(chan struct{}, 1), done: make(chan struct{})}
+	c.writing = true
+	return c
+}
+
+// take empties the queue as the writer does, and counts what it took.
+func (c *conn) take() []outFrame {
+	c.mu.Lock()
+	q := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	select {
+	case c.space <- struct{}{}:
+	default:
+	}
+	return q
 }
