@@ -22,6 +22,7 @@ import (
 // Config is the chat server's configuration.
 type Config struct {
 	Addr            string
+	MetricsAddr     string
 	DataDir         string
 	DatabaseURL     string
 	DBMaxConns      int
@@ -57,6 +58,7 @@ type setting struct {
 
 var settings = []setting{
 	{"addr", "PARLEY_ADDR", "127.0.0.1:8080", "listen address (host:port)"},
+	{"metrics-addr", "PARLEY_METRICS_ADDR", "", "serve /metrics on this address only (e.g. :9090); empty: on the API address"},
 	{"data-dir", "PARLEY_DATA_DIR", "data", "folder for the SQLite database and the generated keyring"},
 	{"database-url", "PARLEY_DATABASE_URL", "", "sqlite:///path/file.db or postgres://... (default: SQLite in the data folder)"},
 	{"db-max-conns", "PARLEY_DB_MAX_CONNS", "20", "database connection pool size"},
@@ -116,6 +118,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	p := parser{vals: vals}
 	c := &Config{
 		Addr:            p.str("addr"),
+		MetricsAddr:     p.str("metrics-addr"),
 		DataDir:         p.str("data-dir"),
 		DatabaseURL:     p.str("database-url"),
 		DBMaxConns:      p.intIn("db-max-conns", 1, 1000),
@@ -154,6 +157,11 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		p.errs = append(p.errs, fmt.Errorf("-addr (PARLEY_ADDR): %q is not host:port", c.Addr))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			p.errs = append(p.errs, fmt.Errorf("-metrics-addr (PARLEY_METRICS_ADDR): %q is not host:port", c.MetricsAddr))
+		}
 	}
 	if c.DataDir == "" {
 		p.errs = append(p.errs, errors.New("-data-dir (PARLEY_DATA_DIR) must not be empty"))

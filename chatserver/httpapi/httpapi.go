@@ -50,7 +50,9 @@ type API struct {
 	web        fs.FS
 	ready      map[string]Checker
 	degradable map[string]Checker
-	refreshTTL time.Duration
+	// separateMetrics: /metrics is served on its own listener, not here.
+	separateMetrics bool
+	refreshTTL      time.Duration
 }
 
 // Config wires an API.
@@ -65,14 +67,16 @@ type Config struct {
 	Web            fs.FS              // the built web client; may hold no index.html
 	Ready          map[string]Checker // failing: 503, take this replica out of rotation
 	Degradable     map[string]Checker // failing: 200 "degraded" (the replica still stores and serves)
-	RefreshTTL     time.Duration
+	// SeparateMetrics leaves /metrics off the API (see MetricsHandler).
+	SeparateMetrics bool
+	RefreshTTL      time.Duration
 }
 
 // New returns the API.
 func New(c Config) *API {
 	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: c.Metrics, log: c.Logger,
 		limits: map[string]ratelimit.Limiter{LimitLogin: c.LoginLimit}, proxies: c.TrustedProxies,
-		web: c.Web, ready: c.Ready, degradable: c.Degradable, refreshTTL: c.RefreshTTL}
+		web: c.Web, ready: c.Ready, degradable: c.Degradable, separateMetrics: c.SeparateMetrics, refreshTTL: c.RefreshTTL}
 }
 
 // Handler builds the Gin engine.
@@ -85,8 +89,8 @@ func (a *API) Handler() http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", a.readyz)
-	if a.metrics != nil {
-		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{})))
+	if a.metrics != nil && !a.separateMetrics {
+		r.GET("/metrics", gin.WrapH(a.MetricsHandler()))
 	}
 
 	v1 := r.Group("/api/v1")
@@ -119,6 +123,11 @@ func (a *API) Handler() http.Handler {
 	})
 	r.NoRoute(a.static)
 	return r
+}
+
+// MetricsHandler serves the Prometheus metrics.
+func (a *API) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{})
 }
 
 // writeErr writes the error shape of docs/api.md.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -448,4 +449,16 @@ func TestMetricsAndHealth(t *testing.T) {
 		must(t, strings.Contains(m, want), "metrics lack %q", want)
 	}
 	must(t, !strings.Contains(m, "count me"), "message text in metrics")
+}
+
+// With -metrics-addr, /metrics leaves the public port for its own listener.
+func TestSeparateMetricsListener(t *testing.T) {
+	ts := start(t, withArgs("-metrics-addr", "127.0.0.1:0"))
+	// The path falls through to the web client; what matters is no metric leaks.
+	must(t, !strings.Contains(string(ts.Do("GET", "/metrics", "", nil).Body), "parley_"), "metrics still on the API port")
+	res, err := http.Get("http://" + ts.srv.MetricsAddr() + "/metrics")
+	must(t, err == nil && res.StatusCode == http.StatusOK, "metrics listener: %v %v", err, res)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	must(t, strings.Contains(string(body), "parley_ws_connections"), "metrics listener serves no metrics")
 }

@@ -46,7 +46,10 @@ type Server struct {
 	metrics  *metrics.Metrics
 	http     *http.Server
 	listener net.Listener
-	stop     context.CancelFunc
+	// metricsHTTP serves /metrics alone when -metrics-addr is set.
+	metricsHTTP     *http.Server
+	metricsListener net.Listener
+	stop            context.CancelFunc
 }
 
 // Options carry what is not configuration: the web client files and a clock.
@@ -137,7 +140,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 
 	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: hub, Metrics: s.metrics, Logger: log,
 		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
-		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable})
+		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable,
+		SeparateMetrics: cfg.MetricsAddr != ""})
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -146,12 +150,29 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if err != nil {
 		return nil, fmt.Errorf("server: listen on %s: %w", cfg.Addr, err)
 	}
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", api.MetricsHandler())
+		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.metricsListener, err = net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("server: listen on %s: %w", cfg.MetricsAddr, err)
+		}
+	}
 	ok = true
 	return s, nil
 }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// MetricsAddr is the address of the separate metrics listener, or "".
+func (s *Server) MetricsAddr() string {
+	if s.metricsListener == nil {
+		return ""
+	}
+	return s.metricsListener.Addr().String()
+}
 
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
@@ -180,6 +201,13 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		errc <- err
 	}()
+	if s.metricsHTTP != nil {
+		go func() {
+			if err := s.metricsHTTP.Serve(s.metricsListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics listener failed", "err", err)
+			}
+		}()
+	}
 	s.log.Info("listening", "addr", s.Addr(), "database", dbKind(s.cfg.DatabaseURL), "redis", s.cfg.UsesRedis(),
 		"tls", s.cfg.TLSCert != "")
 
@@ -194,6 +222,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer scancel()
 	s.hub.Shutdown(sctx)
 	err := s.http.Shutdown(sctx)
+	if s.metricsHTTP != nil {
+		_ = s.metricsHTTP.Shutdown(sctx)
+	}
 	s.closeResources()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("server: shutdown: %w", err)
@@ -214,6 +245,9 @@ func (s *Server) closeResources() {
 	}
 	if s.listener != nil {
 		_ = s.listener.Close()
+	}
+	if s.metricsListener != nil {
+		_ = s.metricsListener.Close()
 	}
 }
 
