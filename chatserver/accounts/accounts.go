@@ -48,7 +48,7 @@ type Principal struct {
 	UserID    string
 	SessionID string
 	ExpiresAt time.Time
-	TokenID   string // jti: single-use tickets are consumed by it
+	TokenID   string // jti
 }
 
 // DisconnectFunc closes every real-time connection of a user (on every replica).
@@ -377,10 +377,21 @@ func (s *Service) Authenticate(ctx context.Context, accessToken string) (*Princi
 	return s.authenticate(ctx, accessToken, token.TypeAccess)
 }
 
-// AuthenticateTicket verifies a WebSocket ticket the same way. The caller
-// makes it single-use by consuming Principal.TokenID.
-func (s *Service) AuthenticateTicket(ctx context.Context, ticket string) (*Principal, error) {
-	return s.authenticate(ctx, ticket, token.TypeTicket)
+// StillValid reports whether credentials issued to userID at issued are still
+// accepted (the user exists and has not logged out everywhere since).
+func (s *Service) StillValid(ctx context.Context, userID string, issued time.Time) error {
+	u, err := s.store.UserByID(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return apperr.New(apperr.Unauthorized, "sign in again")
+	}
+	if err != nil {
+		return apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
+	}
+	if issued.Before(u.TokensValidAfter) {
+		s.countFailure("ticket_revoked")
+		return apperr.New(apperr.Unauthorized, "sign in again")
+	}
+	return nil
 }
 
 func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal, error) {
@@ -403,11 +414,7 @@ func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal
 		s.countFailure(typ + "_revoked")
 		return nil, unauth
 	}
-	p := &Principal{UserID: u.ID, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt.Time, TokenID: c.ID}
-	if typ == token.TypeTicket {
-		p.ExpiresAt = time.Unix(c.AccessExpires, 0)
-	}
-	return p, nil
+	return &Principal{UserID: u.ID, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt.Time, TokenID: c.ID}, nil
 }
 
 // User returns a user by id.
@@ -441,6 +448,3 @@ func (s *Service) Search(ctx context.Context, selfID, q string, limit int) ([]st
 	}
 	return out, nil
 }
-
-// Tokens returns the issuer (for WebSocket tickets).
-func (s *Service) Tokens() *token.Issuer { return s.tokens }

@@ -38,6 +38,14 @@ func TestAcrossReplicas(t *testing.T) {
 				aliceDevs = append(aliceDevs, alice.On(r.API).Dial())
 			}
 			bobWS := bob.On(rs[n-1].API).Dial()
+
+			// A ticket bought on one replica is redeemed on another, once.
+			tk := alice.On(rs[0].API).Ticket()
+			w, _, err := rs[1].DialRaw("?ticket="+tk, nil)
+			must(t, err == nil && w.Next(wait).Type == "ready", "ticket from replica 0 refused by replica 1: %v", err)
+			_, res, err := rs[0].DialRaw("?ticket="+tk, nil)
+			must(t, err != nil && res != nil && res.StatusCode == http.StatusUnauthorized, "ticket redeemed twice: %v", err)
+			w.Conn.Close()
 			p := aliceDevs[0].WaitFor("presence", wait)
 			must(t, p.UserID == bob.User.ID && p.Status == "online", "presence across replicas: %+v", p)
 

@@ -10,6 +10,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/protocol"
+	"github.com/parley-chat/parley/chatserver/realtime"
 )
 
 type sessionBody struct {
@@ -220,7 +221,8 @@ func (a *API) searchUsers(c *gin.Context) {
 }
 
 func (a *API) wsTicket(c *gin.Context) {
-	t, exp, err := a.accounts.Tokens().Ticket(c.GetString("user_id"), c.GetString("session_id"), c.GetTime("token_expires"))
+	t, exp, err := a.hub.IssueTicket(c.Request.Context(), realtime.Ticket{UserID: c.GetString("user_id"),
+		SessionID: c.GetString("session_id"), AccessExpires: c.GetTime("token_expires"), Issued: time.Now()})
 	if err != nil {
 		a.fail(c, err)
 		return

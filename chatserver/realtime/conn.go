@@ -120,19 +120,17 @@ func (h *Hub) count(result string) {
 	}
 }
 
-func (h *Hub) ticket(ctx context.Context, t string) (*accounts.Principal, error) {
-	p, err := h.accounts.AuthenticateTicket(ctx, t)
+// ticket redeems a ticket secret, once, and checks that its session was not
+// ended (logout everywhere, password change) since it was issued.
+func (h *Hub) ticket(ctx context.Context, secret string) (*accounts.Principal, error) {
+	t, err := h.tickets.Take(ctx, ticketKey(secret))
 	if err != nil {
 		return nil, err
 	}
-	first, err := h.tickets.Consume(ctx, p.TokenID, p.ExpiresAt)
-	if err != nil {
+	if err := h.accounts.StillValid(ctx, t.UserID, t.Issued); err != nil {
 		return nil, err
 	}
-	if !first {
-		return nil, errors.New("ticket already used")
-	}
-	return p, nil
+	return &accounts.Principal{UserID: t.UserID, SessionID: t.SessionID, ExpiresAt: t.AccessExpires}, nil
 }
 
 func (h *Hub) firstFrameAuth(ctx context.Context, ws *websocket.Conn) (*accounts.Principal, error) {

@@ -123,3 +123,27 @@ func (c *conn) take() []outFrame {
 	}
 	return q
 }
+
+func TestMemoryTicketsAreSingleUse(t *testing.T) {
+	s := NewMemoryTickets()
+	ctx := t.Context()
+	tk := Ticket{UserID: "u1", SessionID: "f1", AccessExpires: time.Now().Add(time.Minute), Issued: time.Now()}
+	if err := s.Put(ctx, ticketKey("secret"), tk, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Take(ctx, ticketKey("secret"))
+	if err != nil || got.UserID != "u1" || !got.AccessExpires.Equal(tk.AccessExpires) {
+		t.Fatalf("Take = %+v, %v", got, err)
+	}
+	if _, err := s.Take(ctx, ticketKey("secret")); err != ErrNoTicket {
+		t.Fatalf("second Take: %v, want ErrNoTicket", err)
+	}
+	_ = s.Put(ctx, ticketKey("short"), tk, time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	if _, err := s.Take(ctx, ticketKey("short")); err != ErrNoTicket {
+		t.Fatalf("expired ticket: %v, want ErrNoTicket", err)
+	}
+	if ticketKey("secret") == "secret" || len(ticketKey("secret")) != 64 {
+		t.Fatal("tickets must be stored by hash")
+	}
+}

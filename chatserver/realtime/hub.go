@@ -63,12 +63,6 @@ func (o *Options) defaults() {
 	defd(&o.AuthTimeout, 10*time.Second)
 }
 
-// Tickets makes WebSocket tickets single-use.
-type Tickets interface {
-	// Consume records jti as used; first is false when it was used before.
-	Consume(ctx context.Context, jti string, expires time.Time) (first bool, err error)
-}
-
 // Hub owns the connections of this process.
 type Hub struct {
 	opts     Options
@@ -321,33 +315,3 @@ func (h *Hub) Heartbeat(ctx context.Context, interval time.Duration) {
 
 // Draining reports whether Shutdown has begun.
 func (h *Hub) Draining() bool { return h.draining.Load() }
-
-// MemoryTickets is a single-process Tickets.
-type MemoryTickets struct {
-	mu    sync.Mutex
-	used  map[string]time.Time
-	sweep time.Time
-}
-
-// NewMemoryTickets returns an empty MemoryTickets.
-func NewMemoryTickets() *MemoryTickets { return &MemoryTickets{used: map[string]time.Time{}} }
-
-// Consume implements Tickets.
-func (t *MemoryTickets) Consume(_ context.Context, jti string, expires time.Time) (bool, error) {
-	now := time.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if now.Sub(t.sweep) > time.Minute {
-		for k, exp := range t.used {
-			if now.After(exp) {
-				delete(t.used, k)
-			}
-		}
-		t.sweep = now
-	}
-	if _, seen := t.used[jti]; seen {
-		return false, nil
-	}
-	t.used[jti] = expires
-	return true, nil
-}

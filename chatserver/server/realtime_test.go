@@ -80,6 +80,13 @@ func TestWebSocketAuthentication(t *testing.T) {
 		_, res, err := ts.DialRaw("?ticket="+tk, nil)
 		must(t, err != nil && res != nil && res.StatusCode == http.StatusUnauthorized, "second use: err=%v res=%v", err, res)
 	})
+	t.Run("ticket bought before logout-everywhere is refused", func(t *testing.T) {
+		carol := ts.Register("carol")
+		tk := carol.Ticket()
+		must(t, carol.Do("POST", "/api/v1/auth/logout-all", nil).Status == http.StatusNoContent, "logout-all")
+		_, res, err := ts.DialRaw("?ticket="+tk, nil)
+		must(t, err != nil && res != nil && res.StatusCode == http.StatusUnauthorized, "stale ticket: err=%v res=%v", err, res)
+	})
 	t.Run("access token is not a ticket", func(t *testing.T) {
 		_, res, err := ts.DialRaw("?ticket="+alice.Token, nil)
 		must(t, err != nil && res.StatusCode == http.StatusUnauthorized, "access token in URL accepted")

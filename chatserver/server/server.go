@@ -91,7 +91,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	auditLog := audit.New(db, log, s.metrics)
-	tokens := token.NewIssuer(s.keys, cfg.AccessTokenTTL, 30*time.Second, opts.Now)
+	tokens := token.NewIssuer(s.keys, cfg.AccessTokenTTL, opts.Now)
 	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog,
 		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
 

@@ -1,5 +1,4 @@
-// Package token issues and verifies Parley's JWTs: 15-minute access tokens and
-// 30-second WebSocket tickets. Signing and verification go through the keyring
+// Package token issues and verifies Parley's access tokens: 15-minute JWTs. Signing and verification go through the keyring
 // (EdDSA, algorithm pinned, kid looked up in memory). There is no clock-skew
 // leeway: a token expired by one second is refused.
 package token
@@ -14,11 +13,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Token types, carried in the "typ" claim so one kind cannot stand in for another.
-const (
-	TypeAccess = "access"
-	TypeTicket = "ws-ticket"
-)
+// TypeAccess is the "typ" claim of access tokens, so that no other JWT signed
+// with the same keys can stand in for one.
+const TypeAccess = "access"
 
 const (
 	issuer   = "parley"
@@ -42,10 +39,6 @@ type Claims struct {
 	// IssuedMicro is the issue time in microseconds: "iat" has whole seconds
 	// only, too coarse to compare with a logout-everywhere instant.
 	IssuedMicro int64 `json:"ist"`
-	// AccessExpires (tickets only): expiry of the access token the ticket was
-	// bought with, in unix seconds. A socket opened with the ticket stays
-	// authenticated until then, unless renewed with a fresh access token.
-	AccessExpires int64 `json:"aex,omitempty"`
 }
 
 // Issued returns the precise issue time.
@@ -55,22 +48,21 @@ func (c *Claims) Issued() time.Time { return time.UnixMicro(c.IssuedMicro) }
 type Issuer struct {
 	keys      Keys
 	accessTTL time.Duration
-	ticketTTL time.Duration
 	now       func() time.Time
 }
 
 // NewIssuer returns an Issuer. now may be nil (time.Now).
-func NewIssuer(keys Keys, accessTTL, ticketTTL time.Duration, now func() time.Time) *Issuer {
+func NewIssuer(keys Keys, accessTTL time.Duration, now func() time.Time) *Issuer {
 	if now == nil {
 		now = time.Now
 	}
-	return &Issuer{keys: keys, accessTTL: accessTTL, ticketTTL: ticketTTL, now: now}
+	return &Issuer{keys: keys, accessTTL: accessTTL, now: now}
 }
 
 // AccessTTL is the access-token lifetime.
 func (i *Issuer) AccessTTL() time.Duration { return i.accessTTL }
 
-func (i *Issuer) issue(typ, userID, sessionID string, ttl time.Duration, accessExp time.Time) (string, time.Time, error) {
+func (i *Issuer) issue(typ, userID, sessionID string, ttl time.Duration) (string, time.Time, error) {
 	now := i.now()
 	exp := now.Add(ttl)
 	jti := make([]byte, 16)
@@ -90,9 +82,6 @@ func (i *Issuer) issue(typ, userID, sessionID string, ttl time.Duration, accessE
 		SessionID:   sessionID,
 		IssuedMicro: now.UnixMicro(),
 	}
-	if !accessExp.IsZero() {
-		c.AccessExpires = accessExp.Unix()
-	}
 	s, err := i.keys.SignJWT(&c)
 	if err != nil {
 		return "", time.Time{}, err
@@ -103,13 +92,7 @@ func (i *Issuer) issue(typ, userID, sessionID string, ttl time.Duration, accessE
 
 // Access issues an access token.
 func (i *Issuer) Access(userID, sessionID string) (string, time.Time, error) {
-	return i.issue(TypeAccess, userID, sessionID, i.accessTTL, time.Time{})
-}
-
-// Ticket issues a WebSocket ticket for the holder of an access token expiring
-// at accessExp. Single use is the caller's job (its jti).
-func (i *Issuer) Ticket(userID, sessionID string, accessExp time.Time) (string, time.Time, error) {
-	return i.issue(TypeTicket, userID, sessionID, i.ticketTTL, accessExp)
+	return i.issue(TypeAccess, userID, sessionID, i.accessTTL)
 }
 
 // Verify checks signature, algorithm, kid, issuer, audience, expiry (no
@@ -128,9 +111,6 @@ func (i *Issuer) Verify(tok, typ string) (*Claims, error) {
 	}
 	if c.Type != typ {
 		return nil, ErrWrongType
-	}
-	if typ == TypeTicket && c.AccessExpires == 0 {
-		return nil, errors.New("token: ticket without access expiry")
 	}
 	if c.Subject == "" || c.ID == "" {
 		return nil, errors.New("token: missing subject or id")
