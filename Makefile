@@ -126,3 +126,11 @@ helm-lint: helm ## helm lint --strict the chart
 
 test-helm: helm test-assets ## The chart's tests only: drift, lint, template, install/upgrade/uninstall on envtest
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)" $(GO) test -count=1 ./charts/...
+
+## ---------------------------------------------------------------- real cluster
+.PHONY: e2e-cluster e2e-cluster-down
+e2e-cluster: ## End-to-end on a REAL single-node Kubernetes (root, no Docker): operator + ChatCluster; ~2 min warm, 15+ cold
+	hack/cluster/e2e.sh
+
+e2e-cluster-down: ## Tear down what an interrupted make e2e-cluster left running
+	hack/cluster/node.sh down
