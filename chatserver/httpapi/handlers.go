@@ -43,6 +43,21 @@ func (a *API) setRefreshCookie(c *gin.Context, value string, maxAge int) {
 		MaxAge: maxAge, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 }
 
+// bindSession decodes the body into v and validates its "session" field
+// (which session points into); on failure it has answered.
+func (a *API) bindSession(c *gin.Context, v any, session *string) (string, bool) {
+	if err := bind(c, v); err != nil {
+		a.fail(c, err)
+		return "", false
+	}
+	mode, err := sessionMode(*session)
+	if err != nil {
+		a.fail(c, err)
+		return "", false
+	}
+	return mode, true
+}
+
 func sessionMode(m string) (string, error) {
 	switch m {
 	case "", "cookie":
@@ -61,13 +76,8 @@ func (a *API) register(c *gin.Context) {
 		DisplayName string `json:"displayName"`
 		Session     string `json:"session"`
 	}
-	if err := bind(c, &in); err != nil {
-		a.fail(c, err)
-		return
-	}
-	mode, err := sessionMode(in.Session)
-	if err != nil {
-		a.fail(c, err)
+	mode, ok := a.bindSession(c, &in, &in.Session)
+	if !ok {
 		return
 	}
 	if !a.allow(c, LimitLogin, "ip:"+a.clientIP(c), "acct:"+accounts.NormalizeEmail(in.Email)) {
@@ -88,13 +98,8 @@ func (a *API) login(c *gin.Context) {
 		Password string `json:"password"`
 		Session  string `json:"session"`
 	}
-	if err := bind(c, &in); err != nil {
-		a.fail(c, err)
-		return
-	}
-	mode, err := sessionMode(in.Session)
-	if err != nil {
-		a.fail(c, err)
+	mode, ok := a.bindSession(c, &in, &in.Session)
+	if !ok {
 		return
 	}
 	if in.Login == "" || in.Password == "" {
@@ -176,13 +181,8 @@ func (a *API) changePassword(c *gin.Context) {
 		NewPassword     string `json:"newPassword"`
 		Session         string `json:"session"`
 	}
-	if err := bind(c, &in); err != nil {
-		a.fail(c, err)
-		return
-	}
-	mode, err := sessionMode(in.Session)
-	if err != nil {
-		a.fail(c, err)
+	mode, ok := a.bindSession(c, &in, &in.Session)
+	if !ok {
 		return
 	}
 	uid := c.GetString("user_id")
