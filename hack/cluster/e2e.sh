@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# make e2e-cluster: the operator and a ChatCluster on a REAL single-node Kubernetes cluster on
+# this machine (root, no Docker engine, no registry). Steps, each timed into
+# tmp/cluster/results.md (docs/e2e-cluster.md records a run):
+#   deps       Debian's containerd, runc, CNI plugins (etcd, redis-server via hack/install-deps.sh)
+#   k8s        kubelet, kube-controller-manager, kube-scheduler, kube-proxy v1.37.2 (cached in bin/k8s)
+#   images     OCI archives for the pause, chat server, operator and Redis images (hack/cluster/images.sh)
+#   up         containerd, bridge, control plane, kubelet (Ready), kube-proxy (hack/cluster/node.sh up)
+#   operator   helm install charts/parley-operator (image parley/operator:dev, pullPolicy Never)
+#   scenario   go test -tags clustere2e ./chatserver/e2e/cluster (ChatCluster flows, see there)
+#   down       everything torn down, also on failure or interrupt (trap)
+# Env: E2E_REDIS=0 skips the Redis scenario; E2E_KEEP=1 leaves the cluster up (node.sh down later).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+W=$ROOT/tmp/cluster
+RESULTS=$W/results.md
+export KUBECONFIG=$W/kubeconfig KUBECACHEDIR=$W/kubecache
+cd "$ROOT"
+mkdir -p "$W/logs" "$W/run"
+
+T0=$(date +%s)
+{
+	echo "run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!tmp' || echo ' + uncommitted changes'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo
+	echo "| step | seconds | result | observed |"
+	echo "|---|---|---|---|"
+} >"$RESULTS"
+row() { echo "| $1 | $2 | $3 | $4 |" >>"$RESULTS"; }
+# phase NAME CMD...: run and time one step, its output into logs/NAME.log; a failure ends the run.
+phase() {
+	local name=$1 start rc=0
+	shift
+	start=$(date +%s.%N)
+	echo "e2e-cluster: $name..." >&2
+	# In the background and then waited for: a function run as `f || rc=$?` would run with errexit off.
+	("$@") >"$W/logs/$name.log" 2>&1 &
+	PHASE_PID=$!
+	wait $PHASE_PID || rc=$?
+	PHASE_PID=
+	local secs
+	secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)")
+	if [ $rc -ne 0 ]; then
+		row "$name" "$secs" FAIL "exit $rc; tail of tmp/cluster/logs/$name.log: $(tail -3 "$W/logs/$name.log" | tr '\n|' ' /')"
+		echo "e2e-cluster: $name FAILED after ${secs}s (tmp/cluster/logs/$name.log):" >&2
+		tail -30 "$W/logs/$name.log" >&2
+		return $rc
+	fi
+	row "$name" "$secs" pass "$(grep -h '^note: ' "$W/logs/$name.log" | cut -c7- | tr '\n|' ' /')"
+	echo "e2e-cluster: $name ok (${secs}s)" >&2
+}
+
+deps() {
+	local pkgs=() p
+	for p in containerd runc containernetworking-plugins etcd-server redis-server; do
+		dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
+	done
+	if [ ${#pkgs[@]} -gt 0 ]; then
+		apt-get update -q
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+	fi
+	echo "note: $(containerd --version | cut -d' ' -f3), runc $(runc --version | head -1 | cut -d' ' -f3), $(etcd --version | head -1)"
+}
+
+operator() {
+	"$ROOT/hack/helm.sh" ensure
+	"$ROOT/bin/helm" install parley-operator charts/parley-operator --namespace parley-system --create-namespace \
+		--set image.repository=parley/operator --set image.tag=dev --set image.pullPolicy=Never \
+		--wait --timeout 3m
+	kubectl -n parley-system get pods -o wide
+	echo "note: helm install --wait done; $(kubectl -n parley-system get deploy -o jsonpath='{range .items[*]}{.metadata.name} {.status.readyReplicas}/{.spec.replicas} ready{end}')"
+}
+
+# A Redis for the Redis scenario, on the bridge address (pods reach it on-link, nothing else can).
+# The operator's managed Redis cannot be used here: its URL is the Service's DNS name and this
+# node runs no cluster DNS (see docs/e2e-cluster.md).
+redis() {
+	mkdir -p "$W/redis"
+	nohup redis-server --bind 10.88.0.1 --port 16379 --protected-mode no --save '' --appendonly no \
+		--dir "$W/redis" >"$W/logs/redis-server.log" 2>&1 &
+	echo $! >"$W/run/redis.pid"
+	for _ in $(seq 40); do redis-cli -h 10.88.0.1 -p 16379 ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done
+	redis-cli -h 10.88.0.1 -p 16379 ping | grep -q PONG
+	echo "note: redis-server $(redis-server --version | grep -o 'v=[^ ]*') on 10.88.0.1:16379"
+}
+
+scenario() {
+	PARLEY_E2E_KUBECONFIG=$KUBECONFIG PARLEY_E2E_WORKDIR=$W PARLEY_E2E_RESULTS=$RESULTS \
+		go test -tags clustere2e -count=1 -v -timeout 30m ./chatserver/e2e/cluster
+}
+
+# killtree PID: a phase still running when the run is interrupted (its children first, by pid).
+killtree() {
+	local c
+	for c in $(pgrep -P "$1"); do killtree "$c"; done
+	kill "$1" 2>/dev/null || true
+}
+
+PHASE_PID=
+finish() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "$PHASE_PID" ]; then
+		killtree "$PHASE_PID"
+		row interrupted - FAIL "the running step was stopped"
+	fi
+	if [ -f "$W/kubeconfig" ] && [ "${E2E_KEEP:-0}" != 1 ]; then
+		"$ROOT/hack/cluster/node.sh" guard >"$W/logs/guard.log" 2>"$W/logs/guard-routes.log" || true
+		local ok=FAIL
+		grep -q '^guard drops (packets): 0$' "$W/logs/guard.log" && grep -q 'with a default route: 0$' "$W/logs/guard.log" &&
+			grep -q '^net.ipv4.ip_forward=0 ' "$W/logs/guard.log" && ok=pass
+		row confinement - "$ok" "$(tr '\n|' ' /' <"$W/logs/guard.log")"
+		phase down "$ROOT/hack/cluster/node.sh" down || rc=1
+	fi
+	row total "$(($(date +%s) - T0))" "$([ $rc -eq 0 ] && echo pass || echo FAIL)" "exit $rc"
+	echo >&2
+	cat "$RESULTS" >&2
+	exit $rc
+}
+
+phase deps deps
+phase k8s "$ROOT/hack/cluster/k8s-binaries.sh"
+phase images "$ROOT/hack/cluster/images.sh"
+trap finish EXIT
+trap 'exit 130' INT TERM
+phase up "$ROOT/hack/cluster/node.sh" up
+phase operator operator
+"$ROOT/hack/cluster/node.sh" guard >"$W/logs/guard-operator.log" 2>&1 || true # pod routes while the operator runs
+if [ "${E2E_REDIS:-1}" != 0 ]; then
+	phase redis redis
+	export PARLEY_E2E_REDIS_ADDR=10.88.0.1:16379
+	[ -f "$W/images/redis.tar" ] && export PARLEY_E2E_REDIS_IMAGE=parley/redis:dev
+fi
+phase scenario scenario

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the images make e2e-cluster runs, as OCI archives in tmp/cluster/images/ (written by
+# hack/cluster/imgtool; no Docker, no registry). hack/cluster/node.sh up imports them into
+# containerd. Every pod uses imagePullPolicy Never or IfNotPresent: nothing is ever pulled.
+#   parley/pause:dev       the pod sandbox (hack/cluster/pause)
+#   parley/chatserver:dev  static bin (CGO_ENABLED=0) with the web client embedded; uid 65532
+#   parley/operator:dev    static bin/manager; uid 65532
+#   parley/redis:dev       Debian's redis-server and redis-cli with their shared libraries (ldd); uid 999
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+B=$ROOT/tmp/cluster/bin O=$ROOT/tmp/cluster/images
+mkdir -p "$B" "$O"
+cd "$ROOT"
+"$ROOT/hack/web.sh" build # skipped when chatserver/web/dist is up to date
+export CGO_ENABLED=0
+go build -o "$B/imgtool" ./hack/cluster/imgtool
+go build -trimpath -ldflags='-s -w' -o "$B/pause" ./hack/cluster/pause
+go build -trimpath -ldflags='-s -w' -o "$B/chatserver" ./chatserver/cmd/chatserver
+go build -trimpath -ldflags='-s -w -X main.version=dev' -o "$B/manager" .
+for b in pause chatserver manager; do # static, or the image (no libc in it) cannot run it
+	if ldd "$B/$b" >/dev/null 2>&1; then echo "images: $B/$b is dynamically linked" >&2; exit 1; fi
+done
+img() { "$B/imgtool" "$@" 2>&1 | sed 's/^/images: /' >&2; }
+img -name parley/pause:dev -entrypoint /pause -add "$B/pause=/pause" -o "$O/pause.tar"
+img -name parley/chatserver:dev -entrypoint /chatserver -user 65532:65532 -add "$B/chatserver=/chatserver" -o "$O/chatserver.tar"
+img -name parley/operator:dev -entrypoint /manager -user 65532:65532 -add "$B/manager=/manager" -o "$O/operator.tar"
+# Redis: the binaries and every library ldd names, at the same paths (the loader included).
+# No entrypoint: the operator's StatefulSet runs `redis-server ...` as args, found on PATH.
+if [ -x /usr/bin/redis-server ]; then
+	adds=(-add /usr/bin/redis-server=/usr/local/bin/redis-server -add /usr/bin/redis-cli=/usr/local/bin/redis-cli)
+	for lib in $(ldd /usr/bin/redis-server /usr/bin/redis-cli | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+		adds+=(-add "$lib=$lib")
+	done
+	img -name parley/redis:dev -user 999:999 -env LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu "${adds[@]}" -o "$O/redis.tar"
+else
+	echo "images: no /usr/bin/redis-server (Debian redis-server): parley/redis:dev not built" >&2
+	rm -f "$O/redis.tar"
+fi
+ls -la "$O" >&2
+echo "note: $(cd "$O" && for f in *.tar; do printf '%s %s MB, ' "${f%.tar}" $(($(stat -c %s "$f") / 1048576)); done)imported by node.sh up"
