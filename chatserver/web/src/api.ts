@@ -72,6 +72,13 @@ export class ApiClient {
     }
   }
 
+  /** Changes the password; the server ends every other session and returns a new one. */
+  async changePassword(currentPassword: string, newPassword: string): Promise<Session> {
+    const s = await this.request<Session>('POST', '/auth/password', { currentPassword, newPassword, session: 'cookie' });
+    this.adopt(s);
+    return s;
+  }
+
   /** Revokes every session of the user, then this one's cookie. */
   async logoutAll(): Promise<void> {
     await this.request('POST', '/auth/logout-all');
@@ -122,7 +129,9 @@ export class ApiClient {
     try {
       return await this.call<T>(method, path, body, true);
     } catch (e) {
-      if (!(e instanceof ApiError) || e.status !== 401) throw e;
+      // Only an expired or revoked token is worth a refresh; other 401s (a wrong
+      // current password) are answers.
+      if (!(e instanceof ApiError) || e.status !== 401 || e.code !== 'unauthorized') throw e;
       if (this.token === used) {
         // Nobody refreshed since we sent the request: refresh (shared by all callers).
         await this.refresh();

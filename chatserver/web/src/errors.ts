@@ -1,6 +1,6 @@
 import { ApiError } from './api';
 
-export type ErrorContext = 'login' | 'register' | 'send' | 'members' | 'general';
+export type ErrorContext = 'login' | 'register' | 'send' | 'members' | 'password' | 'general';
 
 /** Words a person understands for a server error code (docs/api.md "Errors"). */
 export function describeError(e: unknown, ctx: ErrorContext = 'general'): string {
@@ -26,6 +26,7 @@ export function describeError(e: unknown, ctx: ErrorContext = 'general'): string
     case 'weak_password':
       return 'Please choose a stronger password: 8 to 128 characters, and not a commonly used one.';
     case 'invalid_credentials':
+      if (ctx === 'password') return 'Your current password is not right. Please try again.';
       return "That username or email and password don't match. Please try again.";
     case 'unauthorized':
     case 'invalid_refresh_token':

@@ -142,6 +142,11 @@ export class ChatStore {
     this.endSession(false);
   }
 
+  /** Changes the password; other devices are signed out, this one continues. */
+  async changePassword(current: string, next: string): Promise<void> {
+    await this.api.changePassword(current, next);
+  }
+
   async logoutAll(): Promise<void> {
     try {
       await this.api.logoutAll();

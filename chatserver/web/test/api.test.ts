@@ -47,6 +47,17 @@ async function signedInClient(srv: ReturnType<typeof fakeServer>) {
 }
 
 describe('silent refresh', () => {
+  it('does not refresh for a 401 that is an answer (a wrong current password)', async () => {
+    const srv = fakeServer();
+    const api = await signedInClient(srv);
+    const before = api.refreshCount;
+    srv.fetchFn.mockImplementationOnce(async () => json(401, errorBody('invalid_credentials')));
+    await expect(api.changePassword('wrong', 'a brand new passphrase')).rejects.toMatchObject({ code: 'invalid_credentials' });
+    expect(api.refreshCount).toBe(before);
+    expect(api.signedIn).toBe(true);
+    expect(describeError(new ApiError(401, 'invalid_credentials', ''), 'password')).toBe('Your current password is not right. Please try again.');
+  });
+
   it('runs one refresh for many concurrent 401s; the others wait for it and retry', async () => {
     const srv = fakeServer();
     const api = new ApiClient(srv.fetchFn);

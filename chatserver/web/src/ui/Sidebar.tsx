@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useRef, useState } from 'preact/hooks';
 import { describeError } from '../errors';
 import { conversationTitle, type ChatStore } from '../store';
 import type { Conversation, User } from '../types';
@@ -10,7 +10,13 @@ interface Props {
 }
 
 export function Sidebar({ store, navigate }: Props) {
-  const [dialog, setDialog] = useState<'direct' | 'group' | null>(null);
+  const [dialog, setDialog] = useState<'direct' | 'group' | 'password' | null>(null);
+  const menu = useRef<HTMLDetailsElement>(null);
+  // A chosen menu item closes the menu, so it does not cover the list.
+  const pick = (f: () => void) => () => {
+    if (menu.current) menu.current.open = false;
+    f();
+  };
   const me = store.me.value!;
   const list = store.sortedConversations.value;
   const active = store.activeId.value;
@@ -24,15 +30,18 @@ export function Sidebar({ store, navigate }: Props) {
             <span class="muted">@{me.username}</span>
           </div>
         </div>
-        <details class="menu">
+        <details class="menu" ref={menu}>
           <summary class="btn btn-small" aria-label="Account menu">
             Account <span aria-hidden="true">▾</span>
           </summary>
           <div class="menu-items">
-            <button type="button" class="menu-item" onClick={() => void store.logout()}>
+            <button type="button" class="menu-item" onClick={pick(() => void store.logout())}>
               Sign out
             </button>
-            <button type="button" class="menu-item" onClick={() => void store.logoutAll()}>
+            <button type="button" class="menu-item" onClick={pick(() => setDialog('password'))}>
+              Change password
+            </button>
+            <button type="button" class="menu-item" onClick={pick(() => void store.logoutAll())}>
               Sign out everywhere
             </button>
           </div>
@@ -59,6 +68,7 @@ export function Sidebar({ store, navigate }: Props) {
       </nav>
       {dialog === 'direct' && <NewDirectDialog store={store} navigate={navigate} onClose={() => setDialog(null)} />}
       {dialog === 'group' && <NewGroupDialog store={store} navigate={navigate} onClose={() => setDialog(null)} />}
+      {dialog === 'password' && <PasswordDialog store={store} onClose={() => setDialog(null)} />}
     </aside>
   );
 }
@@ -174,6 +184,69 @@ function NewGroupDialog({ store, navigate, onClose }: Props & { onClose: () => v
         )}
         <button type="submit" class="btn btn-primary" disabled={busy}>
           Create group
+        </button>
+      </form>
+    </Modal>
+  );
+}
+
+function PasswordDialog({ store, onClose }: { store: ChatStore; onClose: () => void }) {
+  const [current, setCurrent] = useState('');
+  const [next, setNext] = useState('');
+  const [again, setAgain] = useState('');
+  const [error, setError] = useState('');
+  const [done, setDone] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (next !== again) {
+      setError('The two new passwords are not the same.');
+      return;
+    }
+    setBusy(true);
+    setError('');
+    try {
+      await store.changePassword(current, next);
+      setDone(true);
+    } catch (err) {
+      setError(describeError(err, 'password'));
+    } finally {
+      setBusy(false);
+    }
+  };
+  if (done) {
+    return (
+      <Modal title="Password changed" onClose={onClose}>
+        <p role="status">Your password is changed. Every other device has been signed out; this one stays signed in.</p>
+        <button type="button" class="btn btn-primary" onClick={onClose}>
+          Done
+        </button>
+      </Modal>
+    );
+  }
+  return (
+    <Modal title="Change password" onClose={onClose}>
+      <form class="form" onSubmit={submit}>
+        <label>
+          Current password
+          <input type="password" autoComplete="current-password" required value={current} onInput={(e) => setCurrent(e.currentTarget.value)} autoFocus />
+        </label>
+        <label>
+          New password
+          <input type="password" autoComplete="new-password" required minLength={8} maxLength={128} value={next} onInput={(e) => setNext(e.currentTarget.value)} />
+        </label>
+        <label>
+          New password again
+          <input type="password" autoComplete="new-password" required value={again} onInput={(e) => setAgain(e.currentTarget.value)} />
+        </label>
+        <p class="muted">At least 8 characters; a long phrase is best. Other devices will be signed out.</p>
+        {error && (
+          <p class="form-error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" class="btn btn-primary" disabled={busy}>
+          Change password
         </button>
       </form>
     </Modal>
