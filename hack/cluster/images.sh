@@ -5,7 +5,8 @@
 #   parley/pause:dev       the pod sandbox (hack/cluster/pause)
 #   parley/chatserver:dev  static bin (CGO_ENABLED=0) with the web client embedded; uid 65532
 #   parley/operator:dev    static bin/manager; uid 65532
-#   parley/redis:dev       Debian's redis-server and redis-cli with their shared libraries (ldd); uid 999
+#   parley/redis:dev       Debian's redis-server and redis-cli with their shared libraries (ldd); uid 999;
+#                          protected mode off, as in the official images (hack/cluster/rediswrap)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B=$ROOT/tmp/cluster/bin O=$ROOT/tmp/cluster/images
@@ -14,6 +15,7 @@ cd "$ROOT"
 "$ROOT/hack/web.sh" build # skipped when chatserver/web/dist is up to date
 export CGO_ENABLED=0
 go build -o "$B/imgtool" ./hack/cluster/imgtool
+go build -o "$B/dns" ./hack/cluster/dns # runs on the host (node.sh), not in an image
 go build -trimpath -ldflags='-s -w' -o "$B/pause" ./hack/cluster/pause
 go build -trimpath -ldflags='-s -w' -o "$B/chatserver" ./chatserver/cmd/chatserver
 go build -trimpath -ldflags='-s -w -X main.version=dev' -o "$B/manager" .
@@ -27,7 +29,10 @@ img -name parley/operator:dev -entrypoint /manager -user 65532:65532 -add "$B/ma
 # Redis: the binaries and every library ldd names, at the same paths (the loader included).
 # No entrypoint: the operator's StatefulSet runs `redis-server ...` as args, found on PATH.
 if [ -x /usr/bin/redis-server ]; then
-	adds=(-add /usr/bin/redis-server=/usr/local/bin/redis-server -add /usr/bin/redis-cli=/usr/local/bin/redis-cli)
+	# redis-server on PATH is rediswrap: Debian's binary with --protected-mode no (see there)
+	go build -trimpath -ldflags='-s -w' -o "$B/rediswrap" ./hack/cluster/rediswrap
+	adds=(-add "$B/rediswrap=/usr/local/bin/redis-server" -add /usr/bin/redis-server=/usr/local/lib/redis/redis-server
+		-add /usr/bin/redis-cli=/usr/local/bin/redis-cli)
 	for lib in $(ldd /usr/bin/redis-server /usr/bin/redis-cli | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
 		adds+=(-add "$lib=$lib")
 	done

@@ -13,8 +13,11 @@
 # 10.88.0.10-250 with NO default route (only the bridge subnet and the Service range via the
 # host); the Service range 10.96.0.0/24 is routed onto the bridge, so a ClusterIP packet that
 # kube-proxy has not translated stays on the machine; net.ipv4.ip_forward and route_localnet
-# are left alone (0); the apiserver listens on 10.88.0.1 (pods reach it through the
-# `kubernetes` Service), every other component on 127.0.0.1.
+# stay 0 (only packets arriving on the bridge are forwarded: pod -> ClusterIP -> pod); a guard
+# chain drops and counts any pod/Service packet routed out of anything but the bridge; pods
+# resolve names through hack/cluster/dns on 10.88.0.1 (Service names only, never forwarded);
+# the apiserver listens on 10.88.0.1 (pods reach it through the `kubernetes` Service), every
+# other component on 127.0.0.1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 W=$ROOT/tmp/cluster              # working folder
@@ -96,6 +99,11 @@ bridge_up() {
 	ip addr show dev $BR | grep -q "$BR_IP/24" || ip addr add $BR_IP/24 dev $BR
 	ip link set $BR up
 	ip route replace $SVC_NET dev $BR src $BR_IP
+	# Pod -> ClusterIP -> another pod is routed by the host: forwarding for packets that arrive on
+	# the bridge only (net.ipv4.ip_forward stays 0, so nothing arriving on eth0 is forwarded); the
+	# guard below drops whatever would be forwarded out of anything but the bridge. The setting
+	# goes with the bridge.
+	sysctl -qw net.ipv4.conf.$BR.forwarding=1
 	# Guard (and evidence): a packet from or to the pod or Service range that is routed out of
 	# any interface but the bridge or loopback is dropped and counted (node.sh guard prints it).
 	iptables -t mangle -N PARLEY-E2E-GUARD 2>/dev/null || iptables -t mangle -F PARLEY-E2E-GUARD
@@ -147,6 +155,8 @@ EOF
 		--authorization-mode=Node,RBAC --service-cluster-ip-range=$SVC_NET \
 		--kubelet-preferred-address-types=Hostname,InternalIP
 	wait_for 90 kube-apiserver kubectl get --raw /readyz
+	# cluster DNS for the pods: Service names only, never forwards (hack/cluster/dns)
+	start dns "$W/bin/dns" -listen $BR_IP:53 -domain cluster.local
 	start kube-controller-manager "$K/kube-controller-manager" --kubeconfig="$KUBECONFIG" \
 		--bind-address=127.0.0.1 --secure-port=20257 --leader-elect=false \
 		--service-account-private-key-file="$p/sa.key" --root-ca-file="$p/ca.crt" --use-service-account-credentials=true
@@ -177,6 +187,8 @@ cgroupRoot: /$CGROOT
 failSwapOn: false
 failCgroupV1: false          # this machine has cgroup v1 (deprecated; see docs/e2e-cluster.md)
 podLogsDir: $W/pod-logs
+clusterDNS: [$BR_IP]         # hack/cluster/dns: Service names only
+clusterDomain: cluster.local
 authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
 authorization: {mode: AlwaysAllow}   # only 127.0.0.1 can reach it
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}
@@ -239,7 +251,7 @@ down() {
 	fi
 	stop kube-proxy
 	[ -x "$K/kube-proxy" ] && "$K/kube-proxy" --cleanup >/dev/null 2>&1
-	for c in kubelet kube-scheduler kube-controller-manager kube-apiserver etcd redis; do stop $c; done
+	for c in kubelet kube-scheduler kube-controller-manager kube-apiserver etcd redis dns; do stop $c; done
 	# 2. whatever containerd still runs
 	if alive containerd; then
 		for t in $($CTR tasks ls -q 2>/dev/null); do $CTR tasks kill -s SIGKILL "$t" >/dev/null 2>&1; done
@@ -286,7 +298,7 @@ down() {
 # confinement evidence: the guard's drop counters, ip_forward, the bridge's ports, pod routes
 guard() {
 	echo "guard drops (packets): $(iptables -t mangle -L PARLEY-E2E-GUARD -v -n -x | awk '$3 == "DROP" {n += $1} END {print n + 0}')"
-	echo "net.ipv4.ip_forward=$(cat /proc/sys/net/ipv4/ip_forward) route_localnet=$(cat /proc/sys/net/ipv4/conf/all/route_localnet)"
+	echo "net.ipv4.ip_forward=$(cat /proc/sys/net/ipv4/ip_forward) route_localnet=$(cat /proc/sys/net/ipv4/conf/all/route_localnet) $BR.forwarding=$(cat /proc/sys/net/ipv4/conf/$BR/forwarding) eth0.forwarding=$(cat /proc/sys/net/ipv4/conf/eth0/forwarding 2>/dev/null)"
 	echo "bridge ports: $(ip -o link show master $BR | awk -F': ' '{print $2}' | cut -d@ -f1 | tr '\n' ' ')"
 	local pid n=0 def=0
 	for pid in $(pgrep -x pause); do # one per pod sandbox; hostNetwork pods share the host's routes
