@@ -597,7 +597,12 @@ func RedisStatefulSet(cc *chatv1alpha1.ChatCluster) *appsv1.StatefulSet {
 		return nil
 	}
 	m := cc.Spec.Redis.Managed
-	args := []string{"redis-server", "--port", strconv.Itoa(RedisPort), "--dir", "/data", "--save", ""}
+	// Protected mode refuses every non-loopback client of a password-less
+	// Redis: the chat servers are other pods. Who may connect is the job of
+	// the NetworkPolicy (only this cluster's chat servers), not of an image
+	// default that differs between builds of redis-server.
+	args := []string{"redis-server", "--port", strconv.Itoa(RedisPort), "--dir", "/data", "--save", "",
+		"--protected-mode", "no"}
 	if m.Persistence != nil {
 		args = append(args, "--appendonly", "yes")
 	} else {

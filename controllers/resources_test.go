@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -126,6 +127,22 @@ func TestRedisNetworkPolicyAdmitsOnlyChatServers(t *testing.T) {
 		np.Spec.Ingress[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/component"] != "chatserver" ||
 		np.Spec.Ingress[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/instance"] != "chat" {
 		t.Errorf("ingress rules %+v", np.Spec.Ingress)
+	}
+}
+
+// Managed Redis accepts the chat servers' connections whatever the image's
+// protected-mode default (found on a real node: Debian's redis-server refuses
+// every non-loopback client without a password).
+func TestManagedRedisIsReachableFromOtherPods(t *testing.T) {
+	cc := testCluster()
+	cc.Spec.Redis = &chatv1alpha1.RedisSpec{Managed: &chatv1alpha1.ManagedRedisSpec{}}
+	sts := RedisStatefulSet(cc)
+	if sts == nil {
+		t.Fatal("no StatefulSet for managed Redis")
+	}
+	args := strings.Join(sts.Spec.Template.Spec.Containers[0].Args, " ")
+	if !strings.Contains(args, "--protected-mode no") {
+		t.Errorf("redis args %q lack --protected-mode no", args)
 	}
 }
 
