@@ -51,8 +51,9 @@ type Principal struct {
 	TokenID   string // jti
 }
 
-// DisconnectFunc closes every real-time connection of a user (on every replica).
-type DisconnectFunc func(ctx context.Context, userID, reason string)
+// DisconnectFunc closes every real-time connection of a user (on every
+// replica), except those of session exceptSession when it is not empty.
+type DisconnectFunc func(ctx context.Context, userID, exceptSession, reason string)
 
 // Service implements the account use cases.
 type Service struct {
@@ -86,7 +87,7 @@ func New(c Config) *Service {
 		now = time.Now
 	}
 	return &Service{store: c.Store, hasher: c.Hasher, tokens: c.Tokens, audit: c.Audit, metrics: c.Metrics,
-		log: c.Logger, refreshTTL: c.RefreshTTL, now: now, disconnect: func(context.Context, string, string) {}}
+		log: c.Logger, refreshTTL: c.RefreshTTL, now: now, disconnect: func(context.Context, string, string, string) {}}
 }
 
 // SetDisconnect sets how to close a user's connections (the real-time hub).
@@ -323,7 +324,7 @@ func (s *Service) LogoutAll(ctx context.Context, userID string, meta Meta) error
 		return err
 	}
 	_ = s.audit.Record(ctx, audit.LogoutAll, userID, userID, meta.IP, nil)
-	s.disconnect(ctx, userID, "logged out everywhere")
+	s.disconnect(ctx, userID, "", "logged out everywhere")
 	return nil
 }
 
@@ -338,8 +339,10 @@ func (s *Service) revokeAll(ctx context.Context, userID string, now time.Time) e
 }
 
 // ChangePassword checks the current password, sets the new one, ends every
-// other session and returns a fresh one for the caller.
-func (s *Service) ChangePassword(ctx context.Context, userID, current, next string, meta Meta) (*Session, error) {
+// other session and returns a fresh one for the caller. The caller's own
+// sockets (session sessionID) stay open: the client renews them in-band with
+// the new access token, and closing them would race the answer that carries it.
+func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current, next string, meta Meta) (*Session, error) {
 	u, err := s.store.UserByID(ctx, userID)
 	if err != nil {
 		return nil, fmt.Errorf("accounts: change password: %w", err)
@@ -368,7 +371,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, current, next stri
 	}
 	u.PasswordHash, u.TokensValidAfter = hash, now
 	_ = s.audit.Record(ctx, audit.PasswordChanged, userID, userID, meta.IP, nil)
-	s.disconnect(ctx, userID, "password changed")
+	s.disconnect(ctx, userID, sessionID, "password changed")
 	return s.newSession(ctx, u, ids.New("f"), "")
 }
 

@@ -189,7 +189,7 @@ func (a *API) changePassword(c *gin.Context) {
 	if !a.allow(c, LimitLogin, "ip:"+a.clientIP(c), "acct-id:"+uid) {
 		return
 	}
-	s, err := a.accounts.ChangePassword(c.Request.Context(), uid, in.CurrentPassword, in.NewPassword, a.meta(c))
+	s, err := a.accounts.ChangePassword(c.Request.Context(), uid, c.GetString("session_id"), in.CurrentPassword, in.NewPassword, a.meta(c))
 	if err != nil {
 		a.fail(c, err)
 		return

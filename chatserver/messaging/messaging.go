@@ -339,7 +339,8 @@ func (s *Service) AnnouncePresence(ctx context.Context, userID string, online bo
 	}
 }
 
-// DisconnectUser closes the user's connections on every replica.
-func (s *Service) DisconnectUser(ctx context.Context, userID, reason string) {
-	s.publish(ctx, userID, protocol.Envelope(protocol.KindDisconnect, time.Time{}, []byte(reason)))
+// DisconnectUser closes the user's connections on every replica, except
+// those of session exceptSession (when not empty).
+func (s *Service) DisconnectUser(ctx context.Context, userID, exceptSession, reason string) {
+	s.publish(ctx, userID, protocol.Envelope(protocol.KindDisconnect, time.Time{}, protocol.DisconnectData(exceptSession, reason)))
 }

@@ -6,6 +6,7 @@ package protocol
 import (
 	"encoding/binary"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -115,6 +116,21 @@ const (
 	KindFrame      byte = 'F' // deliver the frame to the user's connections
 	KindDisconnect byte = 'D' // close the user's connections (reason follows)
 )
+
+// DisconnectData is the data of a KindDisconnect envelope: the session to
+// spare (may be empty), a newline, the reason.
+func DisconnectData(exceptSession, reason string) []byte {
+	return []byte(exceptSession + "\n" + reason)
+}
+
+// ParseDisconnect splits DisconnectData.
+func ParseDisconnect(data []byte) (exceptSession, reason string) {
+	e, r, ok := strings.Cut(string(data), "\n")
+	if !ok {
+		return "", string(data)
+	}
+	return e, r
+}
 
 // Envelope is a backplane payload: kind, the store time of a message in unix
 // nanoseconds (0 for other events; for delivery-latency metrics), then data.

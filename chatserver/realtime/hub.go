@@ -241,7 +241,9 @@ func (h *Hub) Deliver(topic string, payload []byte) {
 		case protocol.KindFrame:
 			c.offer(outFrame{data: data, stored: stored})
 		case protocol.KindDisconnect:
-			c.close(websocket.ClosePolicyViolation, string(data))
+			if except, reason := protocol.ParseDisconnect(data); except == "" || except != c.sessionID {
+				c.close(websocket.ClosePolicyViolation, reason)
+			}
 		}
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/parley-chat/parley/chatserver/audit"
 	"github.com/parley-chat/parley/chatserver/protocol"
@@ -125,12 +128,19 @@ func TestChangePasswordRevokesOtherSessions(t *testing.T) {
 	var other session
 	r.Decode(t, &other)
 
+	mine := alice.Dial()
+	otherDevice := (&client{API: alice.API, User: alice.User, Token: other.AccessToken}).Dial()
+
 	r = alice.Do("POST", "/api/v1/auth/password", map[string]string{"currentPassword": "wrong one here", "newPassword": "brand new passphrase"})
 	must(t, r.Status == 401 && r.Code() == "invalid_credentials", "wrong current password: %d %s", r.Status, r.Body)
 	r = alice.Do("POST", "/api/v1/auth/password", map[string]string{"currentPassword": alice.PW, "newPassword": "brand new passphrase", "session": "body"})
 	must(t, r.Status == 200, "change: %d %s", r.Status, r.Body)
 	var fresh session
 	r.Decode(t, &fresh)
+	// The other session's socket is closed; the caller's stays and renews in-band.
+	must(t, otherDevice.ClosedWith(5*time.Second) == websocket.ClosePolicyViolation, "other device's socket not closed with 1008")
+	mine.Write(map[string]string{"type": "auth", "token": fresh.AccessToken})
+	must(t, mine.WaitFor("ready", 5*time.Second).UserID == alice.User.ID, "the caller's socket did not survive the change")
 
 	must(t, ts.Do("GET", "/api/v1/me", other.AccessToken, nil).Status == 401, "other session's access token still valid")
 	must(t, ts.Do("GET", "/api/v1/me", alice.Token, nil).Status == 401, "old access token still valid")
