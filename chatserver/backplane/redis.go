@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,19 +36,28 @@ type pub struct {
 	payload []byte
 }
 
-// Redis is a Backplane over Redis pub/sub, for many replicas. Publishes are
+// Redis is a Backplane over Redis pub/sub, for many replicas. On Redis Cluster
+// it uses sharded pub/sub, so each event travels only to the master owning its
+// topic's slot instead of to every node. Publishes are
 // queued and sent in pipelined batches by one writer, so a send never waits
 // for Redis and Redis round trips are amortised under load.
 type Redis struct {
 	client redis.UniversalClient
-	ps     *redis.PubSub
+	ps     *redis.PubSub // one server or Sentinel: one subscription connection
 	h      Handler
 	opts   RedisOptions
 	log    *slog.Logger
 
+	// Redis Cluster: sharded pub/sub (SPUBLISH/SSUBSCRIBE), one subscription
+	// connection per master, each topic subscribed on the master owning its slot.
+	cluster *redis.ClusterClient
+	shards  map[string]*redis.PubSub // by master address
+	owner   map[string]string        // topic -> master address
+
 	queue chan pub
-	mu    sync.Mutex // serialises (un)subscribe calls on ps
+	mu    sync.Mutex // serialises (un)subscribe calls and guards shards and owner
 	lost  atomic.Bool
+	ctx   context.Context
 	stop  context.CancelFunc
 	done  sync.WaitGroup
 }
@@ -65,13 +75,19 @@ func NewRedis(client redis.UniversalClient, h Handler, opts RedisOptions) *Redis
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Redis{client: client, h: h, opts: opts, log: opts.Logger, queue: make(chan pub, opts.QueueSize), stop: cancel}
-	// A PubSub with no channels yet; go-redis re-subscribes its channels
-	// by itself after a reconnect.
-	r.ps = client.Subscribe(ctx)
+	r := &Redis{client: client, h: h, opts: opts, log: opts.Logger, queue: make(chan pub, opts.QueueSize),
+		ctx: ctx, stop: cancel}
 	r.setUp(true)
-	r.done.Add(2)
-	go r.receive(ctx)
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		r.cluster, r.shards, r.owner = cc, map[string]*redis.PubSub{}, map[string]string{}
+	} else {
+		// A PubSub with no channels yet; go-redis re-subscribes its channels
+		// by itself after a reconnect.
+		r.ps = client.Subscribe(ctx)
+		r.done.Add(1)
+		go r.receive(ctx, r.ps)
+	}
+	r.done.Add(1)
 	go r.publishLoop(ctx)
 	return r
 }
@@ -132,7 +148,11 @@ func (r *Redis) flush(ctx context.Context, batch []pub) {
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, err := r.client.Pipelined(wctx, func(p redis.Pipeliner) error {
 			for _, b := range batch {
-				p.Publish(wctx, b.topic, b.payload)
+				if r.cluster != nil {
+					p.SPublish(wctx, b.topic, b.payload) // routed to the topic's slot
+				} else {
+					p.Publish(wctx, b.topic, b.payload)
+				}
 			}
 			return nil
 		})
@@ -155,11 +175,11 @@ func (r *Redis) flush(ctx context.Context, batch []pub) {
 	}
 }
 
-func (r *Redis) receive(ctx context.Context) {
+func (r *Redis) receive(ctx context.Context, ps *redis.PubSub) {
 	defer r.done.Done()
 	backoff := 100 * time.Millisecond
 	for {
-		msg, err := r.ps.ReceiveTimeout(ctx, 15*time.Second)
+		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
 		if ctx.Err() != nil {
 			return
 		}
@@ -168,7 +188,14 @@ func (r *Redis) receive(ctx context.Context) {
 			if errors.As(err, &nerr) && nerr.Timeout() {
 				// Quiet line: check it is alive. A failed ping surfaces as an
 				// error on the next receive.
-				_ = r.ps.Ping(ctx)
+				_ = ps.Ping(ctx)
+				continue
+			}
+			var rerr redis.Error
+			if r.cluster != nil && errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "MOVED ") {
+				// A slot of this master moved (resharding): the connection is
+				// fine, but some of its topics now live on another master.
+				go r.rebalance(ctx, ps)
 				continue
 			}
 			if !r.lost.Swap(true) {
@@ -188,28 +215,135 @@ func (r *Redis) receive(ctx context.Context) {
 		switch m := msg.(type) {
 		case *redis.Message:
 			r.h(m.Channel, []byte(m.Payload))
-		case *redis.Subscription, *redis.Pong:
-			// A subscription confirmation or pong after a loss means the
-			// connection is back (go-redis has re-subscribed our channels).
-			if r.lost.Swap(false) {
-				r.setUp(true)
-				r.log.Info("backplane subscription restored; asking clients to resync")
-				if r.opts.OnResync != nil {
-					r.opts.OnResync()
-				}
+		case *redis.Subscription:
+			if m.Kind == "sunsubscribe" {
+				r.moved(ctx, ps, m.Channel)
 			}
+			r.restored()
+		case *redis.Pong:
+			r.restored()
 		}
 	}
+}
+
+// restored notes that a subscription connection answers again.
+func (r *Redis) restored() {
+	if r.lost.Swap(false) {
+		r.setUp(true)
+		r.log.Info("backplane subscription restored; asking clients to resync")
+		if r.opts.OnResync != nil {
+			r.opts.OnResync()
+		}
+	}
+}
+
+// rebalance moves this master's topics whose slot now lives elsewhere to
+// their new master. The client's slot map reloads lazily, so it looks again
+// for a few seconds until it sees the move.
+func (r *Redis) rebalance(ctx context.Context, ps *redis.PubSub) {
+	for attempt := 0; attempt < 15 && ctx.Err() == nil; attempt++ {
+		r.cluster.ReloadState(ctx)
+		time.Sleep(200 * time.Millisecond)
+		r.mu.Lock()
+		var addr string
+		for a, p := range r.shards {
+			if p == ps {
+				addr = a
+			}
+		}
+		var mine []string
+		for topic, a := range r.owner {
+			if a == addr {
+				mine = append(mine, topic)
+			}
+		}
+		r.mu.Unlock()
+		moved := 0
+		for _, topic := range mine {
+			node, err := r.cluster.MasterForKey(ctx, topic)
+			if err != nil || node.Options().Addr == addr {
+				continue
+			}
+			r.mu.Lock()
+			delete(r.owner, topic)
+			_ = ps.SUnsubscribe(ctx, topic) // forget it on the old master
+			r.mu.Unlock()
+			if err := r.Subscribe(ctx, topic); err != nil {
+				r.log.Warn("backplane: re-subscribing a moved topic failed", "err", err)
+				continue
+			}
+			moved++
+		}
+		if moved > 0 {
+			r.log.Info("backplane: topics followed their slots to another master", "topics", moved)
+			if r.opts.OnResync != nil {
+				r.opts.OnResync() // events may have been missed during the move
+			}
+			return
+		}
+	}
+}
+
+// moved handles a sunsubscribe we did not ask for: the topic's slot moved to
+// another master (resharding). The topic is subscribed again where it now lives.
+func (r *Redis) moved(ctx context.Context, ps *redis.PubSub, topic string) {
+	r.mu.Lock()
+	addr, want := r.owner[topic]
+	still := want && r.shards[addr] == ps
+	if still {
+		delete(r.owner, topic)
+	}
+	r.mu.Unlock()
+	if !still {
+		return // our own Unsubscribe
+	}
+	go func() {
+		// The client's slot map may predate the move: reload it, and retry
+		// while the cluster settles.
+		for attempt := 0; attempt < 10 && ctx.Err() == nil; attempt++ {
+			r.cluster.ReloadState(ctx)
+			err := r.Subscribe(ctx, topic)
+			if err == nil {
+				break
+			}
+			r.log.Warn("backplane: re-subscribing a moved topic failed; retrying", "err", err)
+			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		}
+		if r.opts.OnResync != nil {
+			r.opts.OnResync() // events may have been missed during the move
+		}
+	}()
 }
 
 // Subscribe implements Backplane.
 func (r *Redis) Subscribe(ctx context.Context, topic string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.ps.Subscribe(ctx, topic); err != nil {
+	if r.cluster == nil {
+		if err := r.ps.Subscribe(ctx, topic); err != nil {
+			r.countError()
+			return fmt.Errorf("backplane: subscribe: %w", err)
+		}
+		return nil
+	}
+	node, err := r.cluster.MasterForKey(ctx, topic)
+	if err != nil {
 		r.countError()
 		return fmt.Errorf("backplane: subscribe: %w", err)
 	}
+	addr := node.Options().Addr
+	ps, ok := r.shards[addr]
+	if !ok {
+		ps = node.SSubscribe(r.ctx)
+		r.shards[addr] = ps
+		r.done.Add(1)
+		go r.receive(r.ctx, ps)
+	}
+	if err := ps.SSubscribe(ctx, topic); err != nil {
+		r.countError()
+		return fmt.Errorf("backplane: subscribe: %w", err)
+	}
+	r.owner[topic] = addr
 	return nil
 }
 
@@ -217,7 +351,18 @@ func (r *Redis) Subscribe(ctx context.Context, topic string) error {
 func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.ps.Unsubscribe(ctx, topic); err != nil {
+	if r.cluster == nil {
+		if err := r.ps.Unsubscribe(ctx, topic); err != nil {
+			return fmt.Errorf("backplane: unsubscribe: %w", err)
+		}
+		return nil
+	}
+	addr, ok := r.owner[topic]
+	if !ok {
+		return nil
+	}
+	delete(r.owner, topic)
+	if err := r.shards[addr].SUnsubscribe(ctx, topic); err != nil {
 		return fmt.Errorf("backplane: unsubscribe: %w", err)
 	}
 	return nil
@@ -237,7 +382,17 @@ func (r *Redis) Healthy(ctx context.Context) error {
 // Close implements Backplane.
 func (r *Redis) Close() error {
 	r.stop()
-	err := r.ps.Close()
+	var err error
+	if r.ps != nil {
+		err = r.ps.Close()
+	}
+	r.mu.Lock()
+	for _, ps := range r.shards {
+		if cerr := ps.Close(); err == nil {
+			err = cerr
+		}
+	}
+	r.mu.Unlock()
 	r.done.Wait()
 	return err
 }

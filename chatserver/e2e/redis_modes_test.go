@@ -53,8 +53,9 @@ func redisCLI(t *testing.T, args ...string) string {
 }
 
 // deliveryAcrossReplicas: two replicas on one Redis deployment deliver a
-// message from one to the other, and share the message rate limit.
-func deliveryAcrossReplicas(t *testing.T, env ...string) {
+// message from one to the other, and share the message rate limit. It returns
+// the id of the receiving user, whose socket stays open until the test ends.
+func deliveryAcrossReplicas(t *testing.T, env ...string) (string, func()) {
 	t.Helper()
 	c := newCluster(t, chattest.PostgresDatabase(t), "", append(env, "PARLEY_RATE_MESSAGES=3/1m")...)
 	r1, r2 := c.start(), c.start()
@@ -69,10 +70,18 @@ func deliveryAcrossReplicas(t *testing.T, env ...string) {
 	must(t, r.Status == 429, "the 4th message passed the shared limit: %d", r.Status)
 	code, body := r1.ready()
 	must(t, code == 200 && strings.Contains(body, `"backplane":"ok"`), "readyz %d %s", code, body)
+	// recheck delivers to Bob again, for a test that changed the Redis side
+	// (from a new sender: Alice has used her allowance).
+	recheck := func() {
+		carol := r1.Register("carol")
+		m := carol.Send(carol.Direct(bob).ID, "after the change")
+		w.WaitForMessage(m.ID, wait)
+	}
+	return bob.User.ID, recheck
 }
 
-// Redis Cluster (3 masters): the backplane, presence and limits work through
-// the cluster client (PUBLISH is propagated to every node of a cluster).
+// Redis Cluster (3 masters): the backplane (sharded pub/sub), presence and
+// limits work through the cluster client.
 func TestRedisCluster(t *testing.T) {
 	dir := t.TempDir()
 	var addrs []string
@@ -87,7 +96,50 @@ func TestRedisCluster(t *testing.T) {
 		must(t, time.Now().Before(deadline), "cluster did not become ok")
 		time.Sleep(100 * time.Millisecond)
 	}
-	deliveryAcrossReplicas(t, "PARLEY_REDIS_ADDRS="+strings.Join(addrs, ","))
+	bob, recheck := deliveryAcrossReplicas(t, "PARLEY_REDIS_ADDRS="+strings.Join(addrs, ","))
+
+	// Sharded pub/sub: Bob's topic is a shard channel on exactly one master
+	// (the owner of its slot), and no node carries classic channels.
+	owners := 0
+	for _, a := range addrs {
+		port := strings.Split(a, ":")[1]
+		if strings.Contains(redisCLI(t, "-p", port, "pubsub", "shardchannels"), "u:"+bob) {
+			owners++
+		}
+		must(t, strings.TrimSpace(redisCLI(t, "-p", port, "pubsub", "channels")) == "", "classic channels on %s", a)
+	}
+	must(t, owners == 1, "bob's topic is a shard channel on %d masters, want 1", owners)
+
+	// Resharding: move the slot of Bob's topic to another master. Redis drops
+	// the shard subscription; the replica subscribes again on the new owner.
+	portOf := func(a string) string { return strings.Split(a, ":")[1] }
+	slot := strings.TrimSpace(redisCLI(t, "-p", portOf(addrs[0]), "cluster", "keyslot", "u:"+bob))
+	var from, to string
+	ids := map[string]string{}
+	for _, a := range addrs {
+		ids[a] = strings.TrimSpace(redisCLI(t, "-p", portOf(a), "cluster", "myid"))
+		if strings.Contains(redisCLI(t, "-p", portOf(a), "pubsub", "shardchannels"), "u:"+bob) {
+			from = a
+		}
+	}
+	for _, a := range addrs {
+		if a != from {
+			to = a
+			break
+		}
+	}
+	redisCLI(t, "-p", portOf(to), "cluster", "setslot", slot, "importing", ids[from])
+	redisCLI(t, "-p", portOf(from), "cluster", "setslot", slot, "migrating", ids[to])
+	for _, a := range addrs {
+		redisCLI(t, "-p", portOf(a), "cluster", "setslot", slot, "node", ids[to])
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for !strings.Contains(redisCLI(t, "-p", portOf(to), "pubsub", "shardchannels"), "u:"+bob) {
+		must(t, time.Now().Before(deadline), "bob's topic was not subscribed again on the new owner %s", to)
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("slot %s moved %s -> %s; subscription followed", slot, from, to)
+	recheck()
 }
 
 // Redis Sentinel: the replicas find the master through Sentinel.
@@ -97,7 +149,7 @@ func TestRedisSentinel(t *testing.T) {
 	redisServer(t, dir, master)
 	conf := filepath.Join(dir, "sentinel.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor parley 127.0.0.1 %d 1\n"+
-		"sentinel down-after-milliseconds parley 1000\n", sentinel, master)), 0o600)
+		"sentinel down-after-milliseconds parley 30000\n", sentinel, master)), 0o600)
 	cmd := exec.Command("redis-server", conf, "--sentinel")
 	log, _ := os.Create(filepath.Join(dir, "sentinel.log"))
 	cmd.Stdout, cmd.Stderr = log, log
@@ -106,5 +158,5 @@ func TestRedisSentinel(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	waitTCP(t, sentinel)
-	deliveryAcrossReplicas(t, fmt.Sprintf("PARLEY_REDIS_ADDRS=127.0.0.1:%d", sentinel), "PARLEY_REDIS_MASTER=parley")
+	_, _ = deliveryAcrossReplicas(t, fmt.Sprintf("PARLEY_REDIS_ADDRS=127.0.0.1:%d", sentinel), "PARLEY_REDIS_MASTER=parley")
 }

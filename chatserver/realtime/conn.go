@@ -94,6 +94,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := newConn(h, ws, p)
+	// "ready" is queued before the connection can receive anything, so it is
+	// always the first frame, even when a message arrives during registration.
+	ready, _ := json.Marshal(protocol.ServerFrame{Type: "ready", UserID: c.userID, SessionID: c.sessionID,
+		Protocol: protocol.Version, ExpiresAt: timePtr(p.ExpiresAt)})
+	c.queue = []outFrame{{data: ready}}
 	if ok, code, why := h.register(ctx, c); !ok {
 		h.count("refused_limit")
 		closeNow(ws, code, why, h.opts.WriteWait)
@@ -103,8 +108,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.wg.Add(1)
 	c.ping = time.AfterFunc(h.opts.PingInterval, c.sendPing)
 	c.expiry = time.AfterFunc(time.Until(p.ExpiresAt), c.expired)
-	c.push(protocol.ServerFrame{Type: "ready", UserID: c.userID, SessionID: c.sessionID,
-		Protocol: protocol.Version, ExpiresAt: timePtr(p.ExpiresAt)})
+	c.kick()
 	// The handler returns so net/http releases this request's buffers and
 	// stack; the connection lives on in its reader goroutine.
 	go func() {
@@ -198,6 +202,19 @@ func (c *conn) enqueue(f outFrame) (queued, closing bool) {
 		go c.writeLoop()
 	}
 	return true, false
+}
+
+// kick starts the writer when frames wait and none runs.
+func (c *conn) kick() {
+	c.mu.Lock()
+	start := !c.writing && len(c.queue) > 0
+	if start {
+		c.writing = true
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
 }
 
 // offer queues a live frame without blocking. A full queue means the client
