@@ -64,7 +64,7 @@ func helmBin(t *testing.T) string {
 	}
 	if _, err := os.Stat(path); err != nil {
 		if testing.Short() {
-			t.Skipf("-short and no bin/helm (%v): the chart tests run under make test", err)
+			t.Skipf("short mode and no bin/helm (%v): the chart tests run under make test", err)
 		}
 		t.Fatalf("bin/helm is missing (%v): run `make helm` (make test and make test-helm build it with hack/helm.sh)", err)
 	}

@@ -54,7 +54,7 @@ func startEnv(t *testing.T) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		if testing.Short() {
-			t.Skip("-short without KUBEBUILDER_ASSETS: the chart install test runs under make test")
+			t.Skip("short mode without KUBEBUILDER_ASSETS: the chart install test runs under make test")
 		}
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test` or `make test-helm` (they build kube-apiserver and link etcd " +
 			"with hack/envtest-assets.sh ensure and export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh path))")

@@ -84,7 +84,7 @@ func TestClientIDCarriesSendTimeSenderAndConversation(t *testing.T) {
 // direct and group traffic, every delivery matched.
 func TestLoadAgainstRealServer(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: starts a chat server")
+		t.Skip("short mode: starts a chat server")
 	}
 	cfg, err := config.Load([]string{"-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-log-level", "error",
 		"-rate-login", "1000/1s", "-rate-messages", "1000/1s"}, func(string) string { return "" })
