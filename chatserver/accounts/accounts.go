@@ -204,10 +204,7 @@ func hashToken(secret string) string {
 }
 
 func (s *Service) newSession(ctx context.Context, u *store.User, familyID, parentID string) (*Session, error) {
-	rt, err := s.refreshToken(u.ID, familyID, parentID)
-	if err != nil {
-		return nil, err
-	}
+	rt := s.refreshToken(u.ID, familyID, parentID)
 	if err := s.store.CreateRefreshToken(ctx, &rt.stored); err != nil {
 		return nil, fmt.Errorf("accounts: store refresh token: %w", err)
 	}
@@ -219,11 +216,11 @@ type issued struct {
 	stored store.RefreshToken
 }
 
-func (s *Service) refreshToken(userID, familyID, parentID string) (issued, error) {
+func (s *Service) refreshToken(userID, familyID, parentID string) issued {
 	secret := ids.Secret()
 	now := s.now().UTC()
 	return issued{secret: secret, stored: store.RefreshToken{ID: ids.New("r"), UserID: userID, FamilyID: familyID,
-		ParentID: parentID, TokenHash: hashToken(secret), CreatedAt: now, ExpiresAt: now.Add(s.refreshTTL)}}, nil
+		ParentID: parentID, TokenHash: hashToken(secret), CreatedAt: now, ExpiresAt: now.Add(s.refreshTTL)}}
 }
 
 func (s *Service) session(u *store.User, rt issued) (*Session, error) {
@@ -266,10 +263,7 @@ func (s *Service) Refresh(ctx context.Context, secret string, meta Meta) (*Sessi
 	if err != nil {
 		return nil, fmt.Errorf("accounts: refresh: %w", err)
 	}
-	next, err := s.refreshToken(u.ID, old.FamilyID, old.ID)
-	if err != nil {
-		return nil, err
-	}
+	next := s.refreshToken(u.ID, old.FamilyID, old.ID)
 	if err := s.store.RotateRefreshToken(ctx, old.ID, now, &next.stored); err != nil {
 		if errors.Is(err, store.ErrTokenSpent) {
 			return nil, s.reuse(ctx, old, meta) // lost a race with another use of the same token

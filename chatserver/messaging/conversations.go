@@ -230,25 +230,18 @@ func (s *Service) List(ctx context.Context, userID string) ([]protocol.Conversat
 
 // Conversation returns one conversation as userID sees it.
 func (s *Service) Conversation(ctx context.Context, userID, convID string) (*protocol.Conversation, error) {
-	if _, err := s.member(ctx, convID, userID); err != nil {
-		return nil, err
+	sum, err := s.store.ConversationSummary(ctx, userID, convID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound()
 	}
-	// ListConversations computes unread counts and last messages in one place;
-	// filtering it keeps a single definition of both.
-	sums, err := s.store.ListConversations(ctx, userID)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	for _, sum := range sums {
-		if sum.ID == convID {
-			v, err := s.views(ctx, []store.ConversationSummary{sum})
-			if err != nil {
-				return nil, err
-			}
-			return &v[0], nil
-		}
+	v, err := s.views(ctx, []store.ConversationSummary{*sum})
+	if err != nil {
+		return nil, err
 	}
-	return nil, notFound()
+	return &v[0], nil
 }
 
 func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) ([]protocol.Conversation, error) {

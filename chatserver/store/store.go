@@ -168,6 +168,9 @@ type Store interface {
 	RemoveMember(ctx context.Context, convID, userID string) error
 	// ListConversations returns the user's conversations, most recent activity first.
 	ListConversations(ctx context.Context, userID string) ([]ConversationSummary, error)
+	// ConversationSummary returns one conversation as ListConversations shows
+	// it; ErrNotFound when userID is not a member of convID.
+	ConversationSummary(ctx context.Context, userID, convID string) (*ConversationSummary, error)
 	// ConversationPeers returns the distinct ids of users sharing at least one
 	// conversation with userID (not userID itself): the audience of presence.
 	ConversationPeers(ctx context.Context, userID string) ([]string, error)

@@ -6,6 +6,7 @@ package chattest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -317,42 +318,37 @@ func (w *WS) Next(timeout time.Duration) protocol.ServerFrame {
 	return protocol.ServerFrame{}
 }
 
-// WaitFor skips frames until one of type typ arrives.
-func (w *WS) WaitFor(typ string, timeout time.Duration) protocol.ServerFrame {
+// waitUntil skips frames until one satisfies match; what names it in failures.
+func (w *WS) waitUntil(what string, timeout time.Duration, match func(protocol.ServerFrame) bool) protocol.ServerFrame {
 	w.T.Helper()
 	deadline := time.After(timeout)
 	for {
 		select {
 		case f, ok := <-w.Frames:
 			if !ok {
-				w.T.Fatalf("connection closed while waiting for %q", typ)
+				w.T.Fatalf("connection closed while waiting for %s", what)
 			}
-			if f.Type == typ {
+			if match(f) {
 				return f
 			}
 		case <-deadline:
-			w.T.Fatalf("no %q frame within %v", typ, timeout)
+			w.T.Fatalf("no %s within %v", what, timeout)
 		}
 	}
+}
+
+// WaitFor skips frames until one of type typ arrives.
+func (w *WS) WaitFor(typ string, timeout time.Duration) protocol.ServerFrame {
+	w.T.Helper()
+	return w.waitUntil(fmt.Sprintf("%q frame", typ), timeout, func(f protocol.ServerFrame) bool { return f.Type == typ })
 }
 
 // WaitForMessage skips frames until the "message" frame of message id arrives.
 func (w *WS) WaitForMessage(id string, timeout time.Duration) *protocol.Message {
 	w.T.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case f, ok := <-w.Frames:
-			if !ok {
-				w.T.Fatalf("connection closed while waiting for message %s", id)
-			}
-			if f.Type == "message" && f.Message != nil && f.Message.ID == id {
-				return f.Message
-			}
-		case <-deadline:
-			w.T.Fatalf("message %s not delivered within %v", id, timeout)
-		}
-	}
+	return w.waitUntil("message "+id, timeout, func(f protocol.ServerFrame) bool {
+		return f.Type == "message" && f.Message != nil && f.Message.ID == id
+	}).Message
 }
 
 // Quiet asserts that no frame of type typ arrives within d.

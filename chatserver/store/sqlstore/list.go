@@ -11,6 +11,24 @@ import (
 // first, in two queries: one for the conversations with their unread count
 // and last message, one for all their members.
 func (db *DB) ListConversations(ctx context.Context, userID string) ([]store.ConversationSummary, error) {
+	return db.summaries(ctx, userID, "")
+}
+
+// ConversationSummary returns one conversation as ListConversations would
+// show it to userID; ErrNotFound when userID is not a member.
+func (db *DB) ConversationSummary(ctx context.Context, userID, convID string) (*store.ConversationSummary, error) {
+	list, err := db.summaries(ctx, userID, convID)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, db.wrap("conversation summary", store.ErrNotFound)
+	}
+	return &list[0], nil
+}
+
+// summaries reads userID's conversations, or only convID when it is not empty.
+func (db *DB) summaries(ctx context.Context, userID, convID string) ([]store.ConversationSummary, error) {
 	tx, err := db.r.BeginTx(ctx, db.d.snapshot)
 	if err != nil {
 		return nil, db.wrap("list conversations", err)
@@ -18,14 +36,14 @@ func (db *DB) ListConversations(ctx context.Context, userID string) ([]store.Con
 	// One snapshot for both queries, so members match the conversations.
 	// Read-only: rollback is the normal end.
 	defer tx.Rollback()
-	list, index, err := listSummaries(ctx, tx, userID)
+	list, index, err := listSummaries(ctx, tx, userID, convID)
 	if err != nil {
 		return nil, db.wrap("list conversations", err)
 	}
 	if len(list) == 0 {
 		return list, nil
 	}
-	if err := listMemberIDs(ctx, tx, userID, list, index); err != nil {
+	if err := listMemberIDs(ctx, tx, userID, convID, list, index); err != nil {
 		return nil, db.wrap("list conversation members", err)
 	}
 	return list, nil
@@ -34,7 +52,7 @@ func (db *DB) ListConversations(ctx context.Context, userID string) ([]store.Con
 // listSummaries reads the conversations. Unread counts walk the messages
 // primary key (conversation_id, seq) from read_seq on; the last message is
 // found by its seq, which is the conversation's last_seq.
-func listSummaries(ctx context.Context, q querier, userID string) ([]store.ConversationSummary, map[string]int, error) {
+func listSummaries(ctx context.Context, q querier, userID, convID string) ([]store.ConversationSummary, map[string]int, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+convCols+`, m.role, m.read_seq,
 			(SELECT COUNT(*) FROM messages u
 			 WHERE u.conversation_id = c.id AND u.seq > m.read_seq AND u.sender_id <> m.user_id),
@@ -42,8 +60,8 @@ func listSummaries(ctx context.Context, q querier, userID string) ([]store.Conve
 		FROM members m
 		JOIN conversations c ON c.id = m.conversation_id
 		LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = c.last_seq
-		WHERE m.user_id = $1
-		ORDER BY c.last_activity DESC, c.id`, userID)
+		WHERE m.user_id = $1 AND ($2 = '' OR c.id = $2)
+		ORDER BY c.last_activity DESC, c.id`, userID, convID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -83,11 +101,11 @@ type nullMessage struct {
 	id, senderID, clientID, body, keyID sql.NullString
 }
 
-func listMemberIDs(ctx context.Context, q querier, userID string, list []store.ConversationSummary, index map[string]int) error {
+func listMemberIDs(ctx context.Context, q querier, userID, convID string, list []store.ConversationSummary, index map[string]int) error {
 	rows, err := q.QueryContext(ctx, `SELECT o.conversation_id, o.user_id, o.role, o.joined_at, o.read_seq
 		FROM members me JOIN members o ON o.conversation_id = me.conversation_id
-		WHERE me.user_id = $1
-		ORDER BY o.conversation_id, o.user_id`, userID)
+		WHERE me.user_id = $1 AND ($2 = '' OR me.conversation_id = $2)
+		ORDER BY o.conversation_id, o.user_id`, userID, convID)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -210,6 +211,17 @@ func testListConversations(t *testing.T, s store.Store) {
 	wantEq(t, "quiet Unread", qt.Unread, int64(0))
 	wantEq(t, "quiet LastSeq", qt.LastSeq, int64(0))
 	wantStrings(t, "quiet MemberIDs", qt.MemberIDs, sorted(a.ID, c.ID))
+
+	// One conversation alone reads the same as its row of the list.
+	for _, want := range list {
+		one, err := s.ConversationSummary(ctx(t), a.ID, want.ID)
+		wantNoErr(t, "ConversationSummary", err)
+		if !reflect.DeepEqual(*one, want) {
+			t.Errorf("ConversationSummary(%s) = %+v, want %+v", want.ID, *one, want)
+		}
+	}
+	_, err = s.ConversationSummary(ctx(t), a.ID, notMine.ID)
+	wantErr(t, "ConversationSummary of a non-member", err, store.ErrNotFound)
 
 	// Reading up to seq 2 leaves seq 4 (bob) unread; seq 3 (carol) is read,
 	// and seq 2 is alice's own.
