@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/ids"
 	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/chatserver/password"
+	"github.com/parley-chat/parley/chatserver/protocol"
 	"github.com/parley-chat/parley/chatserver/store"
 	"github.com/parley-chat/parley/chatserver/token"
 )
@@ -35,7 +36,7 @@ type Meta struct {
 
 // Session is what a successful register, login, refresh or password change returns.
 type Session struct {
-	User             *store.User
+	User             protocol.User // the signed-in user, with email
 	AccessToken      string
 	AccessExpiresAt  time.Time
 	RefreshToken     string
@@ -51,13 +52,33 @@ type Principal struct {
 	TokenID   string // jti
 }
 
-// DisconnectFunc closes every real-time connection of a user (on every
-// replica), except those of session exceptSession when it is not empty.
-type DisconnectFunc func(ctx context.Context, userID, exceptSession, reason string)
+// Store is the persistence the account use cases need.
+type Store interface {
+	CreateUser(ctx context.Context, u *store.User) error
+	UserByID(ctx context.Context, id string) (*store.User, error)
+	UserByEmail(ctx context.Context, email string) (*store.User, error)
+	UserByUsername(ctx context.Context, username string) (*store.User, error)
+	SearchUsers(ctx context.Context, query string, limit int) ([]store.User, error)
+	UpdatePassword(ctx context.Context, userID, passwordHash string, tokensValidAfter time.Time) error
+	SetTokensValidAfter(ctx context.Context, userID string, t time.Time) error
+
+	CreateRefreshToken(ctx context.Context, t *store.RefreshToken) error
+	RefreshTokenByHash(ctx context.Context, tokenHash string) (*store.RefreshToken, error)
+	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *store.RefreshToken) error
+	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) (int64, error)
+	RevokeUserRefreshTokens(ctx context.Context, userID, exceptFamily string, now time.Time) (int64, error)
+}
+
+// Disconnector closes every real-time connection of a user, on every
+// replica, except those of session exceptSession when it is not empty
+// (package delivery).
+type Disconnector interface {
+	Disconnect(ctx context.Context, userID, exceptSession, reason string)
+}
 
 // Service implements the account use cases.
 type Service struct {
-	store      store.Store
+	store      Store
 	hasher     *password.Hasher
 	tokens     *token.Issuer
 	audit      *audit.Log
@@ -65,15 +86,16 @@ type Service struct {
 	log        *slog.Logger
 	refreshTTL time.Duration
 	now        func() time.Time
-	disconnect DisconnectFunc
+	sockets    Disconnector
 }
 
 // Config wires a Service.
 type Config struct {
-	Store      store.Store
+	Store      Store
 	Hasher     *password.Hasher
 	Tokens     *token.Issuer
 	Audit      *audit.Log
+	Sockets    Disconnector
 	Metrics    *metrics.Metrics
 	Logger     *slog.Logger
 	RefreshTTL time.Duration
@@ -86,12 +108,19 @@ func New(c Config) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: c.Store, hasher: c.Hasher, tokens: c.Tokens, audit: c.Audit, metrics: c.Metrics,
-		log: c.Logger, refreshTTL: c.RefreshTTL, now: now, disconnect: func(context.Context, string, string, string) {}}
+	return &Service{store: c.Store, hasher: c.Hasher, tokens: c.Tokens, audit: c.Audit, metrics: metrics.OrNew(c.Metrics),
+		log: c.Logger, refreshTTL: c.RefreshTTL, now: now, sockets: c.Sockets}
 }
 
-// SetDisconnect sets how to close a user's connections (the real-time hub).
-func (s *Service) SetDisconnect(f DisconnectFunc) { s.disconnect = f }
+// SelfView is a user as they see themself (with email).
+func SelfView(u *store.User) protocol.User {
+	return protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Email: u.Email}
+}
+
+// PublicView is a user as others see them.
+func PublicView(u *store.User) protocol.User {
+	return protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName}
+}
 
 // NormalizeEmail trims and lower-cases an email address.
 func NormalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
@@ -192,9 +221,7 @@ func (s *Service) Login(ctx context.Context, login, pw string, meta Meta) (*Sess
 }
 
 func (s *Service) failed(ctx context.Context, userID, login string, meta Meta, reason string) {
-	if s.metrics != nil {
-		s.metrics.AuthFailures.WithLabelValues(reason).Inc()
-	}
+	s.metrics.AuthFailures.WithLabelValues(reason).Inc()
 	_ = s.audit.Record(ctx, audit.LoginFailed, userID, login, meta.IP, map[string]any{"reason": reason})
 }
 
@@ -228,7 +255,7 @@ func (s *Service) session(u *store.User, rt issued) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("accounts: access token: %w", err)
 	}
-	return &Session{User: u, AccessToken: at, AccessExpiresAt: exp, RefreshToken: rt.secret,
+	return &Session{User: SelfView(u), AccessToken: at, AccessExpiresAt: exp, RefreshToken: rt.secret,
 		RefreshExpiresAt: rt.stored.ExpiresAt, FamilyID: rt.stored.FamilyID}, nil
 }
 
@@ -286,9 +313,7 @@ func (s *Service) reuse(ctx context.Context, old *store.RefreshToken, meta Meta)
 }
 
 func (s *Service) countFailure(reason string) {
-	if s.metrics != nil {
-		s.metrics.AuthFailures.WithLabelValues(reason).Inc()
-	}
+	s.metrics.AuthFailures.WithLabelValues(reason).Inc()
 }
 
 // Logout revokes the family of a refresh token. Unknown tokens are ignored:
@@ -318,7 +343,7 @@ func (s *Service) LogoutAll(ctx context.Context, userID string, meta Meta) error
 		return err
 	}
 	_ = s.audit.Record(ctx, audit.LogoutAll, userID, userID, meta.IP, nil)
-	s.disconnect(ctx, userID, "", "logged out everywhere")
+	s.sockets.Disconnect(ctx, userID, "", "logged out everywhere")
 	return nil
 }
 
@@ -365,7 +390,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 	}
 	u.PasswordHash, u.TokensValidAfter = hash, now
 	_ = s.audit.Record(ctx, audit.PasswordChanged, userID, userID, meta.IP, nil)
-	s.disconnect(ctx, userID, sessionID, "password changed")
+	s.sockets.Disconnect(ctx, userID, sessionID, "password changed")
 	return s.newSession(ctx, u, ids.New("f"), "")
 }
 
@@ -414,18 +439,21 @@ func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal
 	return &Principal{UserID: u.ID, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt.Time, TokenID: c.ID}, nil
 }
 
-// User returns a user by id.
-func (s *Service) User(ctx context.Context, id string) (*store.User, error) {
+// Me returns the user as they see themself.
+func (s *Service) Me(ctx context.Context, id string) (protocol.User, error) {
 	u, err := s.store.UserByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, apperr.New(apperr.NotFound, "no such user")
+		return protocol.User{}, apperr.New(apperr.NotFound, "no such user")
 	}
-	return u, err
+	if err != nil {
+		return protocol.User{}, apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
+	}
+	return SelfView(u), nil
 }
 
 // Search finds other users by username prefix or exact email (not the
 // searcher: one cannot start a conversation with oneself).
-func (s *Service) Search(ctx context.Context, selfID, q string, limit int) ([]store.User, error) {
+func (s *Service) Search(ctx context.Context, selfID, q string, limit int) ([]protocol.User, error) {
 	q = strings.ToLower(strings.TrimSpace(q))
 	if q == "" {
 		return nil, apperr.New(apperr.InvalidRequest, "q is required")
@@ -437,10 +465,10 @@ func (s *Service) Search(ctx context.Context, selfID, q string, limit int) ([]st
 	if err != nil {
 		return nil, apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
 	}
-	out := found[:0]
-	for _, u := range found {
-		if u.ID != selfID && len(out) < limit {
-			out = append(out, u)
+	out := make([]protocol.User, 0, len(found))
+	for i := range found {
+		if found[i].ID != selfID && len(out) < limit {
+			out = append(out, PublicView(&found[i]))
 		}
 	}
 	return out, nil

@@ -49,7 +49,7 @@ type Log struct {
 
 // New returns a Log.
 func New(s Store, logger *slog.Logger, m *metrics.Metrics) *Log {
-	return &Log{store: s, log: logger, metrics: m, now: time.Now}
+	return &Log{store: s, log: logger, metrics: metrics.OrNew(m), now: time.Now}
 }
 
 // Record appends one entry. detail must hold no secrets. A failure is logged
@@ -68,9 +68,7 @@ func (l *Log) Record(ctx context.Context, event, actorID, subject, ip string, de
 		l.log.Error("audit append failed", "event", event, "err", err)
 		return fmt.Errorf("audit: %w", err)
 	}
-	if l.metrics != nil {
-		l.metrics.AuditEvents.WithLabelValues(event).Inc()
-	}
+	l.metrics.AuditEvents.WithLabelValues(event).Inc()
 	return nil
 }
 

@@ -1,20 +1,33 @@
-// Package backplane carries events between chat-server replicas. Topics are
-// per user: a replica subscribes to the users connected to it, and a publish to
-// a user's topic reaches every replica holding one of that user's connections.
-// Memory serves a single process; a Redis implementation serves many.
+// Package backplane carries opaque payloads between chat-server replicas by
+// topic. Memory serves a single process; Redis serves many (one server,
+// Sentinel or Cluster). What the topics and payloads mean is package
+// delivery's business.
 package backplane
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
-// Handler receives the payload of every message on a subscribed topic. It must
-// not block: it runs on the backplane's delivery path.
-type Handler func(topic string, payload []byte)
+// Handler receives what a backplane carries. Its methods must not block: they
+// run on the backplane's delivery path.
+type Handler interface {
+	// HandlePublication receives the payload of a message on a subscribed topic.
+	HandlePublication(topic string, payload []byte)
+	// HandleResync is called when events may have been missed (the
+	// subscription was lost and is back, or a topic moved between Redis
+	// Cluster masters): local clients should catch up through their cursors.
+	HandleResync()
+}
 
-// Backplane is publish/subscribe between replicas.
+// Backplane is publish/subscribe between replicas. Topic names are opaque to
+// it (package delivery owns them).
 type Backplane interface {
+	// Start delivers everything received from now on to h. It is called once,
+	// after construction and before the first Subscribe: the receiver (the
+	// hub) is built after the backplane it publishes through.
+	Start(h Handler) error
 	// Publish sends payload to topic's subscribers (possibly none).
 	Publish(ctx context.Context, topic string, payload []byte) error
 	// Subscribe starts delivering topic to the handler. Subscriptions are
@@ -26,28 +39,41 @@ type Backplane interface {
 	Close() error
 }
 
-// UserTopic is the topic of one user's events.
-func UserTopic(userID string) string { return "u:" + userID }
+// ErrNotStarted is returned by Subscribe before Start.
+var ErrNotStarted = errors.New("backplane: not started (Start must be called before Subscribe)")
 
 // Memory is an in-process Backplane.
 type Memory struct {
-	handler Handler
 	mu      sync.RWMutex
+	handler Handler
 	topics  map[string]struct{}
 }
 
-// NewMemory returns a Memory backplane delivering to h.
-func NewMemory(h Handler) *Memory {
-	return &Memory{handler: h, topics: map[string]struct{}{}}
+// NewMemory returns a Memory backplane.
+func NewMemory() *Memory {
+	return &Memory{topics: map[string]struct{}{}}
 }
 
-// Publish implements Backplane; delivery is synchronous.
+// Start implements Backplane.
+func (m *Memory) Start(h Handler) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.handler != nil {
+		return errors.New("backplane: already started")
+	}
+	m.handler = h
+	return nil
+}
+
+// Publish implements Backplane; delivery is synchronous, so publishes to one
+// topic arrive in the order they were made.
 func (m *Memory) Publish(_ context.Context, topic string, payload []byte) error {
 	m.mu.RLock()
 	_, ok := m.topics[topic]
+	h := m.handler
 	m.mu.RUnlock()
 	if ok {
-		m.handler(topic, payload)
+		h.HandlePublication(topic, payload)
 	}
 	return nil
 }
@@ -55,6 +81,10 @@ func (m *Memory) Publish(_ context.Context, topic string, payload []byte) error 
 // Subscribe implements Backplane.
 func (m *Memory) Subscribe(_ context.Context, topic string) error {
 	m.mu.Lock()
+	if m.handler == nil {
+		m.mu.Unlock()
+		return ErrNotStarted
+	}
 	m.topics[topic] = struct{}{}
 	m.mu.Unlock()
 	return nil

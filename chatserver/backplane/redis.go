@@ -17,12 +17,8 @@ import (
 
 // RedisOptions tune the Redis backplane.
 type RedisOptions struct {
-	// OnResync is called after the subscription connection was lost and
-	// re-established: events published meanwhile may have been missed, so
-	// local clients should catch up through their cursors.
-	OnResync func()
-	Logger   *slog.Logger
-	Metrics  *metrics.Metrics
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
 	// QueueSize bounds publishes waiting for Redis [65536]. When Redis is slow
 	// or down the queue fills and further publishes are dropped (and counted):
 	// the messages are stored, and clients catch up after the resync.
@@ -44,7 +40,7 @@ type pub struct {
 type Redis struct {
 	client redis.UniversalClient
 	ps     *redis.PubSub // one server or Sentinel: one subscription connection
-	h      Handler
+	h      Handler       // set once by Start, before any subscription
 	opts   RedisOptions
 	log    *slog.Logger
 
@@ -62,20 +58,22 @@ type Redis struct {
 	done  sync.WaitGroup
 }
 
-// NewRedis starts a Redis backplane delivering to h. It does not fail when
-// Redis is down: it keeps reconnecting, and Healthy reports the state.
-func NewRedis(client redis.UniversalClient, h Handler, opts RedisOptions) *Redis {
+// NewRedis returns a Redis backplane; publishing works at once, receiving
+// after Start. It does not fail when Redis is down: it keeps reconnecting,
+// and Healthy reports the state.
+func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 1 << 16
 	}
 	if opts.Batch <= 0 {
 		opts.Batch = 256
 	}
+	opts.Metrics = metrics.OrNew(opts.Metrics)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Redis{client: client, h: h, opts: opts, log: opts.Logger, queue: make(chan pub, opts.QueueSize),
+	r := &Redis{client: client, opts: opts, log: opts.Logger, queue: make(chan pub, opts.QueueSize),
 		ctx: ctx, stop: cancel}
 	r.setUp(true)
 	if cc, ok := client.(*redis.ClusterClient); ok {
@@ -84,28 +82,37 @@ func NewRedis(client redis.UniversalClient, h Handler, opts RedisOptions) *Redis
 		// A PubSub with no channels yet; go-redis re-subscribes its channels
 		// by itself after a reconnect.
 		r.ps = client.Subscribe(ctx)
-		r.done.Add(1)
-		go r.receive(ctx, r.ps)
 	}
 	r.done.Add(1)
 	go r.publishLoop(ctx)
 	return r
 }
 
-func (r *Redis) setUp(up bool) {
-	if r.opts.Metrics != nil {
-		v := 0.0
-		if up {
-			v = 1
-		}
-		r.opts.Metrics.BackplaneUp.Set(v)
+// Start implements Backplane.
+func (r *Redis) Start(h Handler) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.h != nil {
+		return errors.New("backplane: already started")
 	}
+	r.h = h
+	if r.ps != nil {
+		r.done.Add(1)
+		go r.receive(r.ctx, r.ps)
+	}
+	return nil
+}
+
+func (r *Redis) setUp(up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	r.opts.Metrics.BackplaneUp.Set(v)
 }
 
 func (r *Redis) countError() {
-	if r.opts.Metrics != nil {
-		r.opts.Metrics.BackplaneErrors.Inc()
-	}
+	r.opts.Metrics.BackplaneErrors.Inc()
 }
 
 // Publish implements Backplane. It queues the event and returns at once; an
@@ -214,7 +221,7 @@ func (r *Redis) receive(ctx context.Context, ps *redis.PubSub) {
 		backoff = 100 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Message:
-			r.h(m.Channel, []byte(m.Payload))
+			r.h.HandlePublication(m.Channel, []byte(m.Payload))
 		case *redis.Subscription:
 			if m.Kind == "sunsubscribe" {
 				r.moved(ctx, ps, m.Channel)
@@ -231,9 +238,7 @@ func (r *Redis) restored() {
 	if r.lost.Swap(false) {
 		r.setUp(true)
 		r.log.Info("backplane subscription restored; asking clients to resync")
-		if r.opts.OnResync != nil {
-			r.opts.OnResync()
-		}
+		r.h.HandleResync()
 	}
 }
 
@@ -276,9 +281,7 @@ func (r *Redis) rebalance(ctx context.Context, ps *redis.PubSub) {
 		}
 		if moved > 0 {
 			r.log.Info("backplane: topics followed their slots to another master", "topics", moved)
-			if r.opts.OnResync != nil {
-				r.opts.OnResync() // events may have been missed during the move
-			}
+			r.h.HandleResync() // events may have been missed during the move
 			return
 		}
 	}
@@ -309,9 +312,7 @@ func (r *Redis) moved(ctx context.Context, ps *redis.PubSub, topic string) {
 			r.log.Warn("backplane: re-subscribing a moved topic failed; retrying", "err", err)
 			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 		}
-		if r.opts.OnResync != nil {
-			r.opts.OnResync() // events may have been missed during the move
-		}
+		r.h.HandleResync() // events may have been missed during the move
 	}()
 }
 
@@ -319,6 +320,9 @@ func (r *Redis) moved(ctx context.Context, ps *redis.PubSub, topic string) {
 func (r *Redis) Subscribe(ctx context.Context, topic string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.h == nil {
+		return ErrNotStarted
+	}
 	if r.cluster == nil {
 		if err := r.ps.Subscribe(ctx, topic); err != nil {
 			r.countError()

@@ -81,6 +81,9 @@ type redisProc struct {
 func startRedis(t *testing.T) *redisProc {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
+		if testing.Short() {
+			t.Skip("-short: a private Redis needs redis-server")
+		}
 		t.Fatal("redis-server not found: run `make test` (hack/install-deps.sh installs it)")
 	}
 	r := &redisProc{t: t, port: freePort(t), dir: t.TempDir()}
@@ -139,6 +142,9 @@ func startPrivatePostgres(t *testing.T) *pgProc {
 	t.Helper()
 	bin := os.Getenv("PARLEY_TEST_POSTGRES_BIN")
 	if bin == "" {
+		if testing.Short() {
+			t.Skip("-short: a private PostgreSQL needs PARLEY_TEST_POSTGRES_BIN")
+		}
 		t.Fatal("PARLEY_TEST_POSTGRES_BIN is not set: run `make test` (hack/postgres.sh)")
 	}
 	dir, err := os.MkdirTemp("", "parley-pg-")

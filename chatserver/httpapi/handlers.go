@@ -28,7 +28,7 @@ func (a *API) meta(c *gin.Context) accounts.Meta {
 // writeSession answers with a session. The refresh token goes in the HttpOnly
 // cookie, or in the body when the client asked for "session": "body".
 func (a *API) writeSession(c *gin.Context, status int, s *accounts.Session, mode string) {
-	body := sessionBody{User: userView(s.User, true), AccessToken: s.AccessToken,
+	body := sessionBody{User: s.User, AccessToken: s.AccessToken,
 		AccessTokenExpiresAt: s.AccessExpiresAt.UTC(), RefreshTokenExpiresAt: s.RefreshExpiresAt.UTC()}
 	if mode == "body" {
 		body.RefreshToken = s.RefreshToken
@@ -198,12 +198,12 @@ func (a *API) changePassword(c *gin.Context) {
 }
 
 func (a *API) me(c *gin.Context) {
-	u, err := a.accounts.User(c.Request.Context(), c.GetString("user_id"))
+	u, err := a.accounts.Me(c.Request.Context(), c.GetString("user_id"))
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, userView(u, true))
+	c.JSON(http.StatusOK, u)
 }
 
 func (a *API) searchUsers(c *gin.Context) {
@@ -213,11 +213,7 @@ func (a *API) searchUsers(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	out := make([]protocol.User, 0, len(users))
-	for i := range users {
-		out = append(out, userView(&users[i], false))
-	}
-	c.JSON(http.StatusOK, gin.H{"users": out})
+	c.JSON(http.StatusOK, gin.H{"users": users})
 }
 
 func (a *API) wsTicket(c *gin.Context) {
@@ -372,9 +368,7 @@ func (a *API) sendMessage(c *gin.Context) {
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
-		if a.metrics != nil {
-			a.metrics.MessagesSent.WithLabelValues("rest").Inc()
-		}
+		a.metrics.MessagesSent.WithLabelValues("rest").Inc()
 	}
 	c.JSON(status, m)
 }

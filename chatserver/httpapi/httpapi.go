@@ -22,10 +22,8 @@ import (
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/messaging"
 	"github.com/parley-chat/parley/chatserver/metrics"
-	"github.com/parley-chat/parley/chatserver/protocol"
 	"github.com/parley-chat/parley/chatserver/ratelimit"
 	"github.com/parley-chat/parley/chatserver/realtime"
-	"github.com/parley-chat/parley/chatserver/store"
 )
 
 // Rate limit names.
@@ -74,7 +72,7 @@ type Config struct {
 
 // New returns the API.
 func New(c Config) *API {
-	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: c.Metrics, log: c.Logger,
+	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: metrics.OrNew(c.Metrics), log: c.Logger,
 		limits: map[string]ratelimit.Limiter{LimitLogin: c.LoginLimit}, proxies: c.TrustedProxies,
 		web: c.Web, ready: c.Ready, degradable: c.Degradable, separateMetrics: c.SeparateMetrics, refreshTTL: c.RefreshTTL}
 }
@@ -89,7 +87,7 @@ func (a *API) Handler() http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", a.readyz)
-	if a.metrics != nil && !a.separateMetrics {
+	if !a.separateMetrics {
 		r.GET("/metrics", gin.WrapH(a.MetricsHandler()))
 	}
 
@@ -206,14 +204,6 @@ func (a *API) readyz(c *gin.Context) {
 	default:
 		c.JSON(http.StatusOK, gin.H{"status": "ok", "checks": checks})
 	}
-}
-
-func userView(u *store.User, self bool) protocol.User {
-	v := protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName}
-	if self {
-		v.Email = u.Email
-	}
-	return v
 }
 
 // static serves the web client: files under /assets/ with long caching, and

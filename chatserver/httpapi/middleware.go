@@ -40,10 +40,8 @@ func (a *API) accessLog() gin.HandlerFunc {
 		}
 		d := time.Since(start)
 		code := c.Writer.Status()
-		if a.metrics != nil {
-			a.metrics.HTTPRequests.WithLabelValues(c.Request.Method, route, strconv.Itoa(code)).Inc()
-			a.metrics.HTTPDuration.WithLabelValues(c.Request.Method, route).Observe(d.Seconds())
-		}
+		a.metrics.HTTPRequests.WithLabelValues(c.Request.Method, route, strconv.Itoa(code)).Inc()
+		a.metrics.HTTPDuration.WithLabelValues(c.Request.Method, route).Observe(d.Seconds())
 		level := slog.LevelInfo
 		if code >= 500 {
 			level = slog.LevelError
@@ -215,9 +213,7 @@ func (a *API) allow(c *gin.Context, name string, keys ...string) bool {
 			continue
 		}
 		if !ok {
-			if a.metrics != nil {
-				a.metrics.RateLimited.WithLabelValues(name).Inc()
-			}
+			a.metrics.RateLimited.WithLabelValues(name).Inc()
 			writeErr(c, &apperr.Error{Code: apperr.RateLimited, RetryAfter: wait,
 				Message: "too many attempts; try again in a little while"})
 			return false

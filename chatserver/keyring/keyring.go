@@ -94,7 +94,7 @@ type Options struct {
 
 // Load reads dir/keyring.json.
 func Load(dir string, opts Options) (*Keyring, error) {
-	k := &Keyring{dir: dir, log: opts.Logger, metrics: opts.Metrics, reserver: opts.Reserver, budgets: map[string]*budget{}}
+	k := &Keyring{dir: dir, log: opts.Logger, metrics: metrics.OrNew(opts.Metrics), reserver: opts.Reserver, budgets: map[string]*budget{}}
 	if k.log == nil {
 		k.log = slog.New(slog.DiscardHandler)
 	}
@@ -239,9 +239,7 @@ func (k *Keyring) Reload() (changed bool, err error) {
 }
 
 func (k *Keyring) countReload(result string) {
-	if k.metrics != nil {
-		k.metrics.KeyringReloads.WithLabelValues(result).Inc()
-	}
+	k.metrics.KeyringReloads.WithLabelValues(result).Inc()
 }
 
 // Watch reloads the keyring every interval until ctx ends. Polling, rather than

@@ -97,13 +97,9 @@ func (k *Keyring) spend(ctx context.Context, id string) error {
 			return fmt.Errorf("keyring: reserve seals: %w", err)
 		}
 		b.reserved = sealBlock
-		if k.metrics != nil {
-			k.metrics.KeyringSeals.WithLabelValues(id).Set(float64(total))
-			if total >= RotationWarnSeals {
-				k.metrics.KeyringRotationDue.WithLabelValues(id).Set(1)
-			}
-		}
+		k.metrics.KeyringSeals.WithLabelValues(id).Set(float64(total))
 		if total >= RotationWarnSeals {
+			k.metrics.KeyringRotationDue.WithLabelValues(id).Set(1)
 			k.log.Warn("data key has done 2^30 seals: rotate it", "kid", id, "seals", total)
 		}
 	}

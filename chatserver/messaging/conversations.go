@@ -2,7 +2,6 @@ package messaging
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sort"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/audit"
+	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/ids"
 	"github.com/parley-chat/parley/chatserver/protocol"
 	"github.com/parley-chat/parley/chatserver/store"
@@ -127,8 +127,7 @@ func (s *Service) announceConversation(ctx context.Context, convID, userID strin
 		s.log.Warn("announce conversation failed", "conversation", convID, "err", err)
 		return
 	}
-	frame, _ := json.Marshal(protocol.ServerFrame{Type: "conversation", Conversation: v})
-	s.publish(ctx, userID, protocol.Envelope(protocol.KindFrame, time.Time{}, frame))
+	s.events.Publish(ctx, delivery.Event{To: []string{userID}, Frame: protocol.ConversationFrame{Conversation: v}})
 }
 
 func (s *Service) group(ctx context.Context, actorID, convID string) (*store.Conversation, *store.Member, error) {
@@ -208,8 +207,7 @@ func (s *Service) RemoveMember(ctx context.Context, actorID, convID, userID stri
 		return unavailable(err)
 	}
 	_ = s.audit.Record(ctx, audit.MemberRemoved, actorID, convID, "", map[string]any{"user": userID})
-	frame, _ := json.Marshal(protocol.ServerFrame{Type: "removed", ConversationID: convID})
-	s.publish(ctx, userID, protocol.Envelope(protocol.KindFrame, time.Time{}, frame))
+	s.events.Publish(ctx, delivery.Event{To: []string{userID}, Frame: protocol.RemovedFrame{ConversationID: convID}})
 	members, err := s.store.Members(ctx, convID)
 	if err == nil {
 		for _, m := range members {

@@ -5,7 +5,6 @@ package messaging
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/audit"
-	"github.com/parley-chat/parley/chatserver/backplane"
+	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/ids"
 	"github.com/parley-chat/parley/chatserver/keyring"
 	"github.com/parley-chat/parley/chatserver/metrics"
@@ -38,12 +37,44 @@ const (
 
 var clientIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// Store is the persistence the messaging use cases need.
+type Store interface {
+	UserByID(ctx context.Context, id string) (*store.User, error)
+	UsersByIDs(ctx context.Context, ids []string) ([]store.User, error)
+
+	CreateConversation(ctx context.Context, c *store.Conversation, members []store.Member) error
+	Conversation(ctx context.Context, id string) (*store.Conversation, error)
+	ConversationByDirectKey(ctx context.Context, directKey string) (*store.Conversation, error)
+	ListConversations(ctx context.Context, userID string) ([]store.ConversationSummary, error)
+	ConversationSummary(ctx context.Context, userID, convID string) (*store.ConversationSummary, error)
+
+	Member(ctx context.Context, convID, userID string) (*store.Member, error)
+	Members(ctx context.Context, convID string) ([]store.Member, error)
+	AddMember(ctx context.Context, m store.Member) error
+	RemoveMember(ctx context.Context, convID, userID string) error
+
+	AppendMessage(ctx context.Context, m *store.Message) (stored *store.Message, created bool, err error)
+	MessagesAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]store.Message, error)
+	MessagesBefore(ctx context.Context, convID string, beforeSeq int64, limit int) ([]store.Message, error)
+	MarkRead(ctx context.Context, convID, userID string, seq int64) (int64, error)
+}
+
+// Events is where the use cases send what happened (package delivery).
+type Events interface {
+	Publish(ctx context.Context, e delivery.Event)
+}
+
+// Presence answers who is online, for conversation views.
+type Presence interface {
+	Status(ctx context.Context, userIDs []string) (map[string]presence.Status, error)
+}
+
 // Service implements the messaging use cases.
 type Service struct {
-	store    store.Store
+	store    Store
 	keys     *keyring.Keyring
-	bp       backplane.Backplane
-	presence presence.Tracker
+	events   Events
+	presence Presence
 	audit    *audit.Log
 	limiter  ratelimit.Limiter
 	metrics  *metrics.Metrics
@@ -54,10 +85,10 @@ type Service struct {
 
 // Config wires a Service.
 type Config struct {
-	Store        store.Store
+	Store        Store
 	Keys         *keyring.Keyring
-	Backplane    backplane.Backplane
-	Presence     presence.Tracker
+	Events       Events
+	Presence     Presence
 	Audit        *audit.Log
 	MessageLimit ratelimit.Limiter // per user
 	Metrics      *metrics.Metrics
@@ -72,8 +103,8 @@ func New(c Config) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: c.Store, keys: c.Keys, bp: c.Backplane, presence: c.Presence, audit: c.Audit,
-		limiter: c.MessageLimit, metrics: c.Metrics, log: c.Logger, maxChars: c.MaxBodyChars, now: now}
+	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
+		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now}
 }
 
 // MaxBodyChars is the message length limit in characters.
@@ -142,9 +173,7 @@ func (s *Service) Send(ctx context.Context, userID, convID, clientID, body strin
 		if err != nil {
 			s.log.Warn("message rate limiter failed; allowing", "err", err)
 		} else if !ok {
-			if s.metrics != nil {
-				s.metrics.RateLimited.WithLabelValues("messages").Inc()
-			}
+			s.metrics.RateLimited.WithLabelValues("messages").Inc()
 			return nil, false, &apperr.Error{Code: apperr.RateLimited, RetryAfter: wait,
 				Message: "you are sending messages too fast; wait a moment"}
 		}
@@ -164,12 +193,20 @@ func (s *Service) Send(ctx context.Context, userID, convID, clientID, body strin
 	if !created {
 		return &view, false, nil
 	}
-	frame, _ := json.Marshal(protocol.ServerFrame{Type: "message", Message: &view})
-	env := protocol.Envelope(protocol.KindFrame, now, frame)
-	for _, m := range members {
-		s.publish(ctx, m.UserID, env)
-	}
+	s.events.Publish(ctx, delivery.Event{To: userIDs(members, ""), Frame: protocol.MessageFrame{Message: &view},
+		Conversation: convID, Seq: view.Seq, Stored: now})
 	return &view, true, nil
+}
+
+// userIDs lists the members' user ids, leaving out skip.
+func userIDs(members []store.Member, skip string) []string {
+	out := make([]string, 0, len(members))
+	for _, m := range members {
+		if m.UserID != skip {
+			out = append(out, m.UserID)
+		}
+	}
+	return out
 }
 
 func (s *Service) view(m *store.Message) protocol.Message {
@@ -186,29 +223,15 @@ func (s *Service) view(m *store.Message) protocol.Message {
 	return v
 }
 
-// publishToMembers sends an envelope to every member's topic except skip.
-// A backplane failure is logged, not returned: the message is stored and
-// clients catch up through their cursors.
-func (s *Service) publishToMembers(ctx context.Context, convID, skip string, env []byte) {
+// publishToMembers sends a frame to every member except skip. A failed
+// members lookup is logged: the event is ephemeral or recoverable by sync.
+func (s *Service) publishToMembers(ctx context.Context, convID, skip string, f protocol.ServerFrame) {
 	members, err := s.store.Members(ctx, convID)
 	if err != nil {
 		s.log.Error("publish: members lookup failed", "conversation", convID, "err", err)
 		return
 	}
-	for _, m := range members {
-		if m.UserID != skip {
-			s.publish(ctx, m.UserID, env)
-		}
-	}
-}
-
-func (s *Service) publish(ctx context.Context, userID string, env []byte) {
-	if err := s.bp.Publish(ctx, backplane.UserTopic(userID), env); err != nil {
-		if s.metrics != nil {
-			s.metrics.BackplaneErrors.Inc()
-		}
-		s.log.Warn("backplane publish failed", "err", err)
-	}
+	s.events.Publish(ctx, delivery.Event{To: userIDs(members, skip), Frame: f})
 }
 
 // History returns up to limit messages before or after a seq, ascending, and
@@ -304,8 +327,7 @@ func (s *Service) MarkRead(ctx context.Context, userID, convID string, seq int64
 	if err != nil {
 		return 0, unavailable(err)
 	}
-	frame, _ := json.Marshal(protocol.ServerFrame{Type: "read", ConversationID: convID, UserID: userID, Seq: read})
-	s.publishToMembers(ctx, convID, "", protocol.Envelope(protocol.KindFrame, time.Time{}, frame))
+	s.publishToMembers(ctx, convID, "", protocol.ReadFrame{ConversationID: convID, UserID: userID, Seq: read})
 	return read, nil
 }
 
@@ -314,33 +336,6 @@ func (s *Service) Typing(ctx context.Context, userID, convID string) error {
 	if _, err := s.member(ctx, convID, userID); err != nil {
 		return err
 	}
-	frame, _ := json.Marshal(protocol.ServerFrame{Type: "typing", ConversationID: convID, UserID: userID})
-	s.publishToMembers(ctx, convID, userID, protocol.Envelope(protocol.KindFrame, time.Time{}, frame))
+	s.publishToMembers(ctx, convID, userID, protocol.TypingFrame{ConversationID: convID, UserID: userID})
 	return nil
-}
-
-// AnnouncePresence tells everyone who shares a conversation with userID that
-// the user came online or went offline.
-func (s *Service) AnnouncePresence(ctx context.Context, userID string, online bool) {
-	peers, err := s.store.ConversationPeers(ctx, userID)
-	if err != nil {
-		s.log.Warn("presence: peers lookup failed", "err", err)
-		return
-	}
-	now := s.now().UTC()
-	st := "offline"
-	if online {
-		st = "online"
-	}
-	frame, _ := json.Marshal(protocol.ServerFrame{Type: "presence", UserID: userID, Status: st, LastSeen: &now})
-	env := protocol.Envelope(protocol.KindFrame, time.Time{}, frame)
-	for _, p := range peers {
-		s.publish(ctx, p, env)
-	}
-}
-
-// DisconnectUser closes the user's connections on every replica, except
-// those of session exceptSession (when not empty).
-func (s *Service) DisconnectUser(ctx context.Context, userID, exceptSession, reason string) {
-	s.publish(ctx, userID, protocol.Envelope(protocol.KindDisconnect, time.Time{}, protocol.DisconnectData(exceptSession, reason)))
 }

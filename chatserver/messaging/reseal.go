@@ -3,10 +3,36 @@ package messaging
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/parley-chat/parley/chatserver/keyring"
+	"github.com/parley-chat/parley/chatserver/metrics"
+	"github.com/parley-chat/parley/chatserver/store"
 )
+
+// ResealStore is the persistence re-encryption needs.
+type ResealStore interface {
+	// SealedCounts counts stored ciphertexts (bodies and titles) per data key.
+	SealedCounts(ctx context.Context) (map[string]int64, error)
+	MessagesSealedWith(ctx context.Context, keyID string, limit int) ([]store.Message, error)
+	ResealMessage(ctx context.Context, convID string, seq int64, oldSealed, newSealed, newKeyID string) (bool, error)
+	ConversationsSealedWith(ctx context.Context, keyID string, limit int) ([]store.Conversation, error)
+	ResealTitle(ctx context.Context, convID, oldSealed, newSealed string) (bool, error)
+}
+
+// Resealer re-encrypts stored rows to the active data key.
+type Resealer struct {
+	store   ResealStore
+	keys    *keyring.Keyring
+	metrics *metrics.Metrics
+	log     *slog.Logger
+}
+
+// NewResealer returns a Resealer.
+func NewResealer(st ResealStore, keys *keyring.Keyring, m *metrics.Metrics, log *slog.Logger) *Resealer {
+	return &Resealer{store: st, keys: keys, metrics: metrics.OrNew(m), log: log}
+}
 
 // ResealBatch is how many rows per key one Reseal pass re-encrypts at most.
 const ResealBatch = 500
@@ -24,7 +50,7 @@ type ResealReport struct {
 // concurrent write is never overwritten. It also publishes how many rows
 // remain per key (parley_keyring_rows_remaining), which tells an operator when
 // a retired data key can be removed.
-func (s *Service) Reseal(ctx context.Context) (ResealReport, error) {
+func (s *Resealer) Reseal(ctx context.Context) (ResealReport, error) {
 	rep := ResealReport{Remaining: map[string]int64{}}
 	counts, err := s.store.SealedCounts(ctx)
 	if err != nil {
@@ -78,12 +104,10 @@ func (s *Service) Reseal(ctx context.Context) (ResealReport, error) {
 		if kid != active {
 			rep.Remaining[kid] = n
 		}
-		if s.metrics != nil {
-			s.metrics.KeyringRowsRemaining.WithLabelValues(kid).Set(float64(n))
-		}
+		s.metrics.KeyringRowsRemaining.WithLabelValues(kid).Set(float64(n))
 	}
 	for kid := range counts {
-		if _, still := after[kid]; !still && s.metrics != nil {
+		if _, still := after[kid]; !still {
 			s.metrics.KeyringRowsRemaining.WithLabelValues(kid).Set(0)
 		}
 	}
@@ -92,7 +116,7 @@ func (s *Service) Reseal(ctx context.Context) (ResealReport, error) {
 
 // reseal opens sealed and seals it again with the active key; swap stores it.
 // A row that does not open is logged and skipped (false, nil).
-func (s *Service) reseal(ctx context.Context, sealed string, aad []byte, swap func(sealed, kid string) (bool, error)) (bool, error) {
+func (s *Resealer) reseal(ctx context.Context, sealed string, aad []byte, swap func(sealed, kid string) (bool, error)) (bool, error) {
 	pt, err := s.keys.Open(sealed, aad)
 	if err != nil {
 		s.log.Error("reseal: row does not open; left as it is", "kid", keyring.KeyID(sealed), "err", err)
@@ -108,8 +132,8 @@ func (s *Service) reseal(ctx context.Context, sealed string, aad []byte, swap fu
 	return true, nil
 }
 
-// RunReseal calls Reseal every interval until ctx ends.
-func (s *Service) RunReseal(ctx context.Context, interval time.Duration) {
+// Run calls Reseal every interval until ctx ends.
+func (s *Resealer) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

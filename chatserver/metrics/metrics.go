@@ -32,6 +32,15 @@ type Metrics struct {
 	AuditEvents          *prometheus.CounterVec // event
 }
 
+// OrNew returns m, or fresh collectors on their own registry when m is nil,
+// so packages can count without checking for nil (tests often pass none).
+func OrNew(m *Metrics) *Metrics {
+	if m != nil {
+		return m
+	}
+	return New()
+}
+
 // New creates the collectors and registers them, with the Go and process
 // collectors, on a fresh registry.
 func New() *Metrics {

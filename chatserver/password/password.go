@@ -98,7 +98,7 @@ func NewHasher(workers int, p Params, m *metrics.Metrics) (*Hasher, error) {
 	if workers < 1 {
 		workers = 1
 	}
-	h := &Hasher{params: p, sem: make(chan struct{}, workers), metrics: m}
+	h := &Hasher{params: p, sem: make(chan struct{}, workers), metrics: metrics.OrNew(m)}
 	d, err := h.hash([]byte("parley-dummy-password"))
 	if err != nil {
 		return nil, err
@@ -111,9 +111,7 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	start := time.Now()
 	select {
 	case h.sem <- struct{}{}:
-		if h.metrics != nil {
-			h.metrics.PasswordHashWait.Observe(time.Since(start).Seconds())
-		}
+		h.metrics.PasswordHashWait.Observe(time.Since(start).Seconds())
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("password: waiting for a hashing worker: %w", ctx.Err())

@@ -1,14 +1,9 @@
 // Package protocol defines the JSON shapes of Parley's API and of WebSocket
-// protocol version 1 (docs/api.md), and the envelope events travel in over the
-// backplane.
+// protocol version 1 (docs/api.md): the views of users, messages and
+// conversations, and one type per WebSocket frame kind (frames.go).
 package protocol
 
-import (
-	"encoding/binary"
-	"encoding/json"
-	"strings"
-	"time"
-)
+import "time"
 
 // Version is the WebSocket protocol version.
 const Version = 1
@@ -61,98 +56,4 @@ type Conversation struct {
 	LastMessage  *Message  `json:"lastMessage"`
 	LastActivity time.Time `json:"lastActivity"`
 	CreatedAt    time.Time `json:"createdAt"`
-}
-
-// ClientFrame is any frame a client sends; Type selects which fields matter.
-type ClientFrame struct {
-	Type           string           `json:"type"`
-	ID             string           `json:"id,omitempty"`
-	Token          string           `json:"token,omitempty"`
-	ConversationID string           `json:"conversationId,omitempty"`
-	ClientID       string           `json:"clientId,omitempty"`
-	Body           *string          `json:"body,omitempty"`
-	Seq            int64            `json:"seq,omitempty"`
-	Cursors        map[string]int64 `json:"cursors,omitempty"`
-}
-
-// ServerFrame is any frame the server sends.
-type ServerFrame struct {
-	Type           string           `json:"type"`
-	ID             string           `json:"id,omitempty"`
-	UserID         string           `json:"userId,omitempty"`
-	SessionID      string           `json:"sessionId,omitempty"`
-	Protocol       int              `json:"protocol,omitempty"`
-	ExpiresAt      *time.Time       `json:"expiresAt,omitempty"`
-	Message        *Message         `json:"message,omitempty"`
-	Conversation   *Conversation    `json:"conversation,omitempty"`
-	ConversationID string           `json:"conversationId,omitempty"`
-	Seq            int64            `json:"seq,omitempty"`
-	Status         string           `json:"status,omitempty"`
-	LastSeen       *time.Time       `json:"lastSeen,omitempty"`
-	Cursors        map[string]int64 `json:"cursors,omitempty"`
-	Code           string           `json:"code,omitempty"`
-	ErrMessage     string           `json:"-"` // "message" of error frames (see MarshalJSON)
-	RetryAfter     int              `json:"retryAfter,omitempty"`
-}
-
-// MarshalJSON keeps "message" meaning the message object for message/ack
-// frames and the error text for error frames.
-func (f ServerFrame) MarshalJSON() ([]byte, error) {
-	type plain ServerFrame
-	if f.Type != "error" {
-		return json.Marshal(plain(f))
-	}
-	return json.Marshal(struct {
-		Type       string `json:"type"`
-		ID         string `json:"id,omitempty"`
-		Code       string `json:"code"`
-		Message    string `json:"message"`
-		RetryAfter int    `json:"retryAfter,omitempty"`
-	}{f.Type, f.ID, f.Code, f.ErrMessage, f.RetryAfter})
-}
-
-// Backplane envelope kinds.
-const (
-	KindFrame      byte = 'F' // deliver the frame to the user's connections
-	KindDisconnect byte = 'D' // close the user's connections (reason follows)
-)
-
-// DisconnectData is the data of a KindDisconnect envelope: the session to
-// spare (may be empty), a newline, the reason.
-func DisconnectData(exceptSession, reason string) []byte {
-	return []byte(exceptSession + "\n" + reason)
-}
-
-// ParseDisconnect splits DisconnectData.
-func ParseDisconnect(data []byte) (exceptSession, reason string) {
-	e, r, ok := strings.Cut(string(data), "\n")
-	if !ok {
-		return "", string(data)
-	}
-	return e, r
-}
-
-// Envelope is a backplane payload: kind, the store time of a message in unix
-// nanoseconds (0 for other events; for delivery-latency metrics), then data.
-func Envelope(kind byte, stored time.Time, data []byte) []byte {
-	b := make([]byte, 9+len(data))
-	b[0] = kind
-	var ns int64
-	if !stored.IsZero() {
-		ns = stored.UnixNano()
-	}
-	binary.BigEndian.PutUint64(b[1:9], uint64(ns))
-	copy(b[9:], data)
-	return b
-}
-
-// OpenEnvelope splits a backplane payload; ok is false when it is malformed.
-func OpenEnvelope(p []byte) (kind byte, stored time.Time, data []byte, ok bool) {
-	if len(p) < 9 {
-		return 0, time.Time{}, nil, false
-	}
-	if ns := int64(binary.BigEndian.Uint64(p[1:9])); ns != 0 {
-		stored = time.Unix(0, ns)
-	}
-	return p[0], stored, p[9:], true
 }

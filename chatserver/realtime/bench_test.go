@@ -3,26 +3,30 @@ package realtime
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/chatserver/delivery"
+	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/chatserver/protocol"
 )
 
 // benchFrame is a message frame of the size the server delivers for a
 // 200-character body.
-var benchFrame = protocol.Envelope(protocol.KindFrame, time.Now(),
-	[]byte(`{"type":"message","message":{"id":"m_0123456789abcdefghijklmnop","conversationId":"c_0123456789abcdefghijklmnop","seq":42,"senderId":"u_0123456789abcdefghijklmnop","clientId":"c-0123456789","body":"`+
-		string(make([]byte, 200))+`","createdAt":"2026-11-23T19:00:00.123456Z"}}`))
+var benchFrame, _ = delivery.Envelope(delivery.Event{Stored: time.Now(), Frame: protocol.MessageFrame{
+	Message: &protocol.Message{ID: "m_0123456789abcdefghijklmnop", ConversationID: "c_0123456789abcdefghijklmnop",
+		Seq: 42, SenderID: "u_0123456789abcdefghijklmnop", ClientID: "c-0123456789",
+		Body: strings.Repeat("x", 200), CreatedAt: time.Date(2026, 11, 23, 19, 0, 0, 123456000, time.UTC)}}})
 
 // benchHub returns a hub holding conns connections spread over users
 // accounts, with no network: each connection is its send queue.
 func benchHub(users, conns int) (*Hub, []*conn, []string) {
-	h := &Hub{opts: Options{WriteWait: time.Second, SendQueue: 256}, log: slog.New(slog.DiscardHandler), users: map[string]map[*conn]struct{}{}}
+	h := &Hub{opts: Options{WriteWait: time.Second, SendQueue: 256}, log: slog.New(slog.DiscardHandler), metrics: metrics.New(), users: map[string]map[*conn]struct{}{}}
 	var all []*conn
 	topics := make([]string, users)
 	for u := range users {
-		topics[u] = fmt.Sprintf("u:u%d", u)
+		topics[u] = delivery.UserTopic(fmt.Sprintf("u%d", u))
 		h.users[fmt.Sprintf("u%d", u)] = map[*conn]struct{}{}
 	}
 	for i := range conns {
@@ -35,9 +39,9 @@ func benchHub(users, conns int) (*Hub, []*conn, []string) {
 }
 
 // BenchmarkFanout1000 delivers one frame to 1,000 local connections through
-// Hub.Deliver, as the backplane handler does: to one account with 1,000
-// devices (one Deliver), or to a group of 1,000 members with one connection
-// each (1,000 Delivers, one per member topic). "queue" measures Deliver alone
+// Hub.HandlePublication, as the backplane handler does: to one account with 1,000
+// devices (one call), or to a group of 1,000 members with one connection
+// each (1,000 calls, one per member topic). "queue" measures the hand-off alone
 // (queues drained with the timer stopped); "writers" adds one consumer
 // goroutine per connection, standing in for the writer (everything but the
 // socket write), and waits until all 1,000 have their frame.
@@ -53,7 +57,7 @@ func BenchmarkFanout1000(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				for _, t := range topics {
-					h.Deliver(t, benchFrame)
+					h.HandlePublication(t, benchFrame)
 				}
 				if i++; i%200 == 0 {
 					b.StopTimer()

@@ -2,7 +2,6 @@ package realtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -96,8 +95,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := newConn(h, ws, p)
 	// "ready" is queued before the connection can receive anything, so it is
 	// always the first frame, even when a message arrives during registration.
-	ready, _ := json.Marshal(protocol.ServerFrame{Type: "ready", UserID: c.userID, SessionID: c.sessionID,
-		Protocol: protocol.Version, ExpiresAt: timePtr(p.ExpiresAt)})
+	ready, err := protocol.Encode(readyFrame(p))
+	if err != nil {
+		closeNow(ws, websocket.CloseInternalServerErr, "server error", h.opts.WriteWait)
+		return
+	}
 	c.queue = []outFrame{{data: ready}}
 	if ok, code, why := h.register(ctx, c); !ok {
 		h.count("refused_limit")
@@ -119,9 +121,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Hub) count(result string) {
-	if h.metrics != nil {
-		h.metrics.ConnectionsTotal.WithLabelValues(result).Inc()
-	}
+	h.metrics.ConnectionsTotal.WithLabelValues(result).Inc()
 }
 
 // ticket redeems a ticket secret, once, and checks that its session was not
@@ -139,14 +139,19 @@ func (h *Hub) ticket(ctx context.Context, secret string) (*accounts.Principal, e
 
 func (h *Hub) firstFrameAuth(ctx context.Context, ws *websocket.Conn) (*accounts.Principal, error) {
 	_ = ws.SetReadDeadline(time.Now().Add(h.opts.AuthTimeout))
-	var f protocol.ClientFrame
-	if err := ws.ReadJSON(&f); err != nil {
+	_, data, err := ws.ReadMessage()
+	if err != nil {
 		return nil, err
 	}
-	if f.Type != "auth" || f.Token == "" {
+	f, _, err := protocol.DecodeClient(data)
+	if err != nil {
+		return nil, err
+	}
+	auth, ok := f.(protocol.AuthRequest)
+	if !ok || auth.Token == "" {
 		return nil, errors.New("first frame is not auth")
 	}
-	return h.accounts.Authenticate(ctx, f.Token)
+	return h.accounts.Authenticate(ctx, auth.Token)
 }
 
 func closeNow(ws *websocket.Conn, code int, reason string, wait time.Duration) {
@@ -154,7 +159,10 @@ func closeNow(ws *websocket.Conn, code int, reason string, wait time.Duration) {
 	_ = ws.Close()
 }
 
-func timePtr(t time.Time) *time.Time { u := t.UTC(); return &u }
+func readyFrame(p *accounts.Principal) protocol.ReadyFrame {
+	return protocol.ReadyFrame{UserID: p.UserID, SessionID: p.SessionID, Protocol: protocol.Version,
+		ExpiresAt: p.ExpiresAt.UTC()}
+}
 
 // close asks the writer to end the connection with a close frame carrying
 // code and reason. Only the first call counts. Frames still queued are sent
@@ -224,16 +232,14 @@ func (c *conn) offer(f outFrame) {
 	if queued, closing := c.enqueue(f); queued || closing {
 		return
 	}
-	if c.hub.metrics != nil {
-		c.hub.metrics.FramesDropped.Inc()
-	}
+	c.hub.metrics.FramesDropped.Inc()
 	c.close(websocket.CloseTryAgainLater, "too slow: send queue full; reconnect and sync")
 }
 
 // push queues a frame answering the client's own request, waiting for room
 // (back-pressure on that client only) up to the write timeout.
 func (c *conn) push(f protocol.ServerFrame) bool {
-	data, err := json.Marshal(f)
+	data, err := protocol.Encode(f)
 	if err != nil {
 		c.hub.log.Error("encode frame", "err", err)
 		return false
@@ -292,7 +298,7 @@ func (c *conn) writeLoop() {
 				c.close(websocket.CloseAbnormalClosure, "write failed")
 				break
 			}
-			if !f.stored.IsZero() && h.metrics != nil {
+			if !f.stored.IsZero() {
 				h.metrics.MessagesDelivered.Inc()
 				h.metrics.DeliveryLatency.Observe(time.Since(f.stored).Seconds())
 			}
@@ -308,9 +314,7 @@ func (c *conn) writeLoop() {
 // closes the socket, which ends the reader.
 func (c *conn) finish() {
 	h := c.hub
-	if h.metrics != nil {
-		h.metrics.Disconnects.WithLabelValues(closeReason(c.code)).Inc()
-	}
+	h.metrics.Disconnects.WithLabelValues(closeReason(c.code)).Inc()
 	if c.code != websocket.CloseAbnormalClosure {
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, c.why),
 			time.Now().Add(h.opts.WriteWait))
@@ -373,12 +377,12 @@ func (c *conn) readLoop(ctx context.Context) {
 			c.fail("", apperr.New(apperr.InvalidRequest, "frames must be JSON text"))
 			continue
 		}
-		var f protocol.ClientFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			c.fail("", apperr.New(apperr.InvalidRequest, "frame is not valid JSON"))
+		f, id, err := protocol.DecodeClient(data)
+		if err != nil {
+			c.fail(id, apperr.New(apperr.InvalidRequest, "%s", err.Error()))
 			continue
 		}
-		if !c.handle(ctx, &f) {
+		if !c.handle(ctx, f) {
 			return
 		}
 	}
@@ -390,7 +394,7 @@ func (c *conn) fail(id string, err error) {
 	if e.Code == apperr.Internal {
 		c.hub.log.Error("websocket request failed", "err", err)
 	}
-	f := protocol.ServerFrame{Type: "error", ID: id, Code: e.Code, ErrMessage: e.Message}
+	f := protocol.ErrorFrame{ID: id, Code: e.Code, Message: e.Message}
 	if e.RetryAfter > 0 {
 		f.RetryAfter = int((e.RetryAfter + time.Second - 1) / time.Second)
 	}
@@ -398,19 +402,18 @@ func (c *conn) fail(id string, err error) {
 }
 
 // handle runs one client frame; false ends the connection.
-func (c *conn) handle(ctx context.Context, f *protocol.ClientFrame) bool {
+func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 	h := c.hub
-	switch f.Type {
-	case "auth":
+	switch f := frame.(type) {
+	case protocol.AuthRequest:
 		p, err := h.accounts.Authenticate(ctx, f.Token)
 		if err != nil || p.UserID != c.userID {
 			c.close(websocket.ClosePolicyViolation, "authentication failed")
 			return false
 		}
 		c.expiry.Reset(time.Until(p.ExpiresAt))
-		c.push(protocol.ServerFrame{Type: "ready", UserID: c.userID, SessionID: p.SessionID,
-			Protocol: protocol.Version, ExpiresAt: timePtr(p.ExpiresAt)})
-	case "send":
+		c.push(readyFrame(p))
+	case protocol.SendRequest:
 		if f.Body == nil || f.ConversationID == "" {
 			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "send needs conversationId and body"))
 			return true
@@ -420,13 +423,11 @@ func (c *conn) handle(ctx context.Context, f *protocol.ClientFrame) bool {
 			c.fail(f.ID, err)
 			return true
 		}
-		if h.metrics != nil {
-			h.metrics.MessagesSent.WithLabelValues("ws").Inc()
-		}
-		c.push(protocol.ServerFrame{Type: "ack", ID: f.ID, Message: m})
-	case "sync":
+		h.metrics.MessagesSent.WithLabelValues("ws").Inc()
+		c.push(protocol.AckFrame{ID: f.ID, Message: m})
+	case protocol.SyncRequest:
 		cursors, err := h.msgs.Sync(ctx, c.userID, f.Cursors, func(m protocol.Message) error {
-			data, err := json.Marshal(protocol.ServerFrame{Type: "message", Message: &m})
+			data, err := protocol.Encode(protocol.MessageFrame{Message: &m})
 			if err != nil {
 				return err
 			}
@@ -439,8 +440,8 @@ func (c *conn) handle(ctx context.Context, f *protocol.ClientFrame) bool {
 			c.fail(f.ID, err)
 			return true
 		}
-		c.push(protocol.ServerFrame{Type: "synced", ID: f.ID, Cursors: cursors})
-	case "typing":
+		c.push(protocol.SyncedFrame{ID: f.ID, Cursors: cursors})
+	case protocol.TypingRequest:
 		// At most one typing event per conversation per second per connection.
 		if last, ok := c.typing[f.ConversationID]; ok && time.Since(last) < time.Second {
 			return true
@@ -452,14 +453,14 @@ func (c *conn) handle(ctx context.Context, f *protocol.ClientFrame) bool {
 		if err := h.msgs.Typing(ctx, c.userID, f.ConversationID); err != nil {
 			c.fail(f.ID, err)
 		}
-	case "read":
+	case protocol.ReadRequest:
 		if _, err := h.msgs.MarkRead(ctx, c.userID, f.ConversationID, f.Seq); err != nil {
 			c.fail(f.ID, err)
 		}
-	case "ping":
-		c.push(protocol.ServerFrame{Type: "pong", ID: f.ID})
+	case protocol.PingRequest:
+		c.push(protocol.PongFrame{ID: f.ID})
 	default:
-		c.fail(f.ID, apperr.New(apperr.InvalidRequest, "unknown frame type %q", f.Type))
+		c.fail(frame.RequestID(), apperr.New(apperr.InvalidRequest, "unknown frame type %q", frame.FrameType()))
 	}
 	return true
 }

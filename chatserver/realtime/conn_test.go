@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/chatserver/protocol"
 )
@@ -23,11 +24,14 @@ func TestSlowConsumerIsDroppedNotWaitedFor(t *testing.T) {
 	slow, fast := testConn(h, "u1"), testConn(h, "u1")
 	h.users["u1"] = map[*conn]struct{}{slow: {}, fast: {}}
 
-	env := protocol.Envelope(protocol.KindFrame, time.Now(), []byte(`{"type":"message"}`))
+	env, err := delivery.Envelope(delivery.Event{Frame: protocol.MessageFrame{Message: &protocol.Message{}}, Stored: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	got := 0
 	for i := 0; i < 10; i++ {
-		h.Deliver("u:u1", env)
+		h.HandlePublication(delivery.UserTopic("u1"), env)
 		if i%2 == 1 {
 			got += len(fast.take()) // the fast client's writer keeps up
 		}
@@ -56,16 +60,16 @@ func TestSlowConsumerIsDroppedNotWaitedFor(t *testing.T) {
 // Frames answering a client's own requests wait for room instead (back-pressure
 // on that client only), up to the write timeout.
 func TestPushWaitsThenGivesUp(t *testing.T) {
-	h := &Hub{opts: Options{WriteWait: 100 * time.Millisecond, SendQueue: 1}, log: slog.New(slog.DiscardHandler)}
+	h := &Hub{opts: Options{WriteWait: 100 * time.Millisecond, SendQueue: 1}, log: slog.New(slog.DiscardHandler), metrics: metrics.New()}
 	c := testConn(h, "u1")
-	if !c.push(protocol.ServerFrame{Type: "pong"}) {
+	if !c.push(protocol.PongFrame{}) {
 		t.Fatal("push into an empty queue failed")
 	}
 	go func() { time.Sleep(30 * time.Millisecond); c.take() }()
-	if !c.push(protocol.ServerFrame{Type: "pong"}) {
+	if !c.push(protocol.PongFrame{}) {
 		t.Fatal("push did not wait for room")
 	}
-	if c.push(protocol.ServerFrame{Type: "pong"}) {
+	if c.push(protocol.PongFrame{}) {
 		t.Fatal("push into a queue that never drains succeeded")
 	}
 	if c.code != websocket.CloseTryAgainLater {

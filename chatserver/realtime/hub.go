@@ -18,12 +18,37 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parley-chat/parley/chatserver/accounts"
-	"github.com/parley-chat/parley/chatserver/backplane"
-	"github.com/parley-chat/parley/chatserver/messaging"
+	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/metrics"
-	"github.com/parley-chat/parley/chatserver/presence"
 	"github.com/parley-chat/parley/chatserver/protocol"
 )
+
+// Accounts authenticates connections.
+type Accounts interface {
+	Authenticate(ctx context.Context, accessToken string) (*accounts.Principal, error)
+	StillValid(ctx context.Context, userID string, issued time.Time) error
+}
+
+// Messages runs the requests a connection makes.
+type Messages interface {
+	Send(ctx context.Context, userID, convID, clientID, body string) (*protocol.Message, bool, error)
+	Sync(ctx context.Context, userID string, cursors map[string]int64, emit func(protocol.Message) error) (map[string]int64, error)
+	Typing(ctx context.Context, userID, convID string) error
+	MarkRead(ctx context.Context, userID, convID string, seq int64) (int64, error)
+}
+
+// Presence is told about connections coming and going (and announces them).
+type Presence interface {
+	Connect(ctx context.Context, userID, connID string)
+	Disconnect(ctx context.Context, userID, connID string)
+	Heartbeat(ctx context.Context, conns map[string][]string) error
+}
+
+// Subscriber subscribes this process to user topics (the backplane).
+type Subscriber interface {
+	Subscribe(ctx context.Context, topic string) error
+	Unsubscribe(ctx context.Context, topic string) error
+}
 
 // Options tune the hub. Zero values take the defaults in brackets.
 type Options struct {
@@ -68,12 +93,13 @@ type Hub struct {
 	opts     Options
 	log      *slog.Logger
 	metrics  *metrics.Metrics
-	accounts *accounts.Service
-	msgs     *messaging.Service
-	presence presence.Tracker
+	accounts Accounts
+	msgs     Messages
+	presence Presence
 	tickets  Tickets
-	bp       backplane.Backplane
+	bp       Subscriber
 	upgrader websocket.Upgrader
+	resync   []byte // the encoded resync frame
 
 	mu      sync.RWMutex
 	users   map[string]map[*conn]struct{}
@@ -89,18 +115,19 @@ type Config struct {
 	Options   Options
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics
-	Accounts  *accounts.Service
-	Messages  *messaging.Service
-	Presence  presence.Tracker
+	Accounts  Accounts
+	Messages  Messages
+	Presence  Presence
 	Tickets   Tickets
-	Backplane backplane.Backplane // its handler must call the hub's Deliver
+	Backplane Subscriber // the hub is then started as its handler (backplane.Handler)
 }
 
 // NewHub returns a Hub.
 func NewHub(c Config) *Hub {
 	c.Options.defaults()
-	h := &Hub{opts: c.Options, log: c.Logger, metrics: c.Metrics, accounts: c.Accounts, msgs: c.Messages,
-		presence: c.Presence, tickets: c.Tickets, bp: c.Backplane, users: map[string]map[*conn]struct{}{}}
+	h := &Hub{opts: c.Options, log: c.Logger, metrics: metrics.OrNew(c.Metrics), accounts: c.Accounts, msgs: c.Messages,
+		presence: c.Presence, tickets: c.Tickets, bp: c.Backplane, users: map[string]map[*conn]struct{}{},
+		resync: delivery.ResyncFrame()}
 	h.upgrader = websocket.Upgrader{
 		ReadBufferSize:    1024,
 		WriteBufferSize:   1024,
@@ -166,20 +193,14 @@ func (h *Hub) register(ctx context.Context, c *conn) (ok bool, code int, reason 
 	set[c] = struct{}{}
 	h.mu.Unlock()
 	if first {
-		if err := h.bp.Subscribe(ctx, backplane.UserTopic(c.userID)); err != nil {
+		if err := h.bp.Subscribe(ctx, delivery.UserTopic(c.userID)); err != nil {
 			h.log.Error("backplane subscribe failed", "err", err)
-			if h.metrics != nil {
-				h.metrics.BackplaneErrors.Inc()
-			}
+			h.metrics.BackplaneErrors.Inc()
 		}
 	}
 	h.total.Add(1)
-	if h.metrics != nil {
-		h.metrics.Connections.Inc()
-	}
-	if online, err := h.presence.Connect(ctx, c.userID, c.id); err == nil && online {
-		h.msgs.AnnouncePresence(ctx, c.userID, true)
-	}
+	h.metrics.Connections.Inc()
+	h.presence.Connect(ctx, c.userID, c.id)
 	return true, 0, ""
 }
 
@@ -200,17 +221,13 @@ func (h *Hub) unregister(ctx context.Context, c *conn) {
 	}
 	h.mu.Unlock()
 	if last {
-		if err := h.bp.Unsubscribe(ctx, backplane.UserTopic(c.userID)); err != nil {
+		if err := h.bp.Unsubscribe(ctx, delivery.UserTopic(c.userID)); err != nil {
 			h.log.Warn("backplane unsubscribe failed", "err", err)
 		}
 	}
 	h.total.Add(-1)
-	if h.metrics != nil {
-		h.metrics.Connections.Dec()
-	}
-	if offline, err := h.presence.Disconnect(ctx, c.userID, c.id); err == nil && offline {
-		h.msgs.AnnouncePresence(ctx, c.userID, false)
-	}
+	h.metrics.Connections.Dec()
+	h.presence.Disconnect(ctx, c.userID, c.id)
 }
 
 func (h *Hub) conns(userID string) []*conn {
@@ -224,25 +241,21 @@ func (h *Hub) conns(userID string) []*conn {
 	return out
 }
 
-// Deliver is the backplane handler: it hands an event to every connection of
-// the topic's user without ever blocking on a slow one.
-func (h *Hub) Deliver(topic string, payload []byte) {
-	userID, ok := strings.CutPrefix(topic, "u:")
-	if !ok {
+// HandlePublication implements backplane.Handler: it hands an event to every
+// local connection of the topic's user without ever blocking on a slow one.
+func (h *Hub) HandlePublication(topic string, payload []byte) {
+	r, err := delivery.Open(topic, payload)
+	if err != nil {
+		h.log.Warn("dropped a backplane payload", "err", err)
 		return
 	}
-	kind, stored, data, ok := protocol.OpenEnvelope(payload)
-	if !ok {
-		h.log.Warn("malformed backplane payload", "topic", topic)
-		return
-	}
-	for _, c := range h.conns(userID) {
-		switch kind {
-		case protocol.KindFrame:
-			c.offer(outFrame{data: data, stored: stored})
-		case protocol.KindDisconnect:
-			if except, reason := protocol.ParseDisconnect(data); except == "" || except != c.sessionID {
-				c.close(websocket.ClosePolicyViolation, reason)
+	for _, c := range h.conns(r.UserID) {
+		switch r.Kind {
+		case delivery.KindFrame:
+			c.offer(outFrame{data: r.Frame, stored: r.Stored})
+		case delivery.KindDisconnect:
+			if r.ExceptSession == "" || r.ExceptSession != c.sessionID {
+				c.close(websocket.ClosePolicyViolation, r.Reason)
 			}
 		}
 	}
@@ -277,15 +290,14 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	}
 }
 
-// Resync asks every local connection to catch up through its cursors
-// ("resync" frame): the backplane lost events while it was disconnected.
-func (h *Hub) Resync() {
-	frame := []byte(`{"type":"resync"}`)
+// HandleResync implements backplane.Handler: it asks every local connection
+// to catch up through its cursors, since the backplane may have lost events.
+func (h *Hub) HandleResync() {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, set := range h.users {
 		for c := range set {
-			c.offer(outFrame{data: frame})
+			c.offer(outFrame{data: h.resync})
 		}
 	}
 }

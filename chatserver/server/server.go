@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/audit"
 	"github.com/parley-chat/parley/chatserver/backplane"
 	"github.com/parley-chat/parley/chatserver/config"
+	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/httpapi"
 	"github.com/parley-chat/parley/chatserver/keyring"
 	"github.com/parley-chat/parley/chatserver/messaging"
@@ -42,7 +43,7 @@ type Server struct {
 	bp       backplane.Backplane
 	redis    redis.UniversalClient
 	hub      *realtime.Hub
-	msgs     *messaging.Service
+	reseal   *messaging.Resealer
 	metrics  *metrics.Metrics
 	http     *http.Server
 	listener net.Listener
@@ -92,16 +93,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	}
 	auditLog := audit.New(db, log, s.metrics)
 	tokens := token.NewIssuer(s.keys, cfg.AccessTokenTTL, opts.Now)
-	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog,
-		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
 
-	// Shared state: in this process, or in Redis for many replicas. The hub is
-	// the backplane's handler and the backplane is the hub's transport; the
-	// closures let each be built with the other in hand.
-	var hub *realtime.Hub
-	deliver := func(topic string, payload []byte) { hub.Deliver(topic, payload) }
+	// Shared state: in this process, or in Redis for many replicas.
 	var (
-		pres       presence.Tracker
+		tracker    presence.Tracker
 		tickets    realtime.Tickets
 		loginLimit ratelimit.Limiter = ratelimit.NewMemory(cfg.RateLogin, opts.Now)
 		msgLimit   ratelimit.Limiter = ratelimit.NewMemory(cfg.RateMessages, opts.Now)
@@ -116,29 +111,37 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		onErr := func(err error) { log.Warn("shared rate limiter unavailable; limiting per replica", "err", err) }
 		loginLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "login", cfg.RateLogin), Secondary: loginLimit, OnError: onErr}
 		msgLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "msg", cfg.RateMessages), Secondary: msgLimit, OnError: onErr}
-		pres = presence.NewRedis(rc, presenceTTL, opts.Now)
+		tracker = presence.NewRedis(rc, presenceTTL, opts.Now)
 		tickets = realtime.FallbackTickets{Primary: realtime.NewRedisTickets(rc), Secondary: realtime.NewMemoryTickets()}
-		s.bp = backplane.NewRedis(rc, deliver, backplane.RedisOptions{Logger: log, Metrics: s.metrics,
-			OnResync: func() { hub.Resync() }})
+		s.bp = backplane.NewRedis(rc, backplane.RedisOptions{Logger: log, Metrics: s.metrics})
 		degradable["backplane"] = s.bp.Healthy
 	} else {
-		pres = presence.NewMemory(opts.Now)
+		tracker = presence.NewMemory(opts.Now)
 		tickets = realtime.NewMemoryTickets()
-		s.bp = backplane.NewMemory(deliver)
+		s.bp = backplane.NewMemory()
 	}
-	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Backplane: s.bp, Presence: pres,
+
+	// Use cases emit events to the publisher; the hub, the backplane's
+	// handler, hands them to connections.
+	events := delivery.NewPublisher(s.bp, log, s.metrics)
+	pres := presence.NewService(tracker, db, events, log, opts.Now)
+	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog, Sockets: events,
+		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
+	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres,
 		Audit: auditLog, MessageLimit: msgLimit, Metrics: s.metrics,
 		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now})
-	hub = realtime.NewHub(realtime.Config{
+	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log)
+	s.hub = realtime.NewHub(realtime.Config{
 		Options: realtime.Options{AllowedOrigins: cfg.AllowedOrigins, MaxConnections: cfg.MaxConnections,
 			ReadLimit: int64(cfg.MaxFrameBytes)},
 		Logger: log, Metrics: s.metrics, Accounts: acc, Messages: msgs, Presence: pres,
 		Tickets: tickets, Backplane: s.bp,
 	})
-	acc.SetDisconnect(msgs.DisconnectUser)
-	s.hub, s.msgs = hub, msgs
+	if err := s.bp.Start(s.hub); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 
-	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: hub, Metrics: s.metrics, Logger: log,
+	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: s.hub, Metrics: s.metrics, Logger: log,
 		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
 		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable,
 		SeparateMetrics: cfg.MetricsAddr != ""})
@@ -189,7 +192,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	go s.keys.Watch(bg, s.cfg.KeyringReload)
 	go s.hub.Heartbeat(bg, presenceTTL/3)
-	go s.msgs.RunReseal(bg, s.cfg.ResealInterval)
+	go s.reseal.Run(bg, s.cfg.ResealInterval)
 
 	errc := make(chan error, 1)
 	go func() {

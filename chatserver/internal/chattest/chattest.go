@@ -235,12 +235,34 @@ func (a *API) WSURL(query string) string {
 	return "ws" + strings.TrimPrefix(a.Base, "http") + "/api/v1/ws" + query
 }
 
+// Frame is any server frame, decoded into the union of their fields (a test
+// client's convenience; the server writes one struct per kind).
+type Frame struct {
+	Type           string                 `json:"type"`
+	ID             string                 `json:"id,omitempty"`
+	UserID         string                 `json:"userId,omitempty"`
+	SessionID      string                 `json:"sessionId,omitempty"`
+	Protocol       int                    `json:"protocol,omitempty"`
+	ExpiresAt      *time.Time             `json:"expiresAt,omitempty"`
+	Message        *protocol.Message      `json:"-"` // "message" of message and ack frames
+	ErrMessage     string                 `json:"-"` // "message" of error frames
+	Conversation   *protocol.Conversation `json:"conversation,omitempty"`
+	ConversationID string                 `json:"conversationId,omitempty"`
+	Seq            int64                  `json:"seq,omitempty"`
+	Status         string                 `json:"status,omitempty"`
+	LastSeen       *time.Time             `json:"lastSeen,omitempty"`
+	Cursors        map[string]int64       `json:"cursors,omitempty"`
+	Code           string                 `json:"code,omitempty"`
+	RetryAfter     int                    `json:"retryAfter,omitempty"`
+	Raw            []byte                 `json:"-"` // the frame as received
+}
+
 // WS is a WebSocket client speaking protocol v1. Frames are read in the
 // background into Frames; Closed gets the close error when the socket ends.
 type WS struct {
 	T      testing.TB
 	Conn   *websocket.Conn
-	Frames chan protocol.ServerFrame
+	Frames chan Frame
 	Closed chan *websocket.CloseError
 }
 
@@ -251,7 +273,7 @@ func (a *API) DialRaw(query string, hdr http.Header) (*WS, *http.Response, error
 	if err != nil {
 		return nil, res, err
 	}
-	w := &WS{T: a.T, Conn: c, Frames: make(chan protocol.ServerFrame, 4096), Closed: make(chan *websocket.CloseError, 1)}
+	w := &WS{T: a.T, Conn: c, Frames: make(chan Frame, 4096), Closed: make(chan *websocket.CloseError, 1)}
 	go w.read()
 	a.T.Cleanup(func() { c.Close() })
 	return w, res, nil
@@ -267,20 +289,21 @@ func (w *WS) read() {
 			return
 		}
 		var f struct {
-			protocol.ServerFrame
+			Frame
 			Message json.RawMessage `json:"message"`
 		}
 		if err := json.Unmarshal(data, &f); err != nil {
 			w.T.Errorf("bad frame %s", data)
 			continue
 		}
-		sf := f.ServerFrame
+		sf := f.Frame
 		if f.Type == "error" {
 			_ = json.Unmarshal(f.Message, &sf.ErrMessage)
 		} else if len(f.Message) > 0 {
 			sf.Message = new(protocol.Message)
 			_ = json.Unmarshal(f.Message, sf.Message)
 		}
+		sf.Raw = data
 		w.Frames <- sf
 	}
 }
@@ -304,7 +327,7 @@ func (w *WS) Sync(id string, cursors map[string]int64) {
 }
 
 // Next returns the next frame, failing the test after timeout.
-func (w *WS) Next(timeout time.Duration) protocol.ServerFrame {
+func (w *WS) Next(timeout time.Duration) Frame {
 	w.T.Helper()
 	select {
 	case f, ok := <-w.Frames:
@@ -315,11 +338,11 @@ func (w *WS) Next(timeout time.Duration) protocol.ServerFrame {
 	case <-time.After(timeout):
 		w.T.Fatal("no frame within", timeout)
 	}
-	return protocol.ServerFrame{}
+	return Frame{}
 }
 
 // waitUntil skips frames until one satisfies match; what names it in failures.
-func (w *WS) waitUntil(what string, timeout time.Duration, match func(protocol.ServerFrame) bool) protocol.ServerFrame {
+func (w *WS) waitUntil(what string, timeout time.Duration, match func(Frame) bool) Frame {
 	w.T.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -338,15 +361,15 @@ func (w *WS) waitUntil(what string, timeout time.Duration, match func(protocol.S
 }
 
 // WaitFor skips frames until one of type typ arrives.
-func (w *WS) WaitFor(typ string, timeout time.Duration) protocol.ServerFrame {
+func (w *WS) WaitFor(typ string, timeout time.Duration) Frame {
 	w.T.Helper()
-	return w.waitUntil(fmt.Sprintf("%q frame", typ), timeout, func(f protocol.ServerFrame) bool { return f.Type == typ })
+	return w.waitUntil(fmt.Sprintf("%q frame", typ), timeout, func(f Frame) bool { return f.Type == typ })
 }
 
 // WaitForMessage skips frames until the "message" frame of message id arrives.
 func (w *WS) WaitForMessage(id string, timeout time.Duration) *protocol.Message {
 	w.T.Helper()
-	return w.waitUntil("message "+id, timeout, func(f protocol.ServerFrame) bool {
+	return w.waitUntil("message "+id, timeout, func(f Frame) bool {
 		return f.Type == "message" && f.Message != nil && f.Message.ID == id
 	}).Message
 }

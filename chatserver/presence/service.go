@@ -1,0 +1,89 @@
+package presence
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/parley-chat/parley/chatserver/delivery"
+	"github.com/parley-chat/parley/chatserver/protocol"
+)
+
+// PeerLister finds the audience of a user's presence.
+type PeerLister interface {
+	// ConversationPeers returns the users sharing a conversation with userID.
+	ConversationPeers(ctx context.Context, userID string) ([]string, error)
+}
+
+// Events is where presence changes go.
+type Events interface {
+	Publish(ctx context.Context, e delivery.Event)
+}
+
+// Service is presence for the rest of the server: the hub reports connections
+// to it, views read statuses from it, and it alone announces a user coming
+// online (first connection anywhere) or going offline (last one gone).
+type Service struct {
+	tracker Tracker
+	peers   PeerLister
+	events  Events
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// NewService returns a Service recording in tracker. now may be nil (time.Now).
+func NewService(tracker Tracker, peers PeerLister, events Events, log *slog.Logger, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{tracker: tracker, peers: peers, events: events, log: log, now: now}
+}
+
+// Connect records a connection and announces the user online when it is
+// their first.
+func (s *Service) Connect(ctx context.Context, userID, connID string) {
+	first, err := s.tracker.Connect(ctx, userID, connID)
+	if err != nil {
+		s.log.Warn("presence: connect failed", "err", err)
+		return
+	}
+	if first {
+		s.announce(ctx, userID, "online")
+	}
+}
+
+// Disconnect records a connection gone and announces the user offline when
+// it was their last.
+func (s *Service) Disconnect(ctx context.Context, userID, connID string) {
+	last, err := s.tracker.Disconnect(ctx, userID, connID)
+	if err != nil {
+		s.log.Warn("presence: disconnect failed", "err", err)
+		return
+	}
+	if last {
+		s.announce(ctx, userID, "offline")
+	}
+}
+
+// Heartbeat refreshes this process's connections (user id to connection ids).
+func (s *Service) Heartbeat(ctx context.Context, conns map[string][]string) error {
+	return s.tracker.Heartbeat(ctx, conns)
+}
+
+// Status answers presence queries.
+func (s *Service) Status(ctx context.Context, userIDs []string) (map[string]Status, error) {
+	return s.tracker.Status(ctx, userIDs)
+}
+
+func (s *Service) announce(ctx context.Context, userID, status string) {
+	peers, err := s.peers.ConversationPeers(ctx, userID)
+	if err != nil {
+		s.log.Warn("presence: peers lookup failed", "err", err)
+		return
+	}
+	if len(peers) == 0 {
+		return
+	}
+	s.events.Publish(ctx, delivery.Event{To: peers,
+		Frame: protocol.PresenceFrame{UserID: userID, Status: status, LastSeen: s.now().UTC()}})
+}

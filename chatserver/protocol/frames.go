@@ -1,0 +1,266 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// FrameType is the "type" of a WebSocket frame.
+type FrameType string
+
+// Frame types a client sends.
+const (
+	TypeAuth FrameType = "auth"
+	TypeSend FrameType = "send"
+	TypeSync FrameType = "sync"
+	// TypeTyping and TypeRead name a client request and the server's relay alike.
+	TypeTyping FrameType = "typing"
+	TypeRead   FrameType = "read"
+	TypePing   FrameType = "ping"
+)
+
+// Frame types the server sends.
+const (
+	TypeReady        FrameType = "ready"
+	TypeAck          FrameType = "ack"
+	TypeMessage      FrameType = "message"
+	TypeSynced       FrameType = "synced"
+	TypePresence     FrameType = "presence"
+	TypeConversation FrameType = "conversation"
+	TypeRemoved      FrameType = "removed"
+	TypeResync       FrameType = "resync"
+	TypeError        FrameType = "error"
+	TypePong         FrameType = "pong"
+)
+
+// ServerFrame is a frame the server sends. Each kind is its own struct; the
+// "type" field is written by Encode from FrameType, so it cannot disagree.
+type ServerFrame interface {
+	FrameType() FrameType
+}
+
+// ReadyFrame confirms authentication (first frame, and after in-band auth).
+type ReadyFrame struct {
+	UserID    string    `json:"userId"`
+	SessionID string    `json:"sessionId"`
+	Protocol  int       `json:"protocol"`
+	ExpiresAt time.Time `json:"expiresAt"` // of the access token in use
+}
+
+// AckFrame answers a send with the stored message.
+type AckFrame struct {
+	ID      string   `json:"id"`
+	Message *Message `json:"message"`
+}
+
+// MessageFrame carries a message, live or during a sync.
+type MessageFrame struct {
+	Message *Message `json:"message"`
+}
+
+// SyncedFrame ends a sync with where each conversation now stands.
+type SyncedFrame struct {
+	ID      string           `json:"id"`
+	Cursors map[string]int64 `json:"cursors,omitempty"`
+}
+
+// TypingFrame relays a member's typing indicator.
+type TypingFrame struct {
+	ConversationID string `json:"conversationId"`
+	UserID         string `json:"userId"`
+}
+
+// PresenceFrame tells that a user came online or went offline.
+type PresenceFrame struct {
+	UserID   string    `json:"userId"`
+	Status   string    `json:"status"` // "online" or "offline"
+	LastSeen time.Time `json:"lastSeen"`
+}
+
+// ReadFrame tells that a member's read marker moved.
+type ReadFrame struct {
+	ConversationID string `json:"conversationId"`
+	UserID         string `json:"userId"`
+	Seq            int64  `json:"seq"`
+}
+
+// ConversationFrame carries a conversation as the recipient sees it (added
+// to it, or its members changed).
+type ConversationFrame struct {
+	Conversation *Conversation `json:"conversation"`
+}
+
+// RemovedFrame tells a user they left or were removed from a conversation.
+type RemovedFrame struct {
+	ConversationID string `json:"conversationId"`
+}
+
+// ResyncFrame asks the client to catch up through its cursors: events may
+// have been missed.
+type ResyncFrame struct{}
+
+// ErrorFrame answers a request that failed (ID is the request's, when known).
+type ErrorFrame struct {
+	ID         string `json:"id,omitempty"`
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	RetryAfter int    `json:"retryAfter,omitempty"` // seconds, with rate_limited
+}
+
+// PongFrame answers a ping.
+type PongFrame struct {
+	ID string `json:"id,omitempty"`
+}
+
+func (ReadyFrame) FrameType() FrameType        { return TypeReady }
+func (AckFrame) FrameType() FrameType          { return TypeAck }
+func (MessageFrame) FrameType() FrameType      { return TypeMessage }
+func (SyncedFrame) FrameType() FrameType       { return TypeSynced }
+func (TypingFrame) FrameType() FrameType       { return TypeTyping }
+func (PresenceFrame) FrameType() FrameType     { return TypePresence }
+func (ReadFrame) FrameType() FrameType         { return TypeRead }
+func (ConversationFrame) FrameType() FrameType { return TypeConversation }
+func (RemovedFrame) FrameType() FrameType      { return TypeRemoved }
+func (ResyncFrame) FrameType() FrameType       { return TypeResync }
+func (ErrorFrame) FrameType() FrameType        { return TypeError }
+func (PongFrame) FrameType() FrameType         { return TypePong }
+
+// ServerFrames lists one value of every server frame kind (docs and tests).
+func ServerFrames() []ServerFrame {
+	return []ServerFrame{ReadyFrame{}, AckFrame{}, MessageFrame{}, SyncedFrame{}, TypingFrame{},
+		PresenceFrame{}, ReadFrame{}, ConversationFrame{}, RemovedFrame{}, ResyncFrame{}, ErrorFrame{}, PongFrame{}}
+}
+
+// Encode writes a server frame as JSON with its "type" first.
+func Encode(f ServerFrame) ([]byte, error) {
+	body, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: encode %s frame: %w", f.FrameType(), err)
+	}
+	t := f.FrameType()
+	out := make([]byte, 0, len(body)+len(t)+11)
+	out = append(out, `{"type":"`...)
+	out = append(out, t...)
+	out = append(out, '"')
+	if len(body) > 2 { // body is a JSON object: "{...}"
+		out = append(out, ',')
+		out = append(out, body[1:]...)
+	} else {
+		out = append(out, '}')
+	}
+	return out, nil
+}
+
+// ClientFrame is a decoded client frame.
+type ClientFrame interface {
+	FrameType() FrameType
+	// RequestID is the client's id for the request, echoed in its answer.
+	RequestID() string
+}
+
+// AuthRequest authenticates a connection (first frame without a ticket) or
+// extends it with a fresh access token.
+type AuthRequest struct {
+	ID    string `json:"id,omitempty"`
+	Token string `json:"token"`
+}
+
+// SendRequest stores and delivers a message.
+type SendRequest struct {
+	ID             string  `json:"id,omitempty"`
+	ConversationID string  `json:"conversationId"`
+	ClientID       string  `json:"clientId,omitempty"`
+	Body           *string `json:"body"`
+}
+
+// SyncRequest asks for every message after each cursor.
+type SyncRequest struct {
+	ID      string           `json:"id,omitempty"`
+	Cursors map[string]int64 `json:"cursors"`
+}
+
+// TypingRequest tells the other members that the user is typing.
+type TypingRequest struct {
+	ID             string `json:"id,omitempty"`
+	ConversationID string `json:"conversationId"`
+}
+
+// ReadRequest raises the user's read marker.
+type ReadRequest struct {
+	ID             string `json:"id,omitempty"`
+	ConversationID string `json:"conversationId"`
+	Seq            int64  `json:"seq"`
+}
+
+// PingRequest asks for a pong.
+type PingRequest struct {
+	ID string `json:"id,omitempty"`
+}
+
+func (AuthRequest) FrameType() FrameType   { return TypeAuth }
+func (SendRequest) FrameType() FrameType   { return TypeSend }
+func (SyncRequest) FrameType() FrameType   { return TypeSync }
+func (TypingRequest) FrameType() FrameType { return TypeTyping }
+func (ReadRequest) FrameType() FrameType   { return TypeRead }
+func (PingRequest) FrameType() FrameType   { return TypePing }
+
+func (f AuthRequest) RequestID() string   { return f.ID }
+func (f SendRequest) RequestID() string   { return f.ID }
+func (f SyncRequest) RequestID() string   { return f.ID }
+func (f TypingRequest) RequestID() string { return f.ID }
+func (f ReadRequest) RequestID() string   { return f.ID }
+func (f PingRequest) RequestID() string   { return f.ID }
+
+// ClientFrames lists one value of every client frame kind (docs and tests).
+func ClientFrames() []ClientFrame {
+	return []ClientFrame{AuthRequest{}, SendRequest{}, SyncRequest{}, TypingRequest{}, ReadRequest{}, PingRequest{}}
+}
+
+// ErrUnknownType is returned (wrapped) by DecodeClient for a frame whose type
+// is not one of the client frame types.
+var ErrUnknownType = errors.New("unknown frame type")
+
+// DecodeClient decodes a client frame. When the frame is a JSON object whose
+// "id" could be read, id is returned even if decoding failed, so the error
+// can answer the request.
+func DecodeClient(data []byte) (f ClientFrame, id string, err error) {
+	var head struct {
+		Type FrameType       `json:"type"`
+		ID   json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, "", fmt.Errorf("frame is not a valid JSON object: %w", err)
+	}
+	_ = json.Unmarshal(head.ID, &id) // a non-string id is reported below
+	switch head.Type {
+	case TypeAuth:
+		f, err = decodeAs[AuthRequest](data)
+	case TypeSend:
+		f, err = decodeAs[SendRequest](data)
+	case TypeSync:
+		f, err = decodeAs[SyncRequest](data)
+	case TypeTyping:
+		f, err = decodeAs[TypingRequest](data)
+	case TypeRead:
+		f, err = decodeAs[ReadRequest](data)
+	case TypePing:
+		f, err = decodeAs[PingRequest](data)
+	default:
+		return nil, id, fmt.Errorf("%w %q", ErrUnknownType, head.Type)
+	}
+	return f, id, err
+}
+
+func decodeAs[T ClientFrame](data []byte) (ClientFrame, error) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return nil, fmt.Errorf("field %q of a %s frame has the wrong type (want %s)", te.Field, v.FrameType(), te.Type)
+		}
+		return nil, fmt.Errorf("%s frame: %w", v.FrameType(), err)
+	}
+	return v, nil
+}
