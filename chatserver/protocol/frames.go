@@ -98,8 +98,10 @@ type RemovedFrame struct {
 }
 
 // ResyncFrame asks the client to catch up through its cursors: events may
-// have been missed.
-type ResyncFrame struct{}
+// have been missed, in one conversation (ConversationID) or in all.
+type ResyncFrame struct {
+	ConversationID string `json:"conversationId,omitempty"`
+}
 
 // ErrorFrame answers a request that failed (ID is the request's, when known).
 type ErrorFrame struct {
