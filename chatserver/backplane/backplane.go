@@ -31,8 +31,13 @@ type Backplane interface {
 	// Publish sends payload to topic's subscribers (possibly none).
 	Publish(ctx context.Context, topic string, payload []byte) error
 	// Subscribe starts delivering topic to the handler. Subscriptions are
-	// reference-counted by the caller (the hub): one per topic per process.
+	// reference-counted: after k Subscribes, the k-th Unsubscribe stops the
+	// delivery. A Subscribe that fails after Start still counts (the engine
+	// may keep retrying it), so each one is matched by one Unsubscribe; one
+	// refused with ErrNotStarted does not count.
 	Subscribe(ctx context.Context, topic string) error
+	// Unsubscribe releases one Subscribe of topic; on a topic with none left
+	// it does nothing.
 	Unsubscribe(ctx context.Context, topic string) error
 	// Healthy reports whether publishes currently reach other replicas.
 	Healthy(ctx context.Context) error
@@ -46,12 +51,12 @@ var ErrNotStarted = errors.New("backplane: not started (Start must be called bef
 type Memory struct {
 	mu      sync.RWMutex
 	handler Handler
-	topics  map[string]struct{}
+	topics  map[string]int // Subscribes not yet matched by an Unsubscribe
 }
 
 // NewMemory returns a Memory backplane.
 func NewMemory() *Memory {
-	return &Memory{topics: map[string]struct{}{}}
+	return &Memory{topics: map[string]int{}}
 }
 
 // Start implements Backplane.
@@ -85,7 +90,7 @@ func (m *Memory) Subscribe(_ context.Context, topic string) error {
 		m.mu.Unlock()
 		return ErrNotStarted
 	}
-	m.topics[topic] = struct{}{}
+	m.topics[topic]++
 	m.mu.Unlock()
 	return nil
 }
@@ -93,7 +98,11 @@ func (m *Memory) Subscribe(_ context.Context, topic string) error {
 // Unsubscribe implements Backplane.
 func (m *Memory) Unsubscribe(_ context.Context, topic string) error {
 	m.mu.Lock()
-	delete(m.topics, topic)
+	if m.topics[topic] > 1 {
+		m.topics[topic]--
+	} else {
+		delete(m.topics, topic)
+	}
 	m.mu.Unlock()
 	return nil
 }

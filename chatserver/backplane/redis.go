@@ -50,8 +50,9 @@ type Redis struct {
 	shards  map[string]*redis.PubSub // by master address
 	owner   map[string]string        // topic -> master address
 
+	subs  map[string]int // topic -> Subscribes not yet matched by an Unsubscribe
 	queue chan pub
-	mu    sync.Mutex // serialises (un)subscribe calls and guards shards and owner
+	mu    sync.Mutex // serialises (un)subscribe calls and guards subs, shards and owner
 	lost  atomic.Bool
 	ctx   context.Context
 	stop  context.CancelFunc
@@ -73,8 +74,8 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Redis{client: client, opts: opts, log: opts.Logger, queue: make(chan pub, opts.QueueSize),
-		ctx: ctx, stop: cancel}
+	r := &Redis{client: client, opts: opts, log: opts.Logger, subs: map[string]int{},
+		queue: make(chan pub, opts.QueueSize), ctx: ctx, stop: cancel}
 	r.setUp(true)
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		r.cluster, r.shards, r.owner = cc, map[string]*redis.PubSub{}, map[string]string{}
@@ -273,7 +274,7 @@ func (r *Redis) rebalance(ctx context.Context, ps *redis.PubSub) {
 			delete(r.owner, topic)
 			_ = ps.SUnsubscribe(ctx, topic) // forget it on the old master
 			r.mu.Unlock()
-			if err := r.Subscribe(ctx, topic); err != nil {
+			if err := r.resubscribe(ctx, topic); err != nil {
 				r.log.Warn("backplane: re-subscribing a moved topic failed", "err", err)
 				continue
 			}
@@ -305,7 +306,7 @@ func (r *Redis) moved(ctx context.Context, ps *redis.PubSub, topic string) {
 		// while the cluster settles.
 		for attempt := 0; attempt < 10 && ctx.Err() == nil; attempt++ {
 			r.cluster.ReloadState(ctx)
-			err := r.Subscribe(ctx, topic)
+			err := r.resubscribe(ctx, topic)
 			if err == nil {
 				break
 			}
@@ -316,13 +317,34 @@ func (r *Redis) moved(ctx context.Context, ps *redis.PubSub, topic string) {
 	}()
 }
 
-// Subscribe implements Backplane.
+// Subscribe implements Backplane. Only a topic's first Subscribe reaches
+// Redis. A failed one still counts: go-redis keeps the channel and
+// subscribes it again when its connection is back.
 func (r *Redis) Subscribe(ctx context.Context, topic string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.h == nil {
 		return ErrNotStarted
 	}
+	r.subs[topic]++
+	if r.subs[topic] > 1 {
+		return nil
+	}
+	return r.subscribeLocked(ctx, topic)
+}
+
+// resubscribe subscribes topic again where its slot now lives, without
+// counting a Subscribe, unless it was unsubscribed meanwhile.
+func (r *Redis) resubscribe(ctx context.Context, topic string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.subs[topic] == 0 {
+		return nil
+	}
+	return r.subscribeLocked(ctx, topic)
+}
+
+func (r *Redis) subscribeLocked(ctx context.Context, topic string) error {
 	if r.cluster == nil {
 		if err := r.ps.Subscribe(ctx, topic); err != nil {
 			r.countError()
@@ -343,18 +365,29 @@ func (r *Redis) Subscribe(ctx context.Context, topic string) error {
 		r.done.Add(1)
 		go r.receive(r.ctx, ps)
 	}
+	// Owned even if SSubscribe fails: go-redis keeps the channel, so the last
+	// Unsubscribe must still reach this master.
+	r.owner[topic] = addr
 	if err := ps.SSubscribe(ctx, topic); err != nil {
 		r.countError()
 		return fmt.Errorf("backplane: subscribe: %w", err)
 	}
-	r.owner[topic] = addr
 	return nil
 }
 
-// Unsubscribe implements Backplane.
+// Unsubscribe implements Backplane. Only a topic's last Unsubscribe reaches
+// Redis.
 func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	switch n := r.subs[topic]; {
+	case n == 0:
+		return nil
+	case n > 1:
+		r.subs[topic] = n - 1
+		return nil
+	}
+	delete(r.subs, topic)
 	if r.cluster == nil {
 		if err := r.ps.Unsubscribe(ctx, topic); err != nil {
 			return fmt.Errorf("backplane: unsubscribe: %w", err)
