@@ -22,6 +22,7 @@ import (
 
 	chatv1alpha1 "github.com/parley-chat/parley/api/v1alpha1"
 	"github.com/parley-chat/parley/pkg/keyringfile"
+	"github.com/parley-chat/parley/pkg/settings"
 )
 
 // Constants of the chat server contract (see docs/operator.md).
@@ -104,6 +105,7 @@ type Settings struct {
 	DataInterval      time.Duration
 	PropagationWindow time.Duration
 	ShutdownTimeout   time.Duration
+	MaxMessageChars   int
 }
 
 func durOr(d *metav1.Duration, def time.Duration) time.Duration {
@@ -119,12 +121,13 @@ func Resolve(cc *chatv1alpha1.ChatCluster, operatorVersion string) Settings {
 		Image:             cc.Spec.Image,
 		Replicas:          ptr.Deref(cc.Spec.Replicas, 1),
 		Hibernate:         cc.Annotations[chatv1alpha1.AnnotationHibernate] == "true",
-		AccessTokenTTL:    durOr(cc.Spec.Security.AccessTokenTTL, 15*time.Minute),
-		RefreshTokenTTL:   durOr(cc.Spec.Security.RefreshTokenTTL, 720*time.Hour),
+		AccessTokenTTL:    durOr(cc.Spec.Security.AccessTokenTTL, settings.AccessTokenTTL.Def),
+		RefreshTokenTTL:   durOr(cc.Spec.Security.RefreshTokenTTL, settings.RefreshTokenTTL.Def),
 		JWTInterval:       durOr(cc.Spec.Security.KeyRotation.JWTKeyInterval, 720*time.Hour),
 		DataInterval:      durOr(cc.Spec.Security.KeyRotation.DataKeyInterval, 2160*time.Hour),
 		PropagationWindow: durOr(cc.Spec.Security.KeyRotation.PropagationWindow, 5*time.Minute),
-		ShutdownTimeout:   durOr(cc.Spec.Server.ShutdownTimeout, 25*time.Second),
+		ShutdownTimeout:   durOr(cc.Spec.Server.ShutdownTimeout, settings.ShutdownTimeout.Def),
+		MaxMessageChars:   int(orInt(cc.Spec.Server.MaxMessageChars, int32(settings.MaxMessageChars.Def))),
 	}
 	if s.Image == "" {
 		s.Image = defaultImageRepo + ":" + operatorVersion
@@ -171,28 +174,36 @@ func orDefault(v, def string) string {
 	return v
 }
 
-// ConfigMap holds the chat server's non-secret configuration as environment variables.
+// ConfigMap holds the chat server's non-secret configuration as environment
+// variables. Names and defaults come from pkg/settings, the server's own
+// definition, so the server reads exactly what is written here.
 func ConfigMap(cc *chatv1alpha1.ChatCluster, s Settings) *corev1.ConfigMap {
 	data := map[string]string{
-		"PARLEY_ADDR":              fmt.Sprintf(":%d", ChatPort),
-		"PARLEY_DATA_DIR":          dataDir,
-		"PARLEY_KEYRING_DIR":       keyringDir,
-		"PARLEY_ALLOWED_ORIGINS":   strings.Join(cc.Spec.Security.AllowedOrigins, ","),
-		"PARLEY_TRUSTED_PROXIES":   strings.Join(cc.Spec.Security.TrustedProxies, ","),
-		"PARLEY_ACCESS_TOKEN_TTL":  s.AccessTokenTTL.String(),
-		"PARLEY_REFRESH_TOKEN_TTL": s.RefreshTokenTTL.String(),
-		"PARLEY_RATE_LOGIN":        orDefault(cc.Spec.RateLimits.Login, "10/5m"),
-		"PARLEY_RATE_MESSAGES":     orDefault(cc.Spec.RateLimits.Messages, "60/1m"),
-		"PARLEY_MAX_MESSAGE_CHARS": strconv.Itoa(int(orInt(cc.Spec.Server.MaxMessageChars, 4000))),
-		"PARLEY_SHUTDOWN_TIMEOUT":  s.ShutdownTimeout.String(),
-		"PARLEY_LOG_LEVEL":         orDefault(cc.Spec.Server.LogLevel, "info"),
-		"PARLEY_REDIS_URL":         redisURL(cc),
+		settings.Addr.Env:            fmt.Sprintf(":%d", ChatPort),
+		settings.DataDir.Env:         dataDir,
+		settings.KeyringDir.Env:      keyringDir,
+		settings.AllowedOrigins.Env:  strings.Join(cc.Spec.Security.AllowedOrigins, ","),
+		settings.TrustedProxies.Env:  strings.Join(cc.Spec.Security.TrustedProxies, ","),
+		settings.AccessTokenTTL.Env:  s.AccessTokenTTL.String(),
+		settings.RefreshTokenTTL.Env: s.RefreshTokenTTL.String(),
+		settings.RateLogin.Env:       orDefault(cc.Spec.RateLimits.Login, settings.RateLogin.Default),
+		settings.RateMessages.Env:    orDefault(cc.Spec.RateLimits.Messages, settings.RateMessages.Default),
+		settings.MaxMessageChars.Env: strconv.Itoa(s.MaxMessageChars),
+		settings.ShutdownTimeout.Env: s.ShutdownTimeout.String(),
+		settings.LogLevel.Env:        orDefault(cc.Spec.Server.LogLevel, settings.LogLevel.Default),
+		settings.RedisURL.Env:        redisURL(cc),
+	}
+	// The server refuses frames too small for the longest message. Set only when
+	// the server's default is too small, so that other clusters' ConfigMaps (and
+	// their config hash) stay as they were.
+	if settings.MinFrameBytes(s.MaxMessageChars) > settings.MaxFrameBytes.Def {
+		data[settings.MaxFrameBytes.Env] = strconv.Itoa(settings.FrameBytesFor(s.MaxMessageChars))
 	}
 	if cc.Spec.Server.MaxConnections != nil {
-		data["PARLEY_MAX_CONNECTIONS"] = strconv.Itoa(int(*cc.Spec.Server.MaxConnections))
+		data[settings.MaxConnections.Env] = strconv.Itoa(int(*cc.Spec.Server.MaxConnections))
 	}
 	if cc.Spec.Database.SQLite != nil {
-		data["PARLEY_DATABASE_URL"] = sqliteURL
+		data[settings.DatabaseURL.Env] = sqliteURL
 	}
 	// Empty values would override the server's own defaults with "".
 	for k, v := range data {
@@ -333,13 +344,13 @@ func Deployment(cc *chatv1alpha1.ChatCluster, s Settings, in DeploymentInput) *a
 
 	env := []corev1.EnvVar{}
 	if pg := cc.Spec.Database.Postgres; pg != nil {
-		env = append(env, corev1.EnvVar{Name: "PARLEY_DATABASE_URL", ValueFrom: &corev1.EnvVarSource{
+		env = append(env, corev1.EnvVar{Name: settings.DatabaseURL.Env, ValueFrom: &corev1.EnvVarSource{
 			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: pg.DSNSecretRef.LocalObjectReference, Key: pg.DSNSecretRef.Key},
 		}})
 	}
 	if r := cc.Spec.Redis; r != nil && r.External != nil && r.External.PasswordSecretRef != nil {
 		ref := r.External.PasswordSecretRef
-		env = append(env, corev1.EnvVar{Name: "PARLEY_REDIS_PASSWORD", ValueFrom: &corev1.EnvVarSource{
+		env = append(env, corev1.EnvVar{Name: settings.RedisPassword.Env, ValueFrom: &corev1.EnvVarSource{
 			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: ref.LocalObjectReference, Key: ref.Key},
 		}})
 	}

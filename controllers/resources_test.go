@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	chatv1alpha1 "github.com/parley-chat/parley/api/v1alpha1"
+	"github.com/parley-chat/parley/pkg/settings"
 )
 
 func testCluster() *chatv1alpha1.ChatCluster {
@@ -31,8 +32,30 @@ func TestResolveDefaults(t *testing.T) {
 	if s.Image != "ghcr.io/parley-chat/chatserver:v0.3.0" {
 		t.Errorf("default image %q, want the operator's version", s.Image)
 	}
-	if s.AccessTokenTTL != 15*time.Minute || s.RefreshTokenTTL != 720*time.Hour || s.ShutdownTimeout != 25*time.Second {
+	if s.AccessTokenTTL != 15*time.Minute || s.RefreshTokenTTL != 720*time.Hour || s.ShutdownTimeout != 25*time.Second ||
+		s.MaxMessageChars != 4000 {
 		t.Errorf("defaults %+v", s)
+	}
+}
+
+// The server refuses frames too small for the longest message, so the operator
+// raises PARLEY_MAX_FRAME_BYTES with maxMessageChars, and leaves it out while the
+// server's default suffices (an operator upgrade does not roll those pods).
+func TestConfigMapFrameBytesFollowMessageLength(t *testing.T) {
+	largestAtDefault := (settings.MaxFrameBytes.Def - 512) / 6 // 5376
+	for chars, want := range map[int32]string{
+		0:                           "",
+		4000:                        "",
+		int32(largestAtDefault):     "",
+		int32(largestAtDefault + 1): "32774",
+		100000:                      "600512",
+	} {
+		cc := testCluster()
+		cc.Spec.Server.MaxMessageChars = chars
+		got, ok := ConfigMap(cc, Resolve(cc, "v1")).Data[settings.MaxFrameBytes.Env]
+		if got != want || ok != (want != "") {
+			t.Errorf("maxMessageChars %d: %s = %q (set %v), want %q", chars, settings.MaxFrameBytes.Env, got, ok, want)
+		}
 	}
 }
 

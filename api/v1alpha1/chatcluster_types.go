@@ -208,9 +208,10 @@ type PersistenceSpec struct {
 
 // ExternalRedisSpec points at a Redis the operator does not manage.
 type ExternalRedisSpec struct {
-	// Address is host:port of the Redis server.
+	// Address is host:port of the Redis server: a DNS name or IPv4 address and a port.
 	// +kubebuilder:validation:MinLength=3
-	// +kubebuilder:validation:Pattern=`^[^\s/:]+:[0-9]{1,5}$`
+	// +kubebuilder:validation:MaxLength=260
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?:[0-9]{1,5}$`
 	Address string `json:"address"`
 
 	// PasswordSecretRef selects the Secret key holding the Redis password. A change
@@ -261,30 +262,43 @@ type SQLiteSpec struct {
 }
 
 // SecuritySpec holds token lifetimes, origins and key rotation.
+//
+// The bounds below are the chat server's own (pkg/settings); markers cannot
+// import them, so controllers/settings_test.go compares the generated CRD with them.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.accessTokenTTL) || !has(self.refreshTokenTTL) || duration(self.refreshTokenTTL) > duration(self.accessTokenTTL)",message="security.refreshTokenTTL must be longer than security.accessTokenTTL"
 type SecuritySpec struct {
-	// AccessTokenTTL is the lifetime of access tokens (JWT). Default 15m.
+	// AccessTokenTTL is the lifetime of access tokens (JWT), from 1s to 1h.
+	// Default 15m.
 	// +kubebuilder:default="15m"
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="accessTokenTTL must be between 1m and 24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="accessTokenTTL must be between 1s and 1h"
 	// +optional
 	AccessTokenTTL *metav1.Duration `json:"accessTokenTTL,omitempty"`
 
-	// RefreshTokenTTL is the lifetime of refresh tokens. Default 720h.
+	// RefreshTokenTTL is the lifetime of refresh tokens, from 1m to 8760h, and
+	// longer than accessTokenTTL. Default 720h.
 	// +kubebuilder:default="720h"
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="refreshTokenTTL must be between 1h and 8760h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('8760h')",message="refreshTokenTTL must be between 1m and 8760h"
 	// +optional
 	RefreshTokenTTL *metav1.Duration `json:"refreshTokenTTL,omitempty"`
 
-	// AllowedOrigins are the browser origins (scheme://host[:port]) allowed to open
+	// AllowedOrigins are the browser origins (http://host[:port] or
+	// https://host[:port], host a DNS name or IPv4 address) allowed to open
 	// WebSockets and call the API. Empty allows only same-origin requests.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=270
+	// +kubebuilder:validation:items:Pattern=`^https?://[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?/?$`
 	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
 
-	// TrustedProxies are CIDRs of proxies whose X-Forwarded-For the server believes.
+	// TrustedProxies are the IP addresses or CIDRs of proxies whose
+	// X-Forwarded-For the server believes.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(p, isCIDR(p) || isIP(p))",message="trustedProxies must be IP addresses or CIDRs, such as 10.0.0.0/8"
 	TrustedProxies []string `json:"trustedProxies,omitempty"`
 
 	// KeyRotation schedules the rotation of the signing and encryption keys.
@@ -321,9 +335,10 @@ type KeyRotationSpec struct {
 	PropagationWindow *metav1.Duration `json:"propagationWindow,omitempty"`
 }
 
-// RateLimitSpec holds limits written as "<count>/<duration>", e.g. "10/5m".
+// RateLimitSpec holds limits written as "<count>/<duration>", e.g. "10/5m": a
+// count from 1 to 9999999 over 1 to 99999 seconds (s), minutes (m) or hours (h).
 type RateLimitSpec struct {
-	// Login attempts per user and per IP. Default 10/5m.
+	// Login and register attempts per IP and per account. Default 10/5m.
 	// +kubebuilder:default="10/5m"
 	// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,6}/[1-9][0-9]{0,4}(s|m|h)$`
 	// +optional
@@ -336,28 +351,33 @@ type RateLimitSpec struct {
 	Messages string `json:"messages,omitempty"`
 }
 
-// ServerSpec tunes the chat server process.
+// ServerSpec tunes the chat server process. The bounds are the server's own
+// (pkg/settings), checked against the generated CRD by controllers/settings_test.go.
 type ServerSpec struct {
-	// MaxMessageChars is the longest message body accepted, in characters.
+	// MaxMessageChars is the longest message body accepted, in characters, from 1
+	// to 100000. Default 4000. The operator raises the server's WebSocket frame
+	// limit (PARLEY_MAX_FRAME_BYTES) when the default frame cannot hold such a message.
 	// +kubebuilder:default=4000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	// +optional
 	MaxMessageChars int32 `json:"maxMessageChars,omitempty"`
 
-	// MaxConnections caps the WebSocket connections per pod; unlimited when unset.
+	// MaxConnections caps the WebSocket connections per pod, from 1 to 10000000.
+	// When unset the server's default applies: 10000.
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000000
 	// +optional
 	MaxConnections *int32 `json:"maxConnections,omitempty"`
 
-	// ShutdownTimeout is how long a stopping pod drains its connections. The pod's
-	// termination grace period is set above it.
+	// ShutdownTimeout is how long a stopping pod drains its connections, from 1s
+	// to 10m. Default 25s. The pod's termination grace period is set above it.
 	// +kubebuilder:default="25s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('10m')",message="shutdownTimeout must be between 1s and 10m"
 	// +optional
 	ShutdownTimeout *metav1.Duration `json:"shutdownTimeout,omitempty"`
 
-	// LogLevel of the chat server.
+	// LogLevel of the chat server: debug, info, warn or error. Default info.
 	// +kubebuilder:default=info
 	// +kubebuilder:validation:Enum=debug;info;warn;error
 	// +optional

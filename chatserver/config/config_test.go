@@ -1,9 +1,12 @@
 package config
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/pkg/settings"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -45,6 +48,8 @@ func TestInvalidSettingsAreNamed(t *testing.T) {
 		"PARLEY_DATABASE_URL":      {"-database-url", "mysql://x"},
 		"PARLEY_LOG_LEVEL":         {"-log-level", "loud"},
 		"PARLEY_ADDR":              {"-addr", "8080"},
+		"PARLEY_MAX_CONNECTIONS":   {"-max-connections", "10000001"},
+		"PARLEY_REDIS_URL":         {"-redis-url", "redis://bad%zz:6379/0"},
 		"max-frame-bytes":          {"-max-message-chars", "10000", "-max-frame-bytes", "32768"},
 		"refresh-token-ttl":        {"-access-token-ttl", "1h", "-refresh-token-ttl", "30m"},
 		"tls-cert":                 {"-tls-cert", "cert.pem"},
@@ -60,5 +65,30 @@ func TestInvalidSettingsAreNamed(t *testing.T) {
 	_, err := Load([]string{"-rate-login", "x", "-max-connections", "-1"}, env(nil))
 	if err == nil || !strings.Contains(err.Error(), "rate-login") || !strings.Contains(err.Error(), "max-connections") {
 		t.Errorf("joined errors: %v", err)
+	}
+}
+
+// A value out of range is reported once, by its own setting, not again by a
+// cross-field rule that depends on it.
+func TestBadValueIsReportedOnce(t *testing.T) {
+	_, err := Load([]string{"-access-token-ttl", "2h"}, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "-access-token-ttl (PARLEY_ACCESS_TOKEN_TTL)") ||
+		strings.Contains(err.Error(), "refresh-token-ttl") {
+		t.Errorf("error %v", err)
+	}
+}
+
+// -h prints every setting of pkg/settings with its variable, default and range.
+func TestUsageListsEverySetting(t *testing.T) {
+	var b bytes.Buffer
+	Usage(&b)
+	for _, s := range settings.All() {
+		line := "-" + s.Flag + " (" + s.Env + ", default \"" + s.Default + "\")"
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("usage lacks %q", line)
+		}
+		if s.Range != "" && !strings.Contains(b.String(), "("+s.Range+")") {
+			t.Errorf("usage lacks the range of -%s (%s)", s.Flag, s.Range)
+		}
 	}
 }

@@ -5,39 +5,20 @@ package ratelimit
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/pkg/settings"
 )
 
-// Rate is N events per Per, with bursts of up to N.
-type Rate struct {
-	N   int
-	Per time.Duration
-}
+// Rate is N events per Per, with bursts of up to N. The format is defined once,
+// in pkg/settings, which the operator shares.
+type Rate = settings.Rate
 
 // ParseRate reads "N/duration", e.g. "10/5m" or "60/1m".
-func ParseRate(s string) (Rate, error) {
-	n, per, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return Rate{}, fmt.Errorf("rate %q: want N/duration, e.g. 10/5m", s)
-	}
-	count, err := strconv.Atoi(n)
-	if err != nil || count < 1 {
-		return Rate{}, fmt.Errorf("rate %q: count must be a whole number >= 1", s)
-	}
-	d, err := time.ParseDuration(per)
-	if err != nil || d <= 0 {
-		return Rate{}, fmt.Errorf("rate %q: period must be a positive duration such as 1m", s)
-	}
-	return Rate{N: count, Per: d}, nil
-}
-
-func (r Rate) String() string { return fmt.Sprintf("%d/%s", r.N, r.Per) }
+func ParseRate(s string) (Rate, error) { return settings.ParseRate(s) }
 
 // Limiter decides whether one more event for key is allowed now. When not, it
 // says how long to wait.
