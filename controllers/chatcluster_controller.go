@@ -50,9 +50,11 @@ var serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", 
 
 // ChatClusterReconciler turns ChatClusters into running chat platforms.
 type ChatClusterReconciler struct {
-	Client       client.Client
-	Recorder     events.EventRecorder
-	Clock        clock.PassiveClock
+	Client   client.Client
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+	// Metrics is required and used without nil checks: main registers it on
+	// controller-runtime's registry, tests on a throwaway prometheus.NewRegistry().
 	Metrics      *Metrics
 	Capabilities Capabilities
 	// Version of the operator; the default chat server image has the same tag.
@@ -108,8 +110,8 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	res, err = r.reconcile(ctx, cc)
 	if err != nil {
 		r.Metrics.Errors.WithLabelValues("reconcile").Inc()
-		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, "ReconcileError", err.Error())
-		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "ReconcileError", err.Error())
+		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, ReasonReconcileError, err.Error())
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonReconcileError, err.Error())
 	}
 	cc.Status.ObservedGeneration = cc.Generation
 	if !equality.Semantic.DeepEqual(*before, cc.Status) {
@@ -153,12 +155,12 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 		// Degraded turns True when the Secret goes missing: its transition time
 		// says how long we have been waiting.
 		backoff := missingSecretMinBackoff
-		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionDegraded); c != nil && c.Status == metav1.ConditionTrue && c.Reason == "SecretNotFound" {
+		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionDegraded); c != nil && c.Status == metav1.ConditionTrue && c.Reason == string(ReasonSecretNotFound) {
 			backoff = min(max(now.Sub(c.LastTransitionTime.Time), missingSecretMinBackoff), missingSecretMaxBackoff)
 		}
-		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "SecretNotFound", missing)
-		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, "SecretNotFound", missing)
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "SecretNotFound", "Reconcile", "%s", missing)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonSecretNotFound, missing)
+		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, ReasonSecretNotFound, missing)
+		r.event(cc, corev1.EventTypeWarning, ReasonSecretNotFound, ActionReconcile, "%s", missing)
 		r.Metrics.Errors.WithLabelValues("secret_not_found").Inc()
 		return ctrl.Result{RequeueAfter: backoff}, nil
 	}
@@ -252,7 +254,7 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 		return ctrl.Result{}, err
 	}
 	if len(created) > 0 {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Created", "Reconcile", "created %s", strings.Join(created, ", "))
+		r.event(cc, corev1.EventTypeNormal, ReasonCreated, ActionReconcile, "created %s", strings.Join(created, ", "))
 	}
 
 	if err := r.observe(ctx, cc, s); err != nil {
@@ -274,7 +276,7 @@ func (r *ChatClusterReconciler) prune(ctx context.Context, a applier, cc *chatv1
 		return err
 	}
 	if deleted {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Deleted", "Reconcile", "deleted %s %s: no longer wanted by the spec", kindName(obj), name)
+		r.event(cc, corev1.EventTypeNormal, ReasonDeleted, ActionReconcile, "deleted %s %s: no longer wanted by the spec", kindName(obj), name)
 	}
 	return nil
 }
@@ -347,9 +349,9 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		if _, err := a.apply(ctx, KeysSecret(cc, b, cc.Annotations[chatv1alpha1.AnnotationRotateKeysNow])); err != nil {
 			return time.Time{}, err
 		}
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "KeysCreated", "RotateKeys", "created keyring Secret %s with JWT key %s and data key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID)
+		r.event(cc, corev1.EventTypeNormal, ReasonKeysCreated, ActionRotateKeys, "created keyring Secret %s with JWT key %s and data key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID)
 		setKeysStatus(cc, f)
-		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeysCreated", "keyring created")
+		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeysCreated, "keyring created")
 		return now.Add(s.JWTInterval - s.PropagationWindow), nil
 	}
 
@@ -360,10 +362,10 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		// session and make stored messages unreadable. The servers keep their last
 		// good keyring; a person must look.
 		msg := fmt.Sprintf("keyring Secret %s is invalid and was left untouched: %v", keysSecretName(cc), err)
-		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionKeysReady); c == nil || c.Reason != "InvalidKeyring" {
-			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "InvalidKeyring", "RotateKeys", "%s", msg)
+		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionKeysReady); c == nil || c.Reason != string(ReasonInvalidKeyring) {
+			r.event(cc, corev1.EventTypeWarning, ReasonInvalidKeyring, ActionRotateKeys, "%s", msg)
 		}
-		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionFalse, "InvalidKeyring", msg)
+		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionFalse, ReasonInvalidKeyring, msg)
 		return time.Time{}, nil
 	}
 
@@ -394,16 +396,15 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		return time.Time{}, err
 	}
 	for _, ev := range res.Events {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, ev.Reason, "RotateKeys", "%s", ev.Message)
-		step := strings.ToLower(strings.TrimPrefix(ev.Reason, "Key"))
-		r.Metrics.Rotations.WithLabelValues(ev.Kind, step).Inc()
+		r.event(cc, corev1.EventTypeNormal, ev.Reason, ActionRotateKeys, "%s", ev.Message)
+		r.Metrics.Rotations.WithLabelValues(string(ev.Kind), ev.Step()).Inc()
 	}
 	setKeysStatus(cc, res.File)
 	if len(cc.Status.Keys.StagedKeyIDs) > 0 {
-		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeyStaged",
+		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeyStaged,
 			fmt.Sprintf("rotation in progress: staged %s", strings.Join(cc.Status.Keys.StagedKeyIDs, ", ")))
 	} else {
-		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, "KeysValid", "one active key of each kind")
+		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeysValid, "one active key of each kind")
 	}
 	return res.NextAt, nil
 }
@@ -453,13 +454,13 @@ func (r *ChatClusterReconciler) reconcileServiceMonitor(ctx context.Context, cc 
 				return false, err
 			}
 		}
-		r.setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, "Disabled",
+		r.setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, ReasonDisabled,
 			"spec.monitoring.serviceMonitor is off; pods carry prometheus.io scrape annotations")
 		return false, nil
 	}
 	if !installed {
 		q.at(crdRecheckInterval)
-		r.setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, "CRDNotInstalled",
+		r.setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionFalse, ReasonCRDNotInstalled,
 			"the monitoring.coreos.com/v1 ServiceMonitor CRD is not installed; pods carry prometheus.io scrape annotations instead")
 		return false, nil
 	}
@@ -468,9 +469,9 @@ func (r *ChatClusterReconciler) reconcileServiceMonitor(ctx context.Context, cc 
 		return false, err
 	}
 	if res == applyCreated {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Created", "Reconcile", "created ServiceMonitor %s", chatName(cc))
+		r.event(cc, corev1.EventTypeNormal, ReasonCreated, ActionReconcile, "created ServiceMonitor %s", chatName(cc))
 	}
-	r.setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionTrue, "Applied", "ServiceMonitor "+chatName(cc)+" scrapes /metrics")
+	r.setCond(cc, chatv1alpha1.ConditionServiceMonitorReady, metav1.ConditionTrue, ReasonApplied, "ServiceMonitor "+chatName(cc)+" scrapes /metrics")
 	return true, nil
 }
 
@@ -487,7 +488,7 @@ func (r *ChatClusterReconciler) observe(ctx context.Context, cc *chatv1alpha1.Ch
 	cc.Status.Replicas = st.Replicas
 	cc.Status.ReadyReplicas = st.AvailableReplicas
 	if cc.Status.DesiredReplicas != desired && cc.Status.ObservedGeneration > 0 {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "Scaled", "Scale", "chat servers scaled from %d to %d replicas", cc.Status.DesiredReplicas, desired)
+		r.event(cc, corev1.EventTypeNormal, ReasonScaled, ActionScale, "chat servers scaled from %d to %d replicas", cc.Status.DesiredReplicas, desired)
 	}
 	cc.Status.DesiredReplicas = desired
 
@@ -496,66 +497,68 @@ func (r *ChatClusterReconciler) observe(ctx context.Context, cc *chatv1alpha1.Ch
 	if complete {
 		if cc.Status.Image != image {
 			if cc.Status.Image != "" {
-				r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, "RolloutComplete", "Upgrade", "chat servers now run %s", image)
+				r.event(cc, corev1.EventTypeNormal, ReasonRolloutComplete, ActionUpgrade, "chat servers now run %s", image)
 			}
 			cc.Status.Image, cc.Status.Version = image, imageTag(image)
 		}
-		r.setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, "RolloutComplete", progress)
+		r.setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete, progress)
 	} else {
-		r.setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionTrue, "RollingOut", "rolling out "+image+": "+progress)
+		r.setCond(cc, chatv1alpha1.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, "rolling out "+image+": "+progress)
 	}
 
 	switch {
 	case desired == 0:
-		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, "Hibernating", "scaled to zero replicas")
+		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, ReasonHibernating, "scaled to zero replicas")
 	case st.AvailableReplicas >= desired:
-		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, "AllReplicasAvailable", progress)
+		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, ReasonAllReplicasAvailable, progress)
 	case st.AvailableReplicas > 0:
-		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, "MinimumReplicasAvailable", progress)
+		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionTrue, ReasonMinimumReplicasAvailable, progress)
 	default:
-		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, "NoReplicasAvailable", progress)
+		r.setCond(cc, chatv1alpha1.ConditionAvailable, metav1.ConditionFalse, ReasonNoReplicasAvailable, progress)
 	}
 
 	if err := r.observeRedis(ctx, cc); err != nil {
 		return err
 	}
 
-	degradedReason, degradedMsg := "", ""
+	var degradedReason Reason
+	degradedMsg := ""
 	for _, c := range dep.Status.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
-			degradedReason, degradedMsg = "ProgressDeadlineExceeded", c.Message
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == string(ReasonProgressDeadlineExceeded) {
+			degradedReason, degradedMsg = ReasonProgressDeadlineExceeded, c.Message
 		}
 		if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
-			degradedReason, degradedMsg = "ReplicaFailure", c.Message
+			degradedReason, degradedMsg = ReasonReplicaFailure, c.Message
 		}
 	}
 	if k := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionKeysReady); k != nil && k.Status != metav1.ConditionTrue {
-		degradedReason, degradedMsg = k.Reason, k.Message
+		// The keyring's own reason (InvalidKeyring) says more than a generic one.
+		degradedReason, degradedMsg = Reason(k.Reason), k.Message
 	}
 	if degradedReason != "" {
-		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionDegraded); c == nil || c.Reason != degradedReason {
-			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "Degraded", "Reconcile", "%s: %s", degradedReason, degradedMsg)
+		if c := apimeta.FindStatusCondition(cc.Status.Conditions, chatv1alpha1.ConditionDegraded); c == nil || c.Reason != string(degradedReason) {
+			r.event(cc, corev1.EventTypeWarning, ReasonDegraded, ActionReconcile, "%s: %s", degradedReason, degradedMsg)
 		}
 		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, degradedReason, degradedMsg)
 	} else {
-		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionFalse, "AsExpected", "no problem detected")
+		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionFalse, ReasonAsExpected, "no problem detected")
 	}
 
 	// Ready is the conjunction, reported with the first reason it is not.
 	ready := func(t string) *metav1.Condition { return apimeta.FindStatusCondition(cc.Status.Conditions, t) }
 	switch {
 	case s.Hibernate || desired == 0:
-		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "Hibernating", "scaled to zero replicas")
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonHibernating, "scaled to zero replicas")
 	case ready(chatv1alpha1.ConditionKeysReady).Status != metav1.ConditionTrue:
-		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "KeysNotReady", ready(chatv1alpha1.ConditionKeysReady).Message)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonKeysNotReady, ready(chatv1alpha1.ConditionKeysReady).Message)
 	case !complete:
-		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "RollingOut", progress)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonRollingOut, progress)
 	case ready(chatv1alpha1.ConditionAvailable).Status != metav1.ConditionTrue:
-		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "Unavailable", progress)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonUnavailable, progress)
 	case ready(chatv1alpha1.ConditionRedisReady).Status != metav1.ConditionTrue:
-		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, "RedisNotReady", ready(chatv1alpha1.ConditionRedisReady).Message)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonRedisNotReady, ready(chatv1alpha1.ConditionRedisReady).Message)
 	default:
-		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready", fmt.Sprintf("%d replicas of %s available", desired, image))
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonReady, fmt.Sprintf("%d replicas of %s available", desired, image))
 	}
 	return nil
 }
@@ -563,18 +566,18 @@ func (r *ChatClusterReconciler) observe(ctx context.Context, cc *chatv1alpha1.Ch
 func (r *ChatClusterReconciler) observeRedis(ctx context.Context, cc *chatv1alpha1.ChatCluster) error {
 	switch {
 	case cc.Spec.Redis == nil:
-		r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "NotRequired", "single replica: the chat server uses its in-process backplane")
+		r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, ReasonNotRequired, "single replica: the chat server uses its in-process backplane")
 	case cc.Spec.Redis.External != nil:
-		r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "External", "external Redis at "+cc.Spec.Redis.External.Address+" (not probed by the operator)")
+		r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, ReasonExternal, "external Redis at "+cc.Spec.Redis.External.Address+" (not probed by the operator)")
 	default:
 		sts := &appsv1.StatefulSet{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: redisName(cc)}, sts); err != nil {
 			return fmt.Errorf("get Redis StatefulSet: %w", err)
 		}
 		if sts.Status.ReadyReplicas >= 1 {
-			r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, "RedisAvailable", "managed Redis is ready")
+			r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionTrue, ReasonRedisAvailable, "managed Redis is ready")
 		} else {
-			r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionFalse, "RedisNotReady", "managed Redis has no ready replica yet")
+			r.setCond(cc, chatv1alpha1.ConditionRedisReady, metav1.ConditionFalse, ReasonRedisNotReady, "managed Redis has no ready replica yet")
 		}
 	}
 	return nil
@@ -591,18 +594,24 @@ var allConditions = []string{
 func (r *ChatClusterReconciler) initConditions(cc *chatv1alpha1.ChatCluster) {
 	for _, t := range allConditions {
 		if apimeta.FindStatusCondition(cc.Status.Conditions, t) == nil {
-			r.setCond(cc, t, metav1.ConditionUnknown, "Reconciling", "the operator has not observed this yet")
+			r.setCond(cc, t, metav1.ConditionUnknown, ReasonReconciling, "the operator has not observed this yet")
 		}
 	}
 }
 
 // setCond sets a condition stamped with the current generation; the transition
 // time (from the reconciler's clock) changes only when the status does.
-func (r *ChatClusterReconciler) setCond(cc *chatv1alpha1.ChatCluster, t string, status metav1.ConditionStatus, reason, msg string) {
+func (r *ChatClusterReconciler) setCond(cc *chatv1alpha1.ChatCluster, t string, status metav1.ConditionStatus, reason Reason, msg string) {
 	apimeta.SetStatusCondition(&cc.Status.Conditions, metav1.Condition{
-		Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: cc.Generation,
+		Type: t, Status: status, Reason: string(reason), Message: msg, ObservedGeneration: cc.Generation,
 		LastTransitionTime: metav1.NewTime(r.Clock.Now()),
 	})
+}
+
+// event records an Event about cc. The reason and action are typed so that every
+// Event reason is one of the constants in conditions.go.
+func (r *ChatClusterReconciler) event(cc *chatv1alpha1.ChatCluster, eventType string, reason Reason, action EventAction, note string, args ...any) {
+	r.Recorder.Eventf(cc, nil, eventType, string(reason), string(action), note, args...)
 }
 
 // SetupWithManager registers the controller and its watches.

@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/keyringfile"
@@ -18,13 +19,27 @@ type RotationPolicy struct {
 	RotateNow bool
 }
 
+// KeyKind names a kind of key in events and metrics.
+type KeyKind string
+
+const (
+	KeyKindJWT  KeyKind = "jwt"
+	KeyKindData KeyKind = "data"
+)
+
 // KeyEvent is something a person should see about the keyring. It names key ids
 // only, never material.
 type KeyEvent struct {
-	Reason  string // KeyStaged, KeyActivated, KeyRemoved
-	Kind    string // jwt or data
+	Reason  Reason // ReasonKeyStaged, ReasonKeyActivated or ReasonKeyRemoved
+	Kind    KeyKind
 	KeyID   string
 	Message string
+}
+
+// Step is the rotation step the event records, as the step label of
+// parley_operator_key_rotations_total has it: staged, activated or removed.
+func (e KeyEvent) Step() string {
+	return strings.ToLower(strings.TrimPrefix(string(e.Reason), "Key"))
 }
 
 // RotationResult is the outcome of one step of the key schedule.
@@ -43,31 +58,6 @@ func NewKeyring(now time.Time) (*keyringfile.File, error) {
 		return nil, fmt.Errorf("generate keyring: %w", err)
 	}
 	return f, nil
-}
-
-// keySlot abstracts over the two kinds of key so the schedule is written once.
-type keySlot struct {
-	id        string
-	state     string
-	created   time.Time
-	activated *time.Time
-	retired   *time.Time
-}
-
-func jwtSlots(f *keyringfile.File) []keySlot {
-	out := make([]keySlot, len(f.JWT))
-	for i, k := range f.JWT {
-		out[i] = keySlot{k.ID, k.State, k.Created, k.Activated, k.Retired}
-	}
-	return out
-}
-
-func dataSlots(f *keyringfile.File) []keySlot {
-	out := make([]keySlot, len(f.Data))
-	for i, k := range f.Data {
-		out[i] = keySlot{k.ID, k.State, k.Created, k.Activated, k.Retired}
-	}
-	return out
 }
 
 // Rotate advances the key schedule of a valid keyring to now. It never returns a
@@ -93,76 +83,14 @@ func Rotate(in *keyringfile.File, now time.Time, p RotationPolicy) (RotationResu
 			res.NextAt = t
 		}
 	}
-
-	// JWT keys.
-	{
-		slots := jwtSlots(f)
-		action, idx := plan(slots, now, p.JWTInterval, p.PropagationWindow, p.RotateNow, next)
-		switch action {
-		case actStage:
-			k, err := keyringfile.NewJWTKey(now, keyringfile.StateStaged)
-			if err != nil {
-				return RotationResult{}, err
-			}
-			f.JWT = append(f.JWT, k)
-			res.Events = append(res.Events, KeyEvent{"KeyStaged", "jwt", k.ID, fmt.Sprintf("staged JWT key %s; it becomes active after %s", k.ID, p.PropagationWindow)})
-			next(now.Add(p.PropagationWindow))
-		case actPromote:
-			for i := range f.JWT {
-				if f.JWT[i].State == keyringfile.StateActive {
-					f.JWT[i].State, f.JWT[i].Retired = keyringfile.StateRetired, ptrTime(now)
-				}
-			}
-			f.JWT[idx].State, f.JWT[idx].Activated = keyringfile.StateActive, ptrTime(now)
-			res.Events = append(res.Events, KeyEvent{"KeyActivated", "jwt", f.JWT[idx].ID, fmt.Sprintf("JWT key %s is now active; the previous key verifies until tokens it signed expire", f.JWT[idx].ID)})
-			next(now.Add(p.JWTInterval))
-			next(now.Add(p.AccessTokenTTL + p.PropagationWindow))
-		}
-		// Remove retired JWT keys nobody can present any more.
-		keep := f.JWT[:0:0]
-		for _, k := range f.JWT {
-			if k.State == keyringfile.StateRetired {
-				retired := k.Created
-				if k.Retired != nil {
-					retired = *k.Retired
-				}
-				until := retired.Add(p.AccessTokenTTL + p.PropagationWindow)
-				if !now.Before(until) {
-					res.Events = append(res.Events, KeyEvent{"KeyRemoved", "jwt", k.ID, fmt.Sprintf("removed retired JWT key %s: every token it signed has expired", k.ID)})
-					continue
-				}
-				next(until)
-			}
-			keep = append(keep, k)
-		}
-		f.JWT = keep
+	var err error
+	// JWT keys first: the order of the events is part of what tests and people see.
+	if f.JWT, err = rotateKind(f.JWT, jwtKind(p), now, p, &res.Events, next); err != nil {
+		return RotationResult{}, err
 	}
-
-	// Data keys.
-	{
-		slots := dataSlots(f)
-		action, idx := plan(slots, now, p.DataInterval, p.PropagationWindow, p.RotateNow, next)
-		switch action {
-		case actStage:
-			k, err := keyringfile.NewDataKey(now, keyringfile.StateStaged)
-			if err != nil {
-				return RotationResult{}, err
-			}
-			f.Data = append(f.Data, k)
-			res.Events = append(res.Events, KeyEvent{"KeyStaged", "data", k.ID, fmt.Sprintf("staged data key %s; it becomes active after %s", k.ID, p.PropagationWindow)})
-			next(now.Add(p.PropagationWindow))
-		case actPromote:
-			for i := range f.Data {
-				if f.Data[i].State == keyringfile.StateActive {
-					f.Data[i].State, f.Data[i].Retired = keyringfile.StateRetired, ptrTime(now)
-				}
-			}
-			f.Data[idx].State, f.Data[idx].Activated = keyringfile.StateActive, ptrTime(now)
-			res.Events = append(res.Events, KeyEvent{"KeyActivated", "data", f.Data[idx].ID, fmt.Sprintf("data key %s is now active; older keys still decrypt stored data", f.Data[idx].ID)})
-			next(now.Add(p.DataInterval))
-		}
+	if f.Data, err = rotateKind(f.Data, dataKind(p), now, p, &res.Events, next); err != nil {
+		return RotationResult{}, err
 	}
-
 	res.Changed = len(res.Events) > 0
 	if err := f.Validate(); err != nil {
 		// A bug here must never reach the servers.
@@ -171,38 +99,134 @@ func Rotate(in *keyringfile.File, now time.Time, p RotationPolicy) (RotationResu
 	return res, nil
 }
 
-type action int
+// keyKind is what differs between the two kinds of key; rotateKind does the rest.
+type keyKind[K any] struct {
+	kind     KeyKind
+	title    string // "JWT key", "data key": for Event messages
+	interval time.Duration
+	// With removeRetired a retired key is removed retention after its retirement;
+	// without it, retired keys stay until a person removes them.
+	removeRetired bool
+	retention     time.Duration
+	// afterActivation ends the KeyActivated message: what the previous key is still for.
+	afterActivation string
+	afterRemoval    string
+	generate        func(now time.Time, state string) (K, error)
+	meta            func(k *K) keyMeta
+}
 
-const (
-	actNone action = iota
-	actStage
-	actPromote
-)
+// keyMeta points into one key's schedule fields, whatever its kind.
+type keyMeta struct {
+	id        string
+	state     *string
+	created   time.Time
+	activated **time.Time
+	retired   **time.Time
+}
 
-// plan decides the next step for one kind of key, and reports when the schedule
-// is next due through next.
-func plan(slots []keySlot, now time.Time, interval, window time.Duration, rotateNow bool, next func(time.Time)) (action, int) {
-	staged := slices.IndexFunc(slots, func(k keySlot) bool { return k.state == keyringfile.StateStaged })
-	if staged >= 0 {
-		due := slots[staged].created.Add(window)
-		if !now.Before(due) {
-			return actPromote, staged
+func jwtKind(p RotationPolicy) keyKind[keyringfile.JWTKey] {
+	return keyKind[keyringfile.JWTKey]{
+		kind:     KeyKindJWT,
+		title:    "JWT key",
+		interval: p.JWTInterval,
+		// No valid access token can name a key retired longer than the token
+		// lifetime, plus the window servers may take to see the retirement.
+		removeRetired:   true,
+		retention:       p.AccessTokenTTL + p.PropagationWindow,
+		afterActivation: "the previous key verifies until tokens it signed expire",
+		afterRemoval:    "every token it signed has expired",
+		generate:        keyringfile.NewJWTKey,
+		meta: func(k *keyringfile.JWTKey) keyMeta {
+			return keyMeta{k.ID, &k.State, k.Created, &k.Activated, &k.Retired}
+		},
+	}
+}
+
+func dataKind(p RotationPolicy) keyKind[keyringfile.DataKey] {
+	return keyKind[keyringfile.DataKey]{
+		kind:     KeyKindData,
+		title:    "data key",
+		interval: p.DataInterval,
+		// Stored rows may still be sealed with a retired data key, and the operator
+		// cannot see whether any are: removal is left to a person.
+		removeRetired:   false,
+		afterActivation: "older keys still decrypt stored data",
+		generate:        keyringfile.NewDataKey,
+		meta: func(k *keyringfile.DataKey) keyMeta {
+			return keyMeta{k.ID, &k.State, k.Created, &k.Activated, &k.Retired}
+		},
+	}
+}
+
+// rotateKind advances the schedule of one kind of key: stage, promote, remove. It
+// returns the new list (keys may be modified in place: the caller passes a clone),
+// appends what it did to events and reports when it is next due through next.
+func rotateKind[K any](keys []K, kk keyKind[K], now time.Time, p RotationPolicy, events *[]KeyEvent, next func(time.Time)) ([]K, error) {
+	emit := func(reason Reason, id, msg string) {
+		*events = append(*events, KeyEvent{Reason: reason, Kind: kk.kind, KeyID: id, Message: msg})
+	}
+	indexOf := func(state string) int {
+		return slices.IndexFunc(keys, func(k K) bool { return *kk.meta(&k).state == state })
+	}
+
+	if staged := indexOf(keyringfile.StateStaged); staged >= 0 {
+		// Promote once every server has had the propagation window to load it.
+		due := kk.meta(&keys[staged]).created.Add(p.PropagationWindow)
+		if now.Before(due) {
+			next(due)
+		} else {
+			for i := range keys {
+				if m := kk.meta(&keys[i]); *m.state == keyringfile.StateActive {
+					*m.state, *m.retired = keyringfile.StateRetired, ptrTime(now)
+				}
+			}
+			m := kk.meta(&keys[staged])
+			*m.state, *m.activated = keyringfile.StateActive, ptrTime(now)
+			emit(ReasonKeyActivated, m.id, fmt.Sprintf("%s %s is now active; %s", kk.title, m.id, kk.afterActivation))
+			next(now.Add(kk.interval))
 		}
-		next(due)
-		return actNone, -1
+	} else {
+		active := kk.meta(&keys[indexOf(keyringfile.StateActive)])
+		since := active.created
+		if *active.activated != nil {
+			since = **active.activated
+		}
+		// Stage early enough that the new key is active when the interval ends.
+		due := since.Add(kk.interval - p.PropagationWindow)
+		if p.RotateNow || !now.Before(due) {
+			k, err := kk.generate(now, keyringfile.StateStaged)
+			if err != nil {
+				return nil, fmt.Errorf("generate %s: %w", kk.title, err)
+			}
+			keys = append(keys, k)
+			id := kk.meta(&k).id
+			emit(ReasonKeyStaged, id, fmt.Sprintf("staged %s %s; it becomes active after %s", kk.title, id, p.PropagationWindow))
+			next(now.Add(p.PropagationWindow))
+		} else {
+			next(due)
+		}
 	}
-	active := slices.IndexFunc(slots, func(k keySlot) bool { return k.state == keyringfile.StateActive })
-	since := slots[active].created
-	if a := slots[active].activated; a != nil {
-		since = *a
+
+	if !kk.removeRetired {
+		return keys, nil
 	}
-	// Stage early enough that the new key is active when the interval ends.
-	due := since.Add(interval - window)
-	if rotateNow || !now.Before(due) {
-		return actStage, -1
+	keep := keys[:0:0]
+	for _, k := range keys {
+		if m := kk.meta(&k); *m.state == keyringfile.StateRetired {
+			retired := m.created
+			if *m.retired != nil {
+				retired = **m.retired
+			}
+			until := retired.Add(kk.retention)
+			if !now.Before(until) {
+				emit(ReasonKeyRemoved, m.id, fmt.Sprintf("removed retired %s %s: %s", kk.title, m.id, kk.afterRemoval))
+				continue
+			}
+			next(until)
+		}
+		keep = append(keep, k)
 	}
-	next(due)
-	return actNone, -1
+	return keep, nil
 }
 
 func ptrTime(t time.Time) *time.Time { return &t }

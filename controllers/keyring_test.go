@@ -32,8 +32,8 @@ func TestRotateSchedule(t *testing.T) {
 	}
 	type mark struct {
 		minute int
-		reason string
-		kind   string
+		reason Reason
+		kind   KeyKind
 	}
 	var marks []mark
 	for m := 1; m <= 4*60; m++ {
@@ -105,5 +105,13 @@ func TestRotateNowStagesOnceAndDoesNotSkipWindow(t *testing.T) {
 	}
 	if f.JWT[0].State != keyringfile.StateActive || len(f.JWT) != 1 {
 		t.Error("Rotate modified its input")
+	}
+}
+
+func TestKeyEventStepIsTheMetricsLabel(t *testing.T) {
+	for reason, want := range map[Reason]string{ReasonKeyStaged: "staged", ReasonKeyActivated: "activated", ReasonKeyRemoved: "removed"} {
+		if got := (KeyEvent{Reason: reason}).Step(); got != want {
+			t.Errorf("Step of %s = %q, want %q", reason, got, want)
+		}
 	}
 }

@@ -1,0 +1,77 @@
+package controllers
+
+// Reason is the machine-readable cause in a status condition or an Event. People
+// and alerts match on these, so they are part of the operator's interface
+// (docs/operator.md tables them): never rename one casually.
+type Reason string
+
+// Reasons of status conditions. Several are also Event reasons, with the same
+// meaning, so one type serves both.
+const (
+	// Any condition, until the operator has observed what it describes.
+	ReasonReconciling Reason = "Reconciling"
+	// Ready and Degraded: the reconcile failed with an error.
+	ReasonReconcileError Reason = "ReconcileError"
+	// Ready and Degraded (and a Warning Event): a referenced Secret or key is missing.
+	ReasonSecretNotFound Reason = "SecretNotFound"
+
+	// Ready.
+	ReasonReady         Reason = "Ready"
+	ReasonKeysNotReady  Reason = "KeysNotReady"
+	ReasonUnavailable   Reason = "Unavailable"
+	ReasonRedisNotReady Reason = "RedisNotReady" // also RedisReady=False
+	ReasonHibernating   Reason = "Hibernating"   // also Available=False
+
+	// Available.
+	ReasonAllReplicasAvailable     Reason = "AllReplicasAvailable"
+	ReasonMinimumReplicasAvailable Reason = "MinimumReplicasAvailable"
+	ReasonNoReplicasAvailable      Reason = "NoReplicasAvailable"
+
+	// Progressing (RollingOut is also Ready=False; RolloutComplete also an Event).
+	ReasonRollingOut      Reason = "RollingOut"
+	ReasonRolloutComplete Reason = "RolloutComplete"
+
+	// Degraded. ProgressDeadlineExceeded and ReplicaFailure are the Deployment's own
+	// condition reasons, passed through.
+	ReasonAsExpected               Reason = "AsExpected"
+	ReasonProgressDeadlineExceeded Reason = "ProgressDeadlineExceeded"
+	ReasonReplicaFailure           Reason = "ReplicaFailure"
+
+	// KeysReady (KeysCreated, KeyStaged and InvalidKeyring are also Events).
+	ReasonKeysCreated    Reason = "KeysCreated"
+	ReasonKeysValid      Reason = "KeysValid"
+	ReasonKeyStaged      Reason = "KeyStaged"
+	ReasonInvalidKeyring Reason = "InvalidKeyring"
+
+	// RedisReady.
+	ReasonRedisAvailable Reason = "RedisAvailable"
+	ReasonExternal       Reason = "External"
+	ReasonNotRequired    Reason = "NotRequired"
+
+	// ServiceMonitorReady.
+	ReasonApplied         Reason = "Applied"
+	ReasonCRDNotInstalled Reason = "CRDNotInstalled"
+	ReasonDisabled        Reason = "Disabled"
+)
+
+// Reasons that appear only on Events.
+const (
+	ReasonCreated      Reason = "Created"
+	ReasonDeleted      Reason = "Deleted"
+	ReasonScaled       Reason = "Scaled"
+	ReasonKeyActivated Reason = "KeyActivated"
+	ReasonKeyRemoved   Reason = "KeyRemoved"
+	// Warning: Degraded turned True, or its reason changed.
+	ReasonDegraded Reason = "Degraded"
+)
+
+// EventAction is the action of an events.k8s.io Event: what the operator was
+// doing when it recorded it.
+type EventAction string
+
+const (
+	ActionReconcile  EventAction = "Reconcile"
+	ActionRotateKeys EventAction = "RotateKeys"
+	ActionScale      EventAction = "Scale"
+	ActionUpgrade    EventAction = "Upgrade"
+)
