@@ -21,34 +21,36 @@ import (
 
 // Config is the chat server's configuration.
 type Config struct {
-	Addr            string
-	MetricsAddr     string
-	DataDir         string
-	DatabaseURL     string
-	DBMaxConns      int
-	RedisURL        string   // single Redis: redis:// or rediss://
-	RedisAddrs      []string // Sentinel (with RedisMaster) or Cluster addresses
-	RedisMaster     string
-	RedisPassword   string
-	RedisTLS        bool
-	KeyringDir      string
-	GenerateKeyring bool // KeyringDir was not set: generate a keyring there on first start
-	KeyringReload   time.Duration
-	ResealInterval  time.Duration
-	AllowedOrigins  []string
-	AccessTokenTTL  time.Duration
-	RefreshTokenTTL time.Duration
-	MaxMessageChars int
-	MaxFrameBytes   int
-	MaxConnections  int
-	RateLogin       ratelimit.Rate
-	RateMessages    ratelimit.Rate
-	TrustedProxies  []*net.IPNet
-	ShutdownTimeout time.Duration
-	PasswordWorkers int
-	LogLevel        slog.Level
-	TLSCert         string
-	TLSKey          string
+	Addr             string
+	MetricsAddr      string
+	DataDir          string
+	DatabaseURL      string
+	DBMaxConns       int
+	RedisURL         string   // single Redis: redis:// or rediss://
+	RedisAddrs       []string // Sentinel (with RedisMaster) or Cluster addresses
+	RedisMaster      string
+	RedisPassword    string
+	RedisTLS         bool
+	KeyringDir       string
+	GenerateKeyring  bool // KeyringDir was not set: generate a keyring there on first start
+	KeyringReload    time.Duration
+	ResealInterval   time.Duration
+	AllowedOrigins   []string
+	AccessTokenTTL   time.Duration
+	RefreshTokenTTL  time.Duration
+	MaxMessageChars  int
+	MaxFrameBytes    int
+	MaxConnections   int
+	RateLogin        ratelimit.Rate
+	RateMessages     ratelimit.Rate
+	TrustedProxies   []*net.IPNet
+	ShutdownTimeout  time.Duration
+	DeliveryHold     time.Duration
+	PositionInterval time.Duration
+	PasswordWorkers  int
+	LogLevel         slog.Level
+	TLSCert          string
+	TLSKey           string
 }
 
 // Usage writes the settings table (flags, variables, defaults, ranges).
@@ -86,26 +88,28 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	}
 	p := parser{vals: vals}
 	c := &Config{
-		Addr:            p.str(settings.Addr),
-		MetricsAddr:     p.str(settings.MetricsAddr),
-		DataDir:         p.str(settings.DataDir),
-		DatabaseURL:     p.str(settings.DatabaseURL),
-		DBMaxConns:      check(&p, settings.DBMaxConns.Parse, settings.DBMaxConns.Setting),
-		KeyringDir:      p.str(settings.KeyringDir),
-		KeyringReload:   check(&p, settings.KeyringReload.Parse, settings.KeyringReload.Setting),
-		ResealInterval:  check(&p, settings.ResealInterval.Parse, settings.ResealInterval.Setting),
-		AccessTokenTTL:  check(&p, settings.AccessTokenTTL.Parse, settings.AccessTokenTTL.Setting),
-		RefreshTokenTTL: check(&p, settings.RefreshTokenTTL.Parse, settings.RefreshTokenTTL.Setting),
-		MaxMessageChars: check(&p, settings.MaxMessageChars.Parse, settings.MaxMessageChars.Setting),
-		MaxFrameBytes:   check(&p, settings.MaxFrameBytes.Parse, settings.MaxFrameBytes.Setting),
-		MaxConnections:  check(&p, settings.MaxConnections.Parse, settings.MaxConnections.Setting),
-		RateLogin:       check(&p, settings.RateLogin.Parse, settings.RateLogin.Setting),
-		RateMessages:    check(&p, settings.RateMessages.Parse, settings.RateMessages.Setting),
-		ShutdownTimeout: check(&p, settings.ShutdownTimeout.Parse, settings.ShutdownTimeout.Setting),
-		PasswordWorkers: check(&p, settings.PasswordWorkers.Parse, settings.PasswordWorkers.Setting),
-		LogLevel:        check(&p, settings.LogLevel.Parse, settings.LogLevel.Setting),
-		TLSCert:         p.str(settings.TLSCert),
-		TLSKey:          p.str(settings.TLSKey),
+		Addr:             p.str(settings.Addr),
+		MetricsAddr:      p.str(settings.MetricsAddr),
+		DataDir:          p.str(settings.DataDir),
+		DatabaseURL:      p.str(settings.DatabaseURL),
+		DBMaxConns:       check(&p, settings.DBMaxConns.Parse, settings.DBMaxConns.Setting),
+		KeyringDir:       p.str(settings.KeyringDir),
+		KeyringReload:    check(&p, settings.KeyringReload.Parse, settings.KeyringReload.Setting),
+		ResealInterval:   check(&p, settings.ResealInterval.Parse, settings.ResealInterval.Setting),
+		AccessTokenTTL:   check(&p, settings.AccessTokenTTL.Parse, settings.AccessTokenTTL.Setting),
+		RefreshTokenTTL:  check(&p, settings.RefreshTokenTTL.Parse, settings.RefreshTokenTTL.Setting),
+		MaxMessageChars:  check(&p, settings.MaxMessageChars.Parse, settings.MaxMessageChars.Setting),
+		MaxFrameBytes:    check(&p, settings.MaxFrameBytes.Parse, settings.MaxFrameBytes.Setting),
+		MaxConnections:   check(&p, settings.MaxConnections.Parse, settings.MaxConnections.Setting),
+		RateLogin:        check(&p, settings.RateLogin.Parse, settings.RateLogin.Setting),
+		RateMessages:     check(&p, settings.RateMessages.Parse, settings.RateMessages.Setting),
+		ShutdownTimeout:  check(&p, settings.ShutdownTimeout.Parse, settings.ShutdownTimeout.Setting),
+		DeliveryHold:     check(&p, settings.DeliveryHold.Parse, settings.DeliveryHold.Setting),
+		PositionInterval: check(&p, settings.PositionInterval.Parse, settings.PositionInterval.Setting),
+		PasswordWorkers:  check(&p, settings.PasswordWorkers.Parse, settings.PasswordWorkers.Setting),
+		LogLevel:         check(&p, settings.LogLevel.Parse, settings.LogLevel.Setting),
+		TLSCert:          p.str(settings.TLSCert),
+		TLSKey:           p.str(settings.TLSKey),
 	}
 	c.RedisURL = p.str(settings.RedisURL)
 	c.RedisAddrs = settings.List(p.str(settings.RedisAddrs))

@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/audit"
 	"github.com/parley-chat/parley/chatserver/delivery"
+	"github.com/parley-chat/parley/chatserver/faults"
 	"github.com/parley-chat/parley/chatserver/ids"
 	"github.com/parley-chat/parley/chatserver/keyring"
 	"github.com/parley-chat/parley/chatserver/metrics"
@@ -81,6 +82,7 @@ type Service struct {
 	log      *slog.Logger
 	maxChars int
 	now      func() time.Time
+	faults   *faults.Set
 }
 
 // Config wires a Service.
@@ -95,6 +97,7 @@ type Config struct {
 	Logger       *slog.Logger
 	MaxBodyChars int
 	Now          func() time.Time
+	Faults       *faults.Set // test builds only (package faults); nil: none
 }
 
 // New returns a Service.
@@ -104,7 +107,7 @@ func New(c Config) *Service {
 		now = time.Now
 	}
 	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
-		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now}
+		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now, faults: c.Faults}
 }
 
 // MaxBodyChars is the message length limit in characters.
@@ -189,13 +192,20 @@ func (s *Service) Send(ctx context.Context, userID, convID, clientID, body strin
 	if err != nil {
 		return nil, false, unavailable(err)
 	}
-	view := s.view(stored)
-	if !created {
-		return &view, false, nil
+	if created {
+		s.faults.Kill(faults.KillAfterStore)
 	}
+	view := s.view(stored)
+	if created && s.faults.Hit(faults.DropPublish) {
+		return &view, true, nil
+	}
+	// A retry publishes again: the first attempt may have stored the message
+	// and died before its publish left (clients de-duplicate by id). Publish
+	// returns once the event is handed to the backplane, so the ack that
+	// follows means the message is durable and on its way.
 	s.events.Publish(ctx, delivery.Event{To: userIDs(members, ""), Frame: protocol.MessageFrame{Message: &view},
-		Conversation: convID, Seq: view.Seq, Stored: now})
-	return &view, true, nil
+		Conversation: convID, Seq: view.Seq, Stored: stored.CreatedAt})
+	return &view, created, nil
 }
 
 // userIDs lists the members' user ids, leaving out skip.

@@ -27,6 +27,11 @@ type Metrics struct {
 	KeyringRotationDue   *prometheus.GaugeVec   // kid
 	KeyringReloads       *prometheus.CounterVec // result
 	KeyringRowsRemaining *prometheus.GaugeVec   // kid
+	DeliveryHeld         prometheus.Counter     // live frames held for a predecessor
+	DeliveryDuplicates   prometheus.Counter     // live frames dropped: already sent or covered by a sync
+	DeliveryResyncs      *prometheus.CounterVec // reason: hold, position, overflow
+	DeliveryUnsynced     prometheus.Counter     // conversations whose live frames were sent without a sync first
+	PositionCheck        prometheus.Histogram
 	BackplaneErrors      prometheus.Counter
 	BackplaneUp          prometheus.Gauge
 	AuditEvents          *prometheus.CounterVec // event
@@ -83,6 +88,17 @@ func New() *Metrics {
 			Name: "parley_keyring_rows_remaining", Help: "Stored ciphertexts still sealed with each data key (0: a retired key is no longer needed)."}, []string{"kid"}),
 		KeyringReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_keyring_reloads_total", Help: "Keyring reloads by result (ok, error)."}, []string{"result"}),
+		DeliveryHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_delivery_held_total", Help: "Live frames held because their predecessor in the conversation had not been sent yet."}),
+		DeliveryDuplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_delivery_duplicates_total", Help: "Live frames not sent because the connection already had them (retries, syncs)."}),
+		DeliveryResyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_delivery_resyncs_total", Help: "Conversation resyncs sent to connections, by reason (hold: a predecessor did not come in time; position: a stored message was never delivered; overflow: too many frames held)."}, []string{"reason"}),
+		DeliveryUnsynced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_delivery_unsynced_total", Help: "Times live frames of a conversation were sent to a connection that had not synced it within the hold time."}),
+		PositionCheck: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_position_check_seconds", Help: "Time to read the heads of the conversations this replica's connections follow.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
 		BackplaneErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_backplane_errors_total", Help: "Backplane publish or subscribe errors."}),
 		BackplaneUp: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -97,6 +113,7 @@ func New() *Metrics {
 		m.DeliveryLatency, m.FramesDropped, m.AuthFailures, m.RateLimited, m.HTTPRequests,
 		m.HTTPDuration, m.PasswordHashWait, m.KeyringSeals, m.KeyringRotationDue,
 		m.KeyringReloads, m.KeyringRowsRemaining, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
+		m.DeliveryHeld, m.DeliveryDuplicates, m.DeliveryResyncs, m.DeliveryUnsynced, m.PositionCheck,
 	)
 	return m
 }

@@ -12,12 +12,15 @@ import (
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/ids"
+	"github.com/parley-chat/parley/chatserver/messaging"
 	"github.com/parley-chat/parley/chatserver/protocol"
 )
 
 type outFrame struct {
 	data   []byte
 	stored time.Time // store time of a message, for the delivery-latency metric
+	conv   string    // a frame with a place in its conversation's order: which
+	seq    int64     // and where
 }
 
 // conn is one WebSocket connection. An idle connection costs one goroutine
@@ -45,6 +48,9 @@ type conn struct {
 	expiry *time.Timer // access-token expiry, reset by in-band re-authentication
 
 	typing map[string]time.Time // reader goroutine only
+
+	ordMu sync.Mutex            // guards order; taken before mu
+	order map[string]*convOrder // per conversation (order.go)
 }
 
 func newConn(h *Hub, ws *websocket.Conn, p *accounts.Principal) *conn {
@@ -185,6 +191,7 @@ func (c *conn) close(code int, reason string) {
 		if c.expiry != nil {
 			c.expiry.Stop()
 		}
+		c.stopOrder()
 		if start {
 			go c.writeLoop()
 		}
@@ -426,6 +433,17 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 		h.metrics.MessagesSent.WithLabelValues("ws").Inc()
 		c.push(protocol.AckFrame{ID: f.ID, Message: m})
 	case protocol.SyncRequest:
+		if len(f.Cursors) > messaging.MaxSyncConvs {
+			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "at most %d conversations per sync", messaging.MaxSyncConvs))
+			return true
+		}
+		convs := make([]string, 0, len(f.Cursors))
+		for conv := range f.Cursors {
+			convs = append(convs, conv)
+		}
+		// Live frames of these conversations wait until the sync has sent
+		// what it found, so none overtakes the messages it sends.
+		c.syncStarted(convs)
 		cursors, err := h.msgs.Sync(ctx, c.userID, f.Cursors, func(m protocol.Message) error {
 			data, err := protocol.Encode(protocol.MessageFrame{Message: &m})
 			if err != nil {
@@ -436,6 +454,7 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 			}
 			return nil
 		})
+		c.syncDone(convs, cursors)
 		if err != nil {
 			c.fail(f.ID, err)
 			return true

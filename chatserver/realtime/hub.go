@@ -63,6 +63,9 @@ type Options struct {
 	PongWait        time.Duration // read deadline, renewed by any frame or pong [60s]
 	WriteWait       time.Duration // [10s]
 	AuthTimeout     time.Duration // for the first-frame auth [10s]
+	// DeliveryHold is how long a live frame waits for its predecessor in
+	// its conversation before the client is told to sync instead [500ms].
+	DeliveryHold time.Duration
 }
 
 func (o *Options) defaults() {
@@ -86,6 +89,7 @@ func (o *Options) defaults() {
 	defd(&o.PongWait, 60*time.Second)
 	defd(&o.WriteWait, 10*time.Second)
 	defd(&o.AuthTimeout, 10*time.Second)
+	defd(&o.DeliveryHold, 500*time.Millisecond)
 }
 
 // Hub owns the connections of this process.
@@ -98,6 +102,7 @@ type Hub struct {
 	presence Presence
 	tickets  Tickets
 	bp       Subscriber
+	heads    Heads
 	upgrader websocket.Upgrader
 	resync   []byte // the encoded resync frame
 
@@ -120,13 +125,14 @@ type Config struct {
 	Presence  Presence
 	Tickets   Tickets
 	Backplane Subscriber // the hub is then started as its handler (backplane.Handler)
+	Heads     Heads      // conversation heads, for positioning
 }
 
 // NewHub returns a Hub.
 func NewHub(c Config) *Hub {
 	c.Options.defaults()
 	h := &Hub{opts: c.Options, log: c.Logger, metrics: metrics.OrNew(c.Metrics), accounts: c.Accounts, msgs: c.Messages,
-		presence: c.Presence, tickets: c.Tickets, bp: c.Backplane, users: map[string]map[*conn]struct{}{},
+		presence: c.Presence, tickets: c.Tickets, bp: c.Backplane, heads: c.Heads, users: map[string]map[*conn]struct{}{},
 		resync: delivery.ResyncFrame()}
 	h.upgrader = websocket.Upgrader{
 		ReadBufferSize:    1024,
@@ -252,13 +258,30 @@ func (h *Hub) HandlePublication(topic string, payload []byte) {
 	for _, c := range h.conns(r.UserID) {
 		switch r.Kind {
 		case delivery.KindFrame:
-			c.offer(outFrame{data: r.Frame, stored: r.Stored})
+			if r.Conversation != "" {
+				c.offerOrdered(outFrame{data: r.Frame, stored: r.Stored, conv: r.Conversation, seq: r.Seq})
+			} else {
+				c.offer(outFrame{data: r.Frame, stored: r.Stored})
+			}
 		case delivery.KindDisconnect:
 			if r.ExceptSession == "" || r.ExceptSession != c.sessionID {
 				c.close(websocket.ClosePolicyViolation, r.Reason)
 			}
 		}
 	}
+}
+
+// allConns returns every local connection.
+func (h *Hub) allConns() []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*conn, 0, h.total.Load())
+	for _, set := range h.users {
+		for c := range set {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Shutdown stops accepting connections, lets every connection finish the

@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/backplane"
 	"github.com/parley-chat/parley/chatserver/config"
 	"github.com/parley-chat/parley/chatserver/delivery"
+	"github.com/parley-chat/parley/chatserver/faults"
 	"github.com/parley-chat/parley/chatserver/httpapi"
 	"github.com/parley-chat/parley/chatserver/keyring"
 	"github.com/parley-chat/parley/chatserver/messaging"
@@ -129,13 +130,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
 	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres,
 		Audit: auditLog, MessageLimit: msgLimit, Metrics: s.metrics,
-		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now})
+		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now, Faults: faults.FromEnv(os.Getenv)})
 	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log)
 	s.hub = realtime.NewHub(realtime.Config{
 		Options: realtime.Options{AllowedOrigins: cfg.AllowedOrigins, MaxConnections: cfg.MaxConnections,
-			ReadLimit: int64(cfg.MaxFrameBytes)},
+			ReadLimit: int64(cfg.MaxFrameBytes), DeliveryHold: cfg.DeliveryHold},
 		Logger: log, Metrics: s.metrics, Accounts: acc, Messages: msgs, Presence: pres,
-		Tickets: tickets, Backplane: s.bp,
+		Tickets: tickets, Backplane: s.bp, Heads: db,
 	})
 	if err := s.bp.Start(s.hub); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -192,6 +193,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	go s.keys.Watch(bg, s.cfg.KeyringReload)
 	go s.hub.Heartbeat(bg, presenceTTL/3)
+	go s.hub.Position(bg, s.cfg.PositionInterval)
 	go s.reseal.Run(bg, s.cfg.ResealInterval)
 
 	errc := make(chan error, 1)

@@ -188,6 +188,9 @@ type Store interface {
 	MessagesAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]Message, error)
 	// MessagesBefore returns the newest messages with seq < beforeSeq, ascending, at most limit.
 	MessagesBefore(ctx context.Context, convID string, beforeSeq int64, limit int) ([]Message, error)
+	// ConversationHeads returns the LastSeq of each existing conversation
+	// among ids (unknown ids left out): what positioning compares delivery with.
+	ConversationHeads(ctx context.Context, ids []string) (map[string]int64, error)
 	// MarkRead raises the member's ReadSeq to min(seq, LastSeq) (never lowers it)
 	// and returns the resulting ReadSeq. ErrNotFound when not a member.
 	MarkRead(ctx context.Context, convID, userID string, seq int64) (int64, error)

@@ -188,6 +188,10 @@ var (
 		"comma-separated IPs or CIDRs of proxies whose X-Forwarded-For/-Proto are believed")
 	ShutdownTimeout = durationSetting("shutdown-timeout", "PARLEY_SHUTDOWN_TIMEOUT", 25*time.Second, time.Second, 10*time.Minute,
 		"how long a graceful shutdown may take")
+	DeliveryHold = durationSetting("delivery-hold", "PARLEY_DELIVERY_HOLD", 500*time.Millisecond, 10*time.Millisecond, 5*time.Second,
+		"how long a live message waits for its predecessor in its conversation before the client is told to sync it")
+	PositionInterval = durationSetting("position-interval", "PARLEY_POSITION_INTERVAL", 2*time.Second, 100*time.Millisecond, time.Minute,
+		"how often each replica checks that its connections were sent every stored message (a hole is found within twice this plus -delivery-hold)")
 	PasswordWorkers = intSetting("password-workers", "PARLEY_PASSWORD_WORKERS", 2, 1, 64,
 		"password hashes computed at once, each using 19 MiB")
 	LogLevel = levelSetting("log-level", "PARLEY_LOG_LEVEL", slog.LevelInfo, "debug", "info", "warn", "error")
@@ -203,7 +207,7 @@ func All() []Setting {
 		KeyringDir, KeyringReload.Setting, ResealInterval.Setting, AllowedOrigins,
 		AccessTokenTTL.Setting, RefreshTokenTTL.Setting, MaxMessageChars.Setting, MaxFrameBytes.Setting,
 		MaxConnections.Setting, RateLogin.Setting, RateMessages.Setting, TrustedProxies,
-		ShutdownTimeout.Setting, PasswordWorkers.Setting, LogLevel.Setting, TLSCert, TLSKey,
+		ShutdownTimeout.Setting, DeliveryHold.Setting, PositionInterval.Setting, PasswordWorkers.Setting, LogLevel.Setting, TLSCert, TLSKey,
 	}
 }
 

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"slices"
 
 	"github.com/parley-chat/parley/chatserver/store"
 )
@@ -155,4 +156,35 @@ func (db *DB) ConversationPeers(ctx context.Context, userID string) ([]string, e
 		ids = append(ids, id)
 	}
 	return ids, db.wrap("conversation peers", rows.Err())
+}
+
+// ConversationHeads implements store.Store: one query per maxInList ids.
+func (db *DB) ConversationHeads(ctx context.Context, ids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ids))
+	for chunk := range slices.Chunk(ids, maxInList) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := db.r.QueryContext(ctx,
+			"SELECT id, last_seq FROM conversations WHERE id IN ("+placeholders(1, len(chunk))+")", args...)
+		if err != nil {
+			return nil, db.wrap("conversation heads", err)
+		}
+		for rows.Next() {
+			var id string
+			var seq int64
+			if err := rows.Scan(&id, &seq); err != nil {
+				rows.Close()
+				return nil, db.wrap("conversation heads", err)
+			}
+			out[id] = seq
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, db.wrap("conversation heads", err)
+		}
+	}
+	return out, nil
 }

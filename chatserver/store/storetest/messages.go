@@ -17,6 +17,7 @@ var messageTests = []test{
 	{"AppendMessageConcurrentRetries", testAppendMessageConcurrentRetries},
 	{"MessagesPagination", testMessagesPagination},
 	{"MarkRead", testMarkRead},
+	{"ConversationHeads", testConversationHeads},
 }
 
 func checkMessage(t *testing.T, what string, got, want store.Message) {
@@ -370,4 +371,24 @@ func testMarkRead(t *testing.T, s store.Store) {
 	m, err = s.Member(ctx(t), conv2.ID, a.ID)
 	wantNoErr(t, "Member after racing reads", err)
 	wantEq(t, "ReadSeq after racing reads", m.ReadSeq, int64(20))
+}
+
+func testConversationHeads(t *testing.T, s store.Store) {
+	a, b := mustUser(t, s, "alice"), mustUser(t, s, "bob")
+	busy, quiet := mustGroup(t, s, t0, a, b), mustGroup(t, s, t0, a, b)
+	for i := range 3 {
+		_, _, err := s.AppendMessage(ctx(t), &store.Message{ConversationID: busy.ID, ID: newID("m"), SenderID: a.ID,
+			ClientID: fmt.Sprintf("h%d", i), BodySealed: "v1.k1.x", KeyID: "k1", CreatedAt: t0})
+		wantNoErr(t, "AppendMessage", err)
+	}
+	got, err := s.ConversationHeads(ctx(t), []string{busy.ID, quiet.ID, "missing"})
+	wantNoErr(t, "ConversationHeads", err)
+	if len(got) != 2 || got[busy.ID] != 3 || got[quiet.ID] != 0 {
+		t.Errorf("ConversationHeads = %v, want %s:3 %s:0 and nothing for missing", got, busy.ID, quiet.ID)
+	}
+	none, err := s.ConversationHeads(ctx(t), nil)
+	wantNoErr(t, "ConversationHeads(nil)", err)
+	if len(none) != 0 {
+		t.Errorf("ConversationHeads(nil) = %v, want empty", none)
+	}
 }
