@@ -226,7 +226,12 @@ export class ChatStore {
     const prev = this.conversations.value[c.id];
     const merged = prev && prev.lastSeq > c.lastSeq ? { ...c, lastSeq: prev.lastSeq, lastMessage: prev.lastMessage, lastActivity: prev.lastActivity } : c;
     this.conversations.value = { ...this.conversations.value, [c.id]: merged };
-    if (this.cursors[c.id] === undefined) this.cursors[c.id] = c.lastSeq;
+    if (this.cursors[c.id] === undefined) {
+      // A conversation new to this page: tell the server where this socket stands
+      // in it (docs/api.md, rule 2), so its live messages come in order at once.
+      this.cursors[c.id] = c.lastSeq;
+      this.connection.send({ type: 'sync', cursors: { [c.id]: c.lastSeq } });
+    }
   }
 
   async startDirect(userId: string): Promise<Conversation> {
@@ -502,8 +507,14 @@ export class ChatStore {
       case 'synced':
         break;
       case 'resync':
-        // The server may have missed events (its backplane was down): catch up.
-        this.catchUp();
+        if (f.conversationId) {
+          // A hole in one conversation: sync it from the cursor (docs/api.md, rule 3).
+          const id = f.conversationId;
+          this.connection.send({ type: 'sync', cursors: { [id]: this.cursors[id] ?? 0 } });
+        } else {
+          // The server may have missed events (its backplane was down): catch up.
+          this.catchUp();
+        }
         break;
       case 'typing': {
         if (f.userId === this.me.value?.id) break;

@@ -57,7 +57,7 @@ export type ServerFrame =
   | { type: 'read'; conversationId: string; userId: string; seq: number }
   | { type: 'conversation'; conversation: Conversation }
   | { type: 'removed'; conversationId: string }
-  | { type: 'resync' }
+  | { type: 'resync'; conversationId?: string }
   | { type: 'error'; id?: string; code: string; message: string; retryAfter?: number }
   | { type: 'pong' };
 

@@ -244,6 +244,23 @@ describe('ChatStore', () => {
     expect(store.conn.value).toBe('open');
   });
 
+  it('answers a resync naming a conversation with a sync of that conversation only', async () => {
+    const { sock } = await setup();
+    sock().frame({ type: 'message', message: msg(3) });
+    sock().frame({ type: 'resync', conversationId: 'c1' });
+    expect(sock().ofType('sync').at(-1)).toEqual({ type: 'sync', cursors: { c1: 3 } });
+    sock().frame({ type: 'resync', conversationId: 'c9' });
+    expect(sock().ofType('sync').at(-1)).toEqual({ type: 'sync', cursors: { c9: 0 } });
+  });
+
+  it('syncs a conversation it learns of from its lastSeq', async () => {
+    const { store, sock } = await setup();
+    const c = { ...store.conversations.value.c1, id: 'c7', lastSeq: 4 };
+    sock().frame({ type: 'conversation', conversation: c });
+    expect(store.cursors.c7).toBe(4);
+    expect(sock().ofType('sync').at(-1)).toEqual({ type: 'sync', cursors: { c7: 4 } });
+  });
+
   it('asks for the missing part when a live message skips a seq', async () => {
     const { store, sock } = await setup();
     sock().frame({ type: 'message', message: msg(5) });
