@@ -1,0 +1,555 @@
+package messaging_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/chatserver/apperr"
+	"github.com/parley-chat/parley/chatserver/audit"
+	"github.com/parley-chat/parley/chatserver/delivery"
+	"github.com/parley-chat/parley/chatserver/keyring"
+	"github.com/parley-chat/parley/chatserver/messaging"
+	"github.com/parley-chat/parley/chatserver/presence"
+	"github.com/parley-chat/parley/chatserver/protocol"
+	"github.com/parley-chat/parley/chatserver/store"
+	"github.com/parley-chat/parley/chatserver/store/sqlstore"
+)
+
+const maxBody = 20
+
+// fixture is a messaging.Service on a fresh SQLite store with a real
+// keyring, and an event sink in place of package delivery.
+type fixture struct {
+	svc    *messaging.Service
+	db     *sqlstore.DB
+	events *sink
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	db, err := sqlstore.Open(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "parley.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	keys, err := keyring.LoadOrGenerate(t.TempDir(), keyring.Options{Reserver: db})
+	if err != nil {
+		t.Fatalf("keyring: %v", err)
+	}
+	ev := &sink{}
+	svc := messaging.New(messaging.Config{Store: db, Keys: keys, Events: ev, Presence: presence.NewMemory(nil),
+		Audit: audit.New(db, log, nil), Logger: log, MaxBodyChars: maxBody})
+	return &fixture{svc: svc, db: db, events: ev}
+}
+
+func (f *fixture) user(t *testing.T, name string) string {
+	t.Helper()
+	u := &store.User{ID: "u_" + name, Username: name, Email: name + "@example.test", DisplayName: name,
+		PasswordHash: "unused", CreatedAt: time.Now().UTC()}
+	if err := f.db.CreateUser(t.Context(), u); err != nil {
+		t.Fatalf("CreateUser(%s): %v", name, err)
+	}
+	return u.ID
+}
+
+// group creates a group owned by owner and forgets the events it caused.
+func (f *fixture) group(t *testing.T, owner string, members ...string) string {
+	t.Helper()
+	c, err := f.svc.CreateGroup(t.Context(), owner, "the group", members)
+	if err != nil {
+		t.Fatalf("CreateGroup: %v", err)
+	}
+	f.events.take()
+	return c.ID
+}
+
+func (f *fixture) send(t *testing.T, from, conv, body string) *protocol.Message {
+	t.Helper()
+	m, created, err := f.svc.Send(t.Context(), from, conv, "", body)
+	if err != nil || !created {
+		t.Fatalf("Send(%q): created=%v err=%v", body, created, err)
+	}
+	return m
+}
+
+// sink records the events the service emits.
+type sink struct {
+	mu     sync.Mutex
+	events []delivery.Event
+}
+
+func (s *sink) Publish(_ context.Context, e delivery.Event) {
+	e.To = slices.Clone(e.To)
+	s.mu.Lock()
+	s.events = append(s.events, e)
+	s.mu.Unlock()
+}
+
+// take returns the events so far and forgets them.
+func (s *sink) take() []delivery.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.events
+	s.events = nil
+	return out
+}
+
+func sorted(ids ...string) []string { return slices.Sorted(slices.Values(ids)) }
+
+func wantTo(t *testing.T, what string, e delivery.Event, ids ...string) {
+	t.Helper()
+	if got := sorted(e.To...); !slices.Equal(got, sorted(ids...)) {
+		t.Errorf("%s went to %q, want %q", what, got, sorted(ids...))
+	}
+}
+
+func wantCode(t *testing.T, what string, err error, code string) {
+	t.Helper()
+	if !apperr.Is(err, code) {
+		t.Errorf("%s: %v, want %s", what, err, code)
+	}
+}
+
+func wantNoEvents(t *testing.T, what string, s *sink) {
+	t.Helper()
+	if ev := s.take(); len(ev) != 0 {
+		t.Errorf("%s emitted %d events: %+v", what, len(ev), ev)
+	}
+}
+
+func TestSend(t *testing.T) {
+	f := newFixture(t)
+	alice, bob, carol := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol")
+	conv := f.group(t, alice, bob, carol)
+
+	m, created, err := f.svc.Send(t.Context(), alice, conv, "cl-1", "hello, bob")
+	if err != nil || !created {
+		t.Fatalf("Send: created=%v err=%v", created, err)
+	}
+	if m.Seq != 1 || m.Body != "hello, bob" || m.SenderID != alice || m.ClientID != "cl-1" || m.ConversationID != conv {
+		t.Errorf("Send returned %+v", m)
+	}
+
+	ev := f.events.take()
+	if len(ev) != 1 {
+		t.Fatalf("Send emitted %d events, want 1", len(ev))
+	}
+	e := ev[0]
+	wantTo(t, "the message", e, alice, bob, carol) // the sender's other devices too
+	if e.Conversation != conv || e.Seq != 1 || !e.Stored.Equal(m.CreatedAt) {
+		t.Errorf("event placed at %q seq %d stored %v, want %q seq 1 stored %v", e.Conversation, e.Seq, e.Stored, conv, m.CreatedAt)
+	}
+	if fr, ok := e.Frame.(protocol.MessageFrame); !ok || fr.Message == nil || *fr.Message != *m {
+		t.Errorf("event frame %#v, want a message frame with the sent message", e.Frame)
+	}
+
+	// Stored sealed: the row read back has no plaintext, and names its key.
+	rows, err := f.db.MessagesAfter(t.Context(), conv, 0, 10)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("stored rows: %d, %v", len(rows), err)
+	}
+	if r := rows[0]; strings.Contains(r.BodySealed, "hello") || r.BodySealed == "" || r.KeyID == "" ||
+		keyring.KeyID(r.BodySealed) != r.KeyID || r.ID != m.ID || r.Seq != 1 {
+		t.Errorf("stored row %+v: want a sealed body (no plaintext) under its key id", r)
+	}
+	c, err := f.db.Conversation(t.Context(), conv)
+	if err != nil || c.TitleSealed == "" || strings.Contains(c.TitleSealed, "the group") {
+		t.Errorf("stored title %q (%v): want it sealed", c.TitleSealed, err)
+	}
+
+	// The next message takes the next seq.
+	if m2 := f.send(t, bob, conv, "hi alice"); m2.Seq != 2 {
+		t.Errorf("second message seq %d, want 2", m2.Seq)
+	}
+	if ev := f.events.take(); len(ev) != 1 || ev[0].Seq != 2 {
+		t.Errorf("second message events %+v, want one at seq 2", ev)
+	}
+}
+
+func TestSendRetry(t *testing.T) {
+	f := newFixture(t)
+	alice, bob := f.user(t, "alice"), f.user(t, "bob")
+	conv := f.group(t, alice, bob)
+	first, _, err := f.svc.Send(t.Context(), alice, conv, "cl-retry", "once")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.events.take()
+
+	// The same clientId returns the stored message (even with another body:
+	// the first one counts) and stores nothing new.
+	again, created, err := f.svc.Send(t.Context(), alice, conv, "cl-retry", "once, again")
+	if err != nil || created {
+		t.Fatalf("retry: created=%v err=%v, want the stored message", created, err)
+	}
+	if *again != *first {
+		t.Errorf("retry returned %+v, want %+v", again, first)
+	}
+	if rows, _ := f.db.MessagesAfter(t.Context(), conv, 0, 10); len(rows) != 1 {
+		t.Errorf("%d messages stored after a retry, want 1", len(rows))
+	}
+	retryEvents := f.events.take()
+
+	// Issue 9: a retry publishes again (the first attempt may have died
+	// between storing and publishing; clients de-duplicate by id). Flip this
+	// sub-test if that decision changes.
+	t.Run("RetryPublishesAgain", func(t *testing.T) {
+		if len(retryEvents) != 1 {
+			t.Fatalf("retry emitted %d events, want 1", len(retryEvents))
+		}
+		e := retryEvents[0]
+		wantTo(t, "the retried message", e, alice, bob)
+		fr, ok := e.Frame.(protocol.MessageFrame)
+		if !ok || fr.Message == nil || fr.Message.ID != first.ID || e.Seq != first.Seq || e.Conversation != conv {
+			t.Errorf("retry event %+v, want the stored message %s at seq %d", e, first.ID, first.Seq)
+		}
+	})
+
+	// Another sender may use the same clientId: it is unique per sender.
+	if _, created, err := f.svc.Send(t.Context(), bob, conv, "cl-retry", "mine"); err != nil || !created {
+		t.Errorf("another sender's message with the same clientId: created=%v err=%v", created, err)
+	}
+}
+
+func TestSendRefused(t *testing.T) {
+	f := newFixture(t)
+	alice, bob, eve := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "eve")
+	conv := f.group(t, alice, bob)
+
+	_, _, err := f.svc.Send(t.Context(), eve, conv, "", "let me in")
+	wantCode(t, "non-member", err, apperr.NotFound)
+	_, _, err = f.svc.Send(t.Context(), alice, "c_does_not_exist", "", "anyone?")
+	wantCode(t, "unknown conversation", err, apperr.NotFound)
+
+	for _, tc := range []struct {
+		name, clientID, body, code string
+	}{
+		{"empty", "", "", apperr.MessageEmpty},
+		{"blank", "", " \t\n ", apperr.MessageEmpty},
+		{"too long", "", strings.Repeat("a", maxBody+1), apperr.MessageTooLong},
+		{"too many characters", "", strings.Repeat("é", maxBody+1), apperr.MessageTooLong},
+		{"invalid UTF-8", "", "caf\xe9", apperr.InvalidRequest},
+		{"bad clientId", "no spaces allowed", "hello", apperr.InvalidRequest},
+	} {
+		_, _, err := f.svc.Send(t.Context(), alice, conv, tc.clientID, tc.body)
+		wantCode(t, tc.name, err, tc.code)
+	}
+	wantNoEvents(t, "refused sends", f.events)
+	if rows, _ := f.db.MessagesAfter(t.Context(), conv, 0, 10); len(rows) != 0 {
+		t.Errorf("refused sends stored %d messages", len(rows))
+	}
+
+	// The limit counts characters, not bytes.
+	if m := f.send(t, alice, conv, strings.Repeat("é", maxBody)); m.Body != strings.Repeat("é", maxBody) {
+		t.Errorf("body of %d two-byte characters came back as %q", maxBody, m.Body)
+	}
+}
+
+func TestMarkRead(t *testing.T) {
+	f := newFixture(t)
+	alice, bob, eve := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "eve")
+	conv := f.group(t, alice, bob)
+	f.send(t, alice, conv, "one")
+	f.send(t, alice, conv, "two")
+	f.events.take()
+
+	read, err := f.svc.MarkRead(t.Context(), bob, conv, 2)
+	if err != nil || read != 2 {
+		t.Fatalf("MarkRead: %d, %v", read, err)
+	}
+	ev := f.events.take()
+	if len(ev) != 1 {
+		t.Fatalf("MarkRead emitted %d events, want 1", len(ev))
+	}
+	wantTo(t, "the read marker", ev[0], alice, bob) // the reader's other devices too
+	if fr, ok := ev[0].Frame.(protocol.ReadFrame); !ok || fr != (protocol.ReadFrame{ConversationID: conv, UserID: bob, Seq: 2}) {
+		t.Errorf("frame %#v, want bob's read marker at 2", ev[0].Frame)
+	}
+	if ev[0].Conversation != "" || ev[0].Seq != 0 {
+		t.Errorf("a read marker placed in the message order: %q seq %d", ev[0].Conversation, ev[0].Seq)
+	}
+
+	// The marker never moves back; the frame carries where it stands.
+	if read, err := f.svc.MarkRead(t.Context(), bob, conv, 1); err != nil || read != 2 {
+		t.Errorf("MarkRead backwards: %d, %v, want 2", read, err)
+	}
+	if ev := f.events.take(); len(ev) != 1 || ev[0].Frame.(protocol.ReadFrame).Seq != 2 {
+		t.Errorf("MarkRead backwards emitted %+v, want one frame at 2", ev)
+	}
+
+	_, err = f.svc.MarkRead(t.Context(), eve, conv, 1)
+	wantCode(t, "non-member", err, apperr.NotFound)
+	_, err = f.svc.MarkRead(t.Context(), bob, conv, -1)
+	wantCode(t, "negative seq", err, apperr.InvalidRequest)
+	wantNoEvents(t, "refused MarkRead", f.events)
+}
+
+func TestTyping(t *testing.T) {
+	f := newFixture(t)
+	alice, bob, carol, eve := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol"), f.user(t, "eve")
+	conv := f.group(t, alice, bob, carol)
+
+	if err := f.svc.Typing(t.Context(), alice, conv); err != nil {
+		t.Fatal(err)
+	}
+	ev := f.events.take()
+	if len(ev) != 1 {
+		t.Fatalf("Typing emitted %d events, want 1", len(ev))
+	}
+	wantTo(t, "typing", ev[0], bob, carol)
+	if fr, ok := ev[0].Frame.(protocol.TypingFrame); !ok || fr != (protocol.TypingFrame{ConversationID: conv, UserID: alice}) {
+		t.Errorf("frame %#v, want alice typing", ev[0].Frame)
+	}
+
+	wantCode(t, "non-member typing", f.svc.Typing(t.Context(), eve, conv), apperr.NotFound)
+	wantNoEvents(t, "non-member typing", f.events)
+}
+
+// conversationFrames maps each recipient of a conversation frame to the
+// conversation it was shown, and returns the recipients of removed frames.
+func conversationFrames(t *testing.T, ev []delivery.Event) (shown map[string]*protocol.Conversation, removed []string) {
+	t.Helper()
+	shown = map[string]*protocol.Conversation{}
+	for _, e := range ev {
+		if len(e.To) != 1 {
+			t.Errorf("a %s frame went to %q, want one user (each sees their own view)", e.Frame.FrameType(), e.To)
+			continue
+		}
+		switch fr := e.Frame.(type) {
+		case protocol.ConversationFrame:
+			if _, dup := shown[e.To[0]]; dup {
+				t.Errorf("%s was sent the conversation twice", e.To[0])
+			}
+			shown[e.To[0]] = fr.Conversation
+		case protocol.RemovedFrame:
+			removed = append(removed, e.To[0])
+		default:
+			t.Errorf("unexpected %s frame", e.Frame.FrameType())
+		}
+	}
+	return shown, removed
+}
+
+func keys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+func memberIDs(c *protocol.Conversation) []string {
+	var out []string
+	for _, m := range c.Members {
+		out = append(out, m.ID)
+	}
+	return sorted(out...)
+}
+
+func TestGroupMembershipEvents(t *testing.T) {
+	f := newFixture(t)
+	alice, bob, carol, dave := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol"), f.user(t, "dave")
+
+	// Created: every member but the creator (who has the answer) is told.
+	c, err := f.svc.CreateGroup(t.Context(), alice, "  Plans  ", []string{bob, carol, alice, ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Title != "Plans" || !slices.Equal(memberIDs(c), sorted(alice, bob, carol)) {
+		t.Errorf("created %q with members %q", c.Title, memberIDs(c))
+	}
+	shown, removed := conversationFrames(t, f.events.take())
+	if !slices.Equal(keys(shown), sorted(bob, carol)) || len(removed) != 0 {
+		t.Errorf("CreateGroup told %q (removed %q), want bob and carol", keys(shown), removed)
+	}
+	for id, v := range shown {
+		if v.ID != c.ID || v.Title != "Plans" || !slices.Equal(memberIDs(v), sorted(alice, bob, carol)) {
+			t.Errorf("%s was shown %+v", id, v)
+		}
+	}
+
+	// Added: everyone, the new member included, sees the new member list.
+	if _, err := f.svc.AddMember(t.Context(), alice, c.ID, dave); err != nil {
+		t.Fatal(err)
+	}
+	shown, removed = conversationFrames(t, f.events.take())
+	if !slices.Equal(keys(shown), sorted(alice, bob, carol, dave)) || len(removed) != 0 {
+		t.Errorf("AddMember told %q (removed %q), want all four members", keys(shown), removed)
+	}
+	for id, v := range shown {
+		if !slices.Equal(memberIDs(v), sorted(alice, bob, carol, dave)) {
+			t.Errorf("%s was shown members %q", id, memberIDs(v))
+		}
+	}
+
+	// Removed: the removed member gets a removed frame only; the rest the
+	// new member list.
+	if err := f.svc.RemoveMember(t.Context(), alice, c.ID, carol); err != nil {
+		t.Fatal(err)
+	}
+	shown, removed = conversationFrames(t, f.events.take())
+	if !slices.Equal(removed, []string{carol}) || !slices.Equal(keys(shown), sorted(alice, bob, dave)) {
+		t.Errorf("RemoveMember: removed frames to %q, conversation frames to %q; want carol, and the other three", removed, keys(shown))
+	}
+	for id, v := range shown {
+		if !slices.Equal(memberIDs(v), sorted(alice, bob, dave)) {
+			t.Errorf("%s was shown members %q", id, memberIDs(v))
+		}
+	}
+
+	// Leaving is removing oneself.
+	if err := f.svc.RemoveMember(t.Context(), dave, c.ID, dave); err != nil {
+		t.Fatal(err)
+	}
+	shown, removed = conversationFrames(t, f.events.take())
+	if !slices.Equal(removed, []string{dave}) || !slices.Equal(keys(shown), sorted(alice, bob)) {
+		t.Errorf("leaving: removed frames to %q, conversation frames to %q", removed, keys(shown))
+	}
+
+	// Refused changes tell no one.
+	_, err = f.svc.AddMember(t.Context(), bob, c.ID, carol)
+	wantCode(t, "a plain member adding", err, apperr.Forbidden)
+	wantCode(t, "removing the owner", f.svc.RemoveMember(t.Context(), bob, c.ID, alice), apperr.Forbidden)
+	_, err = f.svc.AddMember(t.Context(), carol, c.ID, carol)
+	wantCode(t, "a former member adding", err, apperr.NotFound)
+	_, err = f.svc.AddMember(t.Context(), alice, c.ID, bob)
+	wantCode(t, "adding a member twice", err, apperr.Conflict)
+	wantNoEvents(t, "refused membership changes", f.events)
+}
+
+func TestCreateDirectEvents(t *testing.T) {
+	f := newFixture(t)
+	alice, bob := f.user(t, "alice"), f.user(t, "bob")
+	c, created, err := f.svc.CreateDirect(t.Context(), alice, bob)
+	if err != nil || !created {
+		t.Fatalf("CreateDirect: created=%v err=%v", created, err)
+	}
+	shown, _ := conversationFrames(t, f.events.take())
+	if !slices.Equal(keys(shown), []string{bob}) || shown[bob].ID != c.ID {
+		t.Errorf("CreateDirect told %q, want bob", keys(shown))
+	}
+	// Opening it again (from either side) finds it and tells no one.
+	again, created, err := f.svc.CreateDirect(t.Context(), bob, alice)
+	if err != nil || created || again.ID != c.ID {
+		t.Errorf("CreateDirect again: %v created=%v err=%v, want the same conversation", again, created, err)
+	}
+	wantNoEvents(t, "opening an existing direct conversation", f.events)
+}
+
+func seqs(ms []protocol.Message) []int64 {
+	var out []int64
+	for _, m := range ms {
+		out = append(out, m.Seq)
+	}
+	return out
+}
+
+func TestHistory(t *testing.T) {
+	f := newFixture(t)
+	alice, bob, eve := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "eve")
+	conv := f.group(t, alice, bob)
+	for i := 1; i <= 7; i++ {
+		f.send(t, alice, conv, fmt.Sprint("message ", i))
+	}
+	f.events.take()
+
+	for _, tc := range []struct {
+		name                 string
+		before, after, limit int64
+		want                 []int64
+		more                 bool
+	}{
+		{"newest", 0, 0, 3, []int64{5, 6, 7}, true},
+		{"before 5", 5, 0, 3, []int64{2, 3, 4}, true},
+		{"before 2", 2, 0, 3, []int64{1}, false},
+		{"before 4, exactly the rest", 4, 0, 3, []int64{1, 2, 3}, false},
+		{"after 4", 0, 4, 2, []int64{5, 6}, true},
+		{"after 5, exactly the rest", 0, 5, 2, []int64{6, 7}, false},
+		{"after the last", 0, 7, 2, nil, false},
+		{"default limit", 0, 0, 0, []int64{1, 2, 3, 4, 5, 6, 7}, false},
+	} {
+		got, more, err := f.svc.History(t.Context(), bob, conv, tc.before, tc.after, int(tc.limit))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !slices.Equal(seqs(got), tc.want) || more != tc.more {
+			t.Errorf("%s: seqs %v more=%v, want %v more=%v", tc.name, seqs(got), more, tc.want, tc.more)
+		}
+		for _, m := range got {
+			if m.Body != fmt.Sprint("message ", m.Seq) {
+				t.Errorf("%s: seq %d has body %q", tc.name, m.Seq, m.Body)
+			}
+		}
+	}
+
+	_, _, err := f.svc.History(t.Context(), eve, conv, 0, 0, 10)
+	wantCode(t, "non-member", err, apperr.NotFound)
+	_, _, err = f.svc.History(t.Context(), bob, conv, 5, 2, 10)
+	wantCode(t, "before and after", err, apperr.InvalidRequest)
+	_, _, err = f.svc.History(t.Context(), bob, conv, 0, 0, messaging.MaxHistoryLimit+1)
+	wantCode(t, "limit too high", err, apperr.InvalidRequest)
+	_, _, err = f.svc.History(t.Context(), bob, conv, -1, 0, 10)
+	wantCode(t, "negative before", err, apperr.InvalidRequest)
+	wantNoEvents(t, "History", f.events)
+}
+
+func TestSync(t *testing.T) {
+	f := newFixture(t)
+	alice, bob, eve := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "eve")
+	long := f.group(t, alice, bob)
+	short := f.group(t, alice, bob)
+	quiet := f.group(t, alice, bob)
+	secret := f.group(t, eve)
+	// More than one page of the store (MaxHistoryLimit) in one conversation.
+	const n = messaging.MaxHistoryLimit + 5
+	for i := 1; i <= n; i++ {
+		f.send(t, alice, long, fmt.Sprint(i))
+	}
+	f.send(t, bob, short, "a")
+	f.send(t, bob, short, "b")
+	f.send(t, eve, secret, "not for bob")
+	f.events.take()
+
+	got := map[string][]int64{}
+	cursors, err := f.svc.Sync(t.Context(), bob, map[string]int64{long: 3, short: 0, quiet: 0, secret: 0},
+		func(m protocol.Message) error {
+			got[m.ConversationID] = append(got[m.ConversationID], m.Seq)
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int64
+	for s := int64(4); s <= n; s++ {
+		want = append(want, s)
+	}
+	if !slices.Equal(got[long], want) {
+		t.Errorf("long conversation: %d messages emitted (%v...), want seqs 4 to %d in order", len(got[long]), got[long][:min(5, len(got[long]))], n)
+	}
+	if !slices.Equal(got[short], []int64{1, 2}) || len(got[quiet]) != 0 || len(got[secret]) != 0 {
+		t.Errorf("emitted %v", got)
+	}
+	wantCursors := map[string]int64{long: n, short: 2, quiet: 0} // not a member of secret: left out
+	if fmt.Sprint(cursors) != fmt.Sprint(wantCursors) {
+		t.Errorf("cursors %v, want %v", cursors, wantCursors)
+	}
+	wantNoEvents(t, "Sync", f.events)
+
+	// An emit error stops the sync and is returned.
+	stop := errors.New("connection closed")
+	calls := 0
+	_, err = f.svc.Sync(t.Context(), bob, map[string]int64{long: 0}, func(protocol.Message) error {
+		calls++
+		return stop
+	})
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("Sync with a failing emit: %v after %d calls, want the emit error after 1", err, calls)
+	}
+	_, err = f.svc.Sync(t.Context(), bob, map[string]int64{long: -1}, func(protocol.Message) error { return nil })
+	wantCode(t, "negative cursor", err, apperr.InvalidRequest)
+}
