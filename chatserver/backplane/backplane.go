@@ -28,8 +28,12 @@ type Backplane interface {
 	// after construction and before the first Subscribe: the receiver (the
 	// hub) is built after the backplane it publishes through.
 	Start(h Handler) error
-	// Publish sends payload to topic's subscribers (possibly none).
-	Publish(ctx context.Context, topic string, payload []byte) error
+	// Publish sends payload to the subscribers of each topic (possibly none).
+	// It returns once the payload has been handed to the transport for every
+	// topic (a replica that dies next does not lose it), or with an error;
+	// subscribers of this process receive it even when the error says the
+	// transport was unavailable.
+	Publish(ctx context.Context, payload []byte, topics ...string) error
 	// Subscribe starts delivering topic to the handler. Subscriptions are
 	// reference-counted: after k Subscribes, the k-th Unsubscribe stops the
 	// delivery. A Subscribe that fails after Start still counts (the engine
@@ -72,13 +76,15 @@ func (m *Memory) Start(h Handler) error {
 
 // Publish implements Backplane; delivery is synchronous, so publishes to one
 // topic arrive in the order they were made.
-func (m *Memory) Publish(_ context.Context, topic string, payload []byte) error {
-	m.mu.RLock()
-	_, ok := m.topics[topic]
-	h := m.handler
-	m.mu.RUnlock()
-	if ok {
-		h.HandlePublication(topic, payload)
+func (m *Memory) Publish(_ context.Context, payload []byte, topics ...string) error {
+	for _, topic := range topics {
+		m.mu.RLock()
+		_, ok := m.topics[topic]
+		h := m.handler
+		m.mu.RUnlock()
+		if ok {
+			h.HandlePublication(topic, payload)
+		}
 	}
 	return nil
 }

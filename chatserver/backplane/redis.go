@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parley-chat/parley/chatserver/circuit"
 	"github.com/parley-chat/parley/chatserver/metrics"
 )
 
@@ -25,18 +26,57 @@ type RedisOptions struct {
 	QueueSize int
 	// Batch is the most publishes sent in one pipeline round trip [256].
 	Batch int
+	// PublishTimeout bounds how long Publish waits for Redis to accept an
+	// event [1s].
+	PublishTimeout time.Duration
+	// Breaker (may be nil, shared with the other users of this Redis) skips
+	// Redis for a cool-down after a failure: publishes then reach this
+	// replica's own subscribers only, at once.
+	Breaker *circuit.Breaker
 }
+
+// ErrUnavailable is returned (wrapped) by Publish when the event could not be
+// handed to Redis; this replica's own subscribers got it all the same.
+var ErrUnavailable = errors.New("backplane: Redis unavailable; delivered on this replica only")
 
 type pub struct {
 	topic   string
 	payload []byte
+	w       *waiter
+}
+
+// waiter lets Publish wait for the batches carrying its events.
+type waiter struct {
+	mu      sync.Mutex
+	pending int
+	err     error
+	done    chan struct{}
+}
+
+func newWaiter(n int) *waiter { return &waiter{pending: n, done: make(chan struct{})} }
+
+func (w *waiter) finish(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	if w.pending--; w.pending == 0 {
+		close(w.done)
+	}
+}
+
+func (w *waiter) result() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 // Redis is a Backplane over Redis pub/sub, for many replicas. On Redis Cluster
 // it uses sharded pub/sub, so each event travels only to the master owning its
-// topic's slot instead of to every node. Publishes are
-// queued and sent in pipelined batches by one writer, so a send never waits
-// for Redis and Redis round trips are amortised under load.
+// topic's slot instead of to every node. Publishes are queued and sent in
+// pipelined batches by one writer, so Redis round trips are amortised under
+// load; Publish returns once Redis has accepted its events.
 type Redis struct {
 	client redis.UniversalClient
 	ps     *redis.PubSub // one server or Sentinel: one subscription connection
@@ -68,6 +108,9 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	}
 	if opts.Batch <= 0 {
 		opts.Batch = 256
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = time.Second
 	}
 	opts.Metrics = metrics.OrNew(opts.Metrics)
 	if opts.Logger == nil {
@@ -116,15 +159,59 @@ func (r *Redis) countError() {
 	r.opts.Metrics.BackplaneErrors.Inc()
 }
 
-// Publish implements Backplane. It queues the event and returns at once; an
-// event that does not fit the queue is dropped with an error.
-func (r *Redis) Publish(_ context.Context, topic string, payload []byte) error {
-	select {
-	case r.queue <- pub{topic, payload}:
+// Publish implements Backplane: it returns once Redis has accepted the event
+// for every topic (so it reaches every subscribed replica even if this one
+// dies next), or with an error. While Redis is failing (the breaker is open)
+// it does not wait for Redis: the event goes to this replica's own
+// subscribers at once, and the error wraps ErrUnavailable.
+func (r *Redis) Publish(ctx context.Context, payload []byte, topics ...string) error {
+	if len(topics) == 0 {
 		return nil
-	default:
+	}
+	if !r.opts.Breaker.Allow() {
+		r.deliverLocally(payload, topics)
 		r.countError()
-		return errors.New("backplane: publish queue full; event dropped")
+		return ErrUnavailable
+	}
+	w := newWaiter(len(topics))
+	for _, t := range topics {
+		select {
+		case r.queue <- pub{t, payload, w}:
+		default:
+			r.countError()
+			r.deliverLocally(payload, []string{t})
+			w.finish(fmt.Errorf("%w: publish queue full", ErrUnavailable))
+		}
+	}
+	timer := time.NewTimer(r.opts.PublishTimeout)
+	defer timer.Stop()
+	select {
+	case <-w.done:
+		return w.result()
+	case <-ctx.Done():
+		return fmt.Errorf("backplane: publish: %w", ctx.Err())
+	case <-timer.C:
+		return fmt.Errorf("%w: no answer within %v", ErrUnavailable, r.opts.PublishTimeout)
+	}
+}
+
+// deliverLocally hands an event to this replica's handler for the topics it
+// subscribes: what Redis would have done for them.
+func (r *Redis) deliverLocally(payload []byte, topics []string) {
+	r.mu.Lock()
+	mine := make([]string, 0, len(topics))
+	for _, t := range topics {
+		if r.subs[t] > 0 {
+			mine = append(mine, t)
+		}
+	}
+	h := r.h
+	r.mu.Unlock()
+	if h == nil {
+		return
+	}
+	for _, t := range mine {
+		h.HandlePublication(t, payload)
 	}
 }
 
@@ -151,35 +238,36 @@ func (r *Redis) publishLoop(ctx context.Context) {
 	}
 }
 
+// flush sends a batch in one pipeline. When Redis fails, the batch's events
+// go to this replica's own subscribers and the breaker opens: the messages
+// are stored, and other replicas' clients learn of them by positioning and by
+// the resync that follows the outage.
 func (r *Redis) flush(ctx context.Context, batch []pub) {
-	for attempt := 0; ; attempt++ {
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := r.client.Pipelined(wctx, func(p redis.Pipeliner) error {
-			for _, b := range batch {
-				if r.cluster != nil {
-					p.SPublish(wctx, b.topic, b.payload) // routed to the topic's slot
-				} else {
-					p.Publish(wctx, b.topic, b.payload)
-				}
+	wctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
+	_, err := r.client.Pipelined(wctx, func(p redis.Pipeliner) error {
+		for _, b := range batch {
+			if r.cluster != nil {
+				p.SPublish(wctx, b.topic, b.payload) // routed to the topic's slot
+			} else {
+				p.Publish(wctx, b.topic, b.payload)
 			}
-			return nil
-		})
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return
 		}
+		return nil
+	})
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		r.opts.Breaker.Failure()
 		r.countError()
-		if attempt >= 2 {
-			// Redis is down: drop the batch. The messages are stored; every
-			// replica resyncs its clients when its subscription comes back.
-			r.log.Warn("backplane publish failed; events dropped", "events", len(batch), "err", err)
-			return
+		r.log.Warn("backplane publish failed; events delivered on this replica only", "events", len(batch), "err", err)
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		for _, b := range batch {
+			r.deliverLocally(b.payload, []string{b.topic})
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Duration(100*(attempt+1)) * time.Millisecond):
-		}
+	} else if err == nil {
+		r.opts.Breaker.Success()
+	}
+	for _, b := range batch {
+		b.w.finish(err)
 	}
 }
 
@@ -407,6 +495,9 @@ func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 
 // Healthy implements Backplane: Redis answers and the subscription is up.
 func (r *Redis) Healthy(ctx context.Context) error {
+	if r.opts.Breaker.Open() {
+		return errors.New("redis: failing; publishes reach this replica only")
+	}
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}

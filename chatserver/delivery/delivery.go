@@ -50,18 +50,21 @@ func NewPublisher(bp backplane.Backplane, log *slog.Logger, m *metrics.Metrics) 
 	return &Publisher{bp: bp, log: log, metrics: metrics.OrNew(m)}
 }
 
-// Publish encodes e's frame once and publishes it to each recipient. A
-// backplane failure is counted and logged, not returned: what was stored
-// stays stored, and clients catch up through their cursors.
+// Publish encodes e's frame once and publishes it to each recipient, and
+// returns once the backplane has taken it. A backplane failure is counted and
+// logged, not returned: what was stored stays stored, and clients catch up
+// through positioning and their cursors.
 func (p *Publisher) Publish(ctx context.Context, e Event) {
 	env, err := Envelope(e)
 	if err != nil {
 		p.log.Error("delivery: encode failed", "err", err)
 		return
 	}
-	for _, to := range e.To {
-		p.publish(ctx, to, env)
+	topics := make([]string, len(e.To))
+	for i, to := range e.To {
+		topics[i] = UserTopic(to)
 	}
+	p.publish(ctx, env, topics...)
 }
 
 // Envelope encodes e (all but its recipients) as the payload published to
@@ -80,11 +83,19 @@ func Envelope(e Event) ([]byte, error) {
 // Disconnect closes every connection of userID on every replica, except those
 // of session exceptSession when it is not empty.
 func (p *Publisher) Disconnect(ctx context.Context, userID, exceptSession, reason string) {
-	p.publish(ctx, userID, envelope(kindDisconnect, time.Time{}, []byte(exceptSession+"\n"+reason)))
+	p.publish(ctx, envelope(kindDisconnect, time.Time{}, []byte(exceptSession+"\n"+reason)), UserTopic(userID))
 }
 
-func (p *Publisher) publish(ctx context.Context, userID string, env []byte) {
-	if err := p.bp.Publish(ctx, UserTopic(userID), env); err != nil {
+// publish returns once the backplane has taken env for every topic (see
+// backplane.Backplane.Publish), so the ack that follows a send carries that.
+func (p *Publisher) publish(ctx context.Context, env []byte, topics ...string) {
+	err := p.bp.Publish(ctx, env, topics...)
+	switch {
+	case err == nil:
+	case errors.Is(err, backplane.ErrUnavailable):
+		// Counted by the backplane; positioning closes the hole elsewhere.
+		p.log.Debug("backplane unavailable; event delivered on this replica only", "err", err)
+	default:
 		p.metrics.BackplaneErrors.Inc()
 		p.log.Warn("backplane publish failed", "err", err)
 	}

@@ -235,14 +235,20 @@ type pub struct {
 	payload []byte
 }
 
-func (b *recordingBackplane) Publish(_ context.Context, topic string, payload []byte) error {
+// Publish records every topic but those in fail, and returns an error if
+// any was refused (as a backplane does when it could not take them all).
+func (b *recordingBackplane) Publish(_ context.Context, payload []byte, topics ...string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.fail[topic] {
-		return errors.New("refused")
+	var err error
+	for _, topic := range topics {
+		if b.fail[topic] {
+			err = errors.New("refused")
+			continue
+		}
+		b.pubs = append(b.pubs, pub{topic, payload})
 	}
-	b.pubs = append(b.pubs, pub{topic, payload})
-	return nil
+	return err
 }
 
 func (b *recordingBackplane) topics() []string {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/apperr"
+	"github.com/parley-chat/parley/chatserver/messaging"
 	"github.com/parley-chat/parley/chatserver/protocol"
 	"github.com/parley-chat/parley/chatserver/realtime"
 )
@@ -308,35 +309,42 @@ func (a *API) removeMember(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-func querySeq(c *gin.Context, name string) (int64, error) {
-	v := c.Query(name)
-	if v == "" {
-		return 0, nil
+// querySeq reads a whole number >= 0 from the query; set reports whether
+// the parameter was there (after=0 differs from no after).
+func querySeq(c *gin.Context, name string) (n int64, set bool, err error) {
+	v, set := c.GetQuery(name)
+	if !set {
+		return 0, false, nil
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, apperr.New(apperr.InvalidRequest, "%s must be a whole number >= 0", name)
+	n, perr := strconv.ParseInt(v, 10, 64)
+	if perr != nil || n < 0 {
+		return 0, true, apperr.New(apperr.InvalidRequest, "%s must be a whole number >= 0", name)
 	}
-	return n, nil
+	return n, true, nil
 }
 
 func (a *API) history(c *gin.Context) {
-	before, err := querySeq(c, "before")
+	before, hasBefore, err := querySeq(c, "before")
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	after, err := querySeq(c, "after")
+	after, hasAfter, err := querySeq(c, "after")
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	limit, err := querySeq(c, "limit")
+	limit, _, err := querySeq(c, "limit")
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	msgs, more, err := a.msgs.History(c.Request.Context(), c.GetString("user_id"), c.Param("id"), before, after, int(limit))
+	if hasBefore && hasAfter {
+		a.fail(c, apperr.New(apperr.InvalidRequest, "use before or after (a seq >= 0), not both"))
+		return
+	}
+	msgs, more, err := a.msgs.History(c.Request.Context(), c.GetString("user_id"), c.Param("id"),
+		messaging.Page{Forward: hasAfter, Before: before, After: after, Limit: int(limit)})
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -244,16 +244,26 @@ func (s *Service) publishToMembers(ctx context.Context, convID, skip string, f p
 	s.events.Publish(ctx, delivery.Event{To: userIDs(members, skip), Frame: f})
 }
 
-// History returns up to limit messages before or after a seq, ascending, and
-// whether more exist in that direction. Neither set: the newest messages.
-func (s *Service) History(ctx context.Context, userID, convID string, before, after int64, limit int) ([]protocol.Message, bool, error) {
+// Page selects a page of history.
+type Page struct {
+	// Forward pages forward from After (After = 0: from the first message);
+	// otherwise the page ends before Before (0: the newest messages).
+	Forward       bool
+	Before, After int64
+	Limit         int // 0: DefaultHistory
+}
+
+// History returns a page of messages, ascending, and whether more exist in
+// that direction.
+func (s *Service) History(ctx context.Context, userID, convID string, p Page) ([]protocol.Message, bool, error) {
+	limit := p.Limit
 	if limit == 0 {
 		limit = DefaultHistory
 	}
 	if limit < 1 || limit > MaxHistoryLimit {
 		return nil, false, apperr.New(apperr.InvalidRequest, "limit must be between 1 and %d", MaxHistoryLimit)
 	}
-	if before < 0 || after < 0 || (before > 0 && after > 0) {
+	if p.Before < 0 || p.After < 0 || (p.Forward && p.Before > 0) {
 		return nil, false, apperr.New(apperr.InvalidRequest, "use before or after (a seq >= 0), not both")
 	}
 	if _, err := s.member(ctx, convID, userID); err != nil {
@@ -261,9 +271,10 @@ func (s *Service) History(ctx context.Context, userID, convID string, before, af
 	}
 	var rows []store.Message
 	var err error
-	if after > 0 {
-		rows, err = s.store.MessagesAfter(ctx, convID, after, limit+1)
+	if p.Forward {
+		rows, err = s.store.MessagesAfter(ctx, convID, p.After, limit+1)
 	} else {
+		before := p.Before
 		if before == 0 {
 			before = 1 << 62
 		}
@@ -274,7 +285,7 @@ func (s *Service) History(ctx context.Context, userID, convID string, before, af
 	}
 	more := len(rows) > limit
 	if more {
-		if after > 0 {
+		if p.Forward {
 			rows = rows[:limit]
 		} else {
 			rows = rows[1:] // ascending: the extra one is the oldest

@@ -458,21 +458,22 @@ func TestHistory(t *testing.T) {
 	f.events.take()
 
 	for _, tc := range []struct {
-		name                 string
-		before, after, limit int64
-		want                 []int64
-		more                 bool
+		name string
+		page messaging.Page
+		want []int64
+		more bool
 	}{
-		{"newest", 0, 0, 3, []int64{5, 6, 7}, true},
-		{"before 5", 5, 0, 3, []int64{2, 3, 4}, true},
-		{"before 2", 2, 0, 3, []int64{1}, false},
-		{"before 4, exactly the rest", 4, 0, 3, []int64{1, 2, 3}, false},
-		{"after 4", 0, 4, 2, []int64{5, 6}, true},
-		{"after 5, exactly the rest", 0, 5, 2, []int64{6, 7}, false},
-		{"after the last", 0, 7, 2, nil, false},
-		{"default limit", 0, 0, 0, []int64{1, 2, 3, 4, 5, 6, 7}, false},
+		{"newest", messaging.Page{Limit: 3}, []int64{5, 6, 7}, true},
+		{"before 5", messaging.Page{Before: 5, Limit: 3}, []int64{2, 3, 4}, true},
+		{"before 2", messaging.Page{Before: 2, Limit: 3}, []int64{1}, false},
+		{"before 4, exactly the rest", messaging.Page{Before: 4, Limit: 3}, []int64{1, 2, 3}, false},
+		{"after 0: from the first", messaging.Page{Forward: true, After: 0, Limit: 2}, []int64{1, 2}, true},
+		{"after 4", messaging.Page{Forward: true, After: 4, Limit: 2}, []int64{5, 6}, true},
+		{"after 5, exactly the rest", messaging.Page{Forward: true, After: 5, Limit: 2}, []int64{6, 7}, false},
+		{"after the last", messaging.Page{Forward: true, After: 7, Limit: 2}, nil, false},
+		{"default limit", messaging.Page{}, []int64{1, 2, 3, 4, 5, 6, 7}, false},
 	} {
-		got, more, err := f.svc.History(t.Context(), bob, conv, tc.before, tc.after, int(tc.limit))
+		got, more, err := f.svc.History(t.Context(), bob, conv, tc.page)
 		if err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
@@ -487,13 +488,13 @@ func TestHistory(t *testing.T) {
 		}
 	}
 
-	_, _, err := f.svc.History(t.Context(), eve, conv, 0, 0, 10)
+	_, _, err := f.svc.History(t.Context(), eve, conv, messaging.Page{Limit: 10})
 	wantCode(t, "non-member", err, apperr.NotFound)
-	_, _, err = f.svc.History(t.Context(), bob, conv, 5, 2, 10)
+	_, _, err = f.svc.History(t.Context(), bob, conv, messaging.Page{Forward: true, Before: 5, After: 2, Limit: 10})
 	wantCode(t, "before and after", err, apperr.InvalidRequest)
-	_, _, err = f.svc.History(t.Context(), bob, conv, 0, 0, messaging.MaxHistoryLimit+1)
+	_, _, err = f.svc.History(t.Context(), bob, conv, messaging.Page{Limit: messaging.MaxHistoryLimit + 1})
 	wantCode(t, "limit too high", err, apperr.InvalidRequest)
-	_, _, err = f.svc.History(t.Context(), bob, conv, -1, 0, 10)
+	_, _, err = f.svc.History(t.Context(), bob, conv, messaging.Page{Before: -1, Limit: 10})
 	wantCode(t, "negative before", err, apperr.InvalidRequest)
 	wantNoEvents(t, "History", f.events)
 }

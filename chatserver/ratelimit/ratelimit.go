@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/parley-chat/parley/chatserver/circuit"
 	"github.com/parley-chat/parley/pkg/settings"
 )
 
@@ -88,14 +89,22 @@ func (m *Memory) Allow(_ context.Context, key string) (bool, time.Duration, erro
 type Fallback struct {
 	Primary, Secondary Limiter
 	OnError            func(error)
+	// Breaker, when set, skips Primary for a cool-down after it fails, so an
+	// outage costs one failed round trip per cool-down, not one per request.
+	Breaker *circuit.Breaker
 }
 
 // Allow implements Limiter.
 func (f Fallback) Allow(ctx context.Context, key string) (bool, time.Duration, error) {
+	if !f.Breaker.Allow() {
+		return f.Secondary.Allow(ctx, key)
+	}
 	ok, wait, err := f.Primary.Allow(ctx, key)
 	if err == nil {
+		f.Breaker.Success()
 		return ok, wait, nil
 	}
+	f.Breaker.Failure()
 	if f.OnError != nil {
 		f.OnError(err)
 	}

@@ -290,15 +290,7 @@ func (h *Hub) allConns() []*conn {
 // connections to end, or for ctx.
 func (h *Hub) Shutdown(ctx context.Context) {
 	h.draining.Store(true)
-	h.mu.RLock()
-	var all []*conn
-	for _, set := range h.users {
-		for c := range set {
-			all = append(all, c)
-		}
-	}
-	h.mu.RUnlock()
-	for _, c := range all {
+	for _, c := range h.allConns() {
 		// Wakes the reader from its blocking read; it sees draining and closes.
 		_ = c.ws.SetReadDeadline(time.Now())
 	}
@@ -307,8 +299,11 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		for _, c := range all {
+		// Out of time: a writer may be stuck on a client that does not read
+		// (up to WriteWait). Closing the sockets ends it and its reader now.
+		for _, c := range h.allConns() {
 			c.close(websocket.CloseGoingAway, "server shutting down; reconnect")
+			_ = c.ws.NetConn().Close()
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parley-chat/parley/chatserver/circuit"
 	"github.com/parley-chat/parley/chatserver/ids"
 )
 
@@ -134,21 +135,40 @@ func (s *RedisTickets) Take(ctx context.Context, key string) (*Ticket, error) {
 
 // FallbackTickets uses Primary and, when it fails, Secondary: during a Redis
 // outage tickets still work, redeemable on the replica that issued them.
-type FallbackTickets struct{ Primary, Secondary Tickets }
+// Breaker (may be nil) skips Primary for a cool-down after it fails.
+type FallbackTickets struct {
+	Primary, Secondary Tickets
+	Breaker            *circuit.Breaker
+}
 
 // Put implements Tickets.
 func (f FallbackTickets) Put(ctx context.Context, key string, t Ticket, ttl time.Duration) error {
-	if err := f.Primary.Put(ctx, key, t, ttl); err != nil {
-		return f.Secondary.Put(ctx, key, t, ttl)
+	if f.Breaker.Allow() {
+		err := f.Primary.Put(ctx, key, t, ttl)
+		if err == nil {
+			f.Breaker.Success()
+			return nil
+		}
+		f.Breaker.Failure()
 	}
-	return nil
+	return f.Secondary.Put(ctx, key, t, ttl)
 }
 
 // Take implements Tickets.
 func (f FallbackTickets) Take(ctx context.Context, key string) (*Ticket, error) {
-	t, err := f.Primary.Take(ctx, key)
-	if err == nil {
-		return t, nil
+	err := ErrNoTicket
+	if f.Breaker.Allow() {
+		var t *Ticket
+		t, err = f.Primary.Take(ctx, key)
+		switch {
+		case err == nil:
+			f.Breaker.Success()
+			return t, nil
+		case errors.Is(err, ErrNoTicket):
+			f.Breaker.Success() // Redis answered
+		default:
+			f.Breaker.Failure()
+		}
 	}
 	if t2, err2 := f.Secondary.Take(ctx, key); err2 == nil {
 		return t2, nil

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/audit"
 	"github.com/parley-chat/parley/chatserver/backplane"
+	"github.com/parley-chat/parley/chatserver/circuit"
 	"github.com/parley-chat/parley/chatserver/config"
 	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/faults"
@@ -52,6 +54,40 @@ type Server struct {
 	metricsHTTP     *http.Server
 	metricsListener net.Listener
 	stop            context.CancelFunc
+	conns           connTracker
+}
+
+// connTracker knows the state of the API listener's connections, so a
+// shutdown can close the quiet ones at once.
+type connTracker struct {
+	mu    sync.Mutex
+	state map[net.Conn]http.ConnState
+}
+
+func (t *connTracker) track(c net.Conn, st http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state == nil {
+		t.state = map[net.Conn]http.ConnState{}
+	}
+	switch st {
+	case http.StateNew, http.StateIdle, http.StateActive:
+		t.state[c] = st
+	default: // hijacked (WebSocket: the hub's) or closed
+		delete(t.state, c)
+	}
+}
+
+// closeQuiet closes connections with no request in flight.
+func (t *connTracker) closeQuiet() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c, st := range t.state {
+		if st != http.StateActive {
+			_ = c.Close()
+			delete(t.state, c)
+		}
+	}
 }
 
 // Options carry what is not configuration: the web client files and a clock.
@@ -109,12 +145,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		s.redis = rc
-		onErr := func(err error) { log.Warn("shared rate limiter unavailable; limiting per replica", "err", err) }
-		loginLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "login", cfg.RateLogin), Secondary: loginLimit, OnError: onErr}
-		msgLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "msg", cfg.RateMessages), Secondary: msgLimit, OnError: onErr}
+		// One breaker for everything that uses this Redis: once a call
+		// fails, limits, tickets and publishes go local at once instead of
+		// each paying a failed round trip, and one call at a time probes.
+		redisDown := circuit.New(redisCooldown, nil, func(open bool) {
+			if open {
+				log.Warn("Redis failing: rate limits and tickets per replica, live delivery on this replica only (other replicas by positioning)")
+			} else {
+				log.Info("Redis answers again")
+			}
+		})
+		onErr := func(err error) { log.Debug("shared rate limiter unavailable; limiting per replica", "err", err) }
+		loginLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "login", cfg.RateLogin), Secondary: loginLimit, OnError: onErr, Breaker: redisDown}
+		msgLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "msg", cfg.RateMessages), Secondary: msgLimit, OnError: onErr, Breaker: redisDown}
 		tracker = presence.NewRedis(rc, presenceTTL, opts.Now)
-		tickets = realtime.FallbackTickets{Primary: realtime.NewRedisTickets(rc), Secondary: realtime.NewMemoryTickets()}
-		s.bp = backplane.NewRedis(rc, backplane.RedisOptions{Logger: log, Metrics: s.metrics})
+		tickets = realtime.FallbackTickets{Primary: realtime.NewRedisTickets(rc), Secondary: realtime.NewMemoryTickets(), Breaker: redisDown}
+		s.bp = backplane.NewRedis(rc, backplane.RedisOptions{Logger: log, Metrics: s.metrics, Breaker: redisDown})
 		degradable["backplane"] = s.bp.Healthy
 	} else {
 		tracker = presence.NewMemory(opts.Now)
@@ -147,7 +193,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable,
 		SeparateMetrics: cfg.MetricsAddr != ""})
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ConnState: s.conns.track,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	s.listener, err = net.Listen("tcp", cfg.Addr)
@@ -226,7 +272,13 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, scancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer scancel()
 	s.hub.Shutdown(sctx)
+	// net/http's Shutdown waits up to 5 s for connections that never sent a
+	// request; they have nothing in flight, so close them (and idle ones) now.
+	s.conns.closeQuiet()
 	err := s.http.Shutdown(sctx)
+	if err != nil {
+		_ = s.http.Close() // the budget is spent: whatever is left is cut
+	}
 	if s.metricsHTTP != nil {
 		_ = s.metricsHTTP.Shutdown(sctx)
 	}
@@ -255,6 +307,10 @@ func (s *Server) closeResources() {
 		_ = s.metricsListener.Close()
 	}
 }
+
+// redisCooldown is how long Redis is skipped after a failed call before one
+// call probes it again.
+const redisCooldown = time.Second
 
 // presenceTTL is how long a connection counts as online without a heartbeat:
 // a crashed replica's users read as offline within it.

@@ -1,0 +1,41 @@
+package circuit
+
+import (
+	"testing"
+	"time"
+)
+
+func TestBreakerOpensCoolsDownAndProbesOnce(t *testing.T) {
+	now := time.Unix(0, 0)
+	var changes []bool
+	b := New(time.Second, func() time.Time { return now }, func(open bool) { changes = append(changes, open) })
+	if !b.Allow() {
+		t.Fatal("a new breaker refused a call")
+	}
+	b.Failure()
+	if b.Allow() || !b.Open() {
+		t.Fatal("an open breaker allowed a call during its cool-down")
+	}
+	now = now.Add(time.Second)
+	if !b.Allow() {
+		t.Fatal("no probe after the cool-down")
+	}
+	if b.Allow() {
+		t.Fatal("a second call allowed while the probe runs")
+	}
+	b.Failure() // the probe failed: another cool-down
+	if b.Allow() {
+		t.Fatal("allowed right after a failed probe")
+	}
+	now = now.Add(time.Second)
+	if !b.Allow() {
+		t.Fatal("no probe after the second cool-down")
+	}
+	b.Success()
+	if !b.Allow() || !b.Allow() || b.Open() {
+		t.Fatal("a closed breaker refused calls")
+	}
+	if len(changes) != 2 || !changes[0] || changes[1] {
+		t.Fatalf("changes = %v, want [open closed]", changes)
+	}
+}
