@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -51,6 +53,7 @@ type API struct {
 	// separateMetrics: /metrics is served on its own listener, not here.
 	separateMetrics bool
 	refreshTTL      time.Duration
+	maxBody         int64
 }
 
 // Config wires an API.
@@ -68,13 +71,17 @@ type Config struct {
 	// SeparateMetrics leaves /metrics off the API (see MetricsHandler).
 	SeparateMetrics bool
 	RefreshTTL      time.Duration
+	// MaxBody caps request bodies [64 KiB]; raise it with the message
+	// length limit so a long message can be sent over REST too.
+	MaxBody int64
 }
 
 // New returns the API.
 func New(c Config) *API {
 	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: metrics.OrNew(c.Metrics), log: c.Logger,
 		limits: map[string]ratelimit.Limiter{LimitLogin: c.LoginLimit}, proxies: c.TrustedProxies,
-		web: c.Web, ready: c.Ready, degradable: c.Degradable, separateMetrics: c.SeparateMetrics, refreshTTL: c.RefreshTTL}
+		web: c.Web, ready: c.Ready, degradable: c.Degradable, separateMetrics: c.SeparateMetrics, refreshTTL: c.RefreshTTL,
+		maxBody: max(c.MaxBody, defaultMaxBody)}
 }
 
 // Handler builds the Gin engine.
@@ -83,7 +90,7 @@ func (a *API) Handler() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	_ = r.SetTrustedProxies(nil) // client IPs come from clientIP, which knows our proxies
-	r.Use(requestID(), a.accessLog(), a.recovery(), a.securityHeaders(), bodyLimit())
+	r.Use(requestID(), a.accessLog(), a.recovery(), a.securityHeaders(), bodyLimit(a.maxBody))
 
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", a.readyz)
@@ -152,15 +159,27 @@ func (a *API) fail(c *gin.Context, err error) {
 	writeErr(c, e)
 }
 
-// bind decodes a JSON body strictly: unknown fields and trailing data are errors.
+// bind decodes a JSON body strictly: unknown fields, trailing data and
+// invalid UTF-8 (which Go's decoder would silently turn into U+FFFD) are errors.
 func bind(c *gin.Context, v any) error {
-	dec := json.NewDecoder(c.Request.Body)
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return apperr.New(apperr.RequestTooLarge, "request body is larger than %d bytes", tooBig.Limit)
+		}
+		return apperr.New(apperr.InvalidRequest, "reading the request body failed")
+	}
+	if !utf8.Valid(body) {
+		return apperr.New(apperr.InvalidRequest, "request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
+		var typeErr *json.UnmarshalTypeError
 		switch {
-		case errors.As(err, &tooBig):
-			return apperr.New(apperr.RequestTooLarge, "request body is larger than %d bytes", maxBody)
+		case errors.As(err, &typeErr) && typeErr.Field != "":
+			return apperr.New(apperr.InvalidRequest, "field %q has the wrong type (want %s)", typeErr.Field, typeErr.Type)
 		case errors.Is(err, io.EOF):
 			return apperr.New(apperr.InvalidRequest, "request body must be a JSON object")
 		default:

@@ -15,8 +15,9 @@ import (
 	"github.com/parley-chat/parley/chatserver/ids"
 )
 
-// maxBody caps every request body: JSON requests are small.
-const maxBody = 64 << 10
+// defaultMaxBody caps request bodies unless configured higher: JSON
+// requests are small.
+const defaultMaxBody = 64 << 10
 
 // requestID gives every request an id, echoed in X-Request-Id and the logs.
 func requestID() gin.HandlerFunc {
@@ -96,8 +97,8 @@ func (a *API) securityHeaders() gin.HandlerFunc {
 	}
 }
 
-// bodyLimit refuses bodies over maxBody.
-func bodyLimit() gin.HandlerFunc {
+// bodyLimit refuses bodies over maxBody bytes.
+func bodyLimit(maxBody int64) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if c.Request.ContentLength > maxBody {
 			writeErr(c, apperr.New(apperr.RequestTooLarge, "request body is larger than %d bytes", maxBody))

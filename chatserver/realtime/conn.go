@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -385,6 +386,12 @@ func (c *conn) readLoop(ctx context.Context) {
 			continue
 		}
 		f, id, err := protocol.DecodeClient(data)
+		if !utf8.Valid(data) {
+			// Go's JSON decoder would have replaced the bad bytes with
+			// U+FFFD and stored that: refuse instead, naming the request.
+			c.fail(id, apperr.New(apperr.InvalidRequest, "frame is not valid UTF-8"))
+			continue
+		}
 		if err != nil {
 			c.fail(id, apperr.New(apperr.InvalidRequest, "%s", err.Error()))
 			continue

@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: s.hub, Metrics: s.metrics, Logger: log,
 		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
 		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable,
-		SeparateMetrics: cfg.MetricsAddr != ""})
+		SeparateMetrics: cfg.MetricsAddr != "", MaxBody: int64(cfg.MaxFrameBytes)})
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ConnState: s.conns.track,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
