@@ -107,6 +107,7 @@ func Load(dir string, opts Options) (*Keyring, error) {
 		return nil, err
 	}
 	k.cur.Store(s)
+	k.reportLoaded(s)
 	k.log.Info("keyring loaded", "jwt_active", s.jwtActive.id, "data_active", s.dataActive.id,
 		"jwt_keys", ids(s.jwt), "data_keys", ids(s.data))
 	return k, nil
@@ -232,6 +233,7 @@ func (k *Keyring) Reload() (changed bool, err error) {
 		return false, err
 	}
 	k.cur.Store(s)
+	k.reportLoaded(s)
 	k.countReload("ok")
 	k.log.Info("keyring reloaded", "jwt_active", s.jwtActive.id, "data_active", s.dataActive.id,
 		"jwt_keys", ids(s.jwt), "data_keys", ids(s.data))

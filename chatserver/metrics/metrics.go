@@ -27,6 +27,7 @@ type Metrics struct {
 	KeyringRotationDue   *prometheus.GaugeVec   // kid
 	KeyringReloads       *prometheus.CounterVec // result
 	KeyringRowsRemaining *prometheus.GaugeVec   // kid
+	KeyringLoaded        *prometheus.GaugeVec   // digest: 1 for the keyring in use
 	DeliveryHeld         prometheus.Counter     // live frames held for a predecessor
 	DeliveryDuplicates   prometheus.Counter     // live frames dropped: already sent or covered by a sync
 	DeliveryResyncs      *prometheus.CounterVec // reason: hold, position, overflow
@@ -86,6 +87,8 @@ func New() *Metrics {
 			Name: "parley_keyring_rotation_due", Help: "1 when a data key has done 2^30 seals and should be rotated."}, []string{"kid"}),
 		KeyringRowsRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "parley_keyring_rows_remaining", Help: "Stored ciphertexts still sealed with each data key (0: a retired key is no longer needed)."}, []string{"kid"}),
+		KeyringLoaded: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "parley_keyring_loaded_info", Help: "1, labelled with the digest of the key ids and states of the keyring in use (GET /keyringz lists them)."}, []string{"digest"}),
 		KeyringReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_keyring_reloads_total", Help: "Keyring reloads by result (ok, error)."}, []string{"result"}),
 		DeliveryHeld: prometheus.NewCounter(prometheus.CounterOpts{
@@ -112,7 +115,7 @@ func New() *Metrics {
 		m.Connections, m.ConnectionsTotal, m.Disconnects, m.MessagesSent, m.MessagesDelivered,
 		m.DeliveryLatency, m.FramesDropped, m.AuthFailures, m.RateLimited, m.HTTPRequests,
 		m.HTTPDuration, m.PasswordHashWait, m.KeyringSeals, m.KeyringRotationDue,
-		m.KeyringReloads, m.KeyringRowsRemaining, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
+		m.KeyringReloads, m.KeyringRowsRemaining, m.KeyringLoaded, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
 		m.DeliveryHeld, m.DeliveryDuplicates, m.DeliveryResyncs, m.DeliveryUnsynced, m.PositionCheck,
 	)
 	return m
