@@ -33,7 +33,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	serverBin = filepath.Join(dir, "chatserver")
-	build := exec.Command("go", "build", "-o", serverBin, "github.com/parley-chat/parley/chatserver/cmd/chatserver")
+	// -tags faults: tests may make a replica fail at chosen points
+	// (PARLEY_FAULTS, package faults); without PARLEY_FAULTS it behaves as
+	// the normal build.
+	build := exec.Command("go", "build", "-tags", "faults", "-o", serverBin, "github.com/parley-chat/parley/chatserver/cmd/chatserver")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build chatserver:", err)
