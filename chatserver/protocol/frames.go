@@ -228,15 +228,20 @@ var ErrUnknownType = errors.New("unknown frame type")
 // "id" could be read, id is returned even if decoding failed, so the error
 // can answer the request.
 func DecodeClient(data []byte) (f ClientFrame, id string, err error) {
+	// Both raw: a wrong-typed "type" must not stop the id from being read.
 	var head struct {
-		Type FrameType       `json:"type"`
+		Type json.RawMessage `json:"type"`
 		ID   json.RawMessage `json:"id"`
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
 		return nil, "", fmt.Errorf("frame is not a valid JSON object: %w", err)
 	}
 	_ = json.Unmarshal(head.ID, &id) // a non-string id is reported below
-	switch head.Type {
+	var typ FrameType
+	if len(head.Type) > 0 && json.Unmarshal(head.Type, &typ) != nil {
+		return nil, id, errors.New(`field "type" must be a string`)
+	}
+	switch typ {
 	case TypeAuth:
 		f, err = decodeAs[AuthRequest](data)
 	case TypeSend:
@@ -250,7 +255,7 @@ func DecodeClient(data []byte) (f ClientFrame, id string, err error) {
 	case TypePing:
 		f, err = decodeAs[PingRequest](data)
 	default:
-		return nil, id, fmt.Errorf("%w %q", ErrUnknownType, head.Type)
+		return nil, id, fmt.Errorf("%w %q", ErrUnknownType, typ)
 	}
 	return f, id, err
 }
