@@ -52,6 +52,7 @@ type API struct {
 	degradable map[string]Checker
 	// separateMetrics: /metrics is served on its own listener, not here.
 	separateMetrics bool
+	keyringz        http.Handler
 	refreshTTL      time.Duration
 	maxBody         int64
 }
@@ -68,9 +69,13 @@ type Config struct {
 	Web            fs.FS              // the built web client; may hold no index.html
 	Ready          map[string]Checker // failing: 503, take this replica out of rotation
 	Degradable     map[string]Checker // failing: 200 "degraded" (the replica still stores and serves)
-	// SeparateMetrics leaves /metrics off the API (see MetricsHandler).
+	// SeparateMetrics leaves /metrics off the API (see MetricsHandler), and
+	// Keyringz with it.
 	SeparateMetrics bool
-	RefreshTTL      time.Duration
+	// Keyringz reports the loaded keyring to the operator; served at /keyringz
+	// beside /metrics, so only on this port when there is no metrics listener.
+	Keyringz   http.Handler
+	RefreshTTL time.Duration
 	// MaxBody caps request bodies [64 KiB]; raise it with the message
 	// length limit so a long message can be sent over REST too.
 	MaxBody int64
@@ -80,7 +85,7 @@ type Config struct {
 func New(c Config) *API {
 	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: metrics.OrNew(c.Metrics), log: c.Logger,
 		limits: map[string]ratelimit.Limiter{LimitLogin: c.LoginLimit}, proxies: c.TrustedProxies,
-		web: c.Web, ready: c.Ready, degradable: c.Degradable, separateMetrics: c.SeparateMetrics, refreshTTL: c.RefreshTTL,
+		web: c.Web, ready: c.Ready, degradable: c.Degradable, separateMetrics: c.SeparateMetrics, keyringz: c.Keyringz, refreshTTL: c.RefreshTTL,
 		maxBody: max(c.MaxBody, defaultMaxBody)}
 }
 
@@ -96,6 +101,9 @@ func (a *API) Handler() http.Handler {
 	r.GET("/readyz", a.readyz)
 	if !a.separateMetrics {
 		r.GET("/metrics", gin.WrapH(a.MetricsHandler()))
+		if a.keyringz != nil {
+			r.GET("/keyringz", gin.WrapH(a.keyringz))
+		}
 	}
 
 	v1 := r.Group("/api/v1")

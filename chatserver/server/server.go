@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: s.hub, Metrics: s.metrics, Logger: log,
 		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
 		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable,
-		SeparateMetrics: cfg.MetricsAddr != "", MaxBody: int64(cfg.MaxFrameBytes)})
+		SeparateMetrics: cfg.MetricsAddr != "", Keyringz: keyringzHandler(s.keys), MaxBody: int64(cfg.MaxFrameBytes)})
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ConnState: s.conns.track,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -203,6 +203,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", api.MetricsHandler())
+		mux.Handle("GET "+KeyringzPath, keyringzHandler(s.keys))
 		s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		s.metricsListener, err = net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
