@@ -381,15 +381,30 @@ func TestRedisRestartUnderTraffic(t *testing.T) {
 			}
 		}
 	}
+	resyncs := func(d *docClient, w *window) int {
+		n := 0
+		for _, at := range d.stats().resyncAt {
+			if !at.Before(w.from) && at.Before(w.to) {
+				n++
+			}
+		}
+		return n
+	}
 	for _, w := range ws {
 		secs := w.to.Sub(w.from).Seconds()
+		slow := 0
+		for _, l := range w.lat {
+			if l > 100*time.Millisecond {
+				slow++
+			}
+		}
 		t.Logf("FIGURES: redis outage, 2 replicas, 2 closed-loop WS senders on r1: %s (%.1f s): %d acks, %.0f acks/s, "+
-			"ack latency p50 %v p99 %v max %v; reader on r1 gets it p50 %v max %v after the ack, reader on r2 p50 %v max %v",
+			"ack latency p50 %v p99 %v max %v, %d over 100 ms; reader on r1 gets it p50 %v max %v after the ack (%d resyncs), reader on r2 p50 %v max %v (%d resyncs)",
 			w.name, secs, len(w.lat), float64(len(w.lat))/secs,
 			percentile(w.lat, 50).Round(100*time.Microsecond), percentile(w.lat, 99).Round(100*time.Microsecond),
-			percentile(w.lat, 100).Round(100*time.Microsecond),
-			percentile(w.sameLag, 50).Round(100*time.Microsecond), percentile(w.sameLag, 100).Round(time.Millisecond),
-			percentile(w.otherLag, 50).Round(time.Millisecond), percentile(w.otherLag, 100).Round(time.Millisecond))
+			percentile(w.lat, 100).Round(100*time.Microsecond), slow,
+			percentile(w.sameLag, 50).Round(100*time.Microsecond), percentile(w.sameLag, 100).Round(time.Millisecond), resyncs(same, w),
+			percentile(w.otherLag, 50).Round(time.Millisecond), percentile(w.otherLag, 100).Round(time.Millisecond), resyncs(other, w))
 	}
 	for _, d := range []*docClient{same, other} {
 		s := d.stats()
