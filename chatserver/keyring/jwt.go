@@ -1,7 +1,9 @@
 package keyring
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -24,7 +26,13 @@ func (k *Keyring) SignJWT(claims jwt.Claims) (string, error) {
 // with a public key, is refused before any key is used); the kid is only ever
 // looked up in memory.
 func (k *Keyring) ParseJWT(token string, claims jwt.Claims, opts ...jwt.ParserOption) error {
-	opts = append(opts, jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}))
+	// Only the form SignJWT writes: base64url's decoder would also take CR/LF
+	// anywhere and spare bits set in a segment's last character, so that
+	// other strings than the one signed would pass for it.
+	if strings.ContainsAny(token, "\r\n") {
+		return errors.New("keyring: malformed token: line break")
+	}
+	opts = append(opts, jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}), jwt.WithStrictDecoding())
 	_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		jk, ok := k.cur.Load().jwt[kid]

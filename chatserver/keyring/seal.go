@@ -10,6 +10,12 @@ import (
 
 const sealPrefix = "v1."
 
+// sealEncoding reads only the form Seal writes. The default decoder also takes
+// other spellings of the same bytes (spare bits set in the last character, CR
+// or LF anywhere, which Strict still skips: hence the check in Open), so one
+// ciphertext would have many stored forms.
+var sealEncoding = base64.RawURLEncoding.Strict()
+
 // Seal encrypts plaintext with the active data key under associated data aad
 // (which binds the ciphertext to its row) and returns
 // "v1.<kid>.<base64url(nonce|ciphertext|tag)>". Every call draws a fresh
@@ -50,8 +56,8 @@ func (k *Keyring) Open(sealed string, aad []byte) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownKey, kid)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(body)
-	if err != nil {
+	raw, err := sealEncoding.DecodeString(body)
+	if err != nil || strings.ContainsAny(body, "\r\n") {
 		return nil, ErrMalformed
 	}
 	ns := dk.aead.NonceSize()
