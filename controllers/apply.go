@@ -59,9 +59,9 @@ func (a applier) apply(ctx context.Context, desired client.Object) (applyResult,
 	case err != nil:
 		return 0, fmt.Errorf("get %s %s: %w", kindOf(desired), desired.GetName(), err)
 	}
-	owned, err := extractOwned(existing)
-	if err != nil {
-		return 0, fmt.Errorf("extract fields owned by %s from %s %s: %w", FieldOwner, kindOf(desired), desired.GetName(), err)
+	owned, extractErr := extractOwned(existing)
+	if extractErr != nil && !repairable(existing) {
+		return 0, fmt.Errorf("extract fields owned by %s from %s %s: %w", FieldOwner, kindOf(desired), desired.GetName(), extractErr)
 	}
 	want, err := toComparable(desired)
 	if err != nil {
@@ -69,11 +69,13 @@ func (a applier) apply(ctx context.Context, desired client.Object) (applyResult,
 	}
 	// Empty objects ("updateStrategy: {}") are compared as absent: the API server
 	// may default them without recording our ownership of the empty value.
-	if equality.Semantic.DeepEqual(dropEmpty(want), dropEmpty(owned)) {
+	// A workload the extractor cannot read (a hand edit gave two container ports
+	// one number: duplicate list keys) differs: the write below repairs it.
+	if extractErr == nil && equality.Semantic.DeepEqual(dropEmpty(want), dropEmpty(owned)) {
 		return applyUnchanged, nil
 	}
 	err = a.write(ctx, desired)
-	if apierrors.IsInvalid(err) && repairContainers(existing, desired) {
+	if (apierrors.IsInvalid(err) || (err != nil && extractErr != nil)) && repairContainers(existing, desired) {
 		// A hand edit changed a list key (a container port number): to server-side
 		// apply that is a new list entry, and ours would collide with it by name.
 		// Put our containers back with a plain update, then apply again so the
@@ -84,6 +86,15 @@ func (a applier) apply(ctx context.Context, desired client.Object) (applyResult,
 		err = a.write(ctx, desired)
 	}
 	return applyUpdated, err
+}
+
+// repairable reports whether repairContainers can put a live object right.
+func repairable(live client.Object) bool {
+	switch live.(type) {
+	case *appsv1.Deployment, *appsv1.StatefulSet:
+		return true
+	}
+	return false
 }
 
 // repairContainers replaces, in a live Deployment or StatefulSet, each container

@@ -187,6 +187,15 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if reason, msg, blocked := keyringBlocked(cc); blocked {
+		// The keyring is gone or foreign: nothing that would start pods on it (or
+		// without it) is touched until a person restores it or accepts the loss.
+		backoff := degradedBackoff(cc, reason, now)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonKeysNotReady, msg)
+		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, reason, msg)
+		r.Metrics.Errors.WithLabelValues(strings.ToLower(string(reason))).Inc()
+		return ctrl.Result{RequeueAfter: backoff}, nil
+	}
 	if !keysNext.IsZero() {
 		q.at(min(keysNext.Sub(now), maxRequeue))
 	}
@@ -197,8 +206,14 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 	}
 
 	// Managed Redis, or its removal after a switch to external.
-	if sts := RedisStatefulSet(cc); sts != nil {
-		for _, obj := range []client.Object{sts, RedisService(cc), RedisNetworkPolicy(cc)} {
+	if cc.Spec.Redis != nil && cc.Spec.Redis.Managed != nil {
+		pw, res, err := r.reconcileRedisAuth(ctx, cc, a)
+		if err := track("Secret", redisAuthName(cc), res, err); err != nil {
+			return ctrl.Result{}, err
+		}
+		// The chat servers read the password at start: a new one rolls them.
+		secretValues["managed redis password"] = pw
+		for _, obj := range []client.Object{RedisStatefulSet(cc, RedisAuthHash(pw)), RedisService(cc), RedisNetworkPolicy(cc)} {
 			if err := track(r.applyTyped(ctx, a, obj)); err != nil {
 				return ctrl.Result{}, err
 			}
@@ -210,6 +225,9 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 			if err := r.prune(ctx, a, cc, obj, redisName(cc)); err != nil {
 				return ctrl.Result{}, err
 			}
+		}
+		if err := r.prune(ctx, a, cc, &corev1.Secret{}, redisAuthName(cc)); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 
@@ -224,6 +242,9 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 		return ctrl.Result{}, err
 	}
 	if err := track(r.applyTyped(ctx, a, Service(cc))); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := track(r.applyTyped(ctx, a, MetricsService(cc))); err != nil {
 		return ctrl.Result{}, err
 	}
 	if ing := Ingress(cc); ing != nil {
@@ -337,6 +358,11 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		return time.Time{}, fmt.Errorf("get keyring Secret: %w", err)
 	}
 	if apierrors.IsNotFound(err) {
+		// Keys recorded in status are never replaced unasked (keyring_guard.go).
+		guard := r.guardKeyring(cc, nil)
+		if !guard.proceed {
+			return time.Time{}, nil
+		}
 		f, err := NewKeyring(now)
 		if err != nil {
 			return time.Time{}, err
@@ -349,10 +375,12 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		if _, err := a.apply(ctx, KeysSecret(cc, b, cc.Annotations[chatv1alpha1.AnnotationRotateKeysNow])); err != nil {
 			return time.Time{}, err
 		}
-		r.event(cc, corev1.EventTypeNormal, ReasonKeysCreated, ActionRotateKeys, "created keyring Secret %s with JWT key %s and data key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID)
+		if guard.lost == "" {
+			r.event(cc, corev1.EventTypeNormal, ReasonKeysCreated, ActionRotateKeys, "created keyring Secret %s with JWT key %s and data key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID)
+		}
 		setKeysStatus(cc, f)
 		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeysCreated, "keyring created")
-		return now.Add(s.JWTInterval - s.PropagationWindow), nil
+		return now.Add(s.JWTInterval - s.PropagationWindow), r.finishKeyringGuard(ctx, cc, guard)
 	}
 
 	raw := sec.Data[keyringfile.FileName]
@@ -366,6 +394,10 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 			r.event(cc, corev1.EventTypeWarning, ReasonInvalidKeyring, ActionRotateKeys, "%s", msg)
 		}
 		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionFalse, ReasonInvalidKeyring, msg)
+		return time.Time{}, nil
+	}
+	guard := r.guardKeyring(cc, f)
+	if !guard.proceed {
 		return time.Time{}, nil
 	}
 
@@ -406,7 +438,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 	} else {
 		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeysValid, "one active key of each kind")
 	}
-	return res.NextAt, nil
+	return res.NextAt, r.finishKeyringGuard(ctx, cc, guard)
 }
 
 func setKeysStatus(cc *chatv1alpha1.ChatCluster, f *keyringfile.File) {
@@ -429,6 +461,8 @@ func setKeysStatus(cc *chatv1alpha1.ChatCluster, f *keyringfile.File) {
 			ks.StagedKeyIDs = append(ks.StagedKeyIDs, k.ID)
 		}
 	}
+	// The record the keyring guard compares the Secret with on every reconcile.
+	ks.DataKeys = RecordDataKeys(f)
 	cc.Status.Keys = ks
 }
 
@@ -654,6 +688,11 @@ func (r *ChatClusterReconciler) secretToChatClusters(c client.Reader) handler.Ma
 		var reqs []reconcile.Request
 		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "ChatCluster" && ref.APIVersion == chatv1alpha1.GroupVersion.String() {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: ref.Name}})
+		}
+		// A retained keyring Secret has no owner reference, and a restored one may
+		// have no labels: its name says whose it is.
+		if name, ok := strings.CutSuffix(o.GetName(), "-keys"); ok && name != "" {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}})
 		}
 		list := &chatv1alpha1.ChatClusterList{}
 		if err := c.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{secretRefIndex: o.GetName()}); err != nil {

@@ -42,6 +42,13 @@ const (
 	ReasonKeysValid      Reason = "KeysValid"
 	ReasonKeyStaged      Reason = "KeyStaged"
 	ReasonInvalidKeyring Reason = "InvalidKeyring"
+	// KeysReady=False, Degraded and a Warning Event: the keyring Secret of a
+	// ChatCluster whose keys are recorded in status is gone, or holds another
+	// keyring. The operator does not replace it (stored messages would become
+	// unreadable) and leaves the Deployment alone until the Secret is restored
+	// or the loss is accepted (AnnotationAcceptKeyringLoss).
+	ReasonKeyringMissing Reason = "KeyringMissing"
+	ReasonKeyringForeign Reason = "KeyringForeign"
 
 	// RedisReady.
 	ReasonRedisAvailable Reason = "RedisAvailable"
@@ -63,6 +70,16 @@ const (
 	ReasonKeyRemoved   Reason = "KeyRemoved"
 	// Warning: Degraded turned True, or its reason changed.
 	ReasonDegraded Reason = "Degraded"
+	// An existing keyring Secret taken on by a ChatCluster with no recorded keys
+	// (the restore path: the ChatCluster was created again).
+	ReasonKeysAdopted Reason = "KeysAdopted"
+	// Warning: a person accepted the loss of the recorded keyring.
+	ReasonKeyringLossAccepted Reason = "KeyringLossAccepted"
+	// Warning: recorded non-active data keys are no longer in the keyring (a
+	// person removed them); rows still sealed with them cannot be opened.
+	ReasonDataKeysRemoved Reason = "DataKeysRemoved"
+	// The accept-keyring-loss annotation was set while nothing was lost: removed.
+	ReasonNoKeyringLoss Reason = "NoKeyringLoss"
 )
 
 // EventAction is the action of an events.k8s.io Event: what the operator was

@@ -27,9 +27,12 @@ import (
 
 // Constants of the chat server contract (see docs/operator.md).
 const (
-	ChatPort        = 8080
-	ServicePort     = 80
-	RedisPort       = 6379
+	ChatPort    = 8080
+	ServicePort = 80
+	RedisPort   = 6379
+	// MetricsPort is the chat server's own listener for /metrics (PARLEY_METRICS_ADDR),
+	// which the client-facing Service and the Ingress never route to.
+	MetricsPort     = 9090
 	chatUID         = 65532
 	redisUID        = 999
 	containerName   = "chatserver"
@@ -38,6 +41,14 @@ const (
 	sqliteURL       = "sqlite:///var/lib/parley/parley.db"
 	preStopSeconds  = 5
 	graceAboveDrain = 10 // seconds of termination grace beyond the server's shutdown timeout
+
+	// RedisPasswordKey is the key of the managed Redis password in <name>-redis-auth.
+	RedisPasswordKey = "password"
+	// redisConfKey holds a redis.conf fragment with requirepass, derived from the
+	// password, so the password reaches redis-server through a file and never an argument.
+	redisConfKey    = "redis.conf"
+	redisAuthDir    = "/etc/redis/auth"
+	redisCLIAuthEnv = "REDISCLI_AUTH" // read by redis-cli, so the probe authenticates without -a
 
 	// AnnotationConfigHash on the pod template changes whenever the configuration or
 	// a referenced Secret changes, which rolls the pods.
@@ -56,6 +67,11 @@ func configMapName(cc *chatv1alpha1.ChatCluster) string  { return cc.Name + "-co
 func keysSecretName(cc *chatv1alpha1.ChatCluster) string { return cc.Name + "-keys" }
 func redisName(cc *chatv1alpha1.ChatCluster) string      { return cc.Name + "-redis" }
 func dataClaimName(cc *chatv1alpha1.ChatCluster) string  { return cc.Name + "-data" }
+func redisAuthName(cc *chatv1alpha1.ChatCluster) string  { return cc.Name + "-redis-auth" }
+func metricsName(cc *chatv1alpha1.ChatCluster) string    { return cc.Name + "-metrics" }
+
+// RedisAuthSecretName is the name of the Secret with the managed Redis password.
+func RedisAuthSecretName(cc *chatv1alpha1.ChatCluster) string { return redisAuthName(cc) }
 
 // KeysSecretName is the name of the keyring Secret of a ChatCluster.
 func KeysSecretName(cc *chatv1alpha1.ChatCluster) string { return keysSecretName(cc) }
@@ -180,6 +196,7 @@ func orDefault(v, def string) string {
 func ConfigMap(cc *chatv1alpha1.ChatCluster, s Settings) *corev1.ConfigMap {
 	data := map[string]string{
 		settings.Addr.Env:            fmt.Sprintf(":%d", ChatPort),
+		settings.MetricsAddr.Env:     fmt.Sprintf(":%d", MetricsPort),
 		settings.DataDir.Env:         dataDir,
 		settings.KeyringDir.Env:      keyringDir,
 		settings.AllowedOrigins.Env:  strings.Join(cc.Spec.Security.AllowedOrigins, ","),
@@ -263,13 +280,19 @@ func ServiceAccount(cc *chatv1alpha1.ChatCluster) *corev1.ServiceAccount {
 	}
 }
 
-// KeysSecret holds the keyring document.
+// KeysSecret holds the keyring document. With the Retain policy (the default) it
+// has no owner reference, so the garbage collector keeps it when the ChatCluster
+// goes, and a ChatCluster created again with the same name adopts it; applying it
+// without one also removes the reference an older operator set.
 func KeysSecret(cc *chatv1alpha1.ChatCluster, keyring []byte, rotateNowHandled string) *corev1.Secret {
 	sec := &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: meta(cc, keysSecretName(cc), "keyring"),
 		Type:       corev1.SecretTypeOpaque,
 		Data:       map[string][]byte{keyringfile.FileName: keyring},
+	}
+	if cc.Spec.Security.KeyRetentionPolicy != chatv1alpha1.KeyRetentionDelete {
+		sec.OwnerReferences = nil
 	}
 	if rotateNowHandled != "" {
 		sec.Annotations = map[string]string{AnnotationRotateNowHandled: rotateNowHandled}
@@ -338,7 +361,7 @@ func Deployment(cc *chatv1alpha1.ChatCluster, s Settings, in DeploymentInput) *a
 	annotations := map[string]string{AnnotationConfigHash: in.ConfigHash}
 	if in.PrometheusAnnotations {
 		annotations["prometheus.io/scrape"] = "true"
-		annotations["prometheus.io/port"] = strconv.Itoa(ChatPort)
+		annotations["prometheus.io/port"] = strconv.Itoa(MetricsPort)
 		annotations["prometheus.io/path"] = "/metrics"
 	}
 
@@ -353,6 +376,9 @@ func Deployment(cc *chatv1alpha1.ChatCluster, s Settings, in DeploymentInput) *a
 		env = append(env, corev1.EnvVar{Name: settings.RedisPassword.Env, ValueFrom: &corev1.EnvVarSource{
 			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: ref.LocalObjectReference, Key: ref.Key},
 		}})
+	}
+	if r := cc.Spec.Redis; r != nil && r.Managed != nil {
+		env = append(env, redisPasswordEnv(cc, settings.RedisPassword.Env))
 	}
 
 	dataVolume := corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
@@ -409,10 +435,13 @@ func Deployment(cc *chatv1alpha1.ChatCluster, s Settings, in DeploymentInput) *a
 						Image:           s.Image,
 						ImagePullPolicy: pullPolicy,
 						Command:         []string{"/chatserver"},
-						Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: ChatPort, Protocol: corev1.ProtocolTCP}},
-						EnvFrom:         []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(cc)}}}},
-						Env:             env,
-						Resources:       cc.Spec.Resources,
+						Ports: []corev1.ContainerPort{
+							{Name: "http", ContainerPort: ChatPort, Protocol: corev1.ProtocolTCP},
+							{Name: "metrics", ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP},
+						},
+						EnvFrom:   []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(cc)}}}},
+						Env:       env,
+						Resources: cc.Spec.Resources,
 						LivenessProbe: &corev1.Probe{
 							ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http"), Scheme: corev1.URISchemeHTTP}},
 							PeriodSeconds:    10,
@@ -468,6 +497,25 @@ func Service(cc *chatv1alpha1.ChatCluster) *corev1.Service {
 			Selector: selectorLabels(cc, "chatserver"),
 			Ports: []corev1.ServicePort{{
 				Name: "http", Port: ServicePort, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP,
+			}},
+		},
+	}
+}
+
+// MetricsService exposes the chat servers' metrics listener to Prometheus, apart
+// from the client-facing Service (which the Ingress uses). Headless: Prometheus
+// scrapes every pod through its endpoints, and there is no load-balanced address
+// for /metrics at all.
+func MetricsService(cc *chatv1alpha1.ChatCluster) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: meta(cc, metricsName(cc), "metrics"),
+		Spec: corev1.ServiceSpec{
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: corev1.ClusterIPNone,
+			Selector:  selectorLabels(cc, "chatserver"),
+			Ports: []corev1.ServicePort{{
+				Name: "metrics", Port: MetricsPort, TargetPort: intstr.FromString("metrics"), Protocol: corev1.ProtocolTCP,
 			}},
 		},
 	}
@@ -602,17 +650,73 @@ func RedisService(cc *chatv1alpha1.ChatCluster) *corev1.Service {
 	}
 }
 
-// RedisStatefulSet runs the managed Redis: one replica, ephemeral unless persistence is set.
-func RedisStatefulSet(cc *chatv1alpha1.ChatCluster) *appsv1.StatefulSet {
+// redisPasswordEnv takes the managed Redis password from its Secret by reference:
+// the value is never copied into the pod spec.
+func redisPasswordEnv(cc *chatv1alpha1.ChatCluster, name string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: redisAuthName(cc)}, Key: RedisPasswordKey,
+	}}}
+}
+
+// RedisAuthSecret holds the managed Redis password (generated once by the
+// reconciler, kept as long as the Secret exists) and the redis.conf fragment that
+// sets it; the fragment is derived from the password on every apply, so a person
+// who changes the password changes only that key.
+func RedisAuthSecret(cc *chatv1alpha1.ChatCluster, password []byte) *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: meta(cc, redisAuthName(cc), "redis"),
+		Type:       corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			RedisPasswordKey: password,
+			redisConfKey:     []byte("# Written by the Parley operator from the password key of this Secret.\nrequirepass " + redisQuote(password) + "\n"),
+		},
+	}
+}
+
+// redisQuote writes s as a double-quoted redis.conf string (sdssplitargs rules),
+// so a password a person chose with spaces or quotes still reads back exactly.
+func redisQuote(s []byte) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c > 0x7e:
+			fmt.Fprintf(&b, "\\x%02x", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// RedisAuthHash digests the managed Redis password for the Redis pod template:
+// redis-server reads it only at start, so a new password must restart Redis.
+func RedisAuthHash(password []byte) string {
+	sum := sha256.Sum256(append([]byte("parley redis auth\x00"), password...))
+	return hex.EncodeToString(sum[:])[:32]
+}
+
+// RedisStatefulSet runs the managed Redis: one replica, ephemeral unless
+// persistence is set, requiring the password of RedisAuthSecret. authHash is
+// RedisAuthHash of that password.
+func RedisStatefulSet(cc *chatv1alpha1.ChatCluster, authHash string) *appsv1.StatefulSet {
 	if cc.Spec.Redis == nil || cc.Spec.Redis.Managed == nil {
 		return nil
 	}
 	m := cc.Spec.Redis.Managed
-	// Protected mode refuses every non-loopback client of a password-less
-	// Redis: the chat servers are other pods. Who may connect is the job of
-	// the NetworkPolicy (only this cluster's chat servers), not of an image
-	// default that differs between builds of redis-server.
-	args := []string{"redis-server", "--port", strconv.Itoa(RedisPort), "--dir", "/data", "--save", "",
+	// Every client must authenticate: the password comes from a config file
+	// mounted from the Secret (redis-server takes a config file as its first
+	// argument), never from an argument, which the pod spec and the process list
+	// would show. The NetworkPolicy still limits who may connect at all. Protected
+	// mode is off as before: with a password it refuses no one anyway, and the flag
+	// keeps builds of redis-server whose defaults differ (Debian's) alike.
+	args := []string{"redis-server", redisAuthDir + "/" + redisConfKey,
+		"--port", strconv.Itoa(RedisPort), "--dir", "/data", "--save", "",
 		"--protected-mode", "no"}
 	if m.Persistence != nil {
 		args = append(args, "--appendonly", "yes")
@@ -627,19 +731,27 @@ func RedisStatefulSet(cc *chatv1alpha1.ChatCluster) *appsv1.StatefulSet {
 			ServiceName: redisName(cc),
 			Selector:    &metav1.LabelSelector{MatchLabels: selectorLabels(cc, "redis")},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: objectLabels(cc, "redis")},
+				ObjectMeta: metav1.ObjectMeta{Labels: objectLabels(cc, "redis"), Annotations: map[string]string{AnnotationConfigHash: authHash}},
 				Spec: corev1.PodSpec{
 					AutomountServiceAccountToken: ptr.To(false),
 					ImagePullSecrets:             cc.Spec.ImagePullSecrets,
 					SecurityContext:              podSecurity(redisUID),
+					Volumes: []corev1.Volume{{Name: "auth", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+						SecretName:  redisAuthName(cc),
+						Items:       []corev1.KeyToPath{{Key: redisConfKey, Path: redisConfKey}},
+						DefaultMode: ptr.To[int32](0o440),
+					}}}},
 					Containers: []corev1.Container{{
 						Name:      "redis",
 						Image:     orDefault(m.Image, defaultRedisImage),
 						Args:      args,
 						Ports:     []corev1.ContainerPort{{Name: "redis", ContainerPort: RedisPort, Protocol: corev1.ProtocolTCP}},
+						Env:       []corev1.EnvVar{redisPasswordEnv(cc, redisCLIAuthEnv)},
 						Resources: m.Resources,
 						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"redis-cli", "ping"}}},
+							// -e: exit non-zero on an error reply, so NOAUTH (a wrong
+							// password) fails the probe instead of passing as output.
+							ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"redis-cli", "-e", "ping"}}},
 							PeriodSeconds:    5,
 							TimeoutSeconds:   2,
 							FailureThreshold: 3,
@@ -652,7 +764,10 @@ func RedisStatefulSet(cc *chatv1alpha1.ChatCluster) *appsv1.StatefulSet {
 							FailureThreshold: 3,
 							SuccessThreshold: 1,
 						},
-						VolumeMounts:             []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "data", MountPath: "/data"},
+							{Name: "auth", MountPath: redisAuthDir, ReadOnly: true},
+						},
 						SecurityContext:          restrictedContainerSecurity(),
 						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 					}},
@@ -673,7 +788,7 @@ func RedisStatefulSet(cc *chatv1alpha1.ChatCluster) *appsv1.StatefulSet {
 			Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending},
 		}}
 	} else {
-		sts.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		sts.Spec.Template.Spec.Volumes = append(sts.Spec.Template.Spec.Volumes, corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	}
 	return sts
 }
@@ -681,17 +796,18 @@ func RedisStatefulSet(cc *chatv1alpha1.ChatCluster) *appsv1.StatefulSet {
 // serviceMonitorAPIVersion is the Prometheus Operator's ServiceMonitor API.
 const serviceMonitorAPIVersion = "monitoring.coreos.com/v1"
 
-// ServiceMonitor scrapes the chat servers' /metrics through the Service. It is
-// unstructured so the operator does not depend on the Prometheus Operator's types.
+// ServiceMonitor scrapes the chat servers' /metrics through the metrics Service
+// (the metrics port, never the client-facing one). It is unstructured so the
+// operator does not depend on the Prometheus Operator's types.
 func ServiceMonitor(cc *chatv1alpha1.ChatCluster) *unstructured.Unstructured {
 	interval := orDefault(cc.Spec.Monitoring.Interval, "30s")
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": serviceMonitorAPIVersion,
 		"kind":       "ServiceMonitor",
 		"spec": map[string]any{
-			"selector": map[string]any{"matchLabels": toAnyMap(selectorLabels(cc, "chatserver"))},
+			"selector": map[string]any{"matchLabels": toAnyMap(selectorLabels(cc, "metrics"))},
 			"endpoints": []any{map[string]any{
-				"port":     "http",
+				"port":     "metrics",
 				"path":     "/metrics",
 				"interval": interval,
 			}},

@@ -119,7 +119,7 @@ func TestSQLiteUsesClaimAndRecreate(t *testing.T) {
 	if _, ok := ConfigMap(cc, s).Data["PARLEY_REDIS_URL"]; ok {
 		t.Error("PARLEY_REDIS_URL set without Redis")
 	}
-	if RedisStatefulSet(cc) != nil || RedisNetworkPolicy(cc) != nil || PDB(cc, s) != nil {
+	if RedisStatefulSet(cc, "") != nil || RedisNetworkPolicy(cc) != nil || PDB(cc, s) != nil {
 		t.Error("single SQLite replica got Redis, a NetworkPolicy or a PDB")
 	}
 }
@@ -159,7 +159,7 @@ func TestRedisNetworkPolicyAdmitsOnlyChatServers(t *testing.T) {
 func TestManagedRedisIsReachableFromOtherPods(t *testing.T) {
 	cc := testCluster()
 	cc.Spec.Redis = &chatv1alpha1.RedisSpec{Managed: &chatv1alpha1.ManagedRedisSpec{}}
-	sts := RedisStatefulSet(cc)
+	sts := RedisStatefulSet(cc, "")
 	if sts == nil {
 		t.Fatal("no StatefulSet for managed Redis")
 	}

@@ -17,6 +17,23 @@ const (
 	// AnnotationHibernate set to "true" scales the chat servers to zero replicas and
 	// removes the autoscaler, keeping data, keys and configuration.
 	AnnotationHibernate = "chat.parley.dev/hibernate"
+	// AnnotationAcceptKeyringLoss set to "true" lets the operator replace a keyring
+	// Secret that is missing (with a fresh keyring) or foreign (by adopting it),
+	// although stored messages sealed with the recorded data keys then cannot be
+	// read. The operator removes the annotation once it has looked at it, so it
+	// never accepts a later loss on its own.
+	AnnotationAcceptKeyringLoss = "chat.parley.dev/accept-keyring-loss"
+)
+
+// Key retention policies (spec.security.keyRetentionPolicy).
+const (
+	// KeyRetentionRetain keeps the keyring Secret when the ChatCluster is deleted:
+	// it carries no owner reference, and a ChatCluster created again with the same
+	// name adopts it.
+	KeyRetentionRetain = "Retain"
+	// KeyRetentionDelete lets the garbage collector delete the keyring Secret with
+	// the ChatCluster (and every stored message becomes unreadable).
+	KeyRetentionDelete = "Delete"
 )
 
 // Condition types reported in status.conditions.
@@ -28,6 +45,10 @@ const (
 	ConditionKeysReady           = "KeysReady"
 	ConditionRedisReady          = "RedisReady"
 	ConditionServiceMonitorReady = "ServiceMonitorReady"
+	// ConditionKeysPropagated is True when no staged key waits for chat server
+	// pods to load it; False while a promotion waits (reasons Waiting and
+	// KeyPropagationLagging).
+	ConditionKeysPropagated = "KeysPropagated"
 )
 
 // ChatClusterSpec is the desired state of a Parley chat platform.
@@ -305,6 +326,16 @@ type SecuritySpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	KeyRotation KeyRotationSpec `json:"keyRotation,omitempty"`
+
+	// KeyRetentionPolicy says what happens to the keyring Secret (<name>-keys) when
+	// the ChatCluster is deleted. Retain (the default) leaves it in place, without
+	// an owner reference, and a ChatCluster created again with the same name adopts
+	// it; Delete lets the garbage collector remove it, which makes every stored
+	// message unreadable.
+	// +kubebuilder:default=Retain
+	// +kubebuilder:validation:Enum=Retain;Delete
+	// +optional
+	KeyRetentionPolicy string `json:"keyRetentionPolicy,omitempty"`
 }
 
 // KeyRotationSpec schedules key rotation. A rotation first stages a new key
@@ -479,6 +510,27 @@ type KeysStatus struct {
 	// LastDataRotation is when the active data key became active.
 	// +optional
 	LastDataRotation *metav1.Time `json:"lastDataRotation,omitempty"`
+	// DataKeys records the data keys of the keyring the operator last accepted. A
+	// keyring Secret without the recorded active data key, or with a recorded id
+	// holding other key material, is foreign: the operator refuses it rather than
+	// strand the stored messages sealed with the recorded keys.
+	// +optional
+	// +listType=map
+	// +listMapKey=id
+	DataKeys []RecordedKey `json:"dataKeys,omitempty"`
+}
+
+// RecordedKey identifies a key without revealing it.
+type RecordedKey struct {
+	// ID of the key.
+	ID string `json:"id"`
+	// State of the key when recorded: staged, active or retired.
+	// +optional
+	State string `json:"state,omitempty"`
+	// Fingerprint is the first 16 hex digits of a SHA-256 digest of the key
+	// material (domain-separated): it tells keys apart, it does not reveal them.
+	// +optional
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // ChatCluster is a Parley chat platform: chat servers, their Redis backplane,

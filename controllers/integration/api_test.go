@@ -55,6 +55,8 @@ func TestValidationRejectsBadSpecs(t *testing.T) {
 		}, "set exactly one of spec.database.postgres and spec.database.sqlite"},
 		{"replicas without redis", func(cc *chatv1alpha1.ChatCluster) { cc.Spec.Redis = nil }, "more than one replica needs spec.redis"},
 		{"bad rate limit", func(cc *chatv1alpha1.ChatCluster) { cc.Spec.RateLimits.Login = "ten per minute" }, "spec.rateLimits.login"},
+		{"unknown key retention policy", func(cc *chatv1alpha1.ChatCluster) { cc.Spec.Security.KeyRetentionPolicy = "Keep" },
+			`spec.security.keyRetentionPolicy: Unsupported value: "Keep"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

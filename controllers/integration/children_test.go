@@ -34,13 +34,14 @@ func TestChildrenOwnershipAndManagedFields(t *testing.T) {
 		"chat":        &appsv1.Deployment{},
 		"chat-redis":  &appsv1.StatefulSet{},
 		"chat-config": &corev1.ConfigMap{},
-		"chat-keys":   &corev1.Secret{},
+		// The keyring Secret is retained by default: TestKeysSecretRetention.
+		"chat-redis-auth": &corev1.Secret{},
 	}
 	others := []struct {
 		name string
 		obj  client.Object
 	}{
-		{"chat", &corev1.Service{}}, {"chat-redis", &corev1.Service{}},
+		{"chat", &corev1.Service{}}, {"chat-redis", &corev1.Service{}}, {"chat-metrics", &corev1.Service{}},
 		{"chat", &corev1.ServiceAccount{}}, {"chat", &networkingv1.Ingress{}},
 		{"chat-redis", &networkingv1.NetworkPolicy{}}, {"chat", &policyv1.PodDisruptionBudget{}},
 	}
@@ -75,8 +76,8 @@ func TestChildrenOwnershipAndManagedFields(t *testing.T) {
 	if c.Image != "ghcr.io/parley-chat/chatserver:v1.0.0" || !slices.Equal(c.Command, []string{"/chatserver"}) {
 		t.Errorf("image/command = %s %v", c.Image, c.Command)
 	}
-	if len(c.Ports) != 1 || c.Ports[0].Name != "http" || c.Ports[0].ContainerPort != 8080 {
-		t.Errorf("ports = %+v, want http 8080", c.Ports)
+	if len(c.Ports) != 2 || c.Ports[0].Name != "http" || c.Ports[0].ContainerPort != 8080 || c.Ports[1].Name != "metrics" || c.Ports[1].ContainerPort != 9090 {
+		t.Errorf("ports = %+v, want http 8080 and metrics 9090", c.Ports)
 	}
 	if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Errorf("probes = %s %s", c.LivenessProbe.HTTPGet.Path, c.ReadinessProbe.HTTPGet.Path)

@@ -98,7 +98,9 @@ func TestDriftIsRevertedForeignFieldsSurvive(t *testing.T) {
 	dep := &appsv1.Deployment{}
 	f.get(dep, "chat")
 	dep.Spec.Template.Spec.Containers[0].Image = "evil.example.com/chatserver:latest"
-	dep.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort = 9090
+	// Onto the metrics port: two ports with one number are duplicate list keys,
+	// which the operator's own field extraction refuses until it repairs them.
+	dep.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort = controllers.MetricsPort
 	if err := k8s.Update(ctx, dep, client.FieldOwner("kubectl-edit")); err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +128,8 @@ func TestDriftIsRevertedForeignFieldsSurvive(t *testing.T) {
 	if c.Image != "ghcr.io/parley-chat/chatserver:v1.0.0" || c.Ports[0].ContainerPort != 8080 {
 		t.Errorf("after reconcile image=%s port=%d, want the spec's image and 8080", c.Image, c.Ports[0].ContainerPort)
 	}
-	if len(c.Ports) != 1 {
-		t.Errorf("ports = %+v, want exactly the http port", c.Ports)
+	if len(c.Ports) != 2 || c.Ports[1].Name != "metrics" || c.Ports[1].ContainerPort != controllers.MetricsPort {
+		t.Errorf("ports = %+v, want exactly the http and metrics ports", c.Ports)
 	}
 	svc := &corev1.Service{}
 	f.get(svc, "chat")

@@ -5,10 +5,12 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -111,8 +113,17 @@ func TestServiceMonitorFollowsCRDAndSpec(t *testing.T) {
 		t.Errorf("ServiceMonitor owner = %+v", ref)
 	}
 	eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
-	if len(eps) != 1 || eps[0].(map[string]any)["port"] != "http" || eps[0].(map[string]any)["path"] != "/metrics" {
-		t.Errorf("endpoints = %v", eps)
+	if len(eps) != 1 || eps[0].(map[string]any)["port"] != "metrics" || eps[0].(map[string]any)["path"] != "/metrics" {
+		t.Errorf("endpoints = %v, want port metrics (the chat servers' own metrics listener)", eps)
+	}
+	// It selects the metrics Service, not the client-facing one.
+	sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+	for name, want := range map[string]bool{"chat-metrics": true, "chat": false} {
+		svc := &corev1.Service{}
+		f.get(svc, name)
+		if got := labels.SelectorFromSet(sel).Matches(labels.Set(svc.Labels)); got != want {
+			t.Errorf("ServiceMonitor selector %v selects Service %s: %v, want %v", sel, name, got, want)
+		}
 	}
 	if c := cond(f.chat("chat"), "ServiceMonitorReady"); c.Status != metav1.ConditionTrue {
 		t.Errorf("ServiceMonitorReady = %+v", c)
