@@ -28,12 +28,12 @@ type Backplane interface {
 	// after construction and before the first Subscribe: the receiver (the
 	// hub) is built after the backplane it publishes through.
 	Start(h Handler) error
-	// Publish sends payload to the subscribers of each topic (possibly none).
-	// It returns once the payload has been handed to the transport for every
-	// topic (a replica that dies next does not lose it), or with an error;
-	// subscribers of this process receive it even when the error says the
-	// transport was unavailable.
-	Publish(ctx context.Context, payload []byte, topics ...string) error
+	// Publish sends each message's payload to its topic's subscribers
+	// (possibly none). It returns once every message has been handed to the
+	// transport (a replica that dies next does not lose it), or with an
+	// error; subscribers of this process receive them even when the error
+	// says the transport was unavailable.
+	Publish(ctx context.Context, msgs ...Message) error
 	// Subscribe starts delivering topic to the handler. Subscriptions are
 	// reference-counted: after k Subscribes, the k-th Unsubscribe stops the
 	// delivery. A Subscribe that fails after Start still counts (the engine
@@ -46,6 +46,12 @@ type Backplane interface {
 	// Healthy reports whether publishes currently reach other replicas.
 	Healthy(ctx context.Context) error
 	Close() error
+}
+
+// Message is a payload for a topic.
+type Message struct {
+	Topic   string
+	Payload []byte
 }
 
 // ErrNotStarted is returned by Subscribe before Start.
@@ -76,14 +82,14 @@ func (m *Memory) Start(h Handler) error {
 
 // Publish implements Backplane; delivery is synchronous, so publishes to one
 // topic arrive in the order they were made.
-func (m *Memory) Publish(_ context.Context, payload []byte, topics ...string) error {
-	for _, topic := range topics {
+func (m *Memory) Publish(_ context.Context, msgs ...Message) error {
+	for _, msg := range msgs {
 		m.mu.RLock()
-		_, ok := m.topics[topic]
+		_, ok := m.topics[msg.Topic]
 		h := m.handler
 		m.mu.RUnlock()
 		if ok {
-			h.HandlePublication(topic, payload)
+			h.HandlePublication(msg.Topic, msg.Payload)
 		}
 	}
 	return nil

@@ -164,22 +164,22 @@ func (r *Redis) countError() {
 // dies next), or with an error. While Redis is failing (the breaker is open)
 // it does not wait for Redis: the event goes to this replica's own
 // subscribers at once, and the error wraps ErrUnavailable.
-func (r *Redis) Publish(ctx context.Context, payload []byte, topics ...string) error {
-	if len(topics) == 0 {
+func (r *Redis) Publish(ctx context.Context, msgs ...Message) error {
+	if len(msgs) == 0 {
 		return nil
 	}
 	if !r.opts.Breaker.Allow() {
-		r.deliverLocally(payload, topics)
+		r.deliverLocally(msgs...)
 		r.countError()
 		return ErrUnavailable
 	}
-	w := newWaiter(len(topics))
-	for _, t := range topics {
+	w := newWaiter(len(msgs))
+	for _, m := range msgs {
 		select {
-		case r.queue <- pub{t, payload, w}:
+		case r.queue <- pub{m.Topic, m.Payload, w}:
 		default:
 			r.countError()
-			r.deliverLocally(payload, []string{t})
+			r.deliverLocally(m)
 			w.finish(fmt.Errorf("%w: publish queue full", ErrUnavailable))
 		}
 	}
@@ -197,12 +197,12 @@ func (r *Redis) Publish(ctx context.Context, payload []byte, topics ...string) e
 
 // deliverLocally hands an event to this replica's handler for the topics it
 // subscribes: what Redis would have done for them.
-func (r *Redis) deliverLocally(payload []byte, topics []string) {
+func (r *Redis) deliverLocally(msgs ...Message) {
 	r.mu.Lock()
-	mine := make([]string, 0, len(topics))
-	for _, t := range topics {
-		if r.subs[t] > 0 {
-			mine = append(mine, t)
+	mine := make([]Message, 0, len(msgs))
+	for _, m := range msgs {
+		if r.subs[m.Topic] > 0 {
+			mine = append(mine, m)
 		}
 	}
 	h := r.h
@@ -210,8 +210,8 @@ func (r *Redis) deliverLocally(payload []byte, topics []string) {
 	if h == nil {
 		return
 	}
-	for _, t := range mine {
-		h.HandlePublication(t, payload)
+	for _, m := range mine {
+		h.HandlePublication(m.Topic, m.Payload)
 	}
 }
 
@@ -261,7 +261,7 @@ func (r *Redis) flush(ctx context.Context, batch []pub) {
 		r.log.Warn("backplane publish failed; events delivered on this replica only", "events", len(batch), "err", err)
 		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		for _, b := range batch {
-			r.deliverLocally(b.payload, []string{b.topic})
+			r.deliverLocally(Message{b.topic, b.payload})
 		}
 	} else if err == nil {
 		r.opts.Breaker.Success()

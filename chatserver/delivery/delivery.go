@@ -5,12 +5,14 @@
 //
 // The path runs one way: a use case hands an Event to a Publisher, which
 // publishes one envelope per recipient topic on the backplane; the backplane
-// hands what it receives to its handler (the realtime hub), which opens the
-// envelope with Open and queues the frame on the user's local connections.
+// hands what it receives to its handler (the realtime hub), which opens and
+// verifies the envelope with a Codec and queues the frame on the user's
+// local connections.
 package delivery
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -41,13 +43,14 @@ type Event struct {
 // narrow event interfaces the use cases declare.
 type Publisher struct {
 	bp      backplane.Backplane
+	codec   *Codec
 	log     *slog.Logger
 	metrics *metrics.Metrics
 }
 
-// NewPublisher returns a Publisher over bp.
-func NewPublisher(bp backplane.Backplane, log *slog.Logger, m *metrics.Metrics) *Publisher {
-	return &Publisher{bp: bp, log: log, metrics: metrics.OrNew(m)}
+// NewPublisher returns a Publisher over bp, sealing envelopes with codec.
+func NewPublisher(bp backplane.Backplane, codec *Codec, log *slog.Logger, m *metrics.Metrics) *Publisher {
+	return &Publisher{bp: bp, codec: codec, log: log, metrics: metrics.OrNew(m)}
 }
 
 // Publish encodes e's frame once and publishes it to each recipient, and
@@ -55,41 +58,24 @@ func NewPublisher(bp backplane.Backplane, log *slog.Logger, m *metrics.Metrics) 
 // logged, not returned: what was stored stays stored, and clients catch up
 // through positioning and their cursors.
 func (p *Publisher) Publish(ctx context.Context, e Event) {
-	env, err := Envelope(e)
+	msgs, err := p.codec.Seal(e)
 	if err != nil {
 		p.log.Error("delivery: encode failed", "err", err)
 		return
 	}
-	topics := make([]string, len(e.To))
-	for i, to := range e.To {
-		topics[i] = UserTopic(to)
-	}
-	p.publish(ctx, env, topics...)
-}
-
-// Envelope encodes e (all but its recipients) as the payload published to
-// each recipient's topic.
-func Envelope(e Event) ([]byte, error) {
-	frame, err := protocol.Encode(e.Frame)
-	if err != nil {
-		return nil, err
-	}
-	if e.Conversation != "" {
-		return orderedEnvelope(e.Stored, e.Conversation, e.Seq, frame), nil
-	}
-	return envelope(kindFrame, e.Stored, frame), nil
+	p.publish(ctx, msgs...)
 }
 
 // Disconnect closes every connection of userID on every replica, except those
 // of session exceptSession when it is not empty.
 func (p *Publisher) Disconnect(ctx context.Context, userID, exceptSession, reason string) {
-	p.publish(ctx, envelope(kindDisconnect, time.Time{}, []byte(exceptSession+"\n"+reason)), UserTopic(userID))
+	p.publish(ctx, p.codec.seal(kindDisconnect, time.Time{}, []byte(exceptSession+"\n"+reason), UserTopic(userID))...)
 }
 
-// publish returns once the backplane has taken env for every topic (see
+// publish returns once the backplane has taken every message (see
 // backplane.Backplane.Publish), so the ack that follows a send carries that.
-func (p *Publisher) publish(ctx context.Context, env []byte, topics ...string) {
-	err := p.bp.Publish(ctx, env, topics...)
+func (p *Publisher) publish(ctx context.Context, msgs ...backplane.Message) {
+	err := p.bp.Publish(ctx, msgs...)
 	switch {
 	case err == nil:
 	case errors.Is(err, backplane.ErrUnavailable):
@@ -112,16 +98,19 @@ func UserOf(topic string) (userID string, ok bool) { return strings.CutPrefix(to
 // Kind says what a received envelope asks for.
 type Kind byte
 
-// Envelope kinds (the first byte of a payload).
+// What a received envelope asks for.
 const (
-	kindFrame      byte = 'F' // deliver the frame to the user's connections
-	kindOrdered    byte = 'O' // the same, for a frame with a place in its conversation's order
-	kindDisconnect byte = 'D' // close the user's connections (session to spare, newline, reason)
-
 	// KindFrame: deliver Received.Frame to the user's connections.
 	KindFrame Kind = 'F'
 	// KindDisconnect: close the user's connections except ExceptSession's.
 	KindDisconnect Kind = 'D'
+)
+
+// Envelope kinds (the first byte of a payload).
+const (
+	kindFrame      byte = 'F' // a frame for the user's connections
+	kindOrdered    byte = 'O' // the same, with a place in its conversation's order
+	kindDisconnect byte = 'D' // close the user's connections (session to spare, newline, reason)
 )
 
 // Received is an opened envelope.
@@ -139,69 +128,148 @@ type Received struct {
 	ExceptSession, Reason string
 }
 
-// ErrMalformed is returned (wrapped) by Open for a payload it cannot read.
-var ErrMalformed = errors.New("delivery: malformed envelope")
+// Errors returned (wrapped) by Open: the payload is unreadable, its tag does
+// not verify (it was not made by a server holding the keyring, or it was
+// made for another topic), or it is too old (a replay).
+var (
+	ErrMalformed = errors.New("delivery: malformed envelope")
+	ErrForged    = errors.New("delivery: envelope does not verify")
+	ErrStale     = errors.New("delivery: envelope too old or from the future")
+)
 
-// header: kind byte, then the store time in unix nanoseconds (0: none).
-const headerLen = 9
-
-func envelope(kind byte, stored time.Time, data []byte) []byte {
-	b := make([]byte, headerLen, headerLen+len(data))
-	putHeader(b, kind, stored)
-	return append(b, data...)
+// Authenticator makes and checks tags with keys only the servers hold (the
+// keyring's MAC keys).
+type Authenticator interface {
+	MAC(parts ...[]byte) (kid string, tag []byte)
+	VerifyMAC(kid string, tag []byte, parts ...[]byte) bool
 }
 
-// orderedEnvelope: header, seq (8 bytes), conversation id length (2 bytes),
-// conversation id, frame.
-func orderedEnvelope(stored time.Time, conv string, seq int64, frame []byte) []byte {
-	b := make([]byte, headerLen+10, headerLen+10+len(conv)+len(frame))
-	putHeader(b, kindOrdered, stored)
-	binary.BigEndian.PutUint64(b[headerLen:], uint64(seq))
-	binary.BigEndian.PutUint16(b[headerLen+8:], uint16(len(conv)))
-	b = append(b, conv...)
-	return append(b, frame...)
+// MaxAge bounds how old (or how far in the future, for clock skew between
+// replicas) an envelope may be: a captured envelope cannot be replayed later.
+const MaxAge = 2 * time.Minute
+
+// Codec seals and opens envelopes. Redis and the pod network are not
+// trusted: every envelope carries a tag over its topic, header and a digest
+// of its body, made with the keyring, so a party that can write to Redis
+// cannot inject a frame or move a genuine one to another user's topic.
+//
+// Layout: kind (1 byte), issue time and store time (unix ns, 8 bytes each),
+// key id length (1 byte), key id, tag (32 bytes), body. The body of an
+// ordered frame is seq (8 bytes), conversation id length (2 bytes),
+// conversation id, frame; of a frame, the frame; of a disconnect, the session
+// to spare, a newline, the reason.
+type Codec struct {
+	auth Authenticator
+	now  func() time.Time
 }
 
-func putHeader(b []byte, kind byte, stored time.Time) {
-	b[0] = kind
-	var ns int64
-	if !stored.IsZero() {
-		ns = stored.UnixNano()
+// NewCodec returns a Codec; now may be nil (time.Now).
+func NewCodec(auth Authenticator, now func() time.Time) *Codec {
+	if now == nil {
+		now = time.Now
 	}
-	binary.BigEndian.PutUint64(b[1:9], uint64(ns))
+	return &Codec{auth: auth, now: now}
 }
 
-// Open reads a payload received on topic.
-func Open(topic string, payload []byte) (Received, error) {
+const (
+	fixedHeader = 18 // kind, issued, stored, key id length
+	tagLen      = 32
+)
+
+// Seal encodes e's frame once and returns one backplane message per
+// recipient, each tagged for its own topic.
+func (c *Codec) Seal(e Event) ([]backplane.Message, error) {
+	frame, err := protocol.Encode(e.Frame)
+	if err != nil {
+		return nil, err
+	}
+	topics := make([]string, len(e.To))
+	for i, to := range e.To {
+		topics[i] = UserTopic(to)
+	}
+	if e.Conversation == "" {
+		return c.seal(kindFrame, e.Stored, frame, topics...), nil
+	}
+	if e.Seq <= 0 || len(e.Conversation) > 0xffff {
+		return nil, fmt.Errorf("delivery: ordered event with seq %d and a conversation id of %d bytes", e.Seq, len(e.Conversation))
+	}
+	body := make([]byte, 10, 10+len(e.Conversation)+len(frame))
+	binary.BigEndian.PutUint64(body, uint64(e.Seq))
+	binary.BigEndian.PutUint16(body[8:], uint16(len(e.Conversation)))
+	body = append(body, e.Conversation...)
+	body = append(body, frame...)
+	return c.seal(kindOrdered, e.Stored, body, topics...), nil
+}
+
+// seal writes one envelope per topic around body (hashed once).
+func (c *Codec) seal(kind byte, stored time.Time, body []byte, topics ...string) []backplane.Message {
+	digest := sha256.Sum256(body)
+	issued := c.now()
+	out := make([]backplane.Message, len(topics))
+	for i, topic := range topics {
+		header := make([]byte, fixedHeader, fixedHeader+8+tagLen+len(body))
+		header[0] = kind
+		binary.BigEndian.PutUint64(header[1:9], uint64(issued.UnixNano()))
+		var ns int64
+		if !stored.IsZero() {
+			ns = stored.UnixNano()
+		}
+		binary.BigEndian.PutUint64(header[9:17], uint64(ns))
+		kid, tag := c.auth.MAC([]byte(topic), header[:17], digest[:])
+		// The key id is covered by the MAC through the key it names.
+		header[17] = byte(len(kid))
+		p := append(header, kid...)
+		p = append(p, tag...)
+		out[i] = backplane.Message{Topic: topic, Payload: append(p, body...)}
+	}
+	return out
+}
+
+// Open reads and verifies a payload received on topic.
+func (c *Codec) Open(topic string, payload []byte) (Received, error) {
 	var r Received
 	var ok bool
 	if r.UserID, ok = UserOf(topic); !ok {
 		return r, fmt.Errorf("%w: topic %q is not a user topic", ErrMalformed, topic)
 	}
-	if len(payload) < headerLen {
+	if len(payload) < fixedHeader {
 		return r, fmt.Errorf("%w: %d bytes", ErrMalformed, len(payload))
 	}
-	if ns := int64(binary.BigEndian.Uint64(payload[1:9])); ns != 0 {
+	n := int(payload[17])
+	if n == 0 || len(payload) < fixedHeader+n+tagLen {
+		return r, fmt.Errorf("%w: short header", ErrMalformed)
+	}
+	kid := string(payload[fixedHeader : fixedHeader+n])
+	tag := payload[fixedHeader+n : fixedHeader+n+tagLen]
+	body := payload[fixedHeader+n+tagLen:]
+	digest := sha256.Sum256(body)
+	if !c.auth.VerifyMAC(kid, tag, []byte(topic), payload[:17], digest[:]) {
+		return r, ErrForged
+	}
+	issued := time.Unix(0, int64(binary.BigEndian.Uint64(payload[1:9])))
+	if age := c.now().Sub(issued); age > MaxAge || age < -MaxAge {
+		return r, fmt.Errorf("%w: issued %v ago", ErrStale, age.Round(time.Second))
+	}
+	if ns := int64(binary.BigEndian.Uint64(payload[9:17])); ns != 0 {
 		r.Stored = time.Unix(0, ns)
 	}
-	data := payload[headerLen:]
 	switch payload[0] {
 	case kindFrame:
-		r.Kind, r.Frame = KindFrame, data
+		r.Kind, r.Frame = KindFrame, body
 	case kindOrdered:
-		if len(data) < 10 {
+		if len(body) < 10 {
 			return r, fmt.Errorf("%w: short ordered header", ErrMalformed)
 		}
-		r.Seq = int64(binary.BigEndian.Uint64(data))
-		n := int(binary.BigEndian.Uint16(data[8:]))
-		data = data[10:]
-		if len(data) < n || n == 0 || r.Seq <= 0 {
+		r.Seq = int64(binary.BigEndian.Uint64(body))
+		cn := int(binary.BigEndian.Uint16(body[8:]))
+		body = body[10:]
+		if len(body) < cn || cn == 0 || r.Seq <= 0 {
 			return r, fmt.Errorf("%w: bad conversation or seq", ErrMalformed)
 		}
-		r.Kind, r.Conversation, r.Frame = KindFrame, string(data[:n]), data[n:]
+		r.Kind, r.Conversation, r.Frame = KindFrame, string(body[:cn]), body[cn:]
 	case kindDisconnect:
 		r.Kind = KindDisconnect
-		e, why, ok := strings.Cut(string(data), "\n")
+		e, why, ok := strings.Cut(string(body), "\n")
 		if !ok {
 			return r, fmt.Errorf("%w: disconnect without reason", ErrMalformed)
 		}

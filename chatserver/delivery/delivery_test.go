@@ -1,7 +1,10 @@
 package delivery_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"log/slog"
@@ -29,18 +32,53 @@ func encode(t *testing.T, f protocol.ServerFrame) []byte {
 	return b
 }
 
-func envelope(t *testing.T, e delivery.Event) []byte {
-	t.Helper()
-	env, err := delivery.Envelope(e)
-	if err != nil {
-		t.Fatalf("Envelope: %v", err)
+// testAuth is an Authenticator with fixed HMAC keys (the keyring derives
+// them from its data keys; this package only needs the interface).
+type testAuth struct {
+	kid  string
+	keys map[string][]byte
+}
+
+func newAuth(kid string) *testAuth {
+	return &testAuth{kid: kid, keys: map[string][]byte{kid: []byte("key-" + kid)}}
+}
+
+func (a *testAuth) MAC(parts ...[]byte) (string, []byte) {
+	return a.kid, a.sum(a.keys[a.kid], parts)
+}
+
+func (a *testAuth) VerifyMAC(kid string, tag []byte, parts ...[]byte) bool {
+	key, ok := a.keys[kid]
+	return ok && hmac.Equal(tag, a.sum(key, parts))
+}
+
+func (a *testAuth) sum(key []byte, parts [][]byte) []byte {
+	h := hmac.New(sha256.New, key)
+	for _, p := range parts {
+		h.Write([]byte{byte(len(p))})
+		h.Write(p)
 	}
-	return env
+	return h.Sum(nil)
+}
+
+var codec = delivery.NewCodec(newAuth("k1"), nil)
+
+// envelope seals e for its first recipient (or u_x when it has none).
+func envelope(t *testing.T, e delivery.Event) (string, []byte) {
+	t.Helper()
+	if len(e.To) == 0 {
+		e.To = []string{"u_x"}
+	}
+	msgs, err := codec.Seal(e)
+	if err != nil {
+		t.Fatalf("Seal: %v", err)
+	}
+	return msgs[0].Topic, msgs[0].Payload
 }
 
 func open(t *testing.T, topic string, payload []byte) delivery.Received {
 	t.Helper()
-	r, err := delivery.Open(topic, payload)
+	r, err := codec.Open(topic, payload)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -60,9 +98,12 @@ func TestUserTopic(t *testing.T) {
 func TestOrderedFrameRoundTrip(t *testing.T) {
 	frame := protocol.MessageFrame{Message: &protocol.Message{ID: "m_1", ConversationID: "c_42", Seq: 7,
 		SenderID: "u_a", Body: "hello", CreatedAt: stored}}
-	env := envelope(t, delivery.Event{To: []string{"u_a", "u_b"}, Frame: frame,
+	msgs, err := codec.Seal(delivery.Event{To: []string{"u_a", "u_b"}, Frame: frame,
 		Conversation: "c_42", Seq: 7, Stored: stored})
-	r := open(t, delivery.UserTopic("u_b"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := open(t, msgs[1].Topic, msgs[1].Payload)
 	if r.UserID != "u_b" || r.Kind != delivery.KindFrame || r.Conversation != "c_42" || r.Seq != 7 {
 		t.Errorf("opened %+v, want user u_b, a frame, conversation c_42, seq 7", r)
 	}
@@ -76,19 +117,25 @@ func TestOrderedFrameRoundTrip(t *testing.T) {
 
 func TestUnorderedFrameRoundTrip(t *testing.T) {
 	frame := protocol.TypingFrame{ConversationID: "c_42", UserID: "u_a"}
-	r := open(t, "u:u_b", envelope(t, delivery.Event{To: []string{"u_b"}, Frame: frame}))
+	r := open(envelopeFor(t, "u_b", delivery.Event{Frame: frame}))
 	if r.UserID != "u_b" || r.Kind != delivery.KindFrame || r.Conversation != "" || r.Seq != 0 || !r.Stored.IsZero() {
 		t.Errorf("opened %+v, want a frame for u_b with no place in an order and no store time", r)
 	}
 	if want := encode(t, frame); string(r.Frame) != string(want) {
 		t.Errorf("Frame = %s, want %s", r.Frame, want)
 	}
-
 	// A store time without an order (the field is independent).
-	r = open(t, "u:u_b", envelope(t, delivery.Event{Frame: protocol.ResyncFrame{}, Stored: stored}))
+	r = open(envelopeFor(t, "u_b", delivery.Event{Frame: protocol.ResyncFrame{}, Stored: stored}))
 	if !r.Stored.Equal(stored) || r.Seq != 0 {
 		t.Errorf("opened %+v, want store time %v and no seq", r, stored)
 	}
+}
+
+// envelopeFor returns t with the envelope of e for user, for open.
+func envelopeFor(t *testing.T, user string, e delivery.Event) (*testing.T, string, []byte) {
+	e.To = []string{user}
+	topic, payload := envelope(t, e)
+	return t, topic, payload
 }
 
 func TestDisconnectRoundTrip(t *testing.T) {
@@ -98,11 +145,11 @@ func TestDisconnectRoundTrip(t *testing.T) {
 		{"f_keep", "a reason\nover two lines"}, // only the first newline separates
 	} {
 		bp := &recordingBackplane{}
-		delivery.NewPublisher(bp, slog.New(slog.DiscardHandler), nil).Disconnect(t.Context(), "u_a", tc.except, tc.reason)
-		if len(bp.pubs) != 1 || bp.pubs[0].topic != "u:u_a" {
+		delivery.NewPublisher(bp, codec, slog.New(slog.DiscardHandler), nil).Disconnect(t.Context(), "u_a", tc.except, tc.reason)
+		if len(bp.pubs) != 1 || bp.pubs[0].Topic != "u:u_a" {
 			t.Fatalf("Disconnect published %+v, want one envelope on u:u_a", bp.pubs)
 		}
-		r := open(t, bp.pubs[0].topic, bp.pubs[0].payload)
+		r := open(t, bp.pubs[0].Topic, bp.pubs[0].Payload)
 		if r.UserID != "u_a" || r.Kind != delivery.KindDisconnect || r.ExceptSession != tc.except || r.Reason != tc.reason {
 			t.Errorf("opened %+v, want a disconnect of u_a sparing %q because %q", r, tc.except, tc.reason)
 		}
@@ -110,52 +157,96 @@ func TestDisconnectRoundTrip(t *testing.T) {
 }
 
 func TestOpenRefusesMalformed(t *testing.T) {
-	ordered := envelope(t, delivery.Event{Frame: protocol.ResyncFrame{}, Conversation: "c_1", Seq: 3})
-	frame := envelope(t, delivery.Event{Frame: protocol.ResyncFrame{}})
-	const hdr = 9 // kind byte and store time
-	withSeq := func(seq uint64) []byte {
-		b := slices.Clone(ordered)
-		binary.BigEndian.PutUint64(b[hdr:], seq)
-		return b
-	}
-	withConvLen := func(n uint16) []byte {
-		b := slices.Clone(ordered)
-		binary.BigEndian.PutUint16(b[hdr+8:], n)
-		return b
-	}
-	withKind := func(k byte) []byte {
-		b := slices.Clone(frame)
-		b[0] = k
-		return b
+	_, frame := envelope(t, delivery.Event{Frame: protocol.ResyncFrame{}})
+	body := func(kind byte, b []byte) []byte { return codec.SealRaw(kind, time.Time{}, b, "u:u_a").Payload }
+	ordered := func(seq uint64, convLen uint16, conv string) []byte {
+		b := binary.BigEndian.AppendUint64(nil, seq)
+		b = binary.BigEndian.AppendUint16(b, convLen)
+		return append(b, conv...)
 	}
 	for _, tc := range []struct {
 		name, topic string
 		payload     []byte
 	}{
 		{"empty", "u:u_a", nil},
-		{"shorter than the header", "u:u_a", frame[:hdr-1]},
-		{"unknown kind", "u:u_a", withKind('X')},
-		{"ordered header cut short", "u:u_a", ordered[:hdr+9]},
-		{"conversation longer than the payload", "u:u_a", withConvLen(1000)},
-		{"empty conversation", "u:u_a", withConvLen(0)},
-		{"seq 0", "u:u_a", withSeq(0)},
-		{"negative seq", "u:u_a", withSeq(1 << 63)},
-		{"disconnect without reason", "u:u_a", append(withKind('D')[:hdr], "f_keep"...)},
+		{"shorter than the header", "u:u_a", frame[:17]},
+		{"no key id", "u:u_a", append(slices.Clone(frame[:17]), 0)},
+		{"tag cut short", "u:u_a", frame[:21]},
+		{"unknown kind", "u:u_a", body('X', []byte("{}"))},
+		{"ordered header cut short", "u:u_a", body('O', make([]byte, 9))},
+		{"conversation longer than the payload", "u:u_a", body('O', ordered(3, 1000, "c_1"))},
+		{"empty conversation", "u:u_a", body('O', ordered(3, 0, ""))},
+		{"seq 0", "u:u_a", body('O', ordered(0, 3, "c_1"))},
+		{"negative seq", "u:u_a", body('O', ordered(1<<63, 3, "c_1"))},
+		{"disconnect without reason", "u:u_a", body('D', []byte("f_keep"))},
 		{"not a user topic", "c:c_1", frame},
 		{"no topic", "", frame},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := delivery.Open(tc.topic, tc.payload); !errors.Is(err, delivery.ErrMalformed) {
+			if _, err := codec.Open(tc.topic, tc.payload); !errors.Is(err, delivery.ErrMalformed) {
 				t.Errorf("Open: %v, want an error wrapping ErrMalformed", err)
 			}
 		})
 	}
 }
 
-// A frame that cannot be encoded is an error from Envelope, not a payload.
-func TestEnvelopeEncodeError(t *testing.T) {
-	if _, err := delivery.Envelope(delivery.Event{Frame: badFrame{Ch: make(chan int)}}); err == nil {
-		t.Error("Envelope encoded a frame JSON cannot represent")
+// Redis is not trusted: an envelope made without the keyring, moved to
+// another user's topic, altered anywhere, or replayed later is refused.
+func TestOpenRefusesForgedAndStale(t *testing.T) {
+	topic, good := envelope(t, delivery.Event{To: []string{"u_a"}, Frame: protocol.MessageFrame{
+		Message: &protocol.Message{ID: "m_1", Body: "hi"}}, Conversation: "c_1", Seq: 1, Stored: stored})
+	flip := func(i int) []byte {
+		b := slices.Clone(good)
+		b[i] ^= 1
+		return b
+	}
+	otherKey := delivery.NewCodec(newAuth("k9"), nil)
+	msgs, err := otherKey.Seal(delivery.Event{To: []string{"u_a"}, Frame: protocol.ResyncFrame{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, topic string
+		payload     []byte
+	}{
+		{"another user's topic", "u:u_b", good},
+		{"kind changed", topic, flip(0)},
+		{"issue time changed", topic, flip(5)},
+		{"store time changed", topic, flip(12)},
+		{"tag changed", topic, flip(len(good) - 60)},
+		{"body changed", topic, flip(len(good) - 1)},
+		{"made with a key the keyring does not have", msgs[0].Topic, msgs[0].Payload},
+	} {
+		if _, err := codec.Open(tc.topic, tc.payload); !errors.Is(err, delivery.ErrForged) && !errors.Is(err, delivery.ErrMalformed) {
+			t.Errorf("%s: Open: %v, want ErrForged", tc.name, err)
+		}
+	}
+	if _, err := codec.Open("u:u_b", good); !errors.Is(err, delivery.ErrForged) {
+		t.Errorf("moved to another topic: %v, want ErrForged", err)
+	}
+
+	now := time.Now()
+	past := delivery.NewCodec(newAuth("k1"), func() time.Time { return now.Add(-delivery.MaxAge - time.Second) })
+	future := delivery.NewCodec(newAuth("k1"), func() time.Time { return now.Add(delivery.MaxAge + time.Second) })
+	for name, c := range map[string]*delivery.Codec{"replayed": past, "from the future": future} {
+		m, err := c.Seal(delivery.Event{To: []string{"u_a"}, Frame: protocol.ResyncFrame{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := codec.Open(m[0].Topic, m[0].Payload); !errors.Is(err, delivery.ErrStale) {
+			t.Errorf("%s: Open: %v, want ErrStale", name, err)
+		}
+	}
+}
+
+// A frame that cannot be encoded, or an ordered event without a seq, is an
+// error from Seal, not a payload.
+func TestSealErrors(t *testing.T) {
+	if _, err := codec.Seal(delivery.Event{To: []string{"u_a"}, Frame: badFrame{Ch: make(chan int)}}); err == nil {
+		t.Error("Seal encoded a frame JSON cannot represent")
+	}
+	if _, err := codec.Seal(delivery.Event{To: []string{"u_a"}, Frame: protocol.ResyncFrame{}, Conversation: "c", Seq: 0}); err == nil {
+		t.Error("Seal accepted an ordered event with seq 0")
 	}
 }
 
@@ -165,7 +256,7 @@ func (badFrame) FrameType() protocol.FrameType { return protocol.TypeMessage }
 
 func TestPublishEncodesOnceAndFansOut(t *testing.T) {
 	bp := &recordingBackplane{}
-	p := delivery.NewPublisher(bp, slog.New(slog.DiscardHandler), nil)
+	p := delivery.NewPublisher(bp, codec, slog.New(slog.DiscardHandler), nil)
 	frame := protocol.MessageFrame{Message: &protocol.Message{ID: "m_1", ConversationID: "c_1", Seq: 1, Body: "hi"}}
 	e := delivery.Event{To: []string{"u_a", "u_b", "u_c"}, Frame: frame, Conversation: "c_1", Seq: 1, Stored: stored}
 	p.Publish(t.Context(), e)
@@ -173,16 +264,14 @@ func TestPublishEncodesOnceAndFansOut(t *testing.T) {
 	if got := bp.topics(); !slices.Equal(got, []string{"u:u_a", "u:u_b", "u:u_c"}) {
 		t.Fatalf("published to %q, want one topic per recipient", got)
 	}
-	want := envelope(t, e)
+	encoded := encode(t, frame)
 	for i, pub := range bp.pubs {
-		if string(pub.payload) != string(want) {
-			t.Errorf("payload %d differs from Envelope(e)", i)
+		// One encoding: every recipient's envelope ends with the same frame;
+		// only the tag, made for its own topic, differs.
+		if !bytes.HasSuffix(pub.Payload, encoded) {
+			t.Errorf("payload %d does not carry the encoded frame", i)
 		}
-		// Encoded once: every recipient gets the very same bytes.
-		if &pub.payload[0] != &bp.pubs[0].payload[0] {
-			t.Errorf("payload %d was encoded again", i)
-		}
-		if r := open(t, pub.topic, pub.payload); r.UserID != e.To[i] || r.Seq != 1 || r.Conversation != "c_1" {
+		if r := open(t, pub.Topic, pub.Payload); r.UserID != e.To[i] || r.Seq != 1 || r.Conversation != "c_1" {
 			t.Errorf("recipient %d opened %+v", i, r)
 		}
 	}
@@ -203,7 +292,7 @@ func TestPublishEncodesOnceAndFansOut(t *testing.T) {
 func TestPublishCountsFailuresAndGoesOn(t *testing.T) {
 	m := metrics.New()
 	bp := &recordingBackplane{fail: map[string]bool{"u:u_b": true}}
-	p := delivery.NewPublisher(bp, slog.New(slog.DiscardHandler), m)
+	p := delivery.NewPublisher(bp, codec, slog.New(slog.DiscardHandler), m)
 	p.Publish(t.Context(), delivery.Event{To: []string{"u_a", "u_b", "u_c"}, Frame: protocol.ResyncFrame{}})
 	if got := bp.topics(); !slices.Equal(got, []string{"u:u_a", "u:u_c"}) {
 		t.Errorf("delivered to %q, want u_a and u_c despite u_b's failure", got)
@@ -226,27 +315,23 @@ func TestResyncFrame(t *testing.T) {
 // recordingBackplane records publishes; topics in fail are refused.
 type recordingBackplane struct {
 	mu   sync.Mutex
-	pubs []pub
+	pubs []backplane.Message
 	fail map[string]bool
 }
 
-type pub struct {
-	topic   string
-	payload []byte
-}
-
-// Publish records every topic but those in fail, and returns an error if
-// any was refused (as a backplane does when it could not take them all).
-func (b *recordingBackplane) Publish(_ context.Context, payload []byte, topics ...string) error {
+// Publish records every message but those for topics in fail, and returns
+// an error if any was refused (as a backplane does when it could not take
+// them all).
+func (b *recordingBackplane) Publish(_ context.Context, msgs ...backplane.Message) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var err error
-	for _, topic := range topics {
-		if b.fail[topic] {
+	for _, m := range msgs {
+		if b.fail[m.Topic] {
 			err = errors.New("refused")
 			continue
 		}
-		b.pubs = append(b.pubs, pub{topic, payload})
+		b.pubs = append(b.pubs, m)
 	}
 	return err
 }
@@ -256,7 +341,7 @@ func (b *recordingBackplane) topics() []string {
 	defer b.mu.Unlock()
 	var out []string
 	for _, p := range b.pubs {
-		out = append(out, p.topic)
+		out = append(out, p.Topic)
 	}
 	return out
 }

@@ -56,6 +56,7 @@ type dataKey struct {
 	id    string
 	state string
 	aead  cipher.AEAD
+	mac   []byte // HMAC-SHA256 key derived from the data key (mac.go)
 }
 
 // set is one immutable, validated keyring.
@@ -193,7 +194,11 @@ func build(raw []byte) (*set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keyring: data key %s: %w", k.ID, err)
 		}
-		dk := &dataKey{id: k.ID, state: k.State, aead: aead}
+		mac, err := deriveMACKey(k.Key)
+		if err != nil {
+			return nil, fmt.Errorf("keyring: data key %s: %w", k.ID, err)
+		}
+		dk := &dataKey{id: k.ID, state: k.State, aead: aead, mac: mac}
 		s.data[k.ID] = dk
 		if k.State == keyringfile.StateActive {
 			s.dataActive = dk

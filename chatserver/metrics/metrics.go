@@ -33,6 +33,7 @@ type Metrics struct {
 	DeliveryResyncs      *prometheus.CounterVec // reason: hold, position, overflow
 	DeliveryUnsynced     prometheus.Counter     // conversations whose live frames were sent without a sync first
 	PositionCheck        prometheus.Histogram
+	BackplaneRejected    *prometheus.CounterVec // what: envelope reason: malformed, forged, stale; ticket: forged
 	BackplaneErrors      prometheus.Counter
 	BackplaneUp          prometheus.Gauge
 	AuditEvents          *prometheus.CounterVec // event
@@ -102,6 +103,8 @@ func New() *Metrics {
 		PositionCheck: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "parley_position_check_seconds", Help: "Time to read the heads of the conversations this replica's connections follow.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
+		BackplaneRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_redis_rejected_total", Help: "Data read from Redis that did not verify and was dropped: backplane envelopes (malformed, forged: not made with the keyring or for another topic, stale: a replay) and WebSocket tickets (forged)."}, []string{"reason"}),
 		BackplaneErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_backplane_errors_total", Help: "Backplane publish or subscribe errors."}),
 		BackplaneUp: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -116,7 +119,7 @@ func New() *Metrics {
 		m.DeliveryLatency, m.FramesDropped, m.AuthFailures, m.RateLimited, m.HTTPRequests,
 		m.HTTPDuration, m.PasswordHashWait, m.KeyringSeals, m.KeyringRotationDue,
 		m.KeyringReloads, m.KeyringRowsRemaining, m.KeyringLoaded, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
-		m.DeliveryHeld, m.DeliveryDuplicates, m.DeliveryResyncs, m.DeliveryUnsynced, m.PositionCheck,
+		m.BackplaneRejected, m.DeliveryHeld, m.DeliveryDuplicates, m.DeliveryResyncs, m.DeliveryUnsynced, m.PositionCheck,
 	)
 	return m
 }

@@ -12,17 +12,36 @@ import (
 	"github.com/parley-chat/parley/chatserver/protocol"
 )
 
-// benchFrame is a message frame of the size the server delivers for a
+// benchEvent is a message of the size the server delivers for a
 // 200-character body.
-var benchFrame, _ = delivery.Envelope(delivery.Event{Stored: time.Now(), Frame: protocol.MessageFrame{
+var benchEvent = delivery.Event{Stored: time.Now(), Frame: protocol.MessageFrame{
 	Message: &protocol.Message{ID: "m_0123456789abcdefghijklmnop", ConversationID: "c_0123456789abcdefghijklmnop",
 		Seq: 42, SenderID: "u_0123456789abcdefghijklmnop", ClientID: "c-0123456789",
-		Body: strings.Repeat("x", 200), CreatedAt: time.Date(2026, 11, 23, 19, 0, 0, 123456000, time.UTC)}}})
+		Body: strings.Repeat("x", 200), CreatedAt: time.Date(2026, 11, 23, 19, 0, 0, 123456000, time.UTC)}}}
+
+// benchFrames seals benchEvent for each topic's user (each envelope is
+// tagged for its topic).
+func benchFrames(topics []string) [][]byte {
+	e := benchEvent
+	for _, t := range topics {
+		u, _ := delivery.UserOf(t)
+		e.To = append(e.To, u)
+	}
+	msgs, err := testCodec.Seal(e)
+	if err != nil {
+		panic(err)
+	}
+	out := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Payload
+	}
+	return out
+}
 
 // benchHub returns a hub holding conns connections spread over users
 // accounts, with no network: each connection is its send queue.
 func benchHub(users, conns int) (*Hub, []*conn, []string) {
-	h := &Hub{opts: Options{WriteWait: time.Second, SendQueue: 256}, log: slog.New(slog.DiscardHandler), metrics: metrics.New(), users: map[string]map[*conn]struct{}{}}
+	h := &Hub{opts: Options{WriteWait: time.Second, SendQueue: 256}, log: slog.New(slog.DiscardHandler), metrics: metrics.New(), users: map[string]map[*conn]struct{}{}, codec: testCodec}
 	var all []*conn
 	topics := make([]string, users)
 	for u := range users {
@@ -53,11 +72,12 @@ func BenchmarkFanout1000(b *testing.B) {
 	}{{"1user", 1}, {"1000users", n}} {
 		b.Run(shape.name+"/queue", func(b *testing.B) {
 			h, conns, topics := benchHub(shape.users, n)
+			frames := benchFrames(topics)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				for _, t := range topics {
-					h.HandlePublication(t, benchFrame)
+				for j, t := range topics {
+					h.HandlePublication(t, frames[j])
 				}
 				if i++; i%200 == 0 {
 					b.StopTimer()

@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -41,6 +42,7 @@ type conn struct {
 	closing bool          // close requested: the writer ends the connection
 	space   chan struct{} // the writer took frames: room for blocked pushes
 	done    chan struct{} // closed when close is requested
+	ended   chan struct{} // closed when the writer has sent the close frame
 	once    sync.Once
 	code    int
 	why     string
@@ -56,7 +58,7 @@ type conn struct {
 
 func newConn(h *Hub, ws *websocket.Conn, p *accounts.Principal) *conn {
 	return &conn{hub: h, ws: ws, id: ids.New("s"), userID: p.UserID, sessionID: p.SessionID,
-		space: make(chan struct{}, 1), done: make(chan struct{})}
+		space: make(chan struct{}, 1), done: make(chan struct{}), ended: make(chan struct{})}
 }
 
 // ServeHTTP upgrades an HTTP request to a Parley WebSocket connection.
@@ -124,6 +126,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer h.wg.Done()
 		c.readLoop(ctx)
 		h.unregister(ctx, c)
+		// The writer sends what is queued (the last acks) and the close
+		// frame; a draining server waits for that before it exits.
+		<-c.ended
+		c.linger()
 	}()
 }
 
@@ -321,13 +327,34 @@ func (c *conn) writeLoop() {
 // finish sends the close frame (unless the connection already broke) and
 // closes the socket, which ends the reader.
 func (c *conn) finish() {
+	defer close(c.ended)
 	h := c.hub
 	h.metrics.Disconnects.WithLabelValues(closeReason(c.code)).Inc()
-	if c.code != websocket.CloseAbnormalClosure {
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, c.why),
-			time.Now().Add(h.opts.WriteWait))
+	if c.code == websocket.CloseAbnormalClosure {
+		_ = c.ws.Close()
+		return
 	}
-	_ = c.ws.Close()
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.code, c.why),
+		time.Now().Add(h.opts.WriteWait))
+	// The reader closes the socket (linger): wake it if it still waits for
+	// the client.
+	_ = c.ws.SetReadDeadline(time.Now().Add(closeLinger))
+}
+
+// closeLinger is how long a closing connection keeps reading after its close
+// frame. Closing a socket with unread input makes the kernel send a reset,
+// and a reset can make the client drop the close frame still in its buffers
+// (it then sees 1006 instead of, say, 1001 "reconnect").
+const closeLinger = 500 * time.Millisecond
+
+// linger runs once the reader is done and the writer has sent the close
+// frame: it discards what the client still sends (its own close frame) until
+// the client closes or closeLinger passes, then closes the socket.
+func (c *conn) linger() {
+	nc := c.ws.NetConn()
+	_ = nc.SetReadDeadline(time.Now().Add(closeLinger))
+	_, _ = io.Copy(io.Discard, nc)
+	_ = nc.Close()
 }
 
 // sendPing runs on the ping timer; WriteControl may run beside the writer.
@@ -362,9 +389,18 @@ func (c *conn) readLoop(ctx context.Context) {
 	h := c.hub
 	_ = c.ws.SetReadDeadline(time.Now().Add(h.opts.PongWait))
 	c.ws.SetPongHandler(func(string) error {
+		if h.draining.Load() {
+			return c.ws.SetReadDeadline(time.Now()) // keep Shutdown's wake-up
+		}
 		return c.ws.SetReadDeadline(time.Now().Add(h.opts.PongWait))
 	})
 	for {
+		if h.draining.Load() {
+			// Shutdown wakes readers with a deadline of now; one that was
+			// handling a frame may have pushed it back since.
+			c.close(websocket.CloseGoingAway, "server shutting down; reconnect")
+			return
+		}
 		typ, data, err := c.ws.ReadMessage()
 		if err != nil {
 			switch {

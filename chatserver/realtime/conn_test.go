@@ -1,6 +1,8 @@
 package realtime
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"log/slog"
 	"testing"
 	"time"
@@ -20,14 +22,15 @@ import (
 func TestSlowConsumerIsDroppedNotWaitedFor(t *testing.T) {
 	m := metrics.New()
 	h := &Hub{opts: Options{WriteWait: 50 * time.Millisecond, SendQueue: 2}, log: slog.New(slog.DiscardHandler), metrics: m,
-		users: map[string]map[*conn]struct{}{}}
+		users: map[string]map[*conn]struct{}{}, codec: testCodec}
 	slow, fast := testConn(h, "u1"), testConn(h, "u1")
 	h.users["u1"] = map[*conn]struct{}{slow: {}, fast: {}}
 
-	env, err := delivery.Envelope(delivery.Event{Frame: protocol.MessageFrame{Message: &protocol.Message{}}, Stored: time.Now()})
+	msgs, err := testCodec.Seal(delivery.Event{To: []string{"u1"}, Frame: protocol.MessageFrame{Message: &protocol.Message{}}, Stored: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	env := msgs[0].Payload
 	start := time.Now()
 	got := 0
 	for i := 0; i < 10; i++ {
@@ -110,7 +113,7 @@ func httptestRequest(host, origin string) *http.Request {
 // testConn is a connection with no socket: a writer is "running" (so none is
 // started) and the test takes frames from the queue itself with take.
 func testConn(h *Hub, userID string) *conn {
-	c := &conn{hub: h, userID: userID, space: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &conn{hub: h, userID: userID, space: make(chan struct{}, 1), done: make(chan struct{}), ended: make(chan struct{})}
 	c.writing = true
 	return c
 }
@@ -151,3 +154,22 @@ func TestMemoryTicketsAreSingleUse(t *testing.T) {
 		t.Fatal("tickets must be stored by hash")
 	}
 }
+
+// testAuth authenticates envelopes with one fixed HMAC key (the keyring
+// derives its keys; the hub only needs a Codec).
+type testAuth struct{}
+
+func (testAuth) MAC(parts ...[]byte) (string, []byte) { return "k1", testSum(parts) }
+func (testAuth) VerifyMAC(kid string, tag []byte, parts ...[]byte) bool {
+	return kid == "k1" && hmac.Equal(tag, testSum(parts))
+}
+
+func testSum(parts [][]byte) []byte {
+	h := hmac.New(sha256.New, []byte("test key"))
+	for _, p := range parts {
+		h.Write(p)
+	}
+	return h.Sum(nil)
+}
+
+var testCodec = delivery.NewCodec(testAuth{}, nil)

@@ -6,6 +6,7 @@ package realtime
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
 	"log/slog"
 	"net/http"
@@ -103,6 +104,7 @@ type Hub struct {
 	tickets  Tickets
 	bp       Subscriber
 	heads    Heads
+	codec    *delivery.Codec
 	upgrader websocket.Upgrader
 	resync   []byte // the encoded resync frame
 
@@ -126,13 +128,14 @@ type Config struct {
 	Tickets   Tickets
 	Backplane Subscriber // the hub is then started as its handler (backplane.Handler)
 	Heads     Heads      // conversation heads, for positioning
+	Codec     *delivery.Codec
 }
 
 // NewHub returns a Hub.
 func NewHub(c Config) *Hub {
 	c.Options.defaults()
 	h := &Hub{opts: c.Options, log: c.Logger, metrics: metrics.OrNew(c.Metrics), accounts: c.Accounts, msgs: c.Messages,
-		presence: c.Presence, tickets: c.Tickets, bp: c.Backplane, heads: c.Heads, users: map[string]map[*conn]struct{}{},
+		presence: c.Presence, tickets: c.Tickets, bp: c.Backplane, heads: c.Heads, codec: c.Codec, users: map[string]map[*conn]struct{}{},
 		resync: delivery.ResyncFrame()}
 	h.upgrader = websocket.Upgrader{
 		ReadBufferSize:    1024,
@@ -250,9 +253,18 @@ func (h *Hub) conns(userID string) []*conn {
 // HandlePublication implements backplane.Handler: it hands an event to every
 // local connection of the topic's user without ever blocking on a slow one.
 func (h *Hub) HandlePublication(topic string, payload []byte) {
-	r, err := delivery.Open(topic, payload)
+	r, err := h.codec.Open(topic, payload)
 	if err != nil {
-		h.log.Warn("dropped a backplane payload", "err", err)
+		// Redis is not trusted: what does not verify is dropped and counted.
+		reason := "malformed"
+		switch {
+		case errors.Is(err, delivery.ErrForged):
+			reason = "forged"
+		case errors.Is(err, delivery.ErrStale):
+			reason = "stale"
+		}
+		h.metrics.BackplaneRejected.WithLabelValues(reason).Inc()
+		h.log.Warn("dropped a backplane payload", "reason", reason, "err", err)
 		return
 	}
 	for _, c := range h.conns(r.UserID) {

@@ -1,8 +1,10 @@
 package realtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,7 +15,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/chatserver/circuit"
+	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/ids"
+	"github.com/parley-chat/parley/chatserver/metrics"
 )
 
 // TicketTTL is how long a WebSocket ticket may wait to be redeemed.
@@ -101,10 +105,16 @@ func (s *MemoryTickets) Take(_ context.Context, key string) (*Ticket, error) {
 
 // RedisTickets keeps tickets in Redis, so a ticket bought from one replica
 // is redeemed on any other, once.
-type RedisTickets struct{ c redis.UniversalClient }
+type RedisTickets struct {
+	c       redis.UniversalClient
+	auth    delivery.Authenticator
+	metrics *metrics.Metrics
+}
 
 // NewRedisTickets returns Tickets kept in Redis.
-func NewRedisTickets(c redis.UniversalClient) *RedisTickets { return &RedisTickets{c: c} }
+func NewRedisTickets(c redis.UniversalClient, auth delivery.Authenticator, m *metrics.Metrics) *RedisTickets {
+	return &RedisTickets{c: c, auth: auth, metrics: metrics.OrNew(m)}
+}
 
 func redisTicketKey(key string) string { return "parley:ticket:" + key }
 
@@ -114,7 +124,11 @@ func (s *RedisTickets) Put(ctx context.Context, key string, t Ticket, ttl time.D
 	if err != nil {
 		return err
 	}
-	return s.c.Set(ctx, redisTicketKey(key), b, ttl).Err()
+	// Redis is not trusted: the value is tagged with the keyring, so a
+	// ticket-shaped key written by anyone else is refused on redemption.
+	kid, tag := s.auth.MAC([]byte("ticket"), []byte(key), b)
+	v := kid + "\n" + base64.RawStdEncoding.EncodeToString(tag) + "\n" + string(b)
+	return s.c.Set(ctx, redisTicketKey(key), v, ttl).Err()
 }
 
 // Take implements Tickets (GETDEL: atomic, so two replicas cannot both redeem).
@@ -126,8 +140,15 @@ func (s *RedisTickets) Take(ctx context.Context, key string) (*Ticket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tickets: %w", err)
 	}
+	kid, rest, _ := bytes.Cut(b, []byte("\n"))
+	enc, body, _ := bytes.Cut(rest, []byte("\n"))
+	tag, err := base64.RawStdEncoding.DecodeString(string(enc))
+	if err != nil || !s.auth.VerifyMAC(string(kid), tag, []byte("ticket"), []byte(key), body) {
+		s.metrics.BackplaneRejected.WithLabelValues("ticket_forged").Inc()
+		return nil, ErrNoTicket
+	}
 	var t Ticket
-	if err := json.Unmarshal(b, &t); err != nil {
+	if err := json.Unmarshal(body, &t); err != nil {
 		return nil, fmt.Errorf("tickets: %w", err)
 	}
 	return &t, nil

@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		loginLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "login", cfg.RateLogin), Secondary: loginLimit, OnError: onErr, Breaker: redisDown}
 		msgLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "msg", cfg.RateMessages), Secondary: msgLimit, OnError: onErr, Breaker: redisDown}
 		tracker = presence.NewRedis(rc, presenceTTL, opts.Now)
-		tickets = realtime.FallbackTickets{Primary: realtime.NewRedisTickets(rc), Secondary: realtime.NewMemoryTickets(), Breaker: redisDown}
+		tickets = realtime.FallbackTickets{Primary: realtime.NewRedisTickets(rc, s.keys, s.metrics), Secondary: realtime.NewMemoryTickets(), Breaker: redisDown}
 		s.bp = backplane.NewRedis(rc, backplane.RedisOptions{Logger: log, Metrics: s.metrics, Breaker: redisDown})
 		degradable["backplane"] = s.bp.Healthy
 	} else {
@@ -170,7 +170,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 
 	// Use cases emit events to the publisher; the hub, the backplane's
 	// handler, hands them to connections.
-	events := delivery.NewPublisher(s.bp, log, s.metrics)
+	// Envelopes are tagged with the keyring: Redis is not trusted.
+	codec := delivery.NewCodec(s.keys, opts.Now)
+	events := delivery.NewPublisher(s.bp, codec, log, s.metrics)
 	pres := presence.NewService(tracker, db, events, log, opts.Now)
 	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog, Sockets: events,
 		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
@@ -182,7 +184,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		Options: realtime.Options{AllowedOrigins: cfg.AllowedOrigins, MaxConnections: cfg.MaxConnections,
 			ReadLimit: int64(cfg.MaxFrameBytes), DeliveryHold: cfg.DeliveryHold},
 		Logger: log, Metrics: s.metrics, Accounts: acc, Messages: msgs, Presence: pres,
-		Tickets: tickets, Backplane: s.bp, Heads: db,
+		Tickets: tickets, Backplane: s.bp, Heads: db, Codec: codec,
 	})
 	if err := s.bp.Start(s.hub); err != nil {
 		return nil, fmt.Errorf("server: %w", err)

@@ -232,7 +232,7 @@ func unsubscribe(t *testing.T, bp backplane.Backplane, topic string) {
 
 func publish(t *testing.T, bp backplane.Backplane, topic, payload string) {
 	t.Helper()
-	if err := bp.Publish(ctx(t), []byte(payload), topic); err != nil {
+	if err := bp.Publish(ctx(t), backplane.Message{Topic: topic, Payload: []byte(payload)}); err != nil {
 		t.Fatalf("Publish(%s): %v", topic, err)
 	}
 }
@@ -481,7 +481,7 @@ func testResyncAfterOutage(t *testing.T, newBackplane func(*testing.T) backplane
 		defer close(done)
 		c, cancel := context.WithTimeout(ctx(t), 3*time.Second)
 		defer cancel()
-		_ = bp.Publish(c, []byte("while down"), topic)
+		_ = bp.Publish(c, backplane.Message{Topic: topic, Payload: []byte("while down")})
 	}()
 	select {
 	case <-done:
@@ -512,7 +512,7 @@ func testResyncAfterOutage(t *testing.T, newBackplane func(*testing.T) backplane
 			if time.Now().After(deadline) {
 				t.Fatalf("topic %s: nothing delivered within %v after the server came back", tp, outageWait)
 			}
-			_ = bp.Publish(ctx(t), []byte("probe"), tp)
+			_ = bp.Publish(ctx(t), backplane.Message{Topic: tp, Payload: []byte("probe")})
 		}
 		settle(t, bp, rec) // let late probes land before counting
 		have := len(rec.Payloads(tp))
