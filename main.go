@@ -80,6 +80,9 @@ func run() error {
 		Metrics:      metrics,
 		Capabilities: controllers.DiscoveryCapabilities{Discovery: disc},
 		Version:      version,
+		// Pods are listed only before a key promotion: uncached, no informer on every pod.
+		APIReader:     mgr.GetAPIReader(),
+		KeyringProber: controllers.HTTPKeyringProber{Timeout: controllers.DefaultProbeTimeout},
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up ChatCluster controller: %w", err)

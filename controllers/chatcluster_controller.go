@@ -59,6 +59,12 @@ type ChatClusterReconciler struct {
 	Capabilities Capabilities
 	// Version of the operator; the default chat server image has the same tag.
 	Version string
+	// KeyringProber asks chat server pods which keys they have loaded before a
+	// staged key is promoted; nil: HTTPKeyringProber.
+	KeyringProber KeyringProber
+	// APIReader lists pods without a cache (main passes the manager's API
+	// reader, so the operator keeps no informer on every pod); nil: Client.
+	APIReader client.Reader
 }
 
 // +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters,verbs=get;list;watch;update;patch
@@ -70,6 +76,7 @@ type ChatClusterReconciler struct {
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
@@ -380,6 +387,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		}
 		setKeysStatus(cc, f)
 		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeysCreated, "keyring created")
+		r.reportPropagation(cc, keyPropagation{}, f, nil, now, s.PropagationWindow)
 		return now.Add(s.JWTInterval - s.PropagationWindow), r.finishKeyringGuard(ctx, cc, guard)
 	}
 
@@ -404,12 +412,17 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 	requested := cc.Annotations[chatv1alpha1.AnnotationRotateKeysNow]
 	handled := sec.Annotations[AnnotationRotateNowHandled]
 	rotateNow := requested != "" && requested != handled
+	prop, err := r.probeKeyrings(ctx, cc, f, now, s.PropagationWindow)
+	if err != nil {
+		return time.Time{}, err
+	}
 	res, err := Rotate(f, now, RotationPolicy{
 		JWTInterval:       s.JWTInterval,
 		DataInterval:      s.DataInterval,
 		PropagationWindow: s.PropagationWindow,
 		AccessTokenTTL:    s.AccessTokenTTL,
 		RotateNow:         rotateNow,
+		Propagated:        prop.propagated,
 	})
 	if err != nil {
 		return time.Time{}, err
@@ -432,6 +445,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		r.Metrics.Rotations.WithLabelValues(string(ev.Kind), ev.Step()).Inc()
 	}
 	setKeysStatus(cc, res.File)
+	r.reportPropagation(cc, prop, res.File, res.Events, now, s.PropagationWindow)
 	if len(cc.Status.Keys.StagedKeyIDs) > 0 {
 		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeyStaged,
 			fmt.Sprintf("rotation in progress: staged %s", strings.Join(cc.Status.Keys.StagedKeyIDs, ", ")))
@@ -620,7 +634,7 @@ func (r *ChatClusterReconciler) observeRedis(ctx context.Context, cc *chatv1alph
 var allConditions = []string{
 	chatv1alpha1.ConditionReady, chatv1alpha1.ConditionAvailable, chatv1alpha1.ConditionProgressing,
 	chatv1alpha1.ConditionDegraded, chatv1alpha1.ConditionKeysReady, chatv1alpha1.ConditionRedisReady,
-	chatv1alpha1.ConditionServiceMonitorReady,
+	chatv1alpha1.ConditionServiceMonitorReady, chatv1alpha1.ConditionKeysPropagated,
 }
 
 // initConditions gives every condition a value on the first reconcile, so a

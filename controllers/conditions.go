@@ -50,6 +50,14 @@ const (
 	ReasonKeyringMissing Reason = "KeyringMissing"
 	ReasonKeyringForeign Reason = "KeyringForeign"
 
+	// KeysPropagated: True once no staged key waits (Propagated); False while one
+	// waits for its window or for a ready pod to load it (Waiting), or a pod has
+	// not loaded it PropagationLagBound after the window (KeyPropagationLagging,
+	// also a Warning Event).
+	ReasonPropagated            Reason = "Propagated"
+	ReasonWaiting               Reason = "Waiting"
+	ReasonKeyPropagationLagging Reason = "KeyPropagationLagging"
+
 	// RedisReady.
 	ReasonRedisAvailable Reason = "RedisAvailable"
 	ReasonExternal       Reason = "External"

@@ -17,7 +17,16 @@ type RotationPolicy struct {
 	AccessTokenTTL    time.Duration
 	// RotateNow stages a new key of each kind now unless one is already staged.
 	RotateNow bool
+	// Propagated reports whether every ready chat server has loaded the staged
+	// key kid. It is asked only once the key's window has passed: the window
+	// stays the minimum, this only holds a promotion back. Nil promotes on the
+	// window alone.
+	Propagated func(kid string) bool
 }
+
+// PropagationRecheck is how soon a promotion held back by a server that has
+// not loaded the staged key is tried again.
+const PropagationRecheck = 15 * time.Second
 
 // KeyKind names a kind of key in events and metrics.
 type KeyKind string
@@ -67,7 +76,8 @@ func NewKeyring(now time.Time) (*keyringfile.File, error) {
 // The schedule, per kind:
 //   - no staged key and the active key is older than its interval (or RotateNow):
 //     stage a new key;
-//   - a staged key older than the propagation window: promote it, retire the active key;
+//   - a staged key older than the propagation window that every ready server has
+//     loaded (p.Propagated): promote it, retire the active key;
 //   - a retired JWT key, retired longer than the access-token TTL plus the window:
 //     remove it (no valid token can name it). Retired data keys stay: stored rows
 //     may still be sealed with them.
@@ -169,20 +179,25 @@ func rotateKind[K any](keys []K, kk keyKind[K], now time.Time, p RotationPolicy,
 		return slices.IndexFunc(keys, func(k K) bool { return *kk.meta(&k).state == state })
 	}
 
-	if staged := indexOf(keyringfile.StateStaged); staged >= 0 {
-		// Promote once every server has had the propagation window to load it.
-		due := kk.meta(&keys[staged]).created.Add(p.PropagationWindow)
-		if now.Before(due) {
+	if i := indexOf(keyringfile.StateStaged); i >= 0 {
+		// Promote once every server has had the propagation window to load it
+		// and reports that it has: a replica without the key would refuse the
+		// tokens it signs and fail to open what it seals.
+		staged := kk.meta(&keys[i])
+		due := staged.created.Add(p.PropagationWindow)
+		switch {
+		case now.Before(due):
 			next(due)
-		} else {
+		case p.Propagated != nil && !p.Propagated(staged.id):
+			next(now.Add(PropagationRecheck))
+		default:
 			for i := range keys {
 				if m := kk.meta(&keys[i]); *m.state == keyringfile.StateActive {
 					*m.state, *m.retired = keyringfile.StateRetired, ptrTime(now)
 				}
 			}
-			m := kk.meta(&keys[staged])
-			*m.state, *m.activated = keyringfile.StateActive, ptrTime(now)
-			emit(ReasonKeyActivated, m.id, fmt.Sprintf("%s %s is now active; %s", kk.title, m.id, kk.afterActivation))
+			*staged.state, *staged.activated = keyringfile.StateActive, ptrTime(now)
+			emit(ReasonKeyActivated, staged.id, fmt.Sprintf("%s %s is now active; %s", kk.title, staged.id, kk.afterActivation))
 			next(now.Add(kk.interval))
 		}
 	} else {

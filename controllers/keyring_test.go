@@ -115,3 +115,72 @@ func TestKeyEventStepIsTheMetricsLabel(t *testing.T) {
 		}
 	}
 }
+
+// A staged key past its window is promoted only once Propagated says every
+// ready server has it; until then Rotate asks to be called again soon. The
+// other kind is not held back.
+func TestRotateHoldsPromotionUntilPropagated(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f, err := NewKeyring(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := policy
+	p.RotateNow = true
+	staged, err := Rotate(f, start, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwtID, dataID string
+	for _, k := range staged.File.JWT {
+		if k.State == keyringfile.StateStaged {
+			jwtID = k.ID
+		}
+	}
+	for _, k := range staged.File.Data {
+		if k.State == keyringfile.StateStaged {
+			dataID = k.ID
+		}
+	}
+	p.RotateNow = false
+	asked := map[string]int{}
+	p.Propagated = func(kid string) bool {
+		asked[kid]++
+		return kid == dataID // the JWT key has not reached every server yet
+	}
+	after := start.Add(p.PropagationWindow + time.Minute)
+	res, err := Rotate(staged.File, after, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := res.File.ActiveJWT(); a.ID == jwtID {
+		t.Fatal("the JWT key was promoted although a server has not loaded it")
+	}
+	if a, _ := res.File.ActiveData(); a.ID != dataID {
+		t.Fatalf("the data key %s, loaded everywhere, was not promoted (active %s)", dataID, a.ID)
+	}
+	if want := after.Add(PropagationRecheck); !res.NextAt.Equal(want) {
+		t.Errorf("NextAt = %v, want a re-check at %v", res.NextAt, want)
+	}
+	if asked[jwtID] == 0 {
+		t.Error("Propagated was not asked about the JWT key")
+	}
+
+	// Before the window nobody is asked: the wall clock stays the minimum.
+	asked = map[string]int{}
+	p.Propagated = func(kid string) bool { asked[kid]++; return true }
+	early, err := Rotate(staged.File, start.Add(p.PropagationWindow-time.Second), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if early.Changed || len(asked) > 0 {
+		t.Errorf("before the window: changed=%v, asked %v", early.Changed, asked)
+	}
+	done, err := Rotate(res.File, after.Add(PropagationRecheck), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := done.File.ActiveJWT(); a.ID != jwtID {
+		t.Errorf("once loaded everywhere the JWT key %s is still not active (%s)", jwtID, a.ID)
+	}
+}

@@ -340,7 +340,8 @@ type SecuritySpec struct {
 
 // KeyRotationSpec schedules key rotation. A rotation first stages a new key
 // (servers can verify and decrypt with it), and makes it active only after the
-// propagation window, so every server knows a key before anything uses it.
+// propagation window and once every ready server reports it loaded, so every
+// server knows a key before anything uses it.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.jwtKeyInterval) || !has(self.propagationWindow) || duration(self.jwtKeyInterval) > duration(self.propagationWindow)",message="keyRotation.jwtKeyInterval must be longer than keyRotation.propagationWindow"
 // +kubebuilder:validation:XValidation:rule="!has(self.dataKeyInterval) || !has(self.propagationWindow) || duration(self.dataKeyInterval) > duration(self.propagationWindow)",message="keyRotation.dataKeyInterval must be longer than keyRotation.propagationWindow"
@@ -357,11 +358,14 @@ type KeyRotationSpec struct {
 	// +optional
 	DataKeyInterval *metav1.Duration `json:"dataKeyInterval,omitempty"`
 
-	// PropagationWindow is how long a staged key waits before it becomes active.
-	// It must cover the time for a Secret change to reach every pod (kubelet
-	// sync period plus the server's reload interval). Default 5m.
+	// PropagationWindow is the least time a staged key waits before it becomes
+	// active; it then also waits until every ready chat server pod reports it
+	// loaded. From 2m: a Secret volume reaches a pod within the kubelet's sync
+	// period (60s by default, plus jitter) and its Secret cache's delay (watch
+	// propagation, or up to the TTL of a TTL cache), and the server reloads
+	// within 5s more. Default 5m.
 	// +kubebuilder:default="5m"
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="propagationWindow must be between 10s and 24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('2m') && duration(self) <= duration('24h')",message="propagationWindow must be between 2m and 24h"
 	// +optional
 	PropagationWindow *metav1.Duration `json:"propagationWindow,omitempty"`
 }
@@ -452,8 +456,8 @@ type ChatClusterStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, Available, Progressing, Degraded, KeysReady, RedisReady and
-	// ServiceMonitorReady.
+	// Conditions: Ready, Available, Progressing, Degraded, KeysReady, RedisReady,
+	// ServiceMonitorReady and KeysPropagated.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -501,7 +505,8 @@ type KeysStatus struct {
 	// ActiveDataKeyID is the id of the key that encrypts new data.
 	// +optional
 	ActiveDataKeyID string `json:"activeDataKeyID,omitempty"`
-	// StagedKeyIDs are keys waiting for the propagation window to end.
+	// StagedKeyIDs are keys waiting for the propagation window to end and for
+	// every ready chat server pod to load them.
 	// +optional
 	StagedKeyIDs []string `json:"stagedKeyIDs,omitempty"`
 	// LastJWTRotation is when the active JWT key became active.

@@ -293,7 +293,7 @@ spec:
   database:
     sqlite: {size: 1Gi, storageClassName: %[3]s}
   security:
-    keyRotation: {propagationWindow: 10s}
+    keyRotation: {propagationWindow: 2m}
   server: {shutdownTimeout: 2s}
 %[6]s`, ns, name, storageClass, dir, image, extraSpec))
 	c := &chatCluster{t: t, name: name}
@@ -410,7 +410,8 @@ func TestChatClusterOnRealNode(t *testing.T) {
 		})
 		tPod := time.Since(start)
 		var jwt1, data1 string
-		eventually(t, 60*time.Second, "staged keys promoted in the Secret", func() string {
+		// The CRD's minimum window (2m), then the operator reads the pod's /keyringz.
+		eventually(t, 3*time.Minute, "staged keys promoted in the Secret", func() string {
 			if jwt1, data1, _ = keyIDs(c.keyring()); jwt1 == jwt0 || data1 == data0 {
 				return fmt.Sprintf("active jwt %s data %s", jwt1, data1)
 			}
