@@ -66,14 +66,16 @@ type Store interface {
 	RefreshTokenByHash(ctx context.Context, tokenHash string) (*store.RefreshToken, error)
 	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *store.RefreshToken) error
 	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) (int64, error)
+	SessionRevoked(ctx context.Context, familyID string) (bool, error)
 	RevokeUserRefreshTokens(ctx context.Context, userID, exceptFamily string, now time.Time) (int64, error)
 }
 
-// Disconnector closes every real-time connection of a user, on every
-// replica, except those of session exceptSession when it is not empty
-// (package delivery).
+// Disconnector closes real-time connections on every replica (package
+// delivery): every connection of a user except those of session
+// exceptSession (when not empty), or those of one session.
 type Disconnector interface {
 	Disconnect(ctx context.Context, userID, exceptSession, reason string)
+	DisconnectSession(ctx context.Context, userID, session, reason string)
 }
 
 // Service implements the account use cases.
@@ -309,6 +311,7 @@ func (s *Service) reuse(ctx context.Context, old *store.RefreshToken, meta Meta)
 	s.countFailure("refresh_reuse")
 	s.log.Warn("refresh token reuse detected; family revoked", "user", old.UserID, "family", old.FamilyID, "revoked", n)
 	_ = s.audit.Record(ctx, audit.RefreshReuse, old.UserID, old.FamilyID, meta.IP, map[string]any{"revoked": n})
+	s.sockets.DisconnectSession(ctx, old.UserID, old.FamilyID, "this sign-in was ended")
 	return apperr.New(apperr.TokenReused, "this sign-in was used from somewhere else and has been ended for your safety; sign in again")
 }
 
@@ -333,6 +336,9 @@ func (s *Service) Logout(ctx context.Context, secret string, meta Meta) error {
 		return fmt.Errorf("accounts: logout: %w", err)
 	}
 	_ = s.audit.Record(ctx, audit.Logout, rt.UserID, rt.FamilyID, meta.IP, nil)
+	// Its access tokens are refused from now on (SessionRevoked), and its
+	// sockets close, on every replica.
+	s.sockets.DisconnectSession(ctx, rt.UserID, rt.FamilyID, "signed out")
 	return nil
 }
 
@@ -399,9 +405,10 @@ func (s *Service) Authenticate(ctx context.Context, accessToken string) (*Princi
 	return s.authenticate(ctx, accessToken, token.TypeAccess)
 }
 
-// StillValid reports whether credentials issued to userID at issued are still
-// accepted (the user exists and has not logged out everywhere since).
-func (s *Service) StillValid(ctx context.Context, userID string, issued time.Time) error {
+// StillValid reports whether credentials issued to userID's session at
+// issued are still accepted (the user exists, has not logged out everywhere
+// since, and the session has not ended).
+func (s *Service) StillValid(ctx context.Context, userID, session string, issued time.Time) error {
 	u, err := s.store.UserByID(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return apperr.New(apperr.Unauthorized, "sign in again")
@@ -411,6 +418,21 @@ func (s *Service) StillValid(ctx context.Context, userID string, issued time.Tim
 	}
 	if issued.Before(u.TokensValidAfter) {
 		s.countFailure("ticket_revoked")
+		return apperr.New(apperr.Unauthorized, "sign in again")
+	}
+	return s.sessionLive(ctx, session, "ticket")
+}
+
+// sessionLive refuses credentials of a login that has ended (logout, or its
+// refresh token was reused): checked in the database on every use, so it
+// holds on every replica at once.
+func (s *Service) sessionLive(ctx context.Context, session, what string) error {
+	revoked, err := s.store.SessionRevoked(ctx, session)
+	if err != nil {
+		return apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
+	}
+	if revoked {
+		s.countFailure(what + "_session_ended")
 		return apperr.New(apperr.Unauthorized, "sign in again")
 	}
 	return nil
@@ -435,6 +457,9 @@ func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal
 	if c.Issued().Before(u.TokensValidAfter) {
 		s.countFailure(typ + "_revoked")
 		return nil, unauth
+	}
+	if err := s.sessionLive(ctx, c.SessionID, typ); err != nil {
+		return nil, err
 	}
 	return &Principal{UserID: u.ID, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt.Time, TokenID: c.ID}, nil
 }

@@ -80,11 +80,17 @@ type disconnector struct {
 	calls []disconnect
 }
 
-type disconnect struct{ user, except, reason string }
+type disconnect struct{ user, except, only, reason string }
 
 func (d *disconnector) Disconnect(_ context.Context, userID, exceptSession, reason string) {
 	d.mu.Lock()
-	d.calls = append(d.calls, disconnect{userID, exceptSession, reason})
+	d.calls = append(d.calls, disconnect{user: userID, except: exceptSession, reason: reason})
+	d.mu.Unlock()
+}
+
+func (d *disconnector) DisconnectSession(_ context.Context, userID, session, reason string) {
+	d.mu.Lock()
+	d.calls = append(d.calls, disconnect{user: userID, only: session, reason: reason})
 	d.mu.Unlock()
 }
 
@@ -210,9 +216,18 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	f.sockets.take()
 	_, err = f.svc.Refresh(t.Context(), s.RefreshToken, accounts.Meta{})
 	wantCode(t, "reused token", err, apperr.TokenReused)
 	f.wantRefreshRefused(t, "the family's newest token after reuse", r1.RefreshToken)
+	// The family's access tokens stop working at once (not at their
+	// expiry), on every replica, and its sockets close.
+	f.wantAuthRefused(t, "the family's newest access token after reuse", r1)
+	wantCode(t, "a ticket of the family", f.svc.StillValid(t.Context(), s.User.ID, s.FamilyID, time.Now()), apperr.Unauthorized)
+	if got := f.sockets.take(); len(got) != 1 || got[0].only != s.FamilyID {
+		t.Errorf("Disconnect calls %+v, want the revoked session's sockets closed", got)
+	}
+	f.wantAuth(t, "another login of the same user", other)
 	_, err = f.svc.Refresh(t.Context(), s.RefreshToken, accounts.Meta{})
 	if !apperr.Is(err, apperr.TokenReused) && !apperr.Is(err, apperr.InvalidRefreshToken) {
 		t.Errorf("the reused token again: %v", err)
@@ -231,6 +246,11 @@ func TestLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.wantRefreshRefused(t, "logged out", s.RefreshToken)
+	f.wantAuthRefused(t, "the logged-out session's access token", s)
+	if got := f.sockets.take(); len(got) != 1 || got[0].only != s.FamilyID || got[0].user != s.User.ID {
+		t.Errorf("Disconnect calls %+v, want the logged-out session's sockets closed", got)
+	}
+	f.wantAuth(t, "the other session", other)
 	if _, err := f.svc.Refresh(t.Context(), other.RefreshToken, accounts.Meta{}); err != nil {
 		t.Errorf("the other session after logging one out: %v", err)
 	}
@@ -259,12 +279,12 @@ func TestLogoutAll(t *testing.T) {
 		f.wantRefreshRefused(t, "session "+string(rune('1'+i)), s.RefreshToken)
 		f.wantAuthRefused(t, "session "+string(rune('1'+i)), s)
 	}
-	wantCode(t, "a ticket issued before", f.svc.StillValid(t.Context(), s1.User.ID, issued), apperr.Unauthorized)
+	wantCode(t, "a ticket issued before", f.svc.StillValid(t.Context(), s1.User.ID, s1.FamilyID, issued), apperr.Unauthorized)
 
 	f.wantAuth(t, "another user", bob)
 	n := f.login(t, "alice")
 	f.wantAuth(t, "signing in again", n)
-	if err := f.svc.StillValid(t.Context(), s1.User.ID, time.Now()); err != nil {
+	if err := f.svc.StillValid(t.Context(), s1.User.ID, n.FamilyID, time.Now()); err != nil {
 		t.Errorf("a ticket issued after: %v", err)
 	}
 }

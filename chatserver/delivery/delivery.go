@@ -69,7 +69,13 @@ func (p *Publisher) Publish(ctx context.Context, e Event) {
 // Disconnect closes every connection of userID on every replica, except those
 // of session exceptSession when it is not empty.
 func (p *Publisher) Disconnect(ctx context.Context, userID, exceptSession, reason string) {
-	p.publish(ctx, p.codec.seal(kindDisconnect, time.Time{}, []byte(exceptSession+"\n"+reason), UserTopic(userID))...)
+	p.publish(ctx, p.codec.seal(kindDisconnect, time.Time{}, []byte("E"+exceptSession+"\n"+reason), UserTopic(userID))...)
+}
+
+// DisconnectSession closes the connections of one session (login) of
+// userID, on every replica.
+func (p *Publisher) DisconnectSession(ctx context.Context, userID, session, reason string) {
+	p.publish(ctx, p.codec.seal(kindDisconnect, time.Time{}, []byte("O"+session+"\n"+reason), UserTopic(userID))...)
 }
 
 // publish returns once the backplane has taken every message (see
@@ -124,8 +130,17 @@ type Received struct {
 	Conversation string
 	Seq          int64
 	// KindDisconnect: the session whose connections stay open (may be
-	// empty) and the reason sent in the close frame.
-	ExceptSession, Reason string
+	// empty), or the only session whose connections close, and the reason
+	// sent in the close frame.
+	ExceptSession, OnlySession, Reason string
+}
+
+// Closes reports whether a disconnect applies to a connection of session.
+func (r Received) Closes(session string) bool {
+	if r.OnlySession != "" {
+		return session == r.OnlySession
+	}
+	return r.ExceptSession == "" || r.ExceptSession != session
 }
 
 // Errors returned (wrapped) by Open: the payload is unreadable, its tag does
@@ -156,8 +171,9 @@ const MaxAge = 2 * time.Minute
 // Layout: kind (1 byte), issue time and store time (unix ns, 8 bytes each),
 // key id length (1 byte), key id, tag (32 bytes), body. The body of an
 // ordered frame is seq (8 bytes), conversation id length (2 bytes),
-// conversation id, frame; of a frame, the frame; of a disconnect, the session
-// to spare, a newline, the reason.
+// conversation id, frame; of a frame, the frame; of a disconnect, E and the
+// session to spare (or O and the only session to close), a newline, the
+// reason.
 type Codec struct {
 	auth Authenticator
 	now  func() time.Time
@@ -269,11 +285,19 @@ func (c *Codec) Open(topic string, payload []byte) (Received, error) {
 		r.Kind, r.Conversation, r.Frame = KindFrame, string(body[:cn]), body[cn:]
 	case kindDisconnect:
 		r.Kind = KindDisconnect
-		e, why, ok := strings.Cut(string(body), "\n")
-		if !ok {
-			return r, fmt.Errorf("%w: disconnect without reason", ErrMalformed)
+		s, why, ok := strings.Cut(string(body), "\n")
+		if !ok || s == "" || (s[0] == 'O' && len(s) == 1) {
+			return r, fmt.Errorf("%w: disconnect without mode, session or reason", ErrMalformed)
 		}
-		r.ExceptSession, r.Reason = e, why
+		switch s[0] {
+		case 'E':
+			r.ExceptSession = s[1:]
+		case 'O':
+			r.OnlySession = s[1:]
+		default:
+			return r, fmt.Errorf("%w: disconnect mode %q", ErrMalformed, s[0])
+		}
+		r.Reason = why
 	default:
 		return r, fmt.Errorf("%w: kind %q", ErrMalformed, payload[0])
 	}

@@ -156,6 +156,22 @@ func TestDisconnectRoundTrip(t *testing.T) {
 	}
 }
 
+func TestDisconnectSessionRoundTrip(t *testing.T) {
+	bp := &recordingBackplane{}
+	delivery.NewPublisher(bp, codec, slog.New(slog.DiscardHandler), nil).DisconnectSession(t.Context(), "u_a", "f_gone", "signed out")
+	r := open(t, bp.pubs[0].Topic, bp.pubs[0].Payload)
+	if r.Kind != delivery.KindDisconnect || r.OnlySession != "f_gone" || r.ExceptSession != "" || r.Reason != "signed out" {
+		t.Fatalf("opened %+v, want a disconnect of session f_gone only", r)
+	}
+	if !r.Closes("f_gone") || r.Closes("f_other") {
+		t.Error("a session disconnect must close that session's connections and no other")
+	}
+	all := delivery.Received{Kind: delivery.KindDisconnect, ExceptSession: "f_keep"}
+	if !all.Closes("f_other") || all.Closes("f_keep") {
+		t.Error("a user disconnect must close every session but the one it spares")
+	}
+}
+
 func TestOpenRefusesMalformed(t *testing.T) {
 	_, frame := envelope(t, delivery.Event{Frame: protocol.ResyncFrame{}})
 	body := func(kind byte, b []byte) []byte { return codec.SealRaw(kind, time.Time{}, b, "u:u_a").Payload }
@@ -178,7 +194,10 @@ func TestOpenRefusesMalformed(t *testing.T) {
 		{"empty conversation", "u:u_a", body('O', ordered(3, 0, ""))},
 		{"seq 0", "u:u_a", body('O', ordered(0, 3, "c_1"))},
 		{"negative seq", "u:u_a", body('O', ordered(1<<63, 3, "c_1"))},
-		{"disconnect without reason", "u:u_a", body('D', []byte("f_keep"))},
+		{"disconnect without reason", "u:u_a", body('D', []byte("Ef_keep"))},
+		{"disconnect without mode", "u:u_a", body('D', []byte("\nreason"))},
+		{"disconnect of no session", "u:u_a", body('D', []byte("O\nreason"))},
+		{"disconnect with an unknown mode", "u:u_a", body('D', []byte("Xf\nreason"))},
 		{"not a user topic", "c:c_1", frame},
 		{"no topic", "", frame},
 	} {

@@ -144,7 +144,7 @@ func (h *Hub) ticket(ctx context.Context, secret string) (*accounts.Principal, e
 	if err != nil {
 		return nil, err
 	}
-	if err := h.accounts.StillValid(ctx, t.UserID, t.Issued); err != nil {
+	if err := h.accounts.StillValid(ctx, t.UserID, t.SessionID, t.Issued); err != nil {
 		return nil, err
 	}
 	return &accounts.Principal{UserID: t.UserID, SessionID: t.SessionID, ExpiresAt: t.AccessExpires}, nil

@@ -27,7 +27,7 @@ import (
 // Accounts authenticates connections.
 type Accounts interface {
 	Authenticate(ctx context.Context, accessToken string) (*accounts.Principal, error)
-	StillValid(ctx context.Context, userID string, issued time.Time) error
+	StillValid(ctx context.Context, userID, session string, issued time.Time) error
 }
 
 // Messages runs the requests a connection makes.
@@ -276,7 +276,7 @@ func (h *Hub) HandlePublication(topic string, payload []byte) {
 				c.offer(outFrame{data: r.Frame, stored: r.Stored})
 			}
 		case delivery.KindDisconnect:
-			if r.ExceptSession == "" || r.ExceptSession != c.sessionID {
+			if r.Closes(c.sessionID) {
 				c.close(websocket.ClosePolicyViolation, r.Reason)
 			}
 		}

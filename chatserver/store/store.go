@@ -149,6 +149,10 @@ type Store interface {
 	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *RefreshToken) error
 	// RevokeRefreshFamily revokes every unrevoked token of the family.
 	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) (int64, error)
+	// SessionRevoked reports whether a login (refresh-token family) has
+	// ended: none of its tokens is unrevoked (an unknown family counts as
+	// ended). Access tokens of an ended login are refused.
+	SessionRevoked(ctx context.Context, familyID string) (bool, error)
 	// RevokeUserRefreshTokens revokes every token of the user except those of
 	// exceptFamily (may be empty).
 	RevokeUserRefreshTokens(ctx context.Context, userID, exceptFamily string, now time.Time) (int64, error)

@@ -74,6 +74,14 @@ func (db *DB) RevokeRefreshFamily(ctx context.Context, familyID string, now time
 	return n, db.wrap("revoke refresh family", err)
 }
 
+// SessionRevoked implements store.Store (one indexed lookup).
+func (db *DB) SessionRevoked(ctx context.Context, familyID string) (bool, error) {
+	var live bool
+	err := db.r.QueryRowContext(ctx,
+		"SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NULL)", familyID).Scan(&live)
+	return !live, db.wrap("session revoked", err)
+}
+
 // RevokeUserRefreshTokens implements store.Store.
 func (db *DB) RevokeUserRefreshTokens(ctx context.Context, userID, exceptFamily string, now time.Time) (int64, error) {
 	res, err := db.w.ExecContext(ctx,

@@ -170,6 +170,12 @@ func testRevokeRefreshFamily(t *testing.T, s store.Store) {
 	n, err = s.RevokeRefreshFamily(ctx(t), "unknown", now)
 	wantNoErr(t, "RevokeRefreshFamily unknown", err)
 	wantEq(t, "unknown family count", n, int64(0))
+
+	for fam, want := range map[string]bool{"famA": true, "famB": false, "unknown": true} {
+		got, err := s.SessionRevoked(ctx(t), fam)
+		wantNoErr(t, "SessionRevoked", err)
+		wantEq(t, "SessionRevoked("+fam+")", got, want)
+	}
 }
 
 func testRevokeUserRefreshTokens(t *testing.T, s store.Store) {
