@@ -288,8 +288,10 @@ const (
 // form browsers send (a trailing slash dropped).
 func ParseOrigin(s string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(s))
+	// A "%" left in the host (from "%25", or an IPv6 zone) is in no browser's
+	// Origin, and the result would not read back.
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		(u.Path != "" && u.Path != "/") {
+		(u.Path != "" && u.Path != "/") || strings.Contains(u.Host, "%") {
 		return "", fmt.Errorf("%s: %q is not an origin like https://chat.example.com", AllowedOrigins.Name(), s)
 	}
 	return u.Scheme + "://" + u.Host, nil
@@ -306,7 +308,10 @@ func ParseProxy(s string) (*net.IPNet, error) {
 	s = strings.TrimSpace(s)
 	cidr := s
 	if !strings.Contains(s, "/") {
-		if ip := net.ParseIP(s); ip != nil && ip.To4() != nil {
+		// Dotted IPv4 only: an IPv4-mapped IPv6 address ("::ffff:10.1.2.3") also
+		// has a To4 form, but ParseCIDR reads it as IPv6, where /32 is a network
+		// of 2^96 addresses.
+		if ip := net.ParseIP(s); ip != nil && ip.To4() != nil && !strings.Contains(s, ":") {
 			cidr += "/32"
 		} else {
 			cidr += "/128"
