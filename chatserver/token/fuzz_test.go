@@ -100,7 +100,7 @@ func FuzzVerify(f *testing.F) {
 	valid := fuzzNow.Add(time.Minute)
 	pub := privs["j-active"].Public().(ed25519.PublicKey)
 	f.Add(sign(jwt.SigningMethodEdDSA, "j-staged", claims(token.TypeAccess, valid), privs["j-staged"])) // accepted: a staged key verifies
-	f.Add(sign(jwt.SigningMethodEdDSA, "j-active", claims("ticket", valid), privs["j-active"]))        // wrong typ
+	f.Add(sign(jwt.SigningMethodEdDSA, "j-active", claims("ticket", valid), privs["j-active"]))         // wrong typ
 	f.Add(sign(jwt.SigningMethodEdDSA, "j-active", claims(token.TypeAccess, fuzzNow), privs["j-active"]))
 	f.Add(sign(jwt.SigningMethodEdDSA, "j-gone", claims(token.TypeAccess, valid), privs["j-active"]))
 	f.Add(sign(jwt.SigningMethodHS256, "j-active", claims(token.TypeAccess, valid), []byte(pub)))
