@@ -295,6 +295,9 @@ func (r *Redis) receive(ctx context.Context, ps *redis.PubSub) {
 				continue
 			}
 			if !r.lost.Swap(true) {
+				// Open the breaker at once: sends stop waiting on Redis
+				// before any of them has to fail first.
+				r.opts.Breaker.Failure()
 				r.setUp(false)
 				r.log.Warn("backplane subscription lost; reconnecting", "err", err)
 			}
@@ -492,6 +495,10 @@ func (r *Redis) Unsubscribe(ctx context.Context, topic string) error {
 	}
 	return nil
 }
+
+// SubscriptionUp reports whether this replica's subscription connection is
+// established: events published now reach it.
+func (r *Redis) SubscriptionUp() bool { return !r.lost.Load() }
 
 // Healthy implements Backplane: Redis answers and the subscription is up.
 func (r *Redis) Healthy(ctx context.Context) error {

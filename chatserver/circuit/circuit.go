@@ -5,6 +5,7 @@
 package circuit
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -20,6 +21,9 @@ type Breaker struct {
 	retryAt   time.Time
 	probing   bool
 	onChanged func(open bool)
+	// background: a Probe loop decides when to close, so callers never
+	// probe with a real call (which can wait on a dead dependency).
+	background bool
 }
 
 // New returns a closed Breaker that stays open for cooldown after a failure.
@@ -44,7 +48,7 @@ func (b *Breaker) Allow() bool {
 	if !b.open {
 		return true
 	}
-	if b.probing || b.now().Before(b.retryAt) {
+	if b.background || b.probing || b.now().Before(b.retryAt) {
 		return false
 	}
 	b.probing = true
@@ -89,4 +93,32 @@ func (b *Breaker) Open() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.open
+}
+
+// Probe checks the dependency with check every interval while the breaker is
+// open, and closes it when check succeeds, until ctx ends. From the first
+// call on, callers are never let through to probe themselves: a probe in a
+// request's path would make that request wait on a dead dependency.
+func (b *Breaker) Probe(ctx context.Context, interval time.Duration, check func(context.Context) error) {
+	b.mu.Lock()
+	b.background = true
+	b.mu.Unlock()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !b.Open() {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, interval)
+		err := check(cctx)
+		cancel()
+		if err == nil {
+			b.Success()
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package circuit
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -37,5 +39,38 @@ func TestBreakerOpensCoolsDownAndProbesOnce(t *testing.T) {
 	}
 	if len(changes) != 2 || !changes[0] || changes[1] {
 		t.Fatalf("changes = %v, want [open closed]", changes)
+	}
+}
+
+func TestBackgroundProbeClosesAndCallersNeverProbe(t *testing.T) {
+	b := New(time.Millisecond, nil, nil)
+	healthy := make(chan bool, 1)
+	healthy <- false
+	check := func(context.Context) error {
+		select {
+		case ok := <-healthy:
+			if ok {
+				return nil
+			}
+		default:
+		}
+		return errors.New("down")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.Probe(ctx, 5*time.Millisecond, check)
+	time.Sleep(10 * time.Millisecond) // the loop has started
+	b.Failure()
+	time.Sleep(20 * time.Millisecond) // well past the cool-down
+	if b.Allow() {
+		t.Fatal("a caller was let through to probe while a background probe runs")
+	}
+	healthy <- true
+	deadline := time.Now().Add(2 * time.Second)
+	for b.Open() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if b.Open() || !b.Allow() {
+		t.Fatal("the background probe did not close the breaker")
 	}
 }

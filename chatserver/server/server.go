@@ -55,6 +55,7 @@ type Server struct {
 	metricsListener net.Listener
 	stop            context.CancelFunc
 	conns           connTracker
+	redisProbe      func(context.Context) // nil without Redis
 }
 
 // connTracker knows the state of the API listener's connections, so a
@@ -160,7 +161,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		msgLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "msg", cfg.RateMessages), Secondary: msgLimit, OnError: onErr, Breaker: redisDown}
 		tracker = presence.NewRedis(rc, presenceTTL, opts.Now)
 		tickets = realtime.FallbackTickets{Primary: realtime.NewRedisTickets(rc, s.keys, s.metrics), Secondary: realtime.NewMemoryTickets(), Breaker: redisDown}
-		s.bp = backplane.NewRedis(rc, backplane.RedisOptions{Logger: log, Metrics: s.metrics, Breaker: redisDown})
+		rbp := backplane.NewRedis(rc, backplane.RedisOptions{Logger: log, Metrics: s.metrics, Breaker: redisDown})
+		s.bp = rbp
+		// Redis counts as back when it answers and this replica's
+		// subscription is up again, so an ack given after that means the
+		// message reaches this replica's own subscribers live.
+		s.redisProbe = func(ctx context.Context) {
+			redisDown.Probe(ctx, redisCooldown/2, func(ctx context.Context) error {
+				if err := rc.Ping(ctx).Err(); err != nil {
+					return err
+				}
+				if !rbp.SubscriptionUp() {
+					return errors.New("subscription not up yet")
+				}
+				return nil
+			})
+		}
 		degradable["backplane"] = s.bp.Healthy
 	} else {
 		tracker = presence.NewMemory(opts.Now)
@@ -243,6 +259,9 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.keys.Watch(bg, s.cfg.KeyringReload)
 	go s.hub.Heartbeat(bg, presenceTTL/3)
 	go s.hub.Position(bg, s.cfg.PositionInterval)
+	if s.redisProbe != nil {
+		go s.redisProbe(bg)
+	}
 	go s.reseal.Run(bg, s.cfg.ResealInterval)
 
 	errc := make(chan error, 1)
