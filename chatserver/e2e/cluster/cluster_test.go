@@ -487,10 +487,11 @@ func TestChatClusterOnRealNode(t *testing.T) {
 		d := eventually(t, 2*time.Minute, "children gone", func() string {
 			out, _ := kubectl(t, "", "-n", ns, "get", "deploy,rs,pod,svc,configmap,secret,serviceaccount,pvc",
 				"-l", "app.kubernetes.io/instance=chat", "-o", "name")
-			return out
+			return withoutRetainedKeys(out, "chat")
 		})
+		keptKeys(t, "chat")
 		kc(t, "delete", "pv", ns+"-chat-data")
-		return fmt.Sprintf("Deployment, ReplicaSet, Pod, Service, ConfigMap, Secret, ServiceAccount, PVC gone %.1fs after the ChatCluster", d.Seconds())
+		return fmt.Sprintf("Deployment, ReplicaSet, Pod, Service, ConfigMap, Secrets, ServiceAccount, PVC gone %.1fs after the ChatCluster; the keys Secret kept (keyRetentionPolicy Retain), then deleted by hand", d.Seconds())
 	})
 
 	if addr := os.Getenv("PARLEY_E2E_REDIS_ADDR"); addr != "" {
@@ -514,8 +515,9 @@ func TestChatClusterOnRealNode(t *testing.T) {
 			kc(t, "-n", ns, "delete", "chatcluster", "chat-redis", "--wait=true", "--timeout=60s")
 			d := eventually(t, 2*time.Minute, "children gone", func() string {
 				out, _ := kubectl(t, "", "-n", ns, "get", "deploy,pod,svc,configmap,secret,pvc", "-l", "app.kubernetes.io/instance=chat-redis", "-o", "name")
-				return out
+				return withoutRetainedKeys(out, "chat-redis")
 			})
+			keptKeys(t, "chat-redis")
 			kc(t, "delete", "pv", ns+"-chat-redis-data")
 			return fmt.Sprintf("children gone %.1fs after the ChatCluster", d.Seconds())
 		})
@@ -546,10 +548,31 @@ func TestChatClusterOnRealNode(t *testing.T) {
 			kc(t, "-n", ns, "delete", "chatcluster", m.name, "--wait=true", "--timeout=60s")
 			d := eventually(t, 2*time.Minute, "children gone", func() string {
 				out, _ := kubectl(t, "", "-n", ns, "get", "statefulset,deploy,pod,svc,networkpolicy,configmap,secret,pvc", "-l", "app.kubernetes.io/instance="+m.name, "-o", "name")
-				return out
+				return withoutRetainedKeys(out, m.name)
 			})
+			keptKeys(t, m.name)
 			kc(t, "delete", "pv", ns+"-"+m.name+"-data")
 			return fmt.Sprintf("StatefulSet, NetworkPolicy and the rest gone %.1fs after the ChatCluster", d.Seconds())
 		})
 	}
+}
+
+// withoutRetainedKeys leaves out the keys Secret, which outlives its
+// ChatCluster under the default keyRetentionPolicy Retain.
+func withoutRetainedKeys(names, cluster string) string {
+	var out []string
+	for _, n := range strings.Fields(names) {
+		if n != "secret/"+cluster+"-keys" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// keptKeys checks that the keys Secret survived the ChatCluster (Retain),
+// then deletes it so the namespace is clean for the next scenario.
+func keptKeys(t *testing.T, cluster string) {
+	t.Helper()
+	kc(t, "-n", ns, "get", "secret", cluster+"-keys", "-o", "name")
+	kc(t, "-n", ns, "delete", "secret", cluster+"-keys")
 }
