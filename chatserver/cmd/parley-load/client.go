@@ -176,18 +176,20 @@ func (a *api) ticket(ctx context.Context, token string) (string, error) {
 	return t.Ticket, err
 }
 
-func (a *api) direct(ctx context.Context, token, otherID string) (string, error) {
-	var c struct {
-		ID string `json:"id"`
-	}
-	err := a.call(ctx, "POST", "/api/v1/conversations/direct", token, map[string]string{"userId": otherID}, &c)
-	return c.ID, err
+// convRef is what the load tool keeps of a conversation it created.
+type convRef struct {
+	ID      string `json:"id"`
+	LastSeq int64  `json:"lastSeq"` // where it stood: reused direct pairs have history
 }
 
-func (a *api) group(ctx context.Context, token, title string, members []string) (string, error) {
-	var c struct {
-		ID string `json:"id"`
-	}
+func (a *api) direct(ctx context.Context, token, otherID string) (convRef, error) {
+	var c convRef
+	err := a.call(ctx, "POST", "/api/v1/conversations/direct", token, map[string]string{"userId": otherID}, &c)
+	return c, err
+}
+
+func (a *api) group(ctx context.Context, token, title string, members []string) (convRef, error) {
+	var c convRef
 	err := a.call(ctx, "POST", "/api/v1/conversations/group", token, map[string]any{"title": title, "memberIds": members}, &c)
-	return c.ID, err
+	return c, err
 }

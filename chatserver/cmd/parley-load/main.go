@@ -329,6 +329,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		run := "L" + strings.ToLower(rand.Text()[:6])
 		tr := newTraffic(run, conns, convs, o.users, o.bodyBytes, o.inflight, errs)
 		live.Store(tr)
+		tr.syncAll(10 * time.Second)
 		st := tr.run(ctx, o.rate, o.duration, o.senders, o.groupFraction, o.drain)
 		rep.Traffic = &st
 		logf(stderr, "traffic: sent %d, delivered %d of %d expected", st.Sent, st.Delivered, st.Expected)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 // conv is one conversation of the scenario.
 type conv struct {
 	id         string
+	lastSeq    int64 // when created (docs/api.md: each connection syncs from it)
 	group      bool
 	members    []int // account indexes
 	recipients int64 // connections of the members, less the sending one
@@ -64,16 +66,18 @@ func scenario(ctx context.Context, apis []*api, users []*user, groupSize, worker
 					continue
 				}
 				a := apis[i%len(apis)]
+				var ref convRef
 				var err error
 				if c.group {
 					ids := make([]string, 0, len(c.members)-1)
 					for _, m := range c.members[1:] {
 						ids = append(ids, users[m].ID)
 					}
-					c.id, err = a.group(ctx, owner.AccessToken, fmt.Sprintf("load group %d", i), ids)
+					ref, err = a.group(ctx, owner.AccessToken, fmt.Sprintf("load group %d", i), ids)
 				} else {
-					c.id, err = a.direct(ctx, owner.AccessToken, users[c.members[1]].ID)
+					ref, err = a.direct(ctx, owner.AccessToken, users[c.members[1]].ID)
 				}
+				c.id, c.lastSeq = ref.ID, ref.LastSeq
 				if err != nil {
 					errs.addErr(kind("conversation", err), err)
 					failed.Add(1)
@@ -163,6 +167,25 @@ func newTraffic(run string, conns []*lconn, convs []*conv, users int, bodyBytes,
 	}
 	t.body = strings.Repeat("x", max(bodyBytes, 1))
 	return t
+}
+
+// syncAll tells the server where each connection stands in each of its
+// conversations (docs/api.md, rule 2), so live messages flow in order from
+// the first one instead of waiting for a sync that never comes.
+func (t *traffic) syncAll(wait time.Duration) {
+	for _, c := range t.conns {
+		cursors := map[string]int64{}
+		for _, i := range append(slices.Clone(t.directs[c.user]), t.groups[c.user]...) {
+			cursors[t.convs[i].id] = t.convs[i].lastSeq
+		}
+		if len(cursors) == 0 {
+			continue
+		}
+		frame, _ := json.Marshal(map[string]any{"type": "sync", "id": "sync", "cursors": cursors})
+		if err := c.write(frame, wait); err != nil {
+			t.errs.addErr("sync", err)
+		}
+	}
 }
 
 // clientID encodes run, send time, sending connection and conversation, so a
