@@ -19,6 +19,9 @@ const (
 	TypeTyping FrameType = "typing"
 	TypeRead   FrameType = "read"
 	TypePing   FrameType = "ping"
+	TypeEdit   FrameType = "edit"
+	TypeDelete FrameType = "delete"
+	TypeReact  FrameType = "react"
 )
 
 // Frame types the server sends.
@@ -33,6 +36,11 @@ const (
 	TypeResync       FrameType = "resync"
 	TypeError        FrameType = "error"
 	TypePong         FrameType = "pong"
+	// Change events: each takes the next seq of its conversation, like a message.
+	TypeMessageEdited        FrameType = "message_edited"
+	TypeMessageDeleted       FrameType = "message_deleted"
+	TypeReaction             FrameType = "reaction"
+	TypeConversationSettings FrameType = "conversation_settings"
 )
 
 // ServerFrame is a frame the server sends. Each kind is its own struct; the
@@ -116,6 +124,51 @@ type PongFrame struct {
 	ID string `json:"id,omitempty"`
 }
 
+// MessageEditedFrame tells that a message's text changed. Seq is the edit
+// event's own place in the conversation (not the message's seq). In a sync
+// answer Body is the message's current text; empty when it was deleted since
+// (its message_deleted frame follows in the same answer).
+type MessageEditedFrame struct {
+	ConversationID string    `json:"conversationId"`
+	MessageID      string    `json:"messageId"`
+	Seq            int64     `json:"seq"`
+	Body           string    `json:"body"`
+	EditedAt       time.Time `json:"editedAt"`
+}
+
+// MessageDeletedFrame tells that a message was deleted for everyone or
+// expired; only its tombstone remains.
+type MessageDeletedFrame struct {
+	ConversationID string    `json:"conversationId"`
+	MessageID      string    `json:"messageId"`
+	Seq            int64     `json:"seq"`
+	DeletedBy      string    `json:"deletedBy,omitempty"` // empty for an expiry
+	DeletedAt      time.Time `json:"deletedAt"`
+	Reason         string    `json:"reason"` // "deleted" or "expired"
+}
+
+// ReactionFrame tells that a member added or removed a reaction. Counts
+// are the message's counts when the frame was built (live: just after the
+// change; in a sync answer: now).
+type ReactionFrame struct {
+	ConversationID string          `json:"conversationId"`
+	MessageID      string          `json:"messageId"`
+	Seq            int64           `json:"seq"`
+	Emoji          string          `json:"emoji"`
+	UserID         string          `json:"userId"`
+	Added          bool            `json:"added"`
+	Counts         []ReactionCount `json:"counts"`
+}
+
+// ConversationSettingsFrame tells that a conversation setting changed.
+type ConversationSettingsFrame struct {
+	ConversationID string    `json:"conversationId"`
+	Seq            int64     `json:"seq"`
+	ExpireAfter    int64     `json:"expireAfter"` // seconds; 0: messages do not expire
+	ChangedBy      string    `json:"changedBy"`
+	ChangedAt      time.Time `json:"changedAt"`
+}
+
 func (ReadyFrame) FrameType() FrameType        { return TypeReady }
 func (AckFrame) FrameType() FrameType          { return TypeAck }
 func (MessageFrame) FrameType() FrameType      { return TypeMessage }
@@ -129,10 +182,16 @@ func (ResyncFrame) FrameType() FrameType       { return TypeResync }
 func (ErrorFrame) FrameType() FrameType        { return TypeError }
 func (PongFrame) FrameType() FrameType         { return TypePong }
 
+func (MessageEditedFrame) FrameType() FrameType        { return TypeMessageEdited }
+func (MessageDeletedFrame) FrameType() FrameType       { return TypeMessageDeleted }
+func (ReactionFrame) FrameType() FrameType             { return TypeReaction }
+func (ConversationSettingsFrame) FrameType() FrameType { return TypeConversationSettings }
+
 // ServerFrames lists one value of every server frame kind (docs and tests).
 func ServerFrames() []ServerFrame {
 	return []ServerFrame{ReadyFrame{}, AckFrame{}, MessageFrame{}, SyncedFrame{}, TypingFrame{},
-		PresenceFrame{}, ReadFrame{}, ConversationFrame{}, RemovedFrame{}, ResyncFrame{}, ErrorFrame{}, PongFrame{}}
+		PresenceFrame{}, ReadFrame{}, ConversationFrame{}, RemovedFrame{}, ResyncFrame{}, ErrorFrame{}, PongFrame{},
+		MessageEditedFrame{}, MessageDeletedFrame{}, ReactionFrame{}, ConversationSettingsFrame{}}
 }
 
 // Encode writes a server frame as JSON with its "type" first.
@@ -175,6 +234,31 @@ type SendRequest struct {
 	ConversationID string  `json:"conversationId"`
 	ClientID       string  `json:"clientId,omitempty"`
 	Body           *string `json:"body"`
+	ReplyTo        string  `json:"replyTo,omitempty"` // id of a message of the same conversation
+}
+
+// EditRequest replaces the text of one of the sender's messages.
+type EditRequest struct {
+	ID             string  `json:"id,omitempty"`
+	ConversationID string  `json:"conversationId"`
+	MessageID      string  `json:"messageId"`
+	Body           *string `json:"body"`
+}
+
+// DeleteRequest deletes a message for everyone.
+type DeleteRequest struct {
+	ID             string `json:"id,omitempty"`
+	ConversationID string `json:"conversationId"`
+	MessageID      string `json:"messageId"`
+}
+
+// ReactRequest adds (or, with Remove, removes) the user's reaction.
+type ReactRequest struct {
+	ID             string `json:"id,omitempty"`
+	ConversationID string `json:"conversationId"`
+	MessageID      string `json:"messageId"`
+	Emoji          string `json:"emoji"`
+	Remove         bool   `json:"remove,omitempty"`
 }
 
 // SyncRequest asks for every message after each cursor.
@@ -207,6 +291,9 @@ func (SyncRequest) FrameType() FrameType   { return TypeSync }
 func (TypingRequest) FrameType() FrameType { return TypeTyping }
 func (ReadRequest) FrameType() FrameType   { return TypeRead }
 func (PingRequest) FrameType() FrameType   { return TypePing }
+func (EditRequest) FrameType() FrameType   { return TypeEdit }
+func (DeleteRequest) FrameType() FrameType { return TypeDelete }
+func (ReactRequest) FrameType() FrameType  { return TypeReact }
 
 func (f AuthRequest) RequestID() string   { return f.ID }
 func (f SendRequest) RequestID() string   { return f.ID }
@@ -214,10 +301,14 @@ func (f SyncRequest) RequestID() string   { return f.ID }
 func (f TypingRequest) RequestID() string { return f.ID }
 func (f ReadRequest) RequestID() string   { return f.ID }
 func (f PingRequest) RequestID() string   { return f.ID }
+func (f EditRequest) RequestID() string   { return f.ID }
+func (f DeleteRequest) RequestID() string { return f.ID }
+func (f ReactRequest) RequestID() string  { return f.ID }
 
 // ClientFrames lists one value of every client frame kind (docs and tests).
 func ClientFrames() []ClientFrame {
-	return []ClientFrame{AuthRequest{}, SendRequest{}, SyncRequest{}, TypingRequest{}, ReadRequest{}, PingRequest{}}
+	return []ClientFrame{AuthRequest{}, SendRequest{}, SyncRequest{}, TypingRequest{}, ReadRequest{}, PingRequest{},
+		EditRequest{}, DeleteRequest{}, ReactRequest{}}
 }
 
 // ErrUnknownType is returned (wrapped) by DecodeClient for a frame whose type
@@ -254,6 +345,12 @@ func DecodeClient(data []byte) (f ClientFrame, id string, err error) {
 		f, err = decodeAs[ReadRequest](data)
 	case TypePing:
 		f, err = decodeAs[PingRequest](data)
+	case TypeEdit:
+		f, err = decodeAs[EditRequest](data)
+	case TypeDelete:
+		f, err = decodeAs[DeleteRequest](data)
+	case TypeReact:
+		f, err = decodeAs[ReactRequest](data)
 	default:
 		return nil, id, fmt.Errorf("%w %q", ErrUnknownType, typ)
 	}

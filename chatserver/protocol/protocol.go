@@ -31,6 +31,47 @@ type Message struct {
 	// Undecryptable marks a stored message whose ciphertext failed to open
 	// (tampered, or its key is gone). The body is empty; the server logged it.
 	Undecryptable bool `json:"undecryptable,omitempty"`
+	// ReplyTo quotes the message this one answers, as it is now (its
+	// current text, or deleted).
+	ReplyTo *ReplyRef `json:"replyTo,omitempty"`
+	// EditedAt is set once the text was edited (the "edited" mark).
+	EditedAt *time.Time `json:"editedAt,omitempty"`
+	// Deleted is set on a tombstone: Body is empty and stays so.
+	Deleted *Deletion `json:"deleted,omitempty"`
+	// ExpiresAt is when a disappearing message will be deleted.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Reactions counts reactions per emoji, in the order they were first
+	// added; Me says whether the user the view was built for is among them.
+	Reactions []Reaction `json:"reactions,omitempty"`
+}
+
+// ReplyRef is the quoted original of a reply.
+type ReplyRef struct {
+	ID       string `json:"id"`
+	Seq      int64  `json:"seq"`
+	SenderID string `json:"senderId"`
+	Excerpt  string `json:"excerpt"` // the first characters of the current text; empty once deleted
+	Deleted  bool   `json:"deleted"`
+}
+
+// Deletion is a message's tombstone: who deleted it, when, and why.
+type Deletion struct {
+	By     string    `json:"by,omitempty"` // empty for an expiry
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"` // "deleted" or "expired"
+}
+
+// Reaction is one emoji's reactions on a message, for one viewer.
+type Reaction struct {
+	Emoji string `json:"emoji"`
+	Count int    `json:"count"`
+	Me    bool   `json:"me"`
+}
+
+// ReactionCount is one emoji's reaction count (frames for every member).
+type ReactionCount struct {
+	Emoji string `json:"emoji"`
+	Count int    `json:"count"`
 }
 
 // Member is a conversation member.
@@ -56,4 +97,6 @@ type Conversation struct {
 	LastMessage  *Message  `json:"lastMessage"`
 	LastActivity time.Time `json:"lastActivity"`
 	CreatedAt    time.Time `json:"createdAt"`
+	// ExpireAfter is the disappearing-messages setting in seconds (0: off).
+	ExpireAfter int64 `json:"expireAfter"`
 }
