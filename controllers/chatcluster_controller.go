@@ -456,7 +456,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 }
 
 func setKeysStatus(cc *chatv1alpha1.ChatCluster, f *keyringfile.File) {
-	ks := chatv1alpha1.KeysStatus{}
+	ks := chatv1alpha1.KeysStatus{Epoch: cc.Status.Keys.Epoch} // the epoch outlives every rebuild
 	if k, ok := f.ActiveJWT(); ok {
 		ks.ActiveJWTKeyID = k.ID
 		ks.LastJWTRotation = metaTime(k.Activated, k.Created)

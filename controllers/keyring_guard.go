@@ -176,6 +176,7 @@ func (r *ChatClusterReconciler) finishKeyringGuard(ctx context.Context, cc *chat
 	active := cc.Status.Keys.ActiveDataKeyID
 	switch {
 	case g.lost != "":
+		cc.Status.Keys.Epoch++ // recorded with the status; the next Deployment apply rolls the pods
 		r.event(cc, corev1.EventTypeWarning, ReasonKeyringLossAccepted, ActionRotateKeys,
 			"keyring loss accepted (%s): stored messages sealed with the lost data keys %s are unreadable, and every session must sign in again; the keyring now has active data key %s",
 			chatv1alpha1.AnnotationAcceptKeyringLoss, g.lost, active)

@@ -53,6 +53,10 @@ const (
 	// AnnotationConfigHash on the pod template changes whenever the configuration or
 	// a referenced Secret changes, which rolls the pods.
 	AnnotationConfigHash = "chat.parley.dev/config-hash"
+	// AnnotationKeyringEpoch on the pod template follows status.keys.epoch: a
+	// keyring replaced by accepting its loss rolls the pods onto it (running
+	// servers refuse to reload a keyring that does not continue theirs).
+	AnnotationKeyringEpoch = "chat.parley.dev/keyring-epoch"
 	// AnnotationRotateNowHandled on the keyring Secret records the last value of the
 	// rotate-now annotation the operator acted on.
 	AnnotationRotateNowHandled = "chat.parley.dev/rotate-keys-now-handled"
@@ -359,6 +363,9 @@ func Deployment(cc *chatv1alpha1.ChatCluster, s Settings, in DeploymentInput) *a
 	sel := selectorLabels(cc, "chatserver")
 	podLabels := objectLabels(cc, "chatserver")
 	annotations := map[string]string{AnnotationConfigHash: in.ConfigHash}
+	if e := cc.Status.Keys.Epoch; e > 0 {
+		annotations[AnnotationKeyringEpoch] = strconv.FormatInt(e, 10)
+	}
 	if in.PrometheusAnnotations {
 		annotations["prometheus.io/scrape"] = "true"
 		annotations["prometheus.io/port"] = strconv.Itoa(MetricsPort)

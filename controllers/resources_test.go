@@ -200,3 +200,16 @@ func TestSubsetComparison(t *testing.T) {
 		t.Error("a changed field was not noticed")
 	}
 }
+
+// A keyring replaced by accepting its loss (status.keys.epoch) rolls the
+// chat server pods: running servers refuse to reload a foreign keyring.
+func TestDeploymentCarriesKeyringEpoch(t *testing.T) {
+	cc := testCluster()
+	if _, ok := Deployment(cc, Resolve(cc, "v1"), DeploymentInput{}).Spec.Template.Annotations[AnnotationKeyringEpoch]; ok {
+		t.Error("a keyring never replaced puts an epoch on the pods")
+	}
+	cc.Status.Keys.Epoch = 2
+	if got := Deployment(cc, Resolve(cc, "v1"), DeploymentInput{}).Spec.Template.Annotations[AnnotationKeyringEpoch]; got != "2" {
+		t.Errorf("keyring-epoch = %q, want 2", got)
+	}
+}

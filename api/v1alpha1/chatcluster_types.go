@@ -523,6 +523,12 @@ type KeysStatus struct {
 	// +listType=map
 	// +listMapKey=id
 	DataKeys []RecordedKey `json:"dataKeys,omitempty"`
+	// Epoch counts keyring replacements accepted with the accept-keyring-loss
+	// annotation. The chat server pods carry it and restart when it changes: a
+	// running chat server refuses to reload a keyring that does not continue
+	// the one it has.
+	// +optional
+	Epoch int64 `json:"epoch,omitempty"`
 }
 
 // RecordedKey identifies a key without revealing it.

@@ -211,6 +211,37 @@ func build(raw []byte) (*set, error) {
 	return s, nil
 }
 
+// ErrForeignKeyring is returned (wrapped) by Reload for a keyring that does
+// not continue the loaded one.
+var ErrForeignKeyring = errors.New("keyring: the new keyring does not hold the keys in use")
+
+// continues refuses a keyring that drops a key in use: the active JWT key
+// (tokens signed a moment ago) or the active data key, or that changes any
+// key's material under the same id. Rotation never does either (a key is
+// retired before it is removed); a restored backup of another cluster or a
+// regenerated Secret does, and loading it would make every stored message
+// unreadable: the last good keyring stays until a person restarts the server
+// on purpose.
+func continues(old, next *set) error {
+	if _, ok := next.jwt[old.jwtActive.id]; !ok {
+		return fmt.Errorf("%w: active JWT key %s is missing", ErrForeignKeyring, old.jwtActive.id)
+	}
+	if _, ok := next.data[old.dataActive.id]; !ok {
+		return fmt.Errorf("%w: active data key %s is missing", ErrForeignKeyring, old.dataActive.id)
+	}
+	for id, k := range next.jwt {
+		if o, ok := old.jwt[id]; ok && !o.pub.Equal(k.pub) {
+			return fmt.Errorf("%w: JWT key %s has other material", ErrForeignKeyring, id)
+		}
+	}
+	for id, k := range next.data {
+		if o, ok := old.data[id]; ok && !bytes.Equal(o.mac, k.mac) {
+			return fmt.Errorf("%w: data key %s has other material", ErrForeignKeyring, id)
+		}
+	}
+	return nil
+}
+
 func ids[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for id := range m {
@@ -234,6 +265,10 @@ func (k *Keyring) Reload() (changed bool, err error) {
 	}
 	s, err := build(raw)
 	if err != nil {
+		k.countReload("error")
+		return false, err
+	}
+	if err := continues(old, s); err != nil {
 		k.countReload("error")
 		return false, err
 	}

@@ -333,3 +333,30 @@ func TestLoadOrGenerateKeepsTheKeyring(t *testing.T) {
 		t.Fatal("a second start generated a new keyring instead of loading the first")
 	}
 }
+
+// A keyring that does not continue the loaded one (another cluster's backup,
+// a regenerated Secret) is refused on reload: the server keeps opening what
+// it stored instead of silently switching to keys that cannot.
+func TestReloadRefusesAForeignKeyring(t *testing.T) {
+	f := newFile(t)
+	k, dir := load(t, f)
+	ctx := context.Background()
+	sealed, _, err := k.Seal(ctx, []byte("aad"), []byte("kept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, newFile(t)) // fresh keys, none of the old ones
+	if _, err := k.Reload(); !errors.Is(err, ErrForeignKeyring) {
+		t.Fatalf("Reload of a foreign keyring: %v, want ErrForeignKeyring", err)
+	}
+	same := *f
+	same.Data = append([]keyringfile.DataKey(nil), f.Data...)
+	same.Data[0].Key = make([]byte, len(f.Data[0].Key)) // same id, other material
+	writeFile(t, dir, &same)
+	if _, err := k.Reload(); !errors.Is(err, ErrForeignKeyring) {
+		t.Fatalf("Reload with a key's material changed: %v, want ErrForeignKeyring", err)
+	}
+	if pt, err := k.Open(sealed, []byte("aad")); err != nil || string(pt) != "kept" {
+		t.Fatalf("after refused reloads: %q, %v", pt, err)
+	}
+}

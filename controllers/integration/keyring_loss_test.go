@@ -269,6 +269,14 @@ func TestAcceptKeyringLossAnnotation(t *testing.T) {
 	if annotated() {
 		t.Error("the annotation stayed after the loss was accepted")
 	}
+	// Running chat servers refuse to reload a keyring that does not continue
+	// theirs, so the replacement rolls the pods onto it.
+	f.reconcile("chat")
+	dep := &appsv1.Deployment{}
+	f.get(dep, "chat")
+	if got := dep.Spec.Template.Annotations["chat.parley.dev/keyring-epoch"]; cc.Status.Keys.Epoch != 1 || got != "1" {
+		t.Errorf("status.keys.epoch %d, pod template keyring-epoch %q after accepting a loss, want 1 and \"1\" (annotations %v)", cc.Status.Keys.Epoch, got, dep.Spec.Template.Annotations)
+	}
 
 	// A later loss is refused again.
 	if err := k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "chat-keys"}}); err != nil {
