@@ -533,6 +533,18 @@ func TestChatClusterOnRealNode(t *testing.T) {
 				m.get(`{.status.conditions[?(@.type=="RedisReady")].status}/{.status.conditions[?(@.type=="RedisReady")].reason}`),
 				kc(t, "-n", ns, "get", "pod", "chat-mredis-redis-0", "-o", `jsonpath={.status.phase}/{.status.conditions[?(@.type=="Ready")].status}`))
 		})
+		step(t, "managed Redis refuses unauthenticated clients (NOAUTH)", func() string {
+			// From inside the cluster, through the Service, as any pod that
+			// reaches Redis would: without the generated password nothing works.
+			svc := m.name + "-redis"
+			out, _ := kubectl(t, "", "-n", ns, "exec", m.name+"-redis-0", "-c", "redis", "--",
+				"redis-cli", "-h", svc, "-p", "6379", "set", "parley:ticket:forged", "x")
+			chattest.Must(t, strings.Contains(out, "NOAUTH"), "unauthenticated SET through the Service answered %q, want NOAUTH", out)
+			out2, _ := kubectl(t, "", "-n", ns, "exec", m.name+"-redis-0", "-c", "redis", "--",
+				"redis-cli", "-h", svc, "-p", "6379", "publish", "u:anyone", "forged")
+			chattest.Must(t, strings.Contains(out2, "NOAUTH"), "unauthenticated PUBLISH answered %q, want NOAUTH", out2)
+			return "SET and PUBLISH without the password: " + strings.TrimSpace(out)
+		})
 		step(t, "managed Redis: delivery through the backplane", func() string {
 			m.connect()
 			frank, gina := m.api.Register("frank"), m.api.Register("gina")
