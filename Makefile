@@ -71,6 +71,12 @@ test-full: deps postgres-up redis-up test-assets web helm ## Every test, with th
 test-unit: ## Fast tests only (no services)
 	$(GO) test -short ./...
 
+# The seed corpora already run in make test; this explores beyond them.
+FUZZ_TIME ?= 30s
+.PHONY: fuzz
+fuzz: ## Run every Go fuzz target for FUZZ_TIME (default 30s) each, one after the other (hack/fuzz.sh)
+	FUZZ_TIME=$(FUZZ_TIME) GO=$(GO) hack/fuzz.sh
+
 clean:
 	rm -rf bin tmp data chatserver/web/dist/assets chatserver/web/node_modules
 
