@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -149,7 +150,7 @@ func TestSend(t *testing.T) {
 	if e.Conversation != conv || e.Seq != 1 || !e.Stored.Equal(m.CreatedAt) {
 		t.Errorf("event placed at %q seq %d stored %v, want %q seq 1 stored %v", e.Conversation, e.Seq, e.Stored, conv, m.CreatedAt)
 	}
-	if fr, ok := e.Frame.(protocol.MessageFrame); !ok || fr.Message == nil || *fr.Message != *m {
+	if fr, ok := e.Frame.(protocol.MessageFrame); !ok || fr.Message == nil || !reflect.DeepEqual(*fr.Message, *m) {
 		t.Errorf("event frame %#v, want a message frame with the sent message", e.Frame)
 	}
 
@@ -192,7 +193,7 @@ func TestSendRetry(t *testing.T) {
 	if err != nil || created {
 		t.Fatalf("retry: created=%v err=%v, want the stored message", created, err)
 	}
-	if *again != *first {
+	if !reflect.DeepEqual(*again, *first) {
 		t.Errorf("retry returned %+v, want %+v", again, first)
 	}
 	if rows, _ := f.db.MessagesAfter(t.Context(), conv, 0, 10); len(rows) != 1 {

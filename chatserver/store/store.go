@@ -20,6 +20,19 @@ var (
 	ErrConflict = errors.New("store: conflict")
 	// ErrTokenSpent: a refresh token was already used or revoked (reuse).
 	ErrTokenSpent = errors.New("store: refresh token already used or revoked")
+	// ErrGone: the message is a tombstone (deleted or expired).
+	ErrGone = errors.New("store: message deleted")
+	// ErrLimit: the change would pass a limit the caller gave.
+	ErrLimit = errors.New("store: limit reached")
+)
+
+// Change event kinds (conversation_events.kind).
+const (
+	EventEdited   = "edited"
+	EventDeleted  = "deleted"
+	EventExpired  = "expired"
+	EventReaction = "reaction"
+	EventSettings = "settings"
 )
 
 // Conversation kinds.
@@ -72,8 +85,11 @@ type Conversation struct {
 	DirectKey    string
 	CreatedBy    string
 	CreatedAt    time.Time
-	LastSeq      int64 // seq of the newest message; 0 when none
+	LastSeq      int64 // seq of the newest message or change event; 0 when none
 	LastActivity time.Time
+	// ExpireAfter: messages sent while it is > 0 expire that long after
+	// they were sent (disappearing messages).
+	ExpireAfter time.Duration
 }
 
 // Member is a user's membership in a conversation.
@@ -96,6 +112,35 @@ type Message struct {
 	BodySealed     string // keyring ciphertext; associated data binds it to ConversationID and ID
 	KeyID          string // data key that sealed BodySealed (for re-encryption bookkeeping)
 	CreatedAt      time.Time
+	ReplyTo        string     // id of the message this one answers (same conversation), or ""
+	EditedAt       *time.Time // last edit
+	ExpiresAt      *time.Time // disappearing message: when it is to be deleted
+	// A tombstone has DeletedAt set, DeleteReason EventDeleted or
+	// EventExpired, DeletedBy the deleting user ("" for an expiry), and an
+	// empty BodySealed and KeyID: the ciphertext is gone from the row.
+	DeletedAt    *time.Time
+	DeletedBy    string
+	DeleteReason string
+}
+
+// Event is a change event: it has its own seq in its conversation, taken
+// from the counter messages use. It never holds message text.
+type Event struct {
+	ConversationID string
+	Seq            int64
+	Kind           string // EventEdited, EventDeleted, ...
+	MessageID      string // the message changed; "" for EventSettings
+	ActorID        string // who made the change; "" for an expiry
+	Data           string // small JSON object (e.g. {"emoji":"👍","added":true})
+	CreatedAt      time.Time
+}
+
+// ReactionCount is one emoji's reactions on one message.
+type ReactionCount struct {
+	MessageID string
+	Emoji     string
+	Count     int
+	Me        bool // the user asked about reacted with it
 }
 
 // ConversationSummary is one row of a user's conversation list.
@@ -195,6 +240,47 @@ type Store interface {
 	// ConversationHeads returns the LastSeq of each existing conversation
 	// among ids (unknown ids left out): what positioning compares delivery with.
 	ConversationHeads(ctx context.Context, ids []string) (map[string]int64, error)
+	// MessageByID returns a message of convID (a tombstone too); ErrNotFound
+	// when convID has no message with that id.
+	MessageByID(ctx context.Context, convID, msgID string) (*Message, error)
+	// MessagesByIDs returns the messages of convID among ids, by seq;
+	// unknown ids and messages of other conversations are left out.
+	MessagesByIDs(ctx context.Context, convID string, ids []string) ([]Message, error)
+	// EditMessage replaces the message's ciphertext, sets EditedAt and
+	// appends an EventEdited with the next seq, in one transaction.
+	// ErrNotFound when convID has no such message, ErrGone for a tombstone.
+	EditMessage(ctx context.Context, convID, msgID, sealed, keyID, actorID string, at time.Time) (*Message, *Event, error)
+	// DeleteMessage makes the message a tombstone (ciphertext emptied,
+	// reactions deleted) and appends an event of kind (EventDeleted or
+	// EventExpired) with the next seq, in one transaction. A tombstone is
+	// returned as it is with a nil event (nothing written). ErrNotFound when
+	// convID has no such message.
+	DeleteMessage(ctx context.Context, convID, msgID, actorID, kind string, at time.Time) (*Message, *Event, error)
+	// SetReaction adds (add) or removes userID's reaction emoji on the
+	// message and appends an EventReaction with the next seq. No change
+	// (already there, or not there) gives a nil event and writes nothing.
+	// ErrGone for a tombstone, ErrNotFound for no such message, ErrLimit
+	// when adding a new emoji to a message that has maxDistinct already.
+	SetReaction(ctx context.Context, convID, msgID, userID, emoji string, add bool, maxDistinct int, at time.Time) (*Event, error)
+	// ReactionCounts counts reactions per message and emoji among msgIDs,
+	// by message id, then by each emoji's oldest remaining reaction; Me is whether
+	// userID is among them.
+	ReactionCounts(ctx context.Context, msgIDs []string, userID string) ([]ReactionCount, error)
+	// SetExpireAfter sets the conversation's ExpireAfter and appends an
+	// EventSettings with the next seq; the same value gives a nil event and
+	// writes nothing. ErrNotFound for an unknown conversation.
+	SetExpireAfter(ctx context.Context, convID, actorID string, d time.Duration, at time.Time) (*Event, error)
+	// EventsAfter returns change events with seq > afterSeq, ascending, at most limit.
+	EventsAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]Event, error)
+	// ExpiredMessages returns up to limit live (not tombstoned) messages
+	// whose ExpiresAt <= now, oldest expiry first, across conversations.
+	ExpiredMessages(ctx context.Context, now time.Time, limit int) ([]Message, error)
+	// ExpiryBacklog counts live messages whose ExpiresAt <= now.
+	ExpiryBacklog(ctx context.Context, now time.Time) (int64, error)
+	// TakeLease gives holder the named lease until now+ttl when it is free,
+	// expired, or already holder's (renewal), and reports whether holder
+	// has it. Clocks of the replicas are assumed to agree within ttl.
+	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
 	// MarkRead raises the member's ReadSeq to min(seq, LastSeq) (never lowers it)
 	// and returns the resulting ReadSeq. ErrNotFound when not a member.
 	MarkRead(ctx context.Context, convID, userID string, seq int64) (int64, error)

@@ -4,11 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"slices"
+	"time"
 
 	"github.com/parley-chat/parley/chatserver/store"
 )
 
-const convCols = "c.id, c.kind, c.title_sealed, c.direct_key, c.created_by, c.created_at, c.last_seq, c.last_activity"
+const convCols = "c.id, c.kind, c.title_sealed, c.direct_key, c.created_by, c.created_at, c.last_seq, c.last_activity, c.expire_after"
 
 // convDest returns scan destinations for convCols and a func that finishes c
 // after the scan.
@@ -16,9 +17,11 @@ func convDest(c *store.Conversation) ([]any, func()) {
 	var (
 		directKey           sql.NullString
 		created, lastActive int64
+		expireAfter         int64
 	)
-	dest := []any{&c.ID, &c.Kind, &c.TitleSealed, &directKey, &c.CreatedBy, &created, &c.LastSeq, &lastActive}
+	dest := []any{&c.ID, &c.Kind, &c.TitleSealed, &directKey, &c.CreatedBy, &created, &c.LastSeq, &lastActive, &expireAfter}
 	return dest, func() {
+		c.ExpireAfter = time.Duration(expireAfter) * time.Second
 		c.DirectKey = directKey.String
 		c.CreatedAt, c.LastActivity = fromMicros(created), fromMicros(lastActive)
 	}

@@ -128,6 +128,9 @@ func openSQLite(raw string, opts Options) (w, r *sql.DB, err error) {
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// Freed space (a deleted message's ciphertext, the old text of an edit)
+	// is overwritten with zeros instead of lingering in the file's pages.
+	q.Add("_pragma", "secure_delete(1)")
 	// Every write transaction takes the write lock at BEGIN: a deferred
 	// transaction that reads then writes can fail with SQLITE_BUSY on lock
 	// upgrade, which busy_timeout does not retry.

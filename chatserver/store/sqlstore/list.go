@@ -51,15 +51,19 @@ func (db *DB) summaries(ctx context.Context, userID, convID string) ([]store.Con
 
 // listSummaries reads the conversations. Unread counts walk the messages
 // primary key (conversation_id, seq) from read_seq on; the last message is
-// found by its seq, which is the conversation's last_seq.
+// the one with the highest seq (last_seq may be a change event's), a walk
+// of the same key from its end.
 func listSummaries(ctx context.Context, q querier, userID, convID string) ([]store.ConversationSummary, map[string]int, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+convCols+`, m.role, m.read_seq,
 			(SELECT COUNT(*) FROM messages u
-			 WHERE u.conversation_id = c.id AND u.seq > m.read_seq AND u.sender_id <> m.user_id),
-			l.seq, l.id, l.sender_id, l.client_id, l.body_sealed, l.key_id, l.created_at
+			 WHERE u.conversation_id = c.id AND u.seq > m.read_seq AND u.sender_id <> m.user_id
+			   AND u.deleted_at IS NULL),
+			l.seq, l.id, l.sender_id, l.client_id, l.body_sealed, l.key_id, l.created_at,
+			l.reply_to, l.edited_at, l.expires_at, l.deleted_at, l.deleted_by, l.delete_reason
 		FROM members m
 		JOIN conversations c ON c.id = m.conversation_id
-		LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = c.last_seq
+		LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq =
+			(SELECT MAX(n.seq) FROM messages n WHERE n.conversation_id = c.id)
 		WHERE m.user_id = $1 AND ($2 = '' OR c.id = $2)
 		ORDER BY c.last_activity DESC, c.id`, userID, convID)
 	if err != nil {
@@ -74,10 +78,14 @@ func listSummaries(ctx context.Context, q querier, userID, convID string) ([]sto
 			lm       nullMessage
 			lastSeq  sql.NullInt64
 			lastTime sql.NullInt64
+			edited   sql.NullInt64
+			expires  sql.NullInt64
+			deleted  sql.NullInt64
 		)
 		dest, finish := convDest(&s.Conversation)
 		dest = append(dest, &s.Role, &s.ReadSeq, &s.Unread,
-			&lastSeq, &lm.id, &lm.senderID, &lm.clientID, &lm.body, &lm.keyID, &lastTime)
+			&lastSeq, &lm.id, &lm.senderID, &lm.clientID, &lm.body, &lm.keyID, &lastTime,
+			&lm.replyTo, &edited, &expires, &deleted, &lm.deletedBy, &lm.deleteReason)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, nil, err
 		}
@@ -86,7 +94,9 @@ func listSummaries(ctx context.Context, q querier, userID, convID string) ([]sto
 			s.LastMessage = &store.Message{
 				ConversationID: s.ID, Seq: lastSeq.Int64, ID: lm.id.String, SenderID: lm.senderID.String,
 				ClientID: lm.clientID.String, BodySealed: lm.body.String, KeyID: lm.keyID.String,
-				CreatedAt: fromMicros(lastTime.Int64),
+				CreatedAt: fromMicros(lastTime.Int64), ReplyTo: lm.replyTo.String,
+				EditedAt: fromNullMicros(edited), ExpiresAt: fromNullMicros(expires), DeletedAt: fromNullMicros(deleted),
+				DeletedBy: lm.deletedBy.String, DeleteReason: lm.deleteReason.String,
 			}
 		}
 		s.MemberIDs = []string{}
@@ -98,7 +108,7 @@ func listSummaries(ctx context.Context, q querier, userID, convID string) ([]sto
 
 // nullMessage holds the columns of a LEFT JOINed message that may be absent.
 type nullMessage struct {
-	id, senderID, clientID, body, keyID sql.NullString
+	id, senderID, clientID, body, keyID, replyTo, deletedBy, deleteReason sql.NullString
 }
 
 func listMemberIDs(ctx context.Context, q querier, userID, convID string, list []store.ConversationSummary, index map[string]int) error {

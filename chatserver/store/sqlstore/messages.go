@@ -9,18 +9,22 @@ import (
 	"github.com/parley-chat/parley/chatserver/store"
 )
 
-const messageCols = "conversation_id, seq, id, sender_id, client_id, body_sealed, key_id, created_at"
+const messageCols = "conversation_id, seq, id, sender_id, client_id, body_sealed, key_id, created_at, " +
+	"reply_to, edited_at, expires_at, deleted_at, deleted_by, delete_reason"
 
 func scanMessage(s scanner) (store.Message, error) {
 	var (
-		m        store.Message
-		clientID sql.NullString
-		created  int64
+		m                        store.Message
+		clientID                 sql.NullString
+		created                  int64
+		edited, expires, deleted sql.NullInt64
 	)
-	if err := s.Scan(&m.ConversationID, &m.Seq, &m.ID, &m.SenderID, &clientID, &m.BodySealed, &m.KeyID, &created); err != nil {
+	if err := s.Scan(&m.ConversationID, &m.Seq, &m.ID, &m.SenderID, &clientID, &m.BodySealed, &m.KeyID, &created,
+		&m.ReplyTo, &edited, &expires, &deleted, &m.DeletedBy, &m.DeleteReason); err != nil {
 		return store.Message{}, err
 	}
 	m.ClientID, m.CreatedAt = clientID.String, fromMicros(created)
+	m.EditedAt, m.ExpiresAt, m.DeletedAt = fromNullMicros(edited), fromNullMicros(expires), fromNullMicros(deleted)
 	return m, nil
 }
 
@@ -43,6 +47,10 @@ func messageByClientID(ctx context.Context, q querier, convID, senderID, clientI
 func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Message, bool, error) {
 	stored := *m
 	stored.CreatedAt = truncMicros(m.CreatedAt)
+	if m.ExpiresAt != nil {
+		e := truncMicros(*m.ExpiresAt)
+		stored.ExpiresAt = &e
+	}
 	var prev *store.Message
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		if m.ClientID != "" {
@@ -65,9 +73,10 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, "INSERT INTO messages ("+messageCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+		_, err = tx.ExecContext(ctx, `INSERT INTO messages (conversation_id, seq, id, sender_id, client_id,
+			body_sealed, key_id, created_at, reply_to, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			stored.ConversationID, stored.Seq, stored.ID, stored.SenderID, nullString(stored.ClientID),
-			stored.BodySealed, stored.KeyID, micros(stored.CreatedAt))
+			stored.BodySealed, stored.KeyID, micros(stored.CreatedAt), stored.ReplyTo, nullMicros(stored.ExpiresAt))
 		if err != nil {
 			return err
 		}

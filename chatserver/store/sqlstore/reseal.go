@@ -11,7 +11,7 @@ import (
 // per data key id.
 func (db *DB) SealedCounts(ctx context.Context) (map[string]int64, error) {
 	counts := map[string]int64{}
-	rows, err := db.r.QueryContext(ctx, "SELECT key_id, COUNT(*) FROM messages GROUP BY key_id")
+	rows, err := db.r.QueryContext(ctx, "SELECT key_id, COUNT(*) FROM messages WHERE key_id <> '' GROUP BY key_id")
 	if err != nil {
 		return nil, db.wrap("sealed counts", err)
 	}
@@ -57,7 +57,7 @@ func sealedKeyID(sealed string) string {
 // MessagesSealedWith returns up to limit messages sealed with keyID.
 func (db *DB) MessagesSealedWith(ctx context.Context, keyID string, limit int) ([]store.Message, error) {
 	ms, err := db.queryMessages(ctx, "SELECT "+messageCols+
-		" FROM messages WHERE key_id = $1 ORDER BY conversation_id, seq LIMIT $2", keyID, max(limit, 0))
+		" FROM messages WHERE key_id = $1 AND deleted_at IS NULL ORDER BY conversation_id, seq LIMIT $2", keyID, max(limit, 0))
 	return ms, db.wrap("messages sealed with", err)
 }
 

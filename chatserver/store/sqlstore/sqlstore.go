@@ -124,7 +124,8 @@ func (db *DB) wrap(op string, err error) error {
 		return nil
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("sqlstore: %s: %w", op, store.ErrNotFound)
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrTokenSpent):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrTokenSpent),
+		errors.Is(err, store.ErrGone), errors.Is(err, store.ErrLimit):
 		return fmt.Errorf("sqlstore: %s: %w", op, err)
 	}
 	if kind := db.d.errKind(err); kind != nil {
