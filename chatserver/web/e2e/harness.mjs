@@ -39,8 +39,13 @@ function newestMtime(dir, filter) {
   return newest;
 }
 
-/** Builds bin/chatserver unless it is newer than every Go source and the built client it embeds. */
+/**
+ * Builds bin/chatserver unless it is newer than every Go source and the built client it embeds.
+ * PARLEY_E2E_SERVER_BIN names another binary to use instead (one built elsewhere, e.g. from
+ * a clean checkout while the working tree's server does not build).
+ */
 export function ensureServerBinary() {
+  if (process.env.PARLEY_E2E_SERVER_BIN) return resolve(process.env.PARLEY_E2E_SERVER_BIN);
   const goSources = Math.max(
     newestMtime(join(repoRoot, 'chatserver'), (p) => p.endsWith('.go') && !p.endsWith('_test.go')),
     statSync(join(repoRoot, 'go.mod')).mtimeMs,

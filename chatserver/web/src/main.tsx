@@ -19,7 +19,7 @@ export function navigate(id: string | null): void {
 }
 
 window.addEventListener('popstate', () => void store.open(idFromPath()));
-window.addEventListener('online', () => store.retryConnection());
+window.addEventListener('online', () => store.online());
 document.addEventListener('visibilitychange', () => {
   const id = store.activeId.value;
   if (id && document.visibilityState === 'visible') store.markRead(id);
@@ -33,8 +33,19 @@ effect(() => {
 
 render(<App store={store} navigate={navigate} />, document.getElementById('app')!);
 
-void store.restore().then(() => {
-  const id = idFromPath();
-  if (store.auth.value === 'signedIn' && id && store.conversations.value[id]) void store.open(id);
-  else if (location.pathname !== '/' && store.auth.value === 'signedIn') history.replaceState(null, '', '/');
+// Once signed in (at load, or later when the server was out of reach at first), open the
+// conversation in the address bar.
+let wasSignedIn = false;
+effect(() => {
+  const signedIn = store.auth.value === 'signedIn';
+  if (signedIn && !wasSignedIn) {
+    queueMicrotask(() => {
+      const id = idFromPath();
+      if (id && store.conversations.peek()[id]) void store.open(id);
+      else if (location.pathname !== '/') history.replaceState(null, '', '/');
+    });
+  }
+  wasSignedIn = signedIn;
 });
+
+void store.restore();

@@ -1,6 +1,7 @@
 import { batch, computed, signal } from '@preact/signals';
 import { ApiClient, ApiError, refreshDelay, toApiError } from './api';
 import { describeError } from './errors';
+import { browserStorage, LocalState, type KeyValueStorage } from './persist';
 import { Connection, type ConnState, type SocketLike, type Timers } from './socket';
 import {
   addPending,
@@ -12,6 +13,7 @@ import {
   newClientId,
   receive,
   retryPending,
+  type Pending,
   type Thread,
 } from './thread';
 import type { Conversation, Message, ServerFrame, Session, User } from './types';
@@ -26,7 +28,12 @@ export interface StoreDeps {
   /** Whether the person can see the page (read receipts are sent only then). */
   visible?: () => boolean;
   ackTimeoutMs?: number;
+  /** Where drafts and unsent messages survive a reload (localStorage by default). */
+  storage?: KeyValueStorage;
 }
+
+/** Delays between automatic attempts to reach the server at page load. */
+const RESTORE_RETRY_MS = [2000, 5000, 10000, 30000];
 
 const TYPING_SHOW_MS = 5000;
 const TYPING_SEND_EVERY_MS = 2500;
@@ -54,6 +61,13 @@ export class ChatStore {
   readonly notice = signal<string | null>(null);
   /** Whether the sign-in screen should say the session ended. */
   readonly sessionEnded = signal(false);
+  /** Unsent text per conversation (kept in localStorage, per user). */
+  readonly drafts = signal<Record<string, string>>({});
+  /**
+   * Where "New messages" goes: the read marker the open conversation had when it was
+   * opened (or looked at again) with unread messages.
+   */
+  readonly readMark = signal<{ conversationId: string; seq: number } | null>(null);
 
   readonly sortedConversations = computed(() =>
     Object.values(this.conversations.value).sort((a, b) => activity(b) - activity(a) || (a.id < b.id ? -1 : 1)),
@@ -74,6 +88,10 @@ export class ChatStore {
   private readSent: Record<string, number> = {};
   private typingTimer: unknown = null;
   private ackTimeoutMs: number;
+  private readonly storage: KeyValueStorage;
+  private local: LocalState | null = null;
+  private restoreTimer: unknown = null;
+  private restoreAttempt = 0;
 
   constructor(deps: StoreDeps = {}) {
     this.api = deps.api ?? new ApiClient();
@@ -81,6 +99,7 @@ export class ChatStore {
     this.now = deps.now ?? (() => Date.now());
     this.visible = deps.visible ?? (() => typeof document === 'undefined' || document.visibilityState === 'visible');
     this.ackTimeoutMs = deps.ackTimeoutMs ?? 15_000;
+    this.storage = deps.storage ?? browserStorage();
     this.api.onSession = (s) => this.onSession(s);
     this.api.onSignedOut = () => this.endSession(true);
     this.connection = new Connection({
@@ -108,23 +127,44 @@ export class ChatStore {
 
   // ------------------------------------------------------------------ session
 
-  /** At page load: a refresh cookie, if any, restores the session. */
-  async restore(): Promise<void> {
-    this.auth.value = 'loading';
-    this.notice.value = null;
+  /**
+   * At page load: a refresh cookie, if any, restores the session. While the server cannot
+   * be reached it tries again by itself (2, 5, 10, then every 30 s); `auto` is such an
+   * attempt, which leaves the "can't reach" screen up while it runs.
+   */
+  async restore(auto = false): Promise<void> {
+    this.t.clearTimeout(this.restoreTimer);
+    this.restoreTimer = null;
+    if (!auto) {
+      this.auth.value = 'loading';
+      this.notice.value = null;
+    }
     try {
       await this.api.refresh();
       await this.enter();
+      this.restoreAttempt = 0;
+      this.notice.value = null;
     } catch (e) {
       const err = toApiError(e);
       if (err.status === 0 || err.status >= 500) {
-        // The server cannot say whether the cookie is good: offer to try again.
+        // The server cannot say whether the cookie is good: offer to try again, and try.
         this.notice.value = describeError(err);
         this.auth.value = 'unreachable';
+        const delay = RESTORE_RETRY_MS[Math.min(this.restoreAttempt++, RESTORE_RETRY_MS.length - 1)];
+        this.restoreTimer = this.t.setTimeout(() => {
+          if (this.auth.value === 'unreachable') void this.restore(true);
+        }, delay);
         return;
       }
+      this.restoreAttempt = 0;
       this.auth.value = 'signedOut';
     }
+  }
+
+  /** The browser says it is online again: if the page is waiting for the server, try now. */
+  online(): void {
+    if (this.auth.value === 'unreachable') void this.restore(true);
+    else this.retryConnection();
   }
 
   async login(login: string, password: string): Promise<void> {
@@ -183,12 +223,47 @@ export class ChatStore {
 
   private async enter(): Promise<void> {
     await this.loadConversations();
+    this.restoreLocal();
     this.auth.value = 'signedIn';
     this.connection.start();
   }
 
+  /**
+   * Brings back this person's drafts and the messages they wrote that the server had not
+   * confirmed (a reload, a closed tab). Those go out again, with their clientId, when the
+   * socket is ready: the server stores a clientId once, so one that did arrive before is
+   * answered with the stored message instead of being stored twice.
+   */
+  private restoreLocal(): void {
+    const me = this.me.value;
+    if (!me) return;
+    this.local = new LocalState(this.storage, me.id);
+    const convs = this.conversations.value;
+    const drafts = this.local.drafts();
+    for (const id of Object.keys(drafts)) if (!convs[id]) delete drafts[id];
+    const gone: string[] = [];
+    const threads = { ...this.threads.value };
+    for (const p of this.local.pending()) {
+      if (!convs[p.conversationId]) {
+        gone.push(p.clientId);
+        continue;
+      }
+      const t = threads[p.conversationId] ?? emptyThread();
+      if (t.pending.some((x) => x.clientId === p.clientId)) continue;
+      threads[p.conversationId] = { ...t, pending: [...t.pending, p] };
+    }
+    this.local.removePending(gone);
+    batch(() => {
+      this.drafts.value = drafts;
+      this.threads.value = threads;
+    });
+  }
+
   private endSession(expired: boolean): void {
     this.connection.stop();
+    // Drafts and unsent messages are this person's: none stay in the browser.
+    this.local?.clear();
+    this.local = null;
     this.t.clearTimeout(this.refreshTimer);
     for (const f of this.inflight.values()) this.t.clearTimeout(f.timer);
     this.inflight.clear();
@@ -205,6 +280,8 @@ export class ChatStore {
       this.activeId.value = null;
       this.notice.value = null;
       this.sessionEnded.value = expired;
+      this.drafts.value = {};
+      this.readMark.value = null;
     });
   }
 
@@ -270,9 +347,14 @@ export class ChatStore {
     const { [conversationId]: _c, ...rest } = this.conversations.value;
     const { [conversationId]: _t, ...threads } = this.threads.value;
     delete this.cursors[conversationId];
+    const t = this.threads.value[conversationId];
+    if (t?.pending.length) this.local?.removePending(t.pending.map((p) => p.clientId));
+    this.local?.setDraft(conversationId, '');
+    const { [conversationId]: _d, ...drafts } = this.drafts.value;
     batch(() => {
       this.conversations.value = rest;
       this.threads.value = threads;
+      this.drafts.value = drafts;
       if (this.activeId.value === conversationId) this.activeId.value = null;
     });
   }
@@ -286,16 +368,45 @@ export class ChatStore {
   private setThread(id: string, f: (t: Thread) => Thread): void {
     const cur = this.thread(id);
     const next = f(cur);
-    if (next !== cur) this.threads.value = { ...this.threads.value, [id]: next };
+    if (next === cur) return;
+    this.threads.value = { ...this.threads.value, [id]: next };
+    if (next.pending !== cur.pending) this.savePending(cur.pending, next.pending);
+  }
+
+  /** Keeps the stored copy of unconfirmed messages in step with a thread's. */
+  private savePending(before: readonly Pending[], after: readonly Pending[]): void {
+    const local = this.local;
+    if (!local) return;
+    const now = new Map(after.map((p) => [p.clientId, p]));
+    local.removePending(before.filter((p) => !now.has(p.clientId)).map((p) => p.clientId));
+    const was = new Map(before.map((p) => [p.clientId, p]));
+    for (const p of after) if (was.get(p.clientId) !== p) local.putPending(p);
+  }
+
+  draft(conversationId: string): string {
+    return this.drafts.value[conversationId] ?? '';
+  }
+
+  /** The composer's text changed: kept per conversation, across switching and reloads. */
+  setDraft(conversationId: string, text: string): void {
+    if (this.draft(conversationId) === text) return;
+    const { [conversationId]: _old, ...rest } = this.drafts.value;
+    this.drafts.value = text === '' ? rest : { ...rest, [conversationId]: text };
+    this.local?.setDraft(conversationId, text);
   }
 
   /** Opens a conversation: loads its newest page once, marks it read. */
   async open(id: string | null): Promise<void> {
     this.activeId.value = id;
+    if (this.readMark.value && this.readMark.value.conversationId !== id) this.readMark.value = null;
     if (!id) return;
     if (!this.thread(id).loaded) {
       try {
         const r = await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?limit=50`);
+        // Messages held from before (live, or a restored send's answer) that are older than
+        // this page would leave a hole in the view: they come back when scrolling up.
+        const oldest = r.hasMore && r.messages.length ? r.messages[0].seq : 0;
+        if (oldest) this.setThread(id, (t) => (t.messages.some((m) => m.seq < oldest) ? { ...t, messages: t.messages.filter((m) => m.seq >= oldest) } : t));
         this.ingest(id, r.messages);
         this.setThread(id, (t) => ({ ...t, loaded: true, hasMore: r.hasMore }));
       } catch (e) {
@@ -379,6 +490,10 @@ export class ChatStore {
     const t = this.thread(id);
     const seq = Math.max(c?.lastSeq ?? 0, t.messages.length ? t.messages[t.messages.length - 1].seq : 0);
     if (!c || seq === 0) return;
+    if (c.unread > 0 && this.activeId.value === id) {
+      // Looked at with unread messages: "New messages" goes after what was read before.
+      this.readMark.value = { conversationId: id, seq: c.readSeq };
+    }
     if (c.unread !== 0 || c.readSeq < seq) {
       this.conversations.value = { ...this.conversations.value, [id]: { ...c, unread: 0, readSeq: Math.max(c.readSeq, seq) } };
     }
@@ -394,6 +509,7 @@ export class ChatStore {
   /** Writes a message: shown at once as pending, confirmed by its ack. */
   send(conversationId: string, body: string): string {
     const clientId = newClientId();
+    this.setDraft(conversationId, '');
     this.setThread(conversationId, (t) =>
       addPending(t, { clientId, conversationId, body, createdAt: new Date(this.now()).toISOString() }),
     );

@@ -149,3 +149,22 @@ export function dayLabel(iso: string, now = new Date()): string {
   if (key === dayKey(y.toISOString())) return 'Yesterday';
   return d.toLocaleDateString(undefined, { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
 }
+
+/**
+ * The message before which "New messages" goes: the first one after the read marker the
+ * conversation had when it was opened (`markSeq`), written by someone else. Null when
+ * there is none among the messages held.
+ */
+export function dividerBefore(messages: readonly Message[], markSeq: number, myId: string): number | null {
+  for (const m of messages) {
+    if (m.seq > markSeq && m.senderId !== myId) return m.seq;
+  }
+  return null;
+}
+
+/** How many of `messages` are newer than `seq` (for "jump to newest"). */
+export function countAfter(messages: readonly Message[], seq: number): number {
+  let n = 0;
+  for (let i = messages.length - 1; i >= 0 && messages[i].seq > seq; i--) n++;
+  return n;
+}

@@ -1,3 +1,4 @@
+import type { SocketLike } from '../src/socket';
 import type { Message, Session } from '../src/types';
 
 export function jwt(lifetimeSeconds: number, sub = 'u_1'): string {
@@ -36,4 +37,34 @@ export function deferred<T>() {
   let resolve!: (v: T) => void;
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
+}
+
+/** A WebSocket stand-in: records what the client sends, and lets a test play the server. */
+export class FakeSocket implements SocketLike {
+  readyState = 0;
+  sent: Array<Record<string, unknown>> = [];
+  onopen: SocketLike['onopen'] = null;
+  onmessage: SocketLike['onmessage'] = null;
+  onclose: SocketLike['onclose'] = null;
+  onerror: SocketLike['onerror'] = null;
+  send(d: string) {
+    this.sent.push(JSON.parse(d));
+  }
+  close() {
+    this.readyState = 3;
+  }
+  frame(f: object) {
+    this.onmessage?.({ data: JSON.stringify(f) });
+  }
+  ready() {
+    this.readyState = 1;
+    this.frame({ type: 'ready', userId: 'u_1', sessionId: 's', protocol: 1, expiresAt: '' });
+  }
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose?.({ code });
+  }
+  ofType(t: string) {
+    return this.sent.filter((f) => f.type === t);
+  }
 }

@@ -1,38 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ApiClient } from '../src/api';
-import type { SocketLike } from '../src/socket';
 import { ChatStore } from '../src/store';
 import type { Conversation } from '../src/types';
-import { errorBody, json, jwt, msg, session } from './helpers';
-
-class FakeSocket implements SocketLike {
-  readyState = 0;
-  sent: Array<Record<string, unknown>> = [];
-  onopen: SocketLike['onopen'] = null;
-  onmessage: SocketLike['onmessage'] = null;
-  onclose: SocketLike['onclose'] = null;
-  onerror: SocketLike['onerror'] = null;
-  send(d: string) {
-    this.sent.push(JSON.parse(d));
-  }
-  close() {
-    this.readyState = 3;
-  }
-  frame(f: object) {
-    this.onmessage?.({ data: JSON.stringify(f) });
-  }
-  ready() {
-    this.readyState = 1;
-    this.frame({ type: 'ready', userId: 'u_1', sessionId: 's', protocol: 1, expiresAt: '' });
-  }
-  drop(code = 1006) {
-    this.readyState = 3;
-    this.onclose?.({ code });
-  }
-  ofType(t: string) {
-    return this.sent.filter((f) => f.type === t);
-  }
-}
+import { errorBody, FakeSocket, json, jwt, msg, session } from './helpers';
 
 const conv = (over: Partial<Conversation> = {}): Conversation => ({
   id: 'c1',

@@ -1,7 +1,7 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { describeError } from '../errors';
 import { conversationTitle, type ChatStore } from '../store';
-import { dayKey, dayLabel, linkify, type Pending } from '../thread';
+import { countAfter, dayKey, dayLabel, dividerBefore, linkify, type Pending } from '../thread';
 import type { Conversation, Member, Message } from '../types';
 import { Avatar, Modal, timeShort, UserSearch } from './common';
 
@@ -50,11 +50,29 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   const loadingOlder = useRef(false);
   const prevHeight = useRef<number | null>(null);
   const typingUsers = Object.keys(store.typing.value[c.id] ?? {}).filter((u) => u !== me.id);
+  const dividerRef = useRef<HTMLLIElement>(null);
+  const placed = useRef(false);
+  // The newest seq the person has had in view, and how many arrived below since.
+  const newestSeen = useRef(0);
+  const [below, setBelow] = useState(0);
+  const mark = store.readMark.value;
+  const divider = mark && mark.conversationId === c.id ? dividerBefore(thread.messages, mark.seq, me.id) : null;
+  const newest = thread.messages.length ? thread.messages[thread.messages.length - 1].seq : 0;
 
   // Keep the view at the bottom when new messages arrive and the person was there.
   useLayoutEffect(() => {
     const el = listRef.current;
     if (!el) return;
+    if (!placed.current && thread.loaded) {
+      // First view: at "New messages" when it is there and the unread do not all fit, else the end.
+      placed.current = true;
+      const d = dividerRef.current;
+      const top = d ? d.getBoundingClientRect().top - el.getBoundingClientRect().top + el.scrollTop - 8 : Infinity;
+      el.scrollTop = Math.min(top, el.scrollHeight);
+      stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+      newestSeen.current = newest;
+      return;
+    }
     if (prevHeight.current !== null) {
       // Older messages were put on top: keep what the person was looking at in place.
       el.scrollTop += el.scrollHeight - prevHeight.current;
@@ -62,12 +80,28 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
     } else if (stick.current) {
       el.scrollTop = el.scrollHeight;
     }
-  }, [thread.messages, thread.pending, typingUsers.length]);
+    if (newest > newestSeen.current) {
+      // Scrolled up when messages arrive: offer to jump to them.
+      if (!stick.current && placed.current) setBelow((n) => n + countAfter(thread.messages, newestSeen.current));
+      newestSeen.current = newest;
+    }
+  }, [thread.messages, thread.pending, thread.loaded, typingUsers.length]);
+
+  const jumpToNewest = () => {
+    const el = listRef.current;
+    if (!el) return;
+    stick.current = true;
+    el.scrollTop = el.scrollHeight;
+    setBelow(0);
+    // The button goes away: the focus goes to the messages it scrolled.
+    el.focus();
+  };
 
   const onScroll = async () => {
     const el = listRef.current;
     if (!el) return;
     stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    if (stick.current && below) setBelow(0);
     if (el.scrollTop < 80 && thread.hasMore && !loadingOlder.current) {
       loadingOlder.current = true;
       prevHeight.current = el.scrollHeight;
@@ -94,6 +128,14 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         </li>,
       );
       lastDay = day;
+      prevSender = '';
+    }
+    if (m.seq === divider) {
+      items.push(
+        <li key="new" ref={dividerRef} class="new-divider" role="separator" aria-label="New messages" data-testid="new-divider">
+          <span>New messages</span>
+        </li>,
+      );
       prevSender = '';
     }
     const mine = m.senderId === me.id;
@@ -131,12 +173,25 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
           </button>
         )}
       </header>
-      <div class="messages" ref={listRef} onScroll={onScroll} tabIndex={0} aria-label={`Messages with ${title}`}>
-        {thread.hasMore && <p class="muted center small">Scroll up for older messages</p>}
-        {thread.loaded && thread.messages.length === 0 && thread.pending.length === 0 && <p class="muted center">No messages yet. Say hello!</p>}
-        <ol class="msg-list" role="log" aria-live="polite" aria-relevant="additions">
-          {items}
-        </ol>
+      <div class="messages-wrap">
+        <div class="messages" ref={listRef} onScroll={onScroll} tabIndex={0} aria-label={`Messages with ${title}`}>
+          {thread.hasMore && <p class="muted center small">Scroll up for older messages</p>}
+          {thread.loaded && thread.messages.length === 0 && thread.pending.length === 0 && <p class="muted center">No messages yet. Say hello!</p>}
+          <ol class="msg-list" role="log" aria-live="polite" aria-relevant="additions">
+            {items}
+          </ol>
+        </div>
+        {below > 0 && (
+          <button
+            type="button"
+            class="btn jump-newest"
+            onClick={jumpToNewest}
+            data-testid="jump-newest"
+            aria-label={`${below === 1 ? '1 new message' : `${below} new messages`}, jump to newest`}
+          >
+            <span aria-hidden="true">↓</span> {below === 1 ? '1 new message' : `${below} new messages`}
+          </button>
+        )}
       </div>
       <div class="typing-line" aria-live="polite" data-testid="typing">
         {typingUsers.length > 0 && typingText(typingUsers.map((u) => memberName(c, u)))}
@@ -218,7 +273,8 @@ function PendingItem({ p, onRetry, onDiscard }: { p: Pending; onRetry: () => voi
 const MAX_CHARS = 4000;
 
 function Composer({ store, conversationId, onSent }: { store: ChatStore; conversationId: string; onSent: () => void }) {
-  const [text, setText] = useState('');
+  // The draft of this conversation, kept by the store (across switching and reloads).
+  const [text, setText] = useState(() => store.draft(conversationId));
   const ref = useRef<HTMLTextAreaElement>(null);
   useEffect(() => {
     if (window.matchMedia('(min-width: 760px)').matches) ref.current?.focus();
@@ -248,6 +304,7 @@ function Composer({ store, conversationId, onSent }: { store: ChatStore; convers
         aria-invalid={tooLong}
         onInput={(e) => {
           setText(e.currentTarget.value);
+          store.setDraft(conversationId, e.currentTarget.value);
           if (e.currentTarget.value.trim()) store.typed(conversationId);
         }}
         onKeyDown={(e) => {

@@ -61,7 +61,7 @@ export function Sidebar({ store, navigate }: Props) {
         ) : (
           <ul class="conv-list">
             {list.map((c) => (
-              <ConversationItem key={c.id} c={c} myId={me.id} active={c.id === active} onOpen={() => navigate(c.id)} typing={Object.keys(store.typing.value[c.id] ?? {}).length > 0} />
+              <ConversationItem key={c.id} c={c} myId={me.id} active={c.id === active} onOpen={() => navigate(c.id)} typing={Object.keys(store.typing.value[c.id] ?? {}).length > 0} draft={store.drafts.value[c.id]} />
             ))}
           </ul>
         )}
@@ -73,12 +73,14 @@ export function Sidebar({ store, navigate }: Props) {
   );
 }
 
-function ConversationItem({ c, myId, active, onOpen, typing }: { c: Conversation; myId: string; active: boolean; onOpen: () => void; typing: boolean }) {
+function ConversationItem({ c, myId, active, onOpen, typing, draft }: { c: Conversation; myId: string; active: boolean; onOpen: () => void; typing: boolean; draft?: string }) {
   const title = conversationTitle(c, myId);
   const other = c.kind === 'direct' ? c.members.find((m) => m.id !== myId) : undefined;
   const last = c.lastMessage;
   let preview = 'No messages yet';
+  const hasDraft = !active && !typing && !!draft?.trim();
   if (typing) preview = 'typing…';
+  else if (hasDraft) preview = draft!.replace(/\s+/g, ' ');
   else if (last) {
     const who = last.senderId === myId ? 'You: ' : c.kind === 'group' ? (c.members.find((m) => m.id === last.senderId)?.displayName ?? 'Someone') + ': ' : '';
     preview = who + last.body.replace(/\s+/g, ' ');
@@ -95,7 +97,10 @@ function ConversationItem({ c, myId, active, onOpen, typing }: { c: Conversation
             {last && <span class="conv-time muted">{listTime(last.createdAt)}</span>}
           </span>
           <span class="conv-bottom">
-            <span class={'conv-preview' + (typing ? ' is-typing' : '')}>{preview}</span>
+            <span class={'conv-preview' + (typing ? ' is-typing' : '')} data-testid="conv-preview">
+              {hasDraft && <span class="draft-label">Draft: </span>}
+              {preview}
+            </span>
             {c.unread > 0 && (
               <span class="badge" data-testid="unread">
                 {c.unread > 99 ? '99+' : c.unread}
