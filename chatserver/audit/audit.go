@@ -31,6 +31,7 @@ const (
 	ConvCreated     = "conversation.created"
 	MemberAdded     = "member.added"
 	MemberRemoved   = "member.removed"
+	MessageDeleted  = "message.deleted"
 )
 
 // Store is the part of store.Store the log uses.

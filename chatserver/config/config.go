@@ -43,6 +43,8 @@ type Config struct {
 	MaxConnections   int
 	RateLogin        ratelimit.Rate
 	RateMessages     ratelimit.Rate
+	EditWindow       time.Duration // how long a sender may edit a message
+	ExpiryInterval   time.Duration // how often expired messages are purged
 	TrustedProxies   []*net.IPNet
 	ShutdownTimeout  time.Duration
 	DeliveryHold     time.Duration
@@ -107,6 +109,8 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		DeliveryHold:     check(&p, settings.DeliveryHold.Parse, settings.DeliveryHold.Setting),
 		PositionInterval: check(&p, settings.PositionInterval.Parse, settings.PositionInterval.Setting),
 		PasswordWorkers:  check(&p, settings.PasswordWorkers.Parse, settings.PasswordWorkers.Setting),
+		EditWindow:       check(&p, settings.EditWindow.Parse, settings.EditWindow.Setting),
+		ExpiryInterval:   check(&p, settings.ExpiryInterval.Parse, settings.ExpiryInterval.Setting),
 		LogLevel:         check(&p, settings.LogLevel.Parse, settings.LogLevel.Setting),
 		TLSCert:          p.str(settings.TLSCert),
 		TLSKey:           p.str(settings.TLSKey),

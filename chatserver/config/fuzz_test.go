@@ -34,6 +34,8 @@ var (
 		{settings.ShutdownTimeout, func(c *Config) time.Duration { return c.ShutdownTimeout }},
 		{settings.DeliveryHold, func(c *Config) time.Duration { return c.DeliveryHold }},
 		{settings.PositionInterval, func(c *Config) time.Duration { return c.PositionInterval }},
+		{settings.EditWindow, func(c *Config) time.Duration { return c.EditWindow }},
+		{settings.ExpiryInterval, func(c *Config) time.Duration { return c.ExpiryInterval }},
 	}
 )
 

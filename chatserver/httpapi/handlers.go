@@ -359,6 +359,7 @@ func (a *API) sendMessage(c *gin.Context) {
 	var in struct {
 		ClientID string  `json:"clientId"`
 		Body     *string `json:"body"`
+		ReplyTo  string  `json:"replyTo"`
 	}
 	if err := bind(c, &in); err != nil {
 		a.fail(c, err)
@@ -368,7 +369,8 @@ func (a *API) sendMessage(c *gin.Context) {
 		a.fail(c, apperr.New(apperr.InvalidRequest, "body is required"))
 		return
 	}
-	m, created, err := a.msgs.Send(c.Request.Context(), c.GetString("user_id"), c.Param("id"), in.ClientID, *in.Body)
+	m, created, err := a.msgs.SendMessage(c.Request.Context(), c.GetString("user_id"), c.Param("id"),
+		messaging.Draft{ClientID: in.ClientID, Body: *in.Body, ReplyTo: in.ReplyTo})
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -379,6 +381,66 @@ func (a *API) sendMessage(c *gin.Context) {
 		a.metrics.MessagesSent.WithLabelValues("rest").Inc()
 	}
 	c.JSON(status, m)
+}
+
+// answerMessage writes the message a lifecycle use case returned, or its error.
+func (a *API) answerMessage(c *gin.Context, m *protocol.Message, err error) {
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, m)
+}
+
+func (a *API) editMessage(c *gin.Context) {
+	var in struct {
+		Body *string `json:"body"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if in.Body == nil {
+		a.fail(c, apperr.New(apperr.InvalidRequest, "body is required"))
+		return
+	}
+	m, err := a.msgs.Edit(c.Request.Context(), c.GetString("user_id"), c.Param("id"), c.Param("messageId"), *in.Body)
+	a.answerMessage(c, m, err)
+}
+
+func (a *API) deleteMessage(c *gin.Context) {
+	m, err := a.msgs.Delete(c.Request.Context(), c.GetString("user_id"), c.Param("id"), c.Param("messageId"))
+	a.answerMessage(c, m, err)
+}
+
+// react adds (PUT) or removes (DELETE) the caller's reaction named in the path.
+func (a *API) react(add bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		m, err := a.msgs.React(c.Request.Context(), c.GetString("user_id"), c.Param("id"), c.Param("messageId"),
+			c.Param("emoji"), add)
+		a.answerMessage(c, m, err)
+	}
+}
+
+func (a *API) setSettings(c *gin.Context) {
+	var in struct {
+		ExpireAfter *int64 `json:"expireAfter"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if in.ExpireAfter == nil || *in.ExpireAfter < 0 || *in.ExpireAfter > 1<<32 {
+		a.fail(c, apperr.New(apperr.InvalidRequest, "expireAfter (seconds) is required: 0, 3600, 86400, 604800 or 2592000"))
+		return
+	}
+	v, err := a.msgs.SetExpireAfter(c.Request.Context(), c.GetString("user_id"), c.Param("id"),
+		time.Duration(*in.ExpireAfter)*time.Second)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, v)
 }
 
 func (a *API) markRead(c *gin.Context) {

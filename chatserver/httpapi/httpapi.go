@@ -128,6 +128,11 @@ func (a *API) Handler() http.Handler {
 	authed.GET("/conversations/:id/messages", a.history)
 	authed.POST("/conversations/:id/messages", a.sendMessage)
 	authed.POST("/conversations/:id/read", a.markRead)
+	authed.PATCH("/conversations/:id/messages/:messageId", a.editMessage)
+	authed.DELETE("/conversations/:id/messages/:messageId", a.deleteMessage)
+	authed.PUT("/conversations/:id/messages/:messageId/reactions/:emoji", a.react(true))
+	authed.DELETE("/conversations/:id/messages/:messageId/reactions/:emoji", a.react(false))
+	authed.PUT("/conversations/:id/settings", a.setSettings)
 
 	v1.GET("/ws", gin.WrapH(a.hub))
 

@@ -270,7 +270,7 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 	out := make([]protocol.Conversation, 0, len(sums))
 	for _, c := range sums {
 		v := protocol.Conversation{ID: c.ID, Kind: c.Kind, LastSeq: c.LastSeq, ReadSeq: c.ReadSeq, Unread: c.Unread,
-			LastActivity: c.LastActivity, CreatedAt: c.CreatedAt}
+			LastActivity: c.LastActivity, CreatedAt: c.CreatedAt, ExpireAfter: int64(c.ExpireAfter / time.Second)}
 		if c.TitleSealed != "" {
 			t, err := s.keys.Open(c.TitleSealed, titleAAD(c.ID))
 			if err != nil {

@@ -58,6 +58,19 @@ type Store interface {
 	MessagesAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]store.Message, error)
 	MessagesBefore(ctx context.Context, convID string, beforeSeq int64, limit int) ([]store.Message, error)
 	MarkRead(ctx context.Context, convID, userID string, seq int64) (int64, error)
+
+	// Message lifecycle (lifecycle.go).
+	MessageByID(ctx context.Context, convID, msgID string) (*store.Message, error)
+	MessagesByIDs(ctx context.Context, convID string, ids []string) ([]store.Message, error)
+	EditMessage(ctx context.Context, convID, msgID, sealed, keyID, actorID string, at time.Time) (*store.Message, *store.Event, error)
+	DeleteMessage(ctx context.Context, convID, msgID, actorID, kind string, at time.Time) (*store.Message, *store.Event, error)
+	SetReaction(ctx context.Context, convID, msgID, userID, emoji string, add bool, maxDistinct int, at time.Time) (*store.Event, error)
+	ReactionCounts(ctx context.Context, msgIDs []string, userID string) ([]store.ReactionCount, error)
+	SetExpireAfter(ctx context.Context, convID, actorID string, d time.Duration, at time.Time) (*store.Event, error)
+	EventsAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]store.Event, error)
+	ExpiredMessages(ctx context.Context, now time.Time, limit int) ([]store.Message, error)
+	ExpiryBacklog(ctx context.Context, now time.Time) (int64, error)
+	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
 }
 
 // Events is where the use cases send what happened (package delivery).
@@ -83,6 +96,8 @@ type Service struct {
 	maxChars int
 	now      func() time.Time
 	faults   *faults.Set
+	// editWindow is how long after sending a sender may edit a message.
+	editWindow time.Duration
 }
 
 // Config wires a Service.
@@ -97,8 +112,12 @@ type Config struct {
 	Logger       *slog.Logger
 	MaxBodyChars int
 	Now          func() time.Time
-	Faults       *faults.Set // test builds only (package faults); nil: none
+	Faults       *faults.Set   // test builds only (package faults); nil: none
+	EditWindow   time.Duration // 0: DefaultEditWindow
 }
+
+// DefaultEditWindow is how long a sender may edit a message by default.
+const DefaultEditWindow = 24 * time.Hour
 
 // New returns a Service.
 func New(c Config) *Service {
@@ -106,8 +125,13 @@ func New(c Config) *Service {
 	if now == nil {
 		now = time.Now
 	}
+	window := c.EditWindow
+	if window <= 0 {
+		window = DefaultEditWindow
+	}
 	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
-		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now, faults: c.Faults}
+		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now,
+		faults: c.Faults, editWindow: window}
 }
 
 // MaxBodyChars is the message length limit in characters.
@@ -154,6 +178,19 @@ func (s *Service) ValidateBody(body string) error {
 // clientID used before by the same sender in the same conversation returns
 // the stored message with created=false and stores nothing.
 func (s *Service) Send(ctx context.Context, userID, convID, clientID, body string) (*protocol.Message, bool, error) {
+	return s.SendMessage(ctx, userID, convID, Draft{ClientID: clientID, Body: body})
+}
+
+// Draft is a message to send.
+type Draft struct {
+	ClientID string
+	Body     string
+	ReplyTo  string // id of a message of the same conversation, or ""
+}
+
+// SendMessage is Send with every option (a reply).
+func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draft) (*protocol.Message, bool, error) {
+	clientID, body := d.ClientID, d.Body
 	if clientID == "" {
 		clientID = ids.New("c")
 	}
@@ -181,6 +218,13 @@ func (s *Service) Send(ctx context.Context, userID, convID, clientID, body strin
 				Message: "you are sending messages too fast; wait a moment"}
 		}
 	}
+	if d.ReplyTo != "" {
+		if _, err := s.store.MessageByID(ctx, convID, d.ReplyTo); errors.Is(err, store.ErrNotFound) {
+			return nil, false, apperr.New(apperr.NotFound, "replyTo names no message of this conversation")
+		} else if err != nil {
+			return nil, false, unavailable(err)
+		}
+	}
 	msgID := ids.New("m")
 	sealed, kid, err := s.keys.Seal(ctx, msgAAD(convID, msgID), []byte(body))
 	if err != nil {
@@ -188,14 +232,14 @@ func (s *Service) Send(ctx context.Context, userID, convID, clientID, body strin
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	stored, created, err := s.store.AppendMessage(ctx, &store.Message{ConversationID: convID, ID: msgID,
-		SenderID: userID, ClientID: clientID, BodySealed: sealed, KeyID: kid, CreatedAt: now})
+		SenderID: userID, ClientID: clientID, BodySealed: sealed, KeyID: kid, CreatedAt: now, ReplyTo: d.ReplyTo})
 	if err != nil {
 		return nil, false, unavailable(err)
 	}
 	if created {
 		s.faults.Kill(faults.KillAfterStore)
 	}
-	view := s.view(stored)
+	view := s.viewsFor(ctx, "", []store.Message{*stored})[0]
 	if created && s.faults.Hit(faults.DropPublish) {
 		return &view, true, nil
 	}
@@ -217,20 +261,6 @@ func userIDs(members []store.Member, skip string) []string {
 		}
 	}
 	return out
-}
-
-func (s *Service) view(m *store.Message) protocol.Message {
-	v := protocol.Message{ID: m.ID, ConversationID: m.ConversationID, Seq: m.Seq, SenderID: m.SenderID,
-		ClientID: m.ClientID, CreatedAt: m.CreatedAt}
-	pt, err := s.keys.Open(m.BodySealed, msgAAD(m.ConversationID, m.ID))
-	if err != nil {
-		s.log.Error("message failed to decrypt", "conversation", m.ConversationID, "message", m.ID,
-			"kid", keyring.KeyID(m.BodySealed), "err", err)
-		v.Undecryptable = true
-		return v
-	}
-	v.Body = string(pt)
-	return v
 }
 
 // publishToMembers sends a frame to every member except skip. A failed
@@ -291,49 +321,7 @@ func (s *Service) History(ctx context.Context, userID, convID string, p Page) ([
 			rows = rows[1:] // ascending: the extra one is the oldest
 		}
 	}
-	out := make([]protocol.Message, len(rows))
-	for i := range rows {
-		out[i] = s.view(&rows[i])
-	}
-	return out, more, nil
-}
-
-// Sync calls emit for every message after each cursor, conversation by
-// conversation, in seq order, and returns where each conversation now stands.
-// Conversations the user is not a member of are left out silently.
-func (s *Service) Sync(ctx context.Context, userID string, cursors map[string]int64, emit func(protocol.Message) error) (map[string]int64, error) {
-	if len(cursors) > MaxSyncConvs {
-		return nil, apperr.New(apperr.InvalidRequest, "at most %d conversations per sync", MaxSyncConvs)
-	}
-	out := make(map[string]int64, len(cursors))
-	for convID, cur := range cursors {
-		if cur < 0 {
-			return nil, apperr.New(apperr.InvalidRequest, "cursor for %q is negative", convID)
-		}
-		if _, err := s.member(ctx, convID, userID); err != nil {
-			if apperr.Is(err, apperr.NotFound) {
-				continue
-			}
-			return nil, err
-		}
-		for {
-			rows, err := s.store.MessagesAfter(ctx, convID, cur, MaxHistoryLimit)
-			if err != nil {
-				return nil, unavailable(err)
-			}
-			for i := range rows {
-				if err := emit(s.view(&rows[i])); err != nil {
-					return nil, err
-				}
-				cur = rows[i].Seq
-			}
-			if len(rows) < MaxHistoryLimit {
-				break
-			}
-		}
-		out[convID] = cur
-	}
-	return out, nil
+	return s.viewsFor(ctx, userID, rows), more, nil
 }
 
 // MarkRead raises the caller's read marker and tells every member.

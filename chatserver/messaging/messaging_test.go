@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/keyring"
 	"github.com/parley-chat/parley/chatserver/messaging"
+	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/chatserver/presence"
 	"github.com/parley-chat/parley/chatserver/protocol"
 	"github.com/parley-chat/parley/chatserver/store"
@@ -30,9 +32,12 @@ const maxBody = 20
 // fixture is a messaging.Service on a fresh SQLite store with a real
 // keyring, and an event sink in place of package delivery.
 type fixture struct {
-	svc    *messaging.Service
-	db     *sqlstore.DB
-	events *sink
+	svc     *messaging.Service
+	db      *sqlstore.DB
+	events  *sink
+	metrics *metrics.Metrics
+	// clock, when set, is the service's time (tests of windows and expiry).
+	clock atomic.Pointer[time.Time]
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -47,10 +52,16 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatalf("keyring: %v", err)
 	}
-	ev := &sink{}
-	svc := messaging.New(messaging.Config{Store: db, Keys: keys, Events: ev, Presence: presence.NewMemory(nil),
-		Audit: audit.New(db, log, nil), Logger: log, MaxBodyChars: maxBody})
-	return &fixture{svc: svc, db: db, events: ev}
+	f := &fixture{db: db, events: &sink{}, metrics: metrics.New()}
+	f.svc = messaging.New(messaging.Config{Store: db, Keys: keys, Events: f.events, Presence: presence.NewMemory(nil),
+		Audit: audit.New(db, log, nil), Logger: log, MaxBodyChars: maxBody, Metrics: f.metrics,
+		Now: func() time.Time {
+			if c := f.clock.Load(); c != nil {
+				return *c
+			}
+			return time.Now()
+		}})
+	return f
 }
 
 func (f *fixture) user(t *testing.T, name string) string {
@@ -519,7 +530,8 @@ func TestSync(t *testing.T) {
 
 	got := map[string][]int64{}
 	cursors, err := f.svc.Sync(t.Context(), bob, map[string]int64{long: 3, short: 0, quiet: 0, secret: 0},
-		func(m protocol.Message) error {
+		func(f protocol.ServerFrame) error {
+			m := f.(protocol.MessageFrame).Message
 			got[m.ConversationID] = append(got[m.ConversationID], m.Seq)
 			return nil
 		})
@@ -545,13 +557,13 @@ func TestSync(t *testing.T) {
 	// An emit error stops the sync and is returned.
 	stop := errors.New("connection closed")
 	calls := 0
-	_, err = f.svc.Sync(t.Context(), bob, map[string]int64{long: 0}, func(protocol.Message) error {
+	_, err = f.svc.Sync(t.Context(), bob, map[string]int64{long: 0}, func(protocol.ServerFrame) error {
 		calls++
 		return stop
 	})
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("Sync with a failing emit: %v after %d calls, want the emit error after 1", err, calls)
 	}
-	_, err = f.svc.Sync(t.Context(), bob, map[string]int64{long: -1}, func(protocol.Message) error { return nil })
+	_, err = f.svc.Sync(t.Context(), bob, map[string]int64{long: -1}, func(protocol.ServerFrame) error { return nil })
 	wantCode(t, "negative cursor", err, apperr.InvalidRequest)
 }

@@ -37,6 +37,8 @@ type Metrics struct {
 	BackplaneErrors      prometheus.Counter
 	BackplaneUp          prometheus.Gauge
 	AuditEvents          *prometheus.CounterVec // event
+	MessagesExpired      prometheus.Counter     // disappearing messages deleted by this replica
+	ExpiryBacklog        prometheus.Gauge       // expired messages not yet deleted (set by the lease holder)
 }
 
 // OrNew returns m, or fresh collectors on their own registry when m is nil,
@@ -111,6 +113,10 @@ func New() *Metrics {
 			Name: "parley_backplane_up", Help: "1 while the backplane's subscription is connected; 0 while degraded."}),
 		AuditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_audit_events_total", Help: "Audit log entries written by event."}, []string{"event"}),
+		MessagesExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_messages_expired_total", Help: "Disappearing messages this replica deleted once expired."}),
+		ExpiryBacklog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_messages_expiry_backlog", Help: "Expired messages not yet deleted, as last seen by the replica holding the expiry lease (0 elsewhere)."}),
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -120,6 +126,7 @@ func New() *Metrics {
 		m.HTTPDuration, m.PasswordHashWait, m.KeyringSeals, m.KeyringRotationDue,
 		m.KeyringReloads, m.KeyringRowsRemaining, m.KeyringLoaded, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
 		m.BackplaneRejected, m.DeliveryHeld, m.DeliveryDuplicates, m.DeliveryResyncs, m.DeliveryUnsynced, m.PositionCheck,
+		m.MessagesExpired, m.ExpiryBacklog,
 	)
 	return m
 }

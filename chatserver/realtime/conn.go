@@ -451,6 +451,18 @@ func (c *conn) fail(id string, err error) {
 	c.push(f)
 }
 
+// answer returns a func that answers request id with an ack carrying the
+// message, or with the error.
+func (c *conn) answer(id string) func(*protocol.Message, error) {
+	return func(m *protocol.Message, err error) {
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		c.push(protocol.AckFrame{ID: id, Message: m})
+	}
+}
+
 // handle runs one client frame; false ends the connection.
 func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 	h := c.hub
@@ -468,13 +480,32 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "send needs conversationId and body"))
 			return true
 		}
-		m, _, err := h.msgs.Send(ctx, c.userID, f.ConversationID, f.ClientID, *f.Body)
+		m, _, err := h.msgs.SendMessage(ctx, c.userID, f.ConversationID,
+			messaging.Draft{ClientID: f.ClientID, Body: *f.Body, ReplyTo: f.ReplyTo})
 		if err != nil {
 			c.fail(f.ID, err)
 			return true
 		}
 		h.metrics.MessagesSent.WithLabelValues("ws").Inc()
 		c.push(protocol.AckFrame{ID: f.ID, Message: m})
+	case protocol.EditRequest:
+		if f.Body == nil || f.ConversationID == "" || f.MessageID == "" {
+			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "edit needs conversationId, messageId and body"))
+			return true
+		}
+		c.answer(f.ID)(h.msgs.Edit(ctx, c.userID, f.ConversationID, f.MessageID, *f.Body))
+	case protocol.DeleteRequest:
+		if f.ConversationID == "" || f.MessageID == "" {
+			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "delete needs conversationId and messageId"))
+			return true
+		}
+		c.answer(f.ID)(h.msgs.Delete(ctx, c.userID, f.ConversationID, f.MessageID))
+	case protocol.ReactRequest:
+		if f.ConversationID == "" || f.MessageID == "" {
+			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "react needs conversationId, messageId and emoji"))
+			return true
+		}
+		c.answer(f.ID)(h.msgs.React(ctx, c.userID, f.ConversationID, f.MessageID, f.Emoji, !f.Remove))
 	case protocol.SyncRequest:
 		if len(f.Cursors) > messaging.MaxSyncConvs {
 			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "at most %d conversations per sync", messaging.MaxSyncConvs))
@@ -487,8 +518,8 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 		// Live frames of these conversations wait until the sync has sent
 		// what it found, so none overtakes the messages it sends.
 		c.syncStarted(convs)
-		cursors, err := h.msgs.Sync(ctx, c.userID, f.Cursors, func(m protocol.Message) error {
-			data, err := protocol.Encode(protocol.MessageFrame{Message: &m})
+		cursors, err := h.msgs.Sync(ctx, c.userID, f.Cursors, func(fr protocol.ServerFrame) error {
+			data, err := protocol.Encode(fr)
 			if err != nil {
 				return err
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/delivery"
+	"github.com/parley-chat/parley/chatserver/messaging"
 	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/chatserver/protocol"
 )
@@ -32,8 +33,11 @@ type Accounts interface {
 
 // Messages runs the requests a connection makes.
 type Messages interface {
-	Send(ctx context.Context, userID, convID, clientID, body string) (*protocol.Message, bool, error)
-	Sync(ctx context.Context, userID string, cursors map[string]int64, emit func(protocol.Message) error) (map[string]int64, error)
+	SendMessage(ctx context.Context, userID, convID string, d messaging.Draft) (*protocol.Message, bool, error)
+	Edit(ctx context.Context, userID, convID, msgID, body string) (*protocol.Message, error)
+	Delete(ctx context.Context, userID, convID, msgID string) (*protocol.Message, error)
+	React(ctx context.Context, userID, convID, msgID, emoji string, add bool) (*protocol.Message, error)
+	Sync(ctx context.Context, userID string, cursors map[string]int64, emit func(protocol.ServerFrame) error) (map[string]int64, error)
 	Typing(ctx context.Context, userID, convID string) error
 	MarkRead(ctx context.Context, userID, convID string, seq int64) (int64, error)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/faults"
 	"github.com/parley-chat/parley/chatserver/httpapi"
+	"github.com/parley-chat/parley/chatserver/ids"
 	"github.com/parley-chat/parley/chatserver/keyring"
 	"github.com/parley-chat/parley/chatserver/messaging"
 	"github.com/parley-chat/parley/chatserver/metrics"
@@ -47,6 +48,7 @@ type Server struct {
 	redis    redis.UniversalClient
 	hub      *realtime.Hub
 	reseal   *messaging.Resealer
+	msgs     *messaging.Service
 	metrics  *metrics.Metrics
 	http     *http.Server
 	listener net.Listener
@@ -194,8 +196,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
 	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres,
 		Audit: auditLog, MessageLimit: msgLimit, Metrics: s.metrics,
-		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now, Faults: faults.FromEnv(os.Getenv)})
+		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now, Faults: faults.FromEnv(os.Getenv),
+		EditWindow: cfg.EditWindow})
 	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log)
+	s.msgs = msgs
 	s.hub = realtime.NewHub(realtime.Config{
 		Options: realtime.Options{AllowedOrigins: cfg.AllowedOrigins, MaxConnections: cfg.MaxConnections,
 			ReadLimit: int64(cfg.MaxFrameBytes), DeliveryHold: cfg.DeliveryHold},
@@ -263,6 +267,10 @@ func (s *Server) Run(ctx context.Context) error {
 		go s.redisProbe(bg)
 	}
 	go s.reseal.Run(bg, s.cfg.ResealInterval)
+	if s.cfg.ExpiryInterval > 0 {
+		// Every replica runs it; the lease in the database lets one work.
+		go s.msgs.RunExpiry(bg, ids.New("r"), s.cfg.ExpiryInterval)
+	}
 
 	errc := make(chan error, 1)
 	go func() {

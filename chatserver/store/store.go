@@ -230,7 +230,9 @@ type Store interface {
 	// writes has read what came before), in one transaction. If (ConversationID, SenderID,
 	// ClientID) was stored before, it returns that message and created=false and
 	// writes nothing; an empty ClientID is never idempotent. An unknown
-	// conversation gives ErrNotFound, a taken message id ErrConflict.
+	// conversation gives ErrNotFound, a taken message id ErrConflict. When
+	// m.ExpiresAt is nil and the conversation's ExpireAfter is set, the
+	// stored message expires at CreatedAt + ExpireAfter.
 	AppendMessage(ctx context.Context, m *Message) (stored *Message, created bool, err error)
 	// MessagesAfter returns messages with seq > afterSeq, ascending, at most
 	// limit (none when limit <= 0).

@@ -14,7 +14,7 @@ import (
 var (
 	fuzzInts      = []Int{DBMaxConns, MaxMessageChars, MaxFrameBytes, MaxConnections, PasswordWorkers}
 	fuzzDurations = []Duration{KeyringReload, ResealInterval, AccessTokenTTL, RefreshTokenTTL, ShutdownTimeout,
-		DeliveryHold, PositionInterval}
+		DeliveryHold, PositionInterval, EditWindow, ExpiryInterval}
 )
 
 func TestFuzzListsCoverEveryRange(t *testing.T) {

@@ -192,6 +192,10 @@ var (
 		"how long a live message waits for its predecessor in its conversation before the client is told to sync it")
 	PositionInterval = durationSetting("position-interval", "PARLEY_POSITION_INTERVAL", 2*time.Second, 100*time.Millisecond, time.Minute,
 		"how often each replica checks that its connections were sent every stored message (a hole is found within twice this plus -delivery-hold)")
+	EditWindow = durationSetting("edit-window", "PARLEY_EDIT_WINDOW", 24*time.Hour, time.Minute, 30*24*time.Hour,
+		"how long after sending a message its sender may edit it")
+	ExpiryInterval = durationSetting("expiry-interval", "PARLEY_EXPIRY_INTERVAL", 30*time.Second, 100*time.Millisecond, time.Hour,
+		"how often the replica holding the expiry lease deletes expired (disappearing) messages")
 	PasswordWorkers = intSetting("password-workers", "PARLEY_PASSWORD_WORKERS", 2, 1, 64,
 		"password hashes computed at once, each using 19 MiB")
 	LogLevel = levelSetting("log-level", "PARLEY_LOG_LEVEL", slog.LevelInfo, "debug", "info", "warn", "error")
@@ -207,7 +211,8 @@ func All() []Setting {
 		KeyringDir, KeyringReload.Setting, ResealInterval.Setting, AllowedOrigins,
 		AccessTokenTTL.Setting, RefreshTokenTTL.Setting, MaxMessageChars.Setting, MaxFrameBytes.Setting,
 		MaxConnections.Setting, RateLogin.Setting, RateMessages.Setting, TrustedProxies,
-		ShutdownTimeout.Setting, DeliveryHold.Setting, PositionInterval.Setting, PasswordWorkers.Setting, LogLevel.Setting, TLSCert, TLSKey,
+		ShutdownTimeout.Setting, DeliveryHold.Setting, PositionInterval.Setting,
+		EditWindow.Setting, ExpiryInterval.Setting, PasswordWorkers.Setting, LogLevel.Setting, TLSCert, TLSKey,
 	}
 }
 

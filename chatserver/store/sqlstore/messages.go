@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/parley-chat/parley/chatserver/store"
 )
@@ -65,13 +66,20 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 		}
 		// last_activity never moves backwards, whatever the clocks of the
 		// replicas say.
+		var expireAfter int64
 		err := tx.QueryRowContext(ctx, `UPDATE conversations
 			SET last_seq = last_seq + 1,
 			    last_activity = CASE WHEN last_activity < $1 THEN $1 ELSE last_activity END
 			WHERE id = $2
-			RETURNING last_seq`, micros(m.CreatedAt), m.ConversationID).Scan(&stored.Seq)
+			RETURNING last_seq, expire_after`, micros(m.CreatedAt), m.ConversationID).Scan(&stored.Seq, &expireAfter)
 		if err != nil {
 			return err
+		}
+		// The setting in force when the message takes its seq decides:
+		// a change of it is ordered before or after this message.
+		if stored.ExpiresAt == nil && expireAfter > 0 {
+			e := stored.CreatedAt.Add(time.Duration(expireAfter) * time.Second)
+			stored.ExpiresAt = &e
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages (conversation_id, seq, id, sender_id, client_id,
 			body_sealed, key_id, created_at, reply_to, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
