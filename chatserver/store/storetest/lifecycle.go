@@ -222,6 +222,16 @@ func testSetExpireAfter(t *testing.T, s store.Store) {
 	sum, err := s.ConversationSummary(ctx(t), b.ID, conv.ID)
 	wantNoErr(t, "ConversationSummary", err)
 	wantEq(t, "summary ExpireAfter", sum.ExpireAfter, time.Hour)
+	// A message stored while the setting is on expires that long after its time.
+	m, _, err := s.AppendMessage(ctx(t), &store.Message{ConversationID: conv.ID, ID: newID("m"), SenderID: a.ID,
+		BodySealed: "v1.k1.x", KeyID: "k1", CreatedAt: t0})
+	wantNoErr(t, "AppendMessage", err)
+	if m.ExpiresAt == nil || !m.ExpiresAt.Equal(t0.Add(time.Hour)) {
+		t.Errorf("ExpiresAt of a message sent under expireAfter = %v, want %v", m.ExpiresAt, t0.Add(time.Hour))
+	}
+	if read, err := s.MessageByID(ctx(t), conv.ID, m.ID); err != nil || read.ExpiresAt == nil || !read.ExpiresAt.Equal(t0.Add(time.Hour)) {
+		t.Errorf("ExpiresAt read back = %+v, %v", read, err)
+	}
 	ev, err = s.SetExpireAfter(ctx(t), conv.ID, b.ID, time.Hour, t0)
 	wantNoErr(t, "SetExpireAfter same", err)
 	if ev != nil {
@@ -229,7 +239,13 @@ func testSetExpireAfter(t *testing.T, s store.Store) {
 	}
 	ev, err = s.SetExpireAfter(ctx(t), conv.ID, b.ID, 0, t0)
 	wantNoErr(t, "SetExpireAfter off", err)
-	wantEq(t, "off event seq", ev.Seq, int64(2))
+	wantEq(t, "off event seq", ev.Seq, int64(3))
+	m, _, err = s.AppendMessage(ctx(t), &store.Message{ConversationID: conv.ID, ID: newID("m"), SenderID: a.ID,
+		BodySealed: "v1.k1.x", KeyID: "k1", CreatedAt: t0})
+	wantNoErr(t, "AppendMessage", err)
+	if m.ExpiresAt != nil {
+		t.Errorf("ExpiresAt with the setting off = %v", m.ExpiresAt)
+	}
 	_, err = s.SetExpireAfter(ctx(t), "c_nope", a.ID, time.Hour, t0)
 	wantErr(t, "unknown conversation", err, store.ErrNotFound)
 }
