@@ -315,7 +315,8 @@ func TestShutdownAcksWhatItStored(t *testing.T) {
 				acked = true
 			}
 		}
-		must(t, w.ClosedWith(5*time.Second) == websocket.CloseGoingAway, "round %d: not closed with 1001", i)
+		code := w.ClosedWith(5 * time.Second)
+		must(t, code == websocket.CloseGoingAway, "round %d: closed with %d, not 1001", i, code)
 		ts.stop()
 		db, err := sqlstore.Open(context.Background(), ts.cfg.DatabaseURL, sqlstore.Options{})
 		must(t, err == nil, "reopen: %v", err)
