@@ -6,7 +6,7 @@
 #   FUZZ_TIME=60s hack/fuzz.sh            every target, 60 s each
 #   hack/fuzz.sh FuzzDecodeClient         only targets matching a pattern (grep -E)
 #   FUZZ_PARALLEL=1 hack/fuzz.sh          one fuzzing worker (default: GOMAXPROCS)
-#   FUZZ_MINIMIZE_TIME=60s hack/fuzz.sh   time to shrink each new input (default 5s)
+#   FUZZ_MINIMIZE_TIME=60s hack/fuzz.sh   time to shrink each new input (default 1s)
 #
 # The minimizing time is capped because the REST targets are stateful (the
 # store grows as they run), so an input's coverage does not quite repeat and
@@ -19,8 +19,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_TIME=${FUZZ_TIME:-30s}
-FUZZ_MINIMIZE_TIME=${FUZZ_MINIMIZE_TIME:-5s}
+FUZZ_MINIMIZE_TIME=${FUZZ_MINIMIZE_TIME:-1s}
 GO=${GO:-go}
+# The REST targets' SQLite stores (t.TempDir) sync to disk on every commit: in
+# memory they run about 3 times faster. Only when TMPDIR was not chosen.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+	export TMPDIR=/dev/shm
+fi
 pattern=${1:-.}
 parallel=()
 [ -z "${FUZZ_PARALLEL:-}" ] || parallel=(-parallel "$FUZZ_PARALLEL")
