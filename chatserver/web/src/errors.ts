@@ -1,6 +1,6 @@
 import { ApiError } from './api';
 
-export type ErrorContext = 'login' | 'register' | 'send' | 'members' | 'password' | 'general';
+export type ErrorContext = 'login' | 'register' | 'send' | 'members' | 'password' | 'change' | 'settings' | 'general';
 
 /** Words a person understands for a server error code (docs/api.md "Errors"). */
 export function describeError(e: unknown, ctx: ErrorContext = 'general'): string {
@@ -33,6 +33,8 @@ export function describeError(e: unknown, ctx: ErrorContext = 'general'): string
     case 'token_reused':
       return 'Your session has ended. Please sign in again.';
     case 'forbidden':
+      if (ctx === 'change') return "You can't change that message: only your own messages can be edited (within a day of sending), and only a group's owner or admins can delete others' messages.";
+      if (ctx === 'settings') return "Only the group's owner or admins can change disappearing messages.";
       return "You don't have permission to do that. Only the group's owner or admins can.";
     case 'not_found':
       return ctx === 'send'
@@ -41,6 +43,7 @@ export function describeError(e: unknown, ctx: ErrorContext = 'general'): string
     case 'conflict':
       if (ctx === 'register') return 'That username or email is already taken.';
       if (ctx === 'members') return 'That person is already a member.';
+      if (ctx === 'change') return 'That message was deleted, or has as many different reactions as it can.';
       return 'That already exists.';
     case 'rate_limited': {
       const s = retryAfter && Number.isFinite(retryAfter) ? Math.ceil(retryAfter) : 0;
@@ -53,7 +56,7 @@ export function describeError(e: unknown, ctx: ErrorContext = 'general'): string
     case 'internal':
       return 'Something went wrong on our side. Please try again.';
     case 'timeout':
-      return 'Not sent: the server did not answer in time.';
+      return ctx === 'change' ? 'The server did not answer in time. Please try again.' : 'Not sent: the server did not answer in time.';
     default:
       return 'Something went wrong. Please try again.';
   }

@@ -1,4 +1,5 @@
 import type { Pending } from './thread';
+import type { ReplyRef } from './types';
 
 /** The part of the Web Storage API used here (localStorage in the browser, a Map in tests). */
 export interface KeyValueStorage {
@@ -119,6 +120,7 @@ export class LocalState {
         createdAt: p.createdAt,
         status: p.status,
         ...(typeof p.error === 'string' ? { error: p.error } : {}),
+        ...(isReplyRef(p.replyTo) ? { replyTo: p.replyTo } : {}),
       });
     }
     return out.sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
@@ -151,4 +153,9 @@ export class LocalState {
       /* ignore */
     }
   }
+}
+
+function isReplyRef(v: unknown): v is ReplyRef {
+  const r = v as Partial<ReplyRef> | null;
+  return !!r && typeof r === 'object' && typeof r.id === 'string' && typeof r.seq === 'number' && typeof r.senderId === 'string' && typeof r.excerpt === 'string' && typeof r.deleted === 'boolean';
 }

@@ -5,18 +5,21 @@ import { browserStorage, LocalState, type KeyValueStorage } from './persist';
 import { Connection, type ConnState, type SocketLike, type Timers } from './socket';
 import {
   addPending,
-  advanceCursor,
+  advanceOver,
+  applyEvent,
   dropPending,
+  excerpt,
   emptyThread,
   failPending,
   isPending,
   newClientId,
   receive,
+  replaceMessage,
   retryPending,
   type Pending,
   type Thread,
 } from './thread';
-import type { Conversation, Message, ServerFrame, Session, User } from './types';
+import type { ChangeEvent, ClientFrame, Conversation, Message, ReplyRef, ServerFrame, Session, User } from './types';
 
 export type AuthState = 'loading' | 'unreachable' | 'signedOut' | 'signedIn';
 
@@ -68,6 +71,11 @@ export class ChatStore {
    * opened (or looked at again) with unread messages.
    */
   readonly readMark = signal<{ conversationId: string; seq: number } | null>(null);
+  /**
+   * Who reacted, as far as this page saw it: messageId -> emoji -> userIds, from `reaction`
+   * frames (the message view has counts only).
+   */
+  readonly reactors = signal<Record<string, Record<string, string[]>>>({});
 
   readonly sortedConversations = computed(() =>
     Object.values(this.conversations.value).sort((a, b) => activity(b) - activity(a) || (a.id < b.id ? -1 : 1)),
@@ -82,8 +90,14 @@ export class ChatStore {
   private readonly visible: () => boolean;
   private refreshTimer: unknown = null;
   private reqSeq = 0;
-  /** socket request id -> { conversationId, clientId, timer } */
+  /** Seqs seen above each cursor (a message or change event that came after a gap). */
+  private seen: Record<string, Set<number>> = {};
+  /** Change events applied per conversation (an answer older than one of them is not applied). */
+  private changes: Record<string, number> = {};
+  /** socket request id -> a send waiting for its ack */
   private inflight = new Map<string, { conversationId: string; clientId: string; timer: unknown }>();
+  /** socket request id -> an edit, delete or reaction waiting for its ack */
+  private inflightChange = new Map<string, { conversationId: string; timer: unknown; done: (m: Message | null, err?: unknown) => void }>();
   private lastTypingSent: Record<string, number> = {};
   private readSent: Record<string, number> = {};
   private typingTimer: unknown = null;
@@ -267,8 +281,11 @@ export class ChatStore {
     this.t.clearTimeout(this.refreshTimer);
     for (const f of this.inflight.values()) this.t.clearTimeout(f.timer);
     this.inflight.clear();
+    this.failChanges();
     this.api.clear();
     this.cursors = {};
+    this.seen = {};
+    this.changes = {};
     this.readSent = {};
     batch(() => {
       this.auth.value = 'signedOut';
@@ -282,6 +299,7 @@ export class ChatStore {
       this.sessionEnded.value = expired;
       this.drafts.value = {};
       this.readMark.value = null;
+      this.reactors.value = {};
     });
   }
 
@@ -347,6 +365,7 @@ export class ChatStore {
     const { [conversationId]: _c, ...rest } = this.conversations.value;
     const { [conversationId]: _t, ...threads } = this.threads.value;
     delete this.cursors[conversationId];
+    delete this.seen[conversationId];
     const t = this.threads.value[conversationId];
     if (t?.pending.length) this.local?.removePending(t.pending.map((p) => p.clientId));
     this.local?.setDraft(conversationId, '');
@@ -437,15 +456,11 @@ export class ChatStore {
     if (msgs.length === 0) return;
     const me = this.me.value?.id ?? null;
     this.setThread(id, (t) => receive(t, msgs, me));
-    const t = this.thread(id);
-    const cur = this.cursors[id] ?? 0;
-    const next = advanceCursor(cur, t.messages);
-    this.cursors[id] = next;
+    this.noteSeqs(
+      id,
+      msgs.map((m) => m.seq),
+    );
     const newest = msgs.reduce((a, b) => (b.seq > a.seq ? b : a));
-    if (newest.seq > next) {
-      // A hole between the cursor and what arrived: ask for what is missing.
-      this.connection.send({ type: 'sync', cursors: { [id]: next } });
-    }
     const c = this.conversations.value[id];
     if (!c) {
       void this.fetchConversation(id);
@@ -468,6 +483,61 @@ export class ChatStore {
       for (const m of msgs) delete copy[m.senderId];
       this.typing.value = { ...this.typing.value, [id]: copy };
     }
+    if (this.isReading(id)) this.markRead(id);
+  }
+
+  /**
+   * Moves the conversation's cursor over seqs that arrived (messages and change events
+   * share the counter). A hole between the cursor and what arrived asks for what is missing.
+   */
+  private noteSeqs(id: string, seqs: number[]): void {
+    const cur = this.cursors[id] ?? 0;
+    const seen = (this.seen[id] ??= new Set());
+    let top = 0;
+    for (const s of seqs) {
+      if (s > cur) seen.add(s);
+      top = Math.max(top, s);
+    }
+    const next = advanceOver(cur, seen);
+    this.cursors[id] = next;
+    if (seen.size === 0) delete this.seen[id];
+    if (top > next) this.connection.send({ type: 'sync', cursors: { [id]: next } });
+  }
+
+  /** Change events (edits, deletions, reactions, settings), in seq order. */
+  private ingestEvents(id: string, evs: ChangeEvent[]): void {
+    if (evs.length === 0) return;
+    const me = this.me.value?.id ?? null;
+    this.setThread(id, (t) => evs.reduce((x, ev) => applyEvent(x, ev, me), t));
+    this.changes[id] = (this.changes[id] ?? 0) + evs.length;
+    for (const ev of evs) {
+      if (ev.type !== 'reaction') continue;
+      const per = this.reactors.value[ev.messageId] ?? {};
+      const users = (per[ev.emoji] ?? []).filter((u) => u !== ev.userId);
+      if (ev.added) users.push(ev.userId);
+      this.reactors.value = { ...this.reactors.value, [ev.messageId]: { ...per, [ev.emoji]: users } };
+    }
+    this.noteSeqs(
+      id,
+      evs.map((e) => e.seq),
+    );
+    const c = this.conversations.value[id];
+    if (!c) {
+      void this.fetchConversation(id);
+      return;
+    }
+    let next = c;
+    for (const ev of evs) {
+      if (ev.seq > next.lastSeq) next = { ...next, lastSeq: ev.seq };
+      if (ev.type === 'conversation_settings') next = { ...next, expireAfter: ev.expireAfter };
+      else if (next.lastMessage?.id === ev.messageId) {
+        const held = this.thread(id).messages.find((m) => m.id === ev.messageId);
+        if (held) next = { ...next, lastMessage: held };
+        else if (ev.type === 'message_deleted') next = { ...next, lastMessage: { ...next.lastMessage, body: '', deleted: { at: ev.deletedAt, reason: ev.reason } } };
+        else if (ev.type === 'message_edited') next = { ...next, lastMessage: { ...next.lastMessage, body: ev.body, editedAt: ev.editedAt } };
+      }
+    }
+    if (next !== c) this.conversations.value = { ...this.conversations.value, [id]: next };
     if (this.isReading(id)) this.markRead(id);
   }
 
@@ -507,13 +577,14 @@ export class ChatStore {
   }
 
   /** Writes a message: shown at once as pending, confirmed by its ack. */
-  send(conversationId: string, body: string): string {
+  send(conversationId: string, body: string, replyTo?: Message): string {
     const clientId = newClientId();
     this.setDraft(conversationId, '');
+    const ref: ReplyRef | undefined = replyTo ? { id: replyTo.id, seq: replyTo.seq, senderId: replyTo.senderId, excerpt: excerpt(replyTo.body), deleted: !!replyTo.deleted } : undefined;
     this.setThread(conversationId, (t) =>
-      addPending(t, { clientId, conversationId, body, createdAt: new Date(this.now()).toISOString() }),
+      addPending(t, { clientId, conversationId, body, createdAt: new Date(this.now()).toISOString(), ...(ref ? { replyTo: ref } : {}) }),
     );
-    void this.dispatch(conversationId, clientId, body);
+    void this.dispatch(conversationId, clientId, body, ref?.id);
     return clientId;
   }
 
@@ -522,16 +593,16 @@ export class ChatStore {
     const p = this.thread(conversationId).pending.find((x) => x.clientId === clientId);
     if (!p) return;
     this.setThread(conversationId, (t) => retryPending(t, clientId));
-    void this.dispatch(conversationId, clientId, p.body);
+    void this.dispatch(conversationId, clientId, p.body, p.replyTo?.id);
   }
 
   discard(conversationId: string, clientId: string): void {
     this.setThread(conversationId, (t) => dropPending(t, clientId));
   }
 
-  private async dispatch(conversationId: string, clientId: string, body: string): Promise<void> {
+  private async dispatch(conversationId: string, clientId: string, body: string, replyTo?: string): Promise<void> {
     const id = `s${++this.reqSeq}`;
-    if (this.connection.send({ type: 'send', id, conversationId, clientId, body })) {
+    if (this.connection.send({ type: 'send', id, conversationId, clientId, body, ...(replyTo ? { replyTo } : {}) })) {
       const timer = this.t.setTimeout(() => {
         this.inflight.delete(id);
         if (isPending(this.thread(conversationId), clientId)) {
@@ -543,7 +614,7 @@ export class ChatStore {
     }
     // No socket right now: the REST endpoint is just as idempotent.
     try {
-      const m = await this.api.request<Message>('POST', `/conversations/${enc(conversationId)}/messages`, { clientId, body });
+      const m = await this.api.request<Message>('POST', `/conversations/${enc(conversationId)}/messages`, { clientId, body, ...(replyTo ? { replyTo } : {}) });
       this.ingest(conversationId, [m]);
     } catch (e) {
       const err = toApiError(e);
@@ -562,6 +633,78 @@ export class ChatStore {
     for (const [cid, t] of Object.entries(this.threads.value)) {
       for (const p of t.pending) if (p.status === 'pending') this.setThread(cid, (x) => failPending(x, p.clientId, why));
     }
+  }
+
+  // ------------------------------------------------------ edits, deletions, reactions
+
+  /** Replaces the text of one of my messages. Rejects with the server's error. */
+  edit(conversationId: string, messageId: string, body: string): Promise<void> {
+    return this.change(conversationId, { type: 'edit', id: '', conversationId, messageId, body }, 'PATCH', `/messages/${enc(messageId)}`, { body });
+  }
+
+  /** Deletes a message for everyone (it becomes a tombstone). */
+  deleteMessage(conversationId: string, messageId: string): Promise<void> {
+    return this.change(conversationId, { type: 'delete', id: '', conversationId, messageId }, 'DELETE', `/messages/${enc(messageId)}`);
+  }
+
+  /** Adds (or removes) my reaction. */
+  react(conversationId: string, messageId: string, emoji: string, remove = false): Promise<void> {
+    return this.change(
+      conversationId,
+      { type: 'react', id: '', conversationId, messageId, emoji, ...(remove ? { remove: true } : {}) },
+      remove ? 'DELETE' : 'PUT',
+      `/messages/${enc(messageId)}/reactions/${enc(emoji)}`,
+    );
+  }
+
+  /** Disappearing messages: 0 (off) or one of the server's choices, in seconds. */
+  async setExpireAfter(conversationId: string, expireAfter: number): Promise<void> {
+    const c = await this.api.request<Conversation>('PUT', `/conversations/${enc(conversationId)}/settings`, { expireAfter });
+    this.upsertConversation(c);
+  }
+
+  /**
+   * Sends a change over the socket (REST when it is not open). Its answer is the message as
+   * it now is; it is put in place unless a change event came since (events carry the order;
+   * ours comes too).
+   */
+  private change(conversationId: string, frame: Extract<ClientFrame, { type: 'edit' | 'delete' | 'react' }>, method: string, path: string, body?: unknown): Promise<void> {
+    const mark = this.changes[conversationId] ?? 0;
+    const apply = (m: Message) => {
+      if ((this.changes[conversationId] ?? 0) !== mark) return;
+      this.setThread(conversationId, (t) => replaceMessage(t, m));
+      const c = this.conversations.value[conversationId];
+      if (c?.lastMessage?.id === m.id) this.conversations.value = { ...this.conversations.value, [conversationId]: { ...c, lastMessage: m } };
+    };
+    const id = `e${++this.reqSeq}`;
+    return new Promise<void>((resolve, reject) => {
+      const done = (m: Message | null, err?: unknown) => {
+        if (m) {
+          apply(m);
+          resolve();
+        } else reject(err ?? { code: 'network' });
+      };
+      if (this.connection.send({ ...frame, id })) {
+        const timer = this.t.setTimeout(() => {
+          if (this.inflightChange.delete(id)) reject({ code: 'timeout' });
+        }, this.ackTimeoutMs);
+        this.inflightChange.set(id, { conversationId, timer, done });
+        return;
+      }
+      this.api.request<Message>(method, `/conversations/${enc(conversationId)}${path}`, body).then(
+        (m) => done(m),
+        (e) => done(null, e),
+      );
+    });
+  }
+
+  /** Changes whose answer will not come (the socket closed): they fail. */
+  private failChanges(): void {
+    for (const ch of this.inflightChange.values()) {
+      this.t.clearTimeout(ch.timer);
+      ch.done(null, { code: 'network' });
+    }
+    this.inflightChange.clear();
   }
 
   /** Called on input in the composer; sends `typing` at most every 2.5 s. */
@@ -583,11 +726,14 @@ export class ChatStore {
     // Sends still waiting for an ack went out on the previous socket: their answer is lost.
     for (const f of this.inflight.values()) this.t.clearTimeout(f.timer);
     this.inflight.clear();
+    // Edits, deletions and reactions sent on the previous socket: their answer is lost; the
+    // sync above brings the outcome, if any.
+    this.failChanges();
     // Messages still pending go out again with the same clientId: the server stores each
     // once (a retry of a stored one is answered with the stored message).
     for (const [cid, t] of Object.entries(this.threads.value)) {
       for (const p of t.pending) {
-        if (p.status === 'pending') void this.dispatch(cid, p.clientId, p.body);
+        if (p.status === 'pending') void this.dispatch(cid, p.clientId, p.body, p.replyTo?.id);
       }
     }
   }
@@ -609,6 +755,13 @@ export class ChatStore {
   onFrame(f: ServerFrame): void {
     switch (f.type) {
       case 'ack': {
+        const ch = this.inflightChange.get(f.id);
+        if (ch) {
+          this.t.clearTimeout(ch.timer);
+          this.inflightChange.delete(f.id);
+          ch.done(f.message);
+          break;
+        }
         const fl = this.inflight.get(f.id);
         if (fl) {
           this.t.clearTimeout(fl.timer);
@@ -619,6 +772,12 @@ export class ChatStore {
       }
       case 'message':
         this.ingest(f.message.conversationId, [f.message]);
+        break;
+      case 'message_edited':
+      case 'message_deleted':
+      case 'reaction':
+      case 'conversation_settings':
+        this.ingestEvents(f.conversationId, [f]);
         break;
       case 'synced':
         break;
@@ -683,6 +842,13 @@ export class ChatStore {
         break;
       }
       case 'error': {
+        const ch = f.id ? this.inflightChange.get(f.id) : undefined;
+        if (ch && f.id) {
+          this.t.clearTimeout(ch.timer);
+          this.inflightChange.delete(f.id);
+          ch.done(null, f);
+          break;
+        }
         const fl = f.id ? this.inflight.get(f.id) : undefined;
         if (fl && f.id) {
           this.t.clearTimeout(fl.timer);

@@ -1,4 +1,4 @@
-import type { Message } from './types';
+import type { ChangeEvent, Message, Reaction, ReplyRef } from './types';
 
 /** A message of mine that the server has not confirmed yet. */
 export interface Pending {
@@ -8,6 +8,16 @@ export interface Pending {
   createdAt: string;
   status: 'pending' | 'failed';
   error?: string;
+  /** The message it answers (sent as `replyTo`, shown as a quote). */
+  replyTo?: ReplyRef;
+}
+
+/** A change of a conversation's disappearing-messages setting, shown where it happened. */
+export interface SettingNotice {
+  seq: number;
+  expireAfter: number;
+  changedBy: string;
+  changedAt: string;
 }
 
 /** What the client holds of one conversation's messages. */
@@ -20,9 +30,91 @@ export interface Thread {
   hasMore: boolean;
   /** The newest page was fetched from the server. */
   loaded: boolean;
+  /** Setting changes seen (live or in a sync), by seq. */
+  notices?: SettingNotice[];
 }
 
 export const emptyThread = (): Thread => ({ messages: [], pending: [], hasMore: false, loaded: false });
+
+/** The first 100 characters of a text (a reply's quote of it, as the server makes it). */
+export function excerpt(text: string): string {
+  const chars = [...text];
+  return chars.length > 100 ? chars.slice(0, 100).join('') : text;
+}
+
+function mapMessages(t: Thread, f: (m: Message) => Message): Thread {
+  let changed = false;
+  const messages = t.messages.map((m) => {
+    const n = f(m);
+    if (n !== m) changed = true;
+    return n;
+  });
+  return changed ? { ...t, messages } : t;
+}
+
+/** Reaction counts from a `reaction` frame; `me` follows the frame when it is mine, else stays. */
+export function reactionsAfter(prev: readonly Reaction[] | undefined, ev: Extract<ChangeEvent, { type: 'reaction' }>, myId: string | null): Reaction[] {
+  const mine = new Map((prev ?? []).map((r) => [r.emoji, r.me]));
+  return ev.counts
+    .filter((c) => c.count > 0)
+    .map((c) => ({ emoji: c.emoji, count: c.count, me: ev.userId === myId && c.emoji === ev.emoji ? ev.added : (mine.get(c.emoji) ?? false) }));
+}
+
+/**
+ * Applies a change event to the messages held (docs/api.md "Message lifecycle"): an edit
+ * sets the text, a deletion makes a tombstone, a reaction sets the counts, a setting change
+ * is noted. Idempotent, so one repeated by a sync is harmless; events about messages not
+ * held change nothing (those come in their current state when loaded).
+ */
+export function applyEvent(t: Thread, ev: ChangeEvent, myId: string | null): Thread {
+  switch (ev.type) {
+    case 'message_edited': {
+      const q = excerpt(ev.body);
+      return mapMessages(t, (m) => {
+        if (m.id === ev.messageId) return m.deleted || (m.body === ev.body && m.editedAt === ev.editedAt) ? m : { ...m, body: ev.body, editedAt: ev.editedAt };
+        if (m.replyTo?.id === ev.messageId && !m.replyTo.deleted && m.replyTo.excerpt !== q) return { ...m, replyTo: { ...m.replyTo, excerpt: q } };
+        return m;
+      });
+    }
+    case 'message_deleted':
+      return mapMessages(t, (m) => {
+        if (m.id === ev.messageId) {
+          if (m.deleted) return m;
+          const { editedAt: _e, replyTo: _r, reactions: _x, ...rest } = m;
+          return { ...rest, body: '', deleted: { ...(ev.deletedBy ? { by: ev.deletedBy } : {}), at: ev.deletedAt, reason: ev.reason } };
+        }
+        if (m.replyTo?.id === ev.messageId && !m.replyTo.deleted) return { ...m, replyTo: { ...m.replyTo, excerpt: '', deleted: true } };
+        return m;
+      });
+    case 'reaction':
+      return mapMessages(t, (m) => (m.id === ev.messageId && !m.deleted ? { ...m, reactions: reactionsAfter(m.reactions, ev, myId) } : m));
+    case 'conversation_settings': {
+      const notices = t.notices ?? [];
+      if (notices.some((n) => n.seq === ev.seq)) return t;
+      const n: SettingNotice = { seq: ev.seq, expireAfter: ev.expireAfter, changedBy: ev.changedBy, changedAt: ev.changedAt };
+      return { ...t, notices: [...notices, n].sort((a, b) => a.seq - b.seq) };
+    }
+  }
+}
+
+/** Puts the current state of a message (an answer to an edit, delete or reaction) in place of the one held. */
+export function replaceMessage(t: Thread, msg: Message): Thread {
+  return mapMessages(t, (m) => (m.id === msg.id ? msg : m));
+}
+
+/**
+ * Moves a cursor over the seqs seen above it (messages and change events alike): it moves
+ * only through consecutive seqs, so a gap stops it. Consumed seqs leave `seen`.
+ */
+export function advanceOver(cursor: number, seen: Set<number>): number {
+  let c = cursor;
+  while (seen.has(c + 1)) {
+    c++;
+    seen.delete(c);
+  }
+  for (const s of seen) if (s <= c) seen.delete(s);
+  return c;
+}
 
 /** Merges messages: de-duplicated by id (and seq), ascending by seq. Returns `a` when nothing changed. */
 export function mergeMessages(a: readonly Message[], b: readonly Message[]): Message[] {

@@ -25,6 +25,32 @@ export interface Message {
   clientId: string;
   body: string;
   createdAt: string;
+  /** Set once the text was edited. */
+  editedAt?: string;
+  /** Set on a tombstone (deleted for everyone, or expired): the body is empty. */
+  deleted?: { by?: string; at: string; reason: 'deleted' | 'expired' };
+  /** When a disappearing message will be deleted. */
+  expiresAt?: string;
+  /** The message this one answers, as it is now. */
+  replyTo?: ReplyRef;
+  /** Per emoji, in the order first added; `me`: I am among them. */
+  reactions?: Reaction[];
+  /** The server could not open it (its body is empty). */
+  undecryptable?: boolean;
+}
+
+export interface ReplyRef {
+  id: string;
+  seq: number;
+  senderId: string;
+  excerpt: string;
+  deleted: boolean;
+}
+
+export interface Reaction {
+  emoji: string;
+  count: number;
+  me: boolean;
 }
 
 export interface Conversation {
@@ -38,6 +64,8 @@ export interface Conversation {
   lastMessage: Message | null;
   lastActivity: string;
   createdAt: string;
+  /** Disappearing messages, in seconds (0: off). */
+  expireAfter?: number;
 }
 
 export interface Session {
@@ -59,11 +87,21 @@ export type ServerFrame =
   | { type: 'removed'; conversationId: string }
   | { type: 'resync'; conversationId?: string }
   | { type: 'error'; id?: string; code: string; message: string; retryAfter?: number }
-  | { type: 'pong' };
+  | { type: 'pong' }
+  | { type: 'message_edited'; conversationId: string; messageId: string; seq: number; body: string; editedAt: string }
+  | { type: 'message_deleted'; conversationId: string; messageId: string; seq: number; deletedBy?: string; deletedAt: string; reason: 'deleted' | 'expired' }
+  | { type: 'reaction'; conversationId: string; messageId: string; seq: number; emoji: string; userId: string; added: boolean; counts: Array<{ emoji: string; count: number }> }
+  | { type: 'conversation_settings'; conversationId: string; seq: number; expireAfter: number; changedBy: string; changedAt: string };
+
+/** The change-event frames: each takes the next seq of its conversation, like a message. */
+export type ChangeEvent = Extract<ServerFrame, { type: 'message_edited' | 'message_deleted' | 'reaction' | 'conversation_settings' }>;
 
 export type ClientFrame =
   | { type: 'auth'; token: string }
-  | { type: 'send'; id: string; conversationId: string; clientId: string; body: string }
+  | { type: 'send'; id: string; conversationId: string; clientId: string; body: string; replyTo?: string }
+  | { type: 'edit'; id: string; conversationId: string; messageId: string; body: string }
+  | { type: 'delete'; id: string; conversationId: string; messageId: string }
+  | { type: 'react'; id: string; conversationId: string; messageId: string; emoji: string; remove?: boolean }
   | { type: 'sync'; cursors: Record<string, number> }
   | { type: 'typing'; conversationId: string }
   | { type: 'read'; conversationId: string; seq: number }

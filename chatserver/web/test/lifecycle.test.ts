@@ -216,3 +216,144 @@ describe('ChatStore: drafts, unsent messages and the read marker', () => {
     expect(store.readMark.value).toBeNull();
   });
 });
+
+describe('change events (edits, deletions, reactions, settings)', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  async function setup() {
+    const sockets: FakeSocket[] = [];
+    const rest: Array<{ method: string; url: string }> = [];
+    const fetchFn = vi.fn(async (url: string, init?: RequestInit) => {
+      if (url.endsWith('/auth/refresh')) return json(200, session(jwt(900)));
+      if (url.endsWith('/conversations')) return json(200, { conversations: [conv({ lastSeq: 3, lastMessage: msg(3) })] });
+      if (url.endsWith('/ws/ticket')) return json(200, { ticket: 'tk', expiresAt: '' });
+      if (url.includes('/messages?')) return json(200, { messages: [msg(1), msg(2, { senderId: 'u_1' }), msg(3, { replyTo: { id: 'm_c1_2', seq: 2, senderId: 'u_1', excerpt: 'message 2', deleted: false } })], hasMore: false });
+      rest.push({ method: init?.method ?? 'GET', url });
+      if (url.includes('/reactions/')) return json(200, msg(2, { senderId: 'u_1', reactions: [{ emoji: '👍', count: 1, me: true }] }));
+      return json(404, errorBody('not_found'));
+    });
+    const store = new ChatStore({
+      api: new ApiClient(fetchFn),
+      createSocket: () => {
+        const s = new FakeSocket();
+        sockets.push(s);
+        return s;
+      },
+      visible: () => true,
+      storage: new MemoryStorage(),
+    });
+    await store.restore();
+    await vi.advanceTimersByTimeAsync(0);
+    sockets[0].ready();
+    await store.open('c1');
+    return { store, rest, sock: () => sockets[sockets.length - 1] };
+  }
+  const held = (store: ChatStore, seq: number) => store.thread('c1').messages.find((m) => m.seq === seq)!;
+
+  it('moves the cursor over change events like messages, and asks for a hole only when there is one', async () => {
+    const { store, sock } = await setup();
+    expect(store.cursors.c1).toBe(3);
+    sock().frame({ type: 'message_edited', conversationId: 'c1', messageId: 'm_c1_2', seq: 4, body: 'fixed', editedAt: '2026-11-23T12:01:00Z' });
+    sock().frame({ type: 'message', message: msg(5) });
+    expect(store.cursors.c1).toBe(5);
+    const syncs = sock().ofType('sync').length;
+    // Seq 6 is missing: the reaction at 7 waits, and a sync from 5 is asked for.
+    sock().frame({ type: 'reaction', conversationId: 'c1', messageId: 'm_c1_1', seq: 7, emoji: '👍', userId: 'u_2', added: true, counts: [{ emoji: '👍', count: 1 }] });
+    expect(store.cursors.c1).toBe(5);
+    expect(sock().ofType('sync').slice(syncs)).toEqual([{ type: 'sync', cursors: { c1: 5 } }]);
+    sock().frame({ type: 'message_deleted', conversationId: 'c1', messageId: 'm_c1_5', seq: 6, deletedBy: 'u_2', deletedAt: '2026-11-23T12:02:00Z', reason: 'deleted' });
+    sock().frame({ type: 'reaction', conversationId: 'c1', messageId: 'm_c1_1', seq: 7, emoji: '👍', userId: 'u_2', added: true, counts: [{ emoji: '👍', count: 1 }] });
+    expect(store.cursors.c1).toBe(7);
+    expect(store.conversations.value.c1.lastSeq).toBe(7);
+    // The events are not unread messages.
+    expect(store.conversations.value.c1.unread).toBe(0);
+  });
+
+  it('applies an edit, a deletion (tombstone, quotes follow) and reactions, idempotently', async () => {
+    const { store, sock } = await setup();
+    const edit = { type: 'message_edited', conversationId: 'c1', messageId: 'm_c1_2', seq: 4, body: 'message 2, fixed', editedAt: '2026-11-23T12:01:00Z' };
+    sock().frame(edit);
+    sock().frame(edit);
+    expect(held(store, 2)).toMatchObject({ body: 'message 2, fixed', editedAt: '2026-11-23T12:01:00Z' });
+    expect(held(store, 3).replyTo).toMatchObject({ excerpt: 'message 2, fixed', deleted: false });
+
+    sock().frame({ type: 'reaction', conversationId: 'c1', messageId: 'm_c1_2', seq: 5, emoji: '👍', userId: 'u_2', added: true, counts: [{ emoji: '👍', count: 1 }] });
+    sock().frame({ type: 'reaction', conversationId: 'c1', messageId: 'm_c1_2', seq: 6, emoji: '👍', userId: 'u_1', added: true, counts: [{ emoji: '👍', count: 2 }] });
+    sock().frame({ type: 'reaction', conversationId: 'c1', messageId: 'm_c1_2', seq: 7, emoji: '🎉', userId: 'u_2', added: true, counts: [{ emoji: '👍', count: 2 }, { emoji: '🎉', count: 1 }] });
+    expect(held(store, 2).reactions).toEqual([
+      { emoji: '👍', count: 2, me: true },
+      { emoji: '🎉', count: 1, me: false },
+    ]);
+    expect(store.reactors.value.m_c1_2).toEqual({ '👍': ['u_2', 'u_1'], '🎉': ['u_2'] });
+    sock().frame({ type: 'reaction', conversationId: 'c1', messageId: 'm_c1_2', seq: 8, emoji: '👍', userId: 'u_1', added: false, counts: [{ emoji: '👍', count: 1 }, { emoji: '🎉', count: 1 }] });
+    expect(held(store, 2).reactions?.[0]).toEqual({ emoji: '👍', count: 1, me: false });
+
+    const del = { type: 'message_deleted', conversationId: 'c1', messageId: 'm_c1_2', seq: 9, deletedBy: 'u_1', deletedAt: '2026-11-23T12:03:00Z', reason: 'deleted' };
+    sock().frame(del);
+    sock().frame(del);
+    const t = held(store, 2);
+    expect(t.body).toBe('');
+    expect(t.deleted).toEqual({ by: 'u_1', at: '2026-11-23T12:03:00Z', reason: 'deleted' });
+    expect(t.reactions).toBeUndefined();
+    expect(t.editedAt).toBeUndefined();
+    expect(held(store, 3).replyTo).toMatchObject({ excerpt: '', deleted: true });
+    // A later edit of a tombstone (a replayed one) does not bring text back.
+    sock().frame({ ...edit, seq: 4 });
+    expect(held(store, 2).body).toBe('');
+  });
+
+  it('updates the list preview when the newest message is deleted, and notes a setting change', async () => {
+    const { store, sock } = await setup();
+    sock().frame({ type: 'message_deleted', conversationId: 'c1', messageId: 'm_c1_3', seq: 4, deletedAt: '2026-11-23T12:03:00Z', reason: 'expired' });
+    expect(store.conversations.value.c1.lastMessage).toMatchObject({ id: 'm_c1_3', body: '', deleted: { reason: 'expired' } });
+    sock().frame({ type: 'conversation_settings', conversationId: 'c1', seq: 5, expireAfter: 86400, changedBy: 'u_2', changedAt: '2026-11-23T12:04:00Z' });
+    expect(store.conversations.value.c1.expireAfter).toBe(86400);
+    expect(store.thread('c1').notices).toEqual([{ seq: 5, expireAfter: 86400, changedBy: 'u_2', changedAt: '2026-11-23T12:04:00Z' }]);
+  });
+
+  it('sends edit, delete and react frames, and settles each with its ack or error', async () => {
+    const { store, sock } = await setup();
+    const editing = store.edit('c1', 'm_c1_2', 'new text');
+    const f = sock().ofType('edit')[0];
+    expect(f).toMatchObject({ conversationId: 'c1', messageId: 'm_c1_2', body: 'new text' });
+    sock().frame({ type: 'ack', id: f.id, message: msg(2, { senderId: 'u_1', body: 'new text', editedAt: '2026-11-23T12:01:00Z' }) });
+    await editing;
+    expect(held(store, 2)).toMatchObject({ body: 'new text', editedAt: '2026-11-23T12:01:00Z' });
+
+    const deleting = store.deleteMessage('c1', 'm_c1_1');
+    const d = sock().ofType('delete')[0];
+    expect(d).toMatchObject({ conversationId: 'c1', messageId: 'm_c1_1' });
+    sock().frame({ type: 'error', id: d.id, code: 'forbidden', message: 'not yours' });
+    await expect(deleting).rejects.toMatchObject({ code: 'forbidden' });
+    expect(held(store, 1).deleted).toBeUndefined();
+
+    const reacting = store.react('c1', 'm_c1_1', '👍', true);
+    expect(sock().ofType('react')[0]).toMatchObject({ messageId: 'm_c1_1', emoji: '👍', remove: true });
+    const settled = expect(reacting).rejects.toMatchObject({ code: 'timeout' });
+    await vi.advanceTimersByTimeAsync(15_001);
+    await settled;
+  });
+
+  it('an answer older than an event that came meanwhile is not applied over it', async () => {
+    const { store, sock } = await setup();
+    const reacting = store.react('c1', 'm_c1_2', '👍');
+    const f = sock().ofType('react')[0];
+    sock().frame({ type: 'reaction', conversationId: 'c1', messageId: 'm_c1_2', seq: 4, emoji: '👍', userId: 'u_1', added: true, counts: [{ emoji: '👍', count: 1 }] });
+    sock().frame({ type: 'reaction', conversationId: 'c1', messageId: 'm_c1_2', seq: 5, emoji: '👍', userId: 'u_2', added: true, counts: [{ emoji: '👍', count: 2 }] });
+    sock().frame({ type: 'ack', id: f.id, message: msg(2, { senderId: 'u_1', reactions: [{ emoji: '👍', count: 1, me: true }] }) });
+    await reacting;
+    expect(held(store, 2).reactions).toEqual([{ emoji: '👍', count: 2, me: true }]);
+  });
+
+  it('uses REST for a change when the socket is down, and sends replyTo with a reply', async () => {
+    const { store, sock, rest } = await setup();
+    store.send('c1', 'answer', held(store, 1));
+    expect(sock().ofType('send')[0]).toMatchObject({ body: 'answer', replyTo: 'm_c1_1' });
+    expect(store.thread('c1').pending[0].replyTo).toMatchObject({ id: 'm_c1_1', seq: 1, excerpt: 'message 1' });
+    sock().drop(1006);
+    await store.react('c1', 'm_c1_2', '👍');
+    expect(rest.at(-1)).toMatchObject({ method: 'PUT', url: `/api/v1/conversations/c1/messages/m_c1_2/reactions/${encodeURIComponent('👍')}` });
+    expect(held(store, 2).reactions).toEqual([{ emoji: '👍', count: 1, me: true }]);
+  });
+});

@@ -1,9 +1,13 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { describeError } from '../errors';
 import { conversationTitle, type ChatStore } from '../store';
-import { countAfter, dayKey, dayLabel, dividerBefore, linkify, type Pending } from '../thread';
-import type { Conversation, Member, Message } from '../types';
+import { countAfter, dayKey, dayLabel, dividerBefore, linkify, type Pending, type SettingNotice } from '../thread';
+import type { Conversation, Member, Message, Reaction, ReplyRef } from '../types';
 import { Avatar, Modal, timeShort, UserSearch } from './common';
+import { EmojiPicker, EXPIRE_CHOICES, expireLabel, Icon, peopleList, QUICK_REACTIONS, ReactionChips } from './MessageParts';
+
+/** How long after sending a message can be edited (the server's default -edit-window). */
+const EDIT_WINDOW_MS = 24 * 3600 * 1000;
 
 interface Props {
   store: ChatStore;
@@ -58,6 +62,59 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   const mark = store.readMark.value;
   const divider = mark && mark.conversationId === c.id ? dividerBefore(thread.messages, mark.seq, me.id) : null;
   const newest = thread.messages.length ? thread.messages[thread.messages.length - 1].seq : 0;
+  const [replyTo, setReplyTo] = useState<Message | null>(null);
+  const [editing, setEditing] = useState<Message | null>(null);
+  const [deleting, setDeleting] = useState<Message | null>(null);
+  const [showExpiry, setShowExpiry] = useState(false);
+  const [highlight, setHighlight] = useState<string | null>(null);
+  const myRole = c.members.find((m) => m.id === me.id)?.role ?? 'member';
+  const canModerate = c.kind === 'group' && (myRole === 'owner' || myRole === 'admin');
+  const canSetExpiry = c.kind === 'direct' || canModerate;
+  const canEdit = (m: Message) => m.senderId === me.id && !m.deleted && !m.undecryptable && Date.now() - Date.parse(m.createdAt) < EDIT_WINDOW_MS;
+  const canDelete = (m: Message) => !m.deleted && (m.senderId === me.id || canModerate);
+  const reactors = store.reactors.value;
+  const whoReacted = (m: Message, r: Reaction): string => {
+    // The server gives counts; who is known for me, in a direct conversation, and from live frames.
+    if (c.kind === 'direct') {
+      const other = c.members.find((x) => x.id !== me.id);
+      if (r.count >= 2) return peopleList(['You', other ? memberName(c, other.id) : 'them'], 0);
+      return r.me ? 'You' : other ? memberName(c, other.id) : '1 person';
+    }
+    const known = new Set((reactors[m.id]?.[r.emoji] ?? []).filter((u) => u !== me.id));
+    const names = [...(r.me ? ['You'] : []), ...[...known].map((u) => memberName(c, u))];
+    return peopleList(names, Math.max(0, r.count - names.length)) || `${r.count}`;
+  };
+  const react = (m: Message, emoji: string, remove: boolean) => {
+    store.react(c.id, m.id, emoji, remove).catch((e) => (store.notice.value = describeError(e, 'change')));
+  };
+  /** Shows the original of a reply: loads older pages until it is there, then scrolls to it. */
+  const jumpTo = async (ref: ReplyRef) => {
+    for (let i = 0; i < 40 && !store.thread(c.id).messages.some((m) => m.id === ref.id); i++) {
+      const t = store.thread(c.id);
+      if (!t.hasMore || (t.messages[0]?.seq ?? 0) <= ref.seq) break;
+      prevHeight.current = listRef.current?.scrollHeight ?? null;
+      if ((await store.loadOlder(c.id)) === 0) break;
+    }
+    requestAnimationFrame(() => {
+      const el = listRef.current?.querySelector<HTMLElement>(`[data-id="${CSS.escape(ref.id)}"]`);
+      if (!el) {
+        store.notice.value = 'The original message is not available any more.';
+        return;
+      }
+      stick.current = false;
+      el.scrollIntoView({ block: 'center' });
+      el.focus({ preventScroll: true });
+      setHighlight(ref.id);
+      setTimeout(() => setHighlight((h) => (h === ref.id ? null : h)), 2000);
+    });
+  };
+  const lastEditable = () => {
+    for (let i = thread.messages.length - 1; i >= 0; i--) {
+      const m = thread.messages[i];
+      if (m.senderId === me.id && !m.deleted) return canEdit(m) ? m : null;
+    }
+    return null;
+  };
 
   // Keep the view at the bottom when new messages arrive and the person was there.
   useLayoutEffect(() => {
@@ -119,7 +176,16 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   const items: preact.JSX.Element[] = [];
   let lastDay = '';
   let prevSender = '';
+  const notices = thread.notices ?? [];
+  let ni = 0;
+  const pushNotices = (upTo: number) => {
+    for (; ni < notices.length && notices[ni].seq < upTo; ni++) {
+      items.push(<SettingLine key={'n' + notices[ni].seq} n={notices[ni]} who={notices[ni].changedBy === me.id ? 'You' : memberName(c, notices[ni].changedBy)} />);
+      prevSender = '';
+    }
+  };
   for (const m of thread.messages) {
+    pushNotices(m.seq);
     const day = dayKey(m.createdAt);
     if (day !== lastDay) {
       items.push(
@@ -146,13 +212,39 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         mine={mine}
         sender={c.kind === 'group' && !mine && prevSender !== m.senderId ? memberName(c, m.senderId) : null}
         seen={m === lastMine && seenBy.length > 0 ? (c.kind === 'direct' ? 'Seen' : 'Seen by ' + seenBy.map((u) => memberName(c, u)).join(', ')) : null}
+        highlighted={highlight === m.id}
+        quoteName={m.replyTo ? (m.replyTo.senderId === me.id ? 'You' : memberName(c, m.replyTo.senderId)) : ''}
+        canEdit={canEdit(m)}
+        canDelete={canDelete(m)}
+        whoReacted={(r) => whoReacted(m, r)}
+        onReact={(emoji, remove) => react(m, emoji, remove)}
+        onReply={() => {
+          setEditing(null);
+          setReplyTo(m);
+        }}
+        onEdit={() => {
+          setReplyTo(null);
+          setEditing(m);
+        }}
+        onDelete={() => setDeleting(m)}
+        onQuote={() => m.replyTo && void jumpTo(m.replyTo)}
       />,
     );
     prevSender = m.senderId;
   }
+  pushNotices(Infinity);
   for (const p of thread.pending) {
-    items.push(<PendingItem key={p.clientId} p={p} onRetry={() => store.retry(c.id, p.clientId)} onDiscard={() => store.discard(c.id, p.clientId)} />);
+    items.push(
+      <PendingItem
+        key={p.clientId}
+        p={p}
+        quoteName={p.replyTo ? (p.replyTo.senderId === me.id ? 'You' : memberName(c, p.replyTo.senderId)) : ''}
+        onRetry={() => store.retry(c.id, p.clientId)}
+        onDiscard={() => store.discard(c.id, p.clientId)}
+      />,
+    );
   }
+  const expireAfter = c.expireAfter ?? 0;
 
   return (
     <main class="pane" aria-labelledby="conv-title">
@@ -167,12 +259,27 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
             {subtitle(c, me.id)}
           </span>
         </div>
+        <button
+          type="button"
+          class={'btn btn-small expiry-btn' + (expireAfter ? ' on' : '')}
+          onClick={() => setShowExpiry(true)}
+          aria-label={`Disappearing messages: ${expireAfter ? expireLabel(expireAfter) : 'off'}`}
+          data-testid="expiry-button"
+        >
+          <Icon name="timer" />
+          <span class="expiry-text">{expireAfter ? expireLabel(expireAfter) : 'Off'}</span>
+        </button>
         {c.kind === 'group' && (
           <button type="button" class="btn" onClick={() => setShowMembers(true)}>
             Members
           </button>
         )}
       </header>
+      {expireAfter > 0 && (
+        <p class="expiry-notice" role="status" data-testid="expiry-notice">
+          <Icon name="timer" /> Disappearing messages are on: new messages disappear {expireLabel(expireAfter)} after they are sent.
+        </p>
+      )}
       <div class="messages-wrap">
         <div class="messages" ref={listRef} onScroll={onScroll} tabIndex={0} aria-label={`Messages with ${title}`}>
           {thread.hasMore && <p class="muted center small">Scroll up for older messages</p>}
@@ -196,8 +303,50 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
       <div class="typing-line" aria-live="polite" data-testid="typing">
         {typingUsers.length > 0 && typingText(typingUsers.map((u) => memberName(c, u)))}
       </div>
-      <Composer store={store} conversationId={c.id} onSent={() => (stick.current = true)} />
+      <Composer
+        store={store}
+        conversationId={c.id}
+        onSent={() => (stick.current = true)}
+        replyTo={replyTo}
+        replyName={replyTo ? (replyTo.senderId === me.id ? 'yourself' : memberName(c, replyTo.senderId)) : ''}
+        onCancelReply={() => setReplyTo(null)}
+        editing={editing}
+        onEditDone={() => setEditing(null)}
+        onEditLast={() => {
+          const m = lastEditable();
+          if (m) {
+            setReplyTo(null);
+            setEditing(m);
+          }
+          return !!m;
+        }}
+      />
       {showMembers && <MembersDialog store={store} c={c} onClose={() => setShowMembers(false)} />}
+      {showExpiry && <ExpiryDialog store={store} c={c} canChange={canSetExpiry} onClose={() => setShowExpiry(false)} />}
+      {deleting && (
+        <Modal title="Delete message?" onClose={() => setDeleting(null)}>
+          <p>{deleting.senderId === me.id ? 'It will be deleted for everyone in this conversation.' : `This message by ${memberName(c, deleting.senderId)} will be deleted for everyone in this conversation.`}</p>
+          <blockquote class="delete-preview">{deleting.body}</blockquote>
+          <div class="modal-actions">
+            <button type="button" class="btn" onClick={() => setDeleting(null)}>
+              Cancel
+            </button>
+            <button
+              type="button"
+              class="btn btn-danger"
+              onClick={() => {
+                const m = deleting;
+                setDeleting(null);
+                if (editing?.id === m.id) setEditing(null);
+                if (replyTo?.id === m.id) setReplyTo(null);
+                store.deleteMessage(c.id, m.id).catch((e) => (store.notice.value = describeError(e, 'change')));
+              }}
+            >
+              Delete for everyone
+            </button>
+          </div>
+        </Modal>
+      )}
     </main>
   );
 }
@@ -225,31 +374,200 @@ function Body({ text }: { text: string }) {
   );
 }
 
-function MessageItem({ m, mine, sender, seen }: { m: Message; mine: boolean; sender: string | null; seen: string | null }) {
+interface ItemProps {
+  m: Message;
+  mine: boolean;
+  sender: string | null;
+  seen: string | null;
+  highlighted: boolean;
+  quoteName: string;
+  canEdit: boolean;
+  canDelete: boolean;
+  whoReacted: (r: Reaction) => string;
+  onReact: (emoji: string, remove: boolean) => void;
+  onReply: () => void;
+  onEdit: () => void;
+  onDelete: () => void;
+  onQuote: () => void;
+}
+
+function Quote({ r, name, onClick }: { r: ReplyRef; name: string; onClick?: () => void }) {
+  const text = r.deleted ? 'Message deleted' : r.excerpt;
+  const inner = (
+    <>
+      <span class="quote-name">{name}</span>
+      <span class={'quote-text' + (r.deleted ? ' gone' : '')}>{text}</span>
+    </>
+  );
+  if (!onClick) return <span class="quote">{inner}</span>;
   return (
-    <li class={'msg' + (mine ? ' mine' : '')} data-seq={m.seq} data-testid="message">
-      {sender && <span class="msg-sender">{sender}</span>}
-      <div class="bubble">
-        <p class="msg-body">
-          <Body text={m.body} />
-        </p>
+    <button type="button" class="quote" onClick={onClick} aria-label={`Reply to ${name}: ${text}. Show the original message`} data-testid="quote">
+      {inner}
+    </button>
+  );
+}
+
+function MessageItem(p: ItemProps) {
+  const { m, mine } = p;
+  const [actions, setActions] = useState(false);
+  const [picker, setPicker] = useState(false);
+  const [up, setUp] = useState(false);
+  const liRef = useRef<HTMLLIElement>(null);
+  const reactBtn = useRef<HTMLButtonElement>(null);
+  const press = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const longPressed = useRef(false);
+  // A touch outside closes the actions opened by a long press.
+  useEffect(() => {
+    if (!actions) return;
+    const outside = (e: PointerEvent) => {
+      if (liRef.current && !liRef.current.contains(e.target as Node)) setActions(false);
+    };
+    document.addEventListener('pointerdown', outside, true);
+    return () => document.removeEventListener('pointerdown', outside, true);
+  }, [actions]);
+  const gone = !!m.deleted;
+  const mineSet = new Set((m.reactions ?? []).filter((r) => r.me).map((r) => r.emoji));
+  const closePicker = () => {
+    setPicker(false);
+    reactBtn.current?.focus();
+  };
+  const endPress = () => {
+    if (press.current) clearTimeout(press.current);
+    press.current = null;
+  };
+  return (
+    <li
+      ref={liRef}
+      class={'msg' + (mine ? ' mine' : '') + (gone ? ' gone' : '') + (actions || picker ? ' actions-open' : '') + (p.highlighted ? ' highlight' : '')}
+      data-seq={m.seq}
+      data-id={m.id}
+      data-testid="message"
+      tabIndex={-1}
+    >
+      {p.sender && <span class="msg-sender">{p.sender}</span>}
+      <div
+        class="bubble"
+        onPointerDown={(e) => {
+          if (e.pointerType !== 'touch' || gone) return;
+          longPressed.current = false;
+          endPress();
+          press.current = setTimeout(() => {
+            longPressed.current = true;
+            setActions(true);
+          }, 500);
+        }}
+        onPointerUp={endPress}
+        onPointerCancel={endPress}
+        onPointerMove={(e) => {
+          if (e.pointerType === 'touch' && (Math.abs(e.movementX) > 4 || Math.abs(e.movementY) > 4)) endPress();
+        }}
+        onContextMenu={(e) => {
+          // A long press opens the actions, not the browser's menu.
+          if (longPressed.current) e.preventDefault();
+        }}
+      >
+        {m.replyTo && !gone && <Quote r={m.replyTo} name={p.quoteName} onClick={p.onQuote} />}
+        {gone ? (
+          <p class="msg-body msg-deleted" data-testid="deleted">
+            {m.deleted!.reason === 'expired' ? 'This message disappeared' : 'Message deleted'}
+          </p>
+        ) : m.undecryptable ? (
+          <p class="msg-body msg-deleted">This message cannot be shown.</p>
+        ) : (
+          <p class="msg-body">
+            <Body text={m.body} />
+          </p>
+        )}
         <span class="msg-meta">
+          {m.expiresAt && !gone && (
+            <span class="expires" title={`Disappears ${new Date(m.expiresAt).toLocaleString()}`} data-testid="expires">
+              <Icon name="timer" />
+              <span class="sr-only">Disappears {new Date(m.expiresAt).toLocaleString()}</span>{' '}
+            </span>
+          )}
+          {m.editedAt && !gone && (
+            <span class="edited" data-testid="edited">
+              edited ·{' '}
+            </span>
+          )}
           <time dateTime={m.createdAt}>{timeShort(m.createdAt)}</time>
         </span>
       </div>
-      {seen && (
+      {!gone && (
+        <div class="msg-actions" role="toolbar" aria-label="Message actions">
+          {QUICK_REACTIONS.slice(0, 3).map(([e, name]) => (
+            <button key={e} type="button" class="btn-icon act quick" aria-label={`React with ${name}`} aria-pressed={mineSet.has(e)} onClick={() => p.onReact(e, mineSet.has(e))}>
+              {e}
+            </button>
+          ))}
+          <button
+            type="button"
+            class="btn-icon act"
+            ref={reactBtn}
+            aria-label="React"
+            aria-haspopup="dialog"
+            aria-expanded={picker}
+            onClick={() => {
+              // Open towards the side with more room.
+              const li = liRef.current;
+              const box = li?.closest('.messages')?.getBoundingClientRect();
+              if (li && box) setUp(li.getBoundingClientRect().top - box.top > box.height / 2);
+              setPicker((x) => !x);
+            }}
+          >
+            <Icon name="react" />
+          </button>
+          <button type="button" class="btn-icon act" aria-label="Reply" onClick={() => { setActions(false); p.onReply(); }}>
+            <Icon name="reply" />
+          </button>
+          {p.canEdit && (
+            <button type="button" class="btn-icon act" aria-label="Edit" onClick={() => { setActions(false); p.onEdit(); }}>
+              <Icon name="edit" />
+            </button>
+          )}
+          {p.canDelete && (
+            <button type="button" class="btn-icon act danger" aria-label="Delete" onClick={() => { setActions(false); p.onDelete(); }}>
+              <Icon name="delete" />
+            </button>
+          )}
+        </div>
+      )}
+      {picker && (
+        <EmojiPicker
+          up={up}
+          mine={mineSet}
+          onClose={closePicker}
+          onPick={(e) => {
+            p.onReact(e, mineSet.has(e));
+            setActions(false);
+            closePicker();
+          }}
+        />
+      )}
+      {!gone && m.reactions && m.reactions.length > 0 && <ReactionChips reactions={m.reactions} who={p.whoReacted} onToggle={(r) => p.onReact(r.emoji, r.me)} />}
+      {p.seen && (
         <span class="seen" data-testid="seen">
-          {seen}
+          {p.seen}
         </span>
       )}
     </li>
   );
 }
 
-function PendingItem({ p, onRetry, onDiscard }: { p: Pending; onRetry: () => void; onDiscard: () => void }) {
+function SettingLine({ n, who }: { n: SettingNotice; who: string }) {
+  return (
+    <li class="system-line" role="note" data-testid="setting-notice">
+      <Icon name="timer" />{' '}
+      {n.expireAfter ? `${who} turned on disappearing messages: ${expireLabel(n.expireAfter)}.` : `${who} turned off disappearing messages.`}
+    </li>
+  );
+}
+
+function PendingItem({ p, quoteName, onRetry, onDiscard }: { p: Pending; quoteName: string; onRetry: () => void; onDiscard: () => void }) {
   return (
     <li class={'msg mine ' + p.status} data-testid="message" data-status={p.status}>
       <div class="bubble">
+        {p.replyTo && <Quote r={p.replyTo} name={quoteName} />}
         <p class="msg-body">
           <Body text={p.body} />
         </p>
@@ -272,55 +590,190 @@ function PendingItem({ p, onRetry, onDiscard }: { p: Pending; onRetry: () => voi
 
 const MAX_CHARS = 4000;
 
-function Composer({ store, conversationId, onSent }: { store: ChatStore; conversationId: string; onSent: () => void }) {
+interface ComposerProps {
+  store: ChatStore;
+  conversationId: string;
+  onSent: () => void;
+  replyTo: Message | null;
+  replyName: string;
+  onCancelReply: () => void;
+  editing: Message | null;
+  onEditDone: () => void;
+  /** Up arrow in an empty composer: edit my last message. False when there is none. */
+  onEditLast: () => boolean;
+}
+
+function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelReply, editing, onEditDone, onEditLast }: ComposerProps) {
   // The draft of this conversation, kept by the store (across switching and reloads).
   const [text, setText] = useState(() => store.draft(conversationId));
+  // The text being edited; the draft waits meanwhile.
+  const [editText, setEditText] = useState('');
+  const [busy, setBusy] = useState(false);
   const ref = useRef<HTMLTextAreaElement>(null);
   useEffect(() => {
     if (window.matchMedia('(min-width: 760px)').matches) ref.current?.focus();
   }, [conversationId]);
-  const chars = [...text].length;
+  useEffect(() => {
+    if (editing) setEditText(editing.body);
+    if (editing || replyTo) {
+      ref.current?.focus();
+      // The caret at the end of the text to edit.
+      requestAnimationFrame(() => {
+        const el = ref.current;
+        if (el) el.selectionStart = el.selectionEnd = el.value.length;
+      });
+    }
+  }, [editing?.id, replyTo?.id]);
+  const value = editing ? editText : text;
+  const chars = [...value].length;
   const tooLong = chars > MAX_CHARS;
-  const submit = (e?: Event) => {
+  const cancel = () => {
+    if (editing) onEditDone();
+    else if (replyTo) onCancelReply();
+    ref.current?.focus();
+  };
+  const submit = async (e?: Event) => {
     e?.preventDefault();
-    if (!text.trim() || tooLong) return;
+    if (!value.trim() || tooLong || busy) return;
+    if (editing) {
+      if (editText === editing.body) {
+        onEditDone();
+        return;
+      }
+      setBusy(true);
+      try {
+        await store.edit(conversationId, editing.id, editText);
+        onEditDone();
+      } catch (err) {
+        store.notice.value = describeError(err, 'change');
+      } finally {
+        setBusy(false);
+        ref.current?.focus();
+      }
+      return;
+    }
     onSent();
-    store.send(conversationId, text);
+    store.send(conversationId, text, replyTo ?? undefined);
+    if (replyTo) onCancelReply();
     setText('');
     ref.current?.focus();
   };
   return (
-    <form class="composer" onSubmit={submit}>
+    <form class={'composer' + (editing || replyTo ? ' with-context' : '')} onSubmit={(e) => void submit(e)}>
+      {(editing || replyTo) && (
+        <div class="composer-context" data-testid={editing ? 'editing-bar' : 'reply-bar'}>
+          <span class="context-text">
+            {editing ? (
+              <strong>Editing your message</strong>
+            ) : (
+              <>
+                <strong>Replying to {replyName}</strong>
+                <span class="muted"> {replyTo!.body}</span>
+              </>
+            )}
+          </span>
+          <button type="button" class="btn-icon" aria-label={editing ? 'Cancel editing' : 'Cancel reply'} onClick={cancel}>
+            ×
+          </button>
+        </div>
+      )}
       <label for="composer-input" class="sr-only">
-        Message
+        {editing ? 'Edit message' : 'Message'}
       </label>
       <textarea
         id="composer-input"
         ref={ref}
         rows={1}
-        placeholder="Write a message"
-        value={text}
+        placeholder={editing ? 'Edit your message' : 'Write a message'}
+        value={value}
         aria-describedby="composer-hint"
         aria-invalid={tooLong}
         onInput={(e) => {
-          setText(e.currentTarget.value);
-          store.setDraft(conversationId, e.currentTarget.value);
-          if (e.currentTarget.value.trim()) store.typed(conversationId);
+          const v = e.currentTarget.value;
+          if (editing) {
+            setEditText(v);
+            return;
+          }
+          setText(v);
+          store.setDraft(conversationId, v);
+          if (v.trim()) store.typed(conversationId);
         }}
         onKeyDown={(e) => {
           if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
             e.preventDefault();
-            submit();
+            void submit();
+          } else if (e.key === 'Escape' && (editing || replyTo)) {
+            e.preventDefault();
+            cancel();
+          } else if (e.key === 'ArrowUp' && !editing && text === '' && !e.isComposing) {
+            if (onEditLast()) e.preventDefault();
           }
         }}
       />
-      <button type="submit" class="btn btn-primary" disabled={!text.trim() || tooLong}>
-        Send
+      <button type="submit" class="btn btn-primary" disabled={!value.trim() || tooLong || busy}>
+        {editing ? 'Save' : 'Send'}
       </button>
       <p id="composer-hint" class={'sr-only' + (chars > MAX_CHARS - 500 ? ' counter' : '')} aria-live="polite">
-        {chars > MAX_CHARS - 500 ? (tooLong ? `Too long: ${chars} of ${MAX_CHARS} characters` : `${chars} of ${MAX_CHARS} characters`) : 'Enter sends, Shift+Enter starts a new line'}
+        {chars > MAX_CHARS - 500
+          ? tooLong
+            ? `Too long: ${chars} of ${MAX_CHARS} characters`
+            : `${chars} of ${MAX_CHARS} characters`
+          : editing
+            ? 'Enter saves, Escape cancels'
+            : 'Enter sends, Shift+Enter starts a new line, Up arrow edits your last message'}
       </p>
     </form>
+  );
+}
+
+function ExpiryDialog({ store, c, canChange, onClose }: { store: ChatStore; c: Conversation; canChange: boolean; onClose: () => void }) {
+  const [value, setValue] = useState(c.expireAfter ?? 0);
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const save = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError('');
+    try {
+      await store.setExpireAfter(c.id, value);
+      onClose();
+    } catch (err) {
+      setError(describeError(err, 'settings'));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal title="Disappearing messages" onClose={onClose}>
+      <form onSubmit={(e) => void save(e)} class="expiry-form">
+        <p class="muted">New messages are deleted for everyone this long after they are sent. Messages already sent keep their own time.</p>
+        {!canChange && <p class="muted">Only the group's owner or admins can change this.</p>}
+        <fieldset disabled={!canChange || busy}>
+          <legend class="sr-only">Delete new messages after</legend>
+          {EXPIRE_CHOICES.map(([s, label]) => (
+            <label key={s} class="radio-row">
+              <input type="radio" name="expire" value={s} checked={value === s} onChange={() => setValue(s)} />
+              {label}
+            </label>
+          ))}
+        </fieldset>
+        {error && (
+          <p class="form-error" role="alert">
+            {error}
+          </p>
+        )}
+        <div class="modal-actions">
+          <button type="button" class="btn" onClick={onClose}>
+            Cancel
+          </button>
+          {canChange && (
+            <button type="submit" class="btn btn-primary" disabled={busy}>
+              Save
+            </button>
+          )}
+        </div>
+      </form>
+    </Modal>
   );
 }
 

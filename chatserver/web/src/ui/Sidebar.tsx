@@ -83,7 +83,7 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft }: { c: Conve
   else if (hasDraft) preview = draft!.replace(/\s+/g, ' ');
   else if (last) {
     const who = last.senderId === myId ? 'You: ' : c.kind === 'group' ? (c.members.find((m) => m.id === last.senderId)?.displayName ?? 'Someone') + ': ' : '';
-    preview = who + last.body.replace(/\s+/g, ' ');
+    preview = last.deleted ? (last.deleted.reason === 'expired' ? 'Message disappeared' : who + 'Message deleted') : who + last.body.replace(/\s+/g, ' ');
   }
   const status = other ? (other.online ? ', online' : ', offline') : '';
   const unread = c.unread > 0 ? `, ${c.unread} unread` : '';
