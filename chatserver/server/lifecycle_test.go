@@ -150,3 +150,20 @@ func TestMessageLifecycle(t *testing.T) {
 		})
 	}
 }
+
+// Changes have a rate-limit bucket of the message limit's size, apart from
+// sends: reacting fast is refused without stopping the user from writing.
+func TestChangesRateLimited(t *testing.T) {
+	ts := start(t, withArgs("-rate-messages", "3/1m"))
+	alice, bob := ts.Register("alice"), ts.Register("bob")
+	g := alice.Group("team", bob)
+	m := alice.Send(g.ID, "hi")
+	react := "/api/v1/conversations/" + g.ID + "/messages/" + m.ID + "/reactions/" + url.PathEscape("👍")
+	for i, method := range []string{"PUT", "DELETE", "PUT"} {
+		r := alice.Do(method, react, nil)
+		must(t, r.Status == 200, "change %d: %d %s", i, r.Status, r.Body)
+	}
+	r := alice.Do("DELETE", react, nil)
+	must(t, r.Status == 429 && r.Code() == "rate_limited" && r.Header.Get("Retry-After") != "", "fourth change: %d %s", r.Status, r.Body)
+	alice.Send(g.ID, "still allowed to write")
+}
