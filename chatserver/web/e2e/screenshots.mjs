@@ -74,6 +74,52 @@ try {
   await sleep(200);
   await a.page.screenshot({ path: join(out, 'group-members.png') });
 
+  // Message lifecycle (issue 11), in the group: reactions, a reply, an edit, a deletion.
+  await a.page.keyboard.press('Escape');
+  await a.page.getByRole('dialog').waitFor({ state: 'detached' });
+  const groupMsgs = async () => (await alice.call('GET', `/conversations/${team.id}/messages?limit=50`)).messages;
+  const byBody = async (text) => (await groupMsgs()).find((m) => m.body === text);
+  const who1 = await byBody('Who is in for the lake on Saturday?');
+  const kayak = await byBody('Me! I can bring the kayak.');
+  const react = (api, m, e) => api.call('PUT', `/conversations/${team.id}/messages/${m.id}/reactions/${encodeURIComponent(e)}`);
+  await react(carol, who1, '👍');
+  await react(dan, who1, '👍');
+  await react(bob, who1, '🎉');
+  await react(alice, kayak, '❤️');
+  await carol.call('PATCH', `/conversations/${team.id}/messages/${kayak.id}`, { body: 'Me! I can bring the kayak and two paddles.' });
+  await dan.call('POST', `/conversations/${team.id}/messages`, { clientId: 'shot-reply-1', body: 'Perfect, I will sit in the front.', replyTo: kayak.id });
+  const oops = await bob.send(team.id, 'Sorry, wrong group!');
+  await a.page.locator('.msg-body', { hasText: 'Sorry, wrong group!' }).waitFor();
+  await bob.call('DELETE', `/conversations/${team.id}/messages/${oops.id}`);
+  await a.page.locator('[data-testid=deleted]').waitFor();
+  const reply = a.page.locator('[data-testid=message]').filter({ hasText: 'I will sit in the front' });
+  await reply.locator('.bubble').hover();
+  await sleep(300);
+  await a.page.screenshot({ path: join(out, 'message-actions.png') });
+  await reply.getByRole('button', { name: 'React', exact: true }).click();
+  await a.page.getByRole('dialog', { name: 'Choose a reaction' }).waitFor();
+  await sleep(200);
+  await a.page.screenshot({ path: join(out, 'emoji-picker.png') });
+  await a.page.keyboard.press('Escape');
+
+  // Disappearing messages, in the conversation with Carol.
+  await alice.call('PUT', `/conversations/${withCarol.id}/settings`, { expireAfter: 86400 });
+  await carol.send(withCarol.id, 'Good idea. These photos can go after a day.');
+  await a.page.getByRole('button', { name: /^Carol/ }).click();
+  await a.page.getByTestId('expiry-notice').waitFor();
+  await a.page.locator('[data-testid=expires]').first().waitFor();
+  await sleep(300);
+  await a.page.screenshot({ path: join(out, 'disappearing.png') });
+
+  // "New messages": Dan wrote while Alice was elsewhere.
+  await dan.send(withDan.id, 'Found it? It is the white one with the long cable.');
+  await dan.send(withDan.id, 'No rush, Saturday is fine.');
+  await a.page.getByRole('button', { name: /^Dan Okafor.*2 unread/ }).waitFor();
+  await a.page.getByRole('button', { name: /^Dan Okafor/ }).click();
+  await a.page.getByTestId('new-divider').waitFor();
+  await sleep(300);
+  await a.page.screenshot({ path: join(out, 'new-messages.png') });
+
   // Mobile, 360 px wide.
   const m = await newPerson(browser, server, { viewport: { width: 360, height: 740 } });
   await signInUI(m.page, who.alice);
