@@ -59,6 +59,20 @@ type User struct {
 	// TokensValidAfter: access tokens issued before this instant are refused
 	// (logout everywhere, password change).
 	TokensValidAfter time.Time
+	// DeletedAt is set when the account was deleted (see DeleteUser): the
+	// row stays, anonymised, because messages and members refer to its id.
+	DeletedAt *time.Time
+}
+
+// DeletedDisplayName is the display name of a deleted account.
+const DeletedDisplayName = "Deleted account"
+
+// Reaction is one reaction of one user.
+type Reaction struct {
+	ConversationID string
+	MessageID      string
+	Emoji          string
+	CreatedAt      time.Time
 }
 
 // RefreshToken is one link in a refresh-token family. Only the SHA-256 of the
@@ -174,15 +188,28 @@ type Store interface {
 	// Users.
 	CreateUser(ctx context.Context, u *User) error // ErrConflict when id, username or email is taken
 	UserByID(ctx context.Context, id string) (*User, error)
+	// UserByEmail and UserByUsername never return a deleted account;
+	// UserByID and UsersByIDs do (anonymised, DeletedAt set).
 	UserByEmail(ctx context.Context, email string) (*User, error)
 	UserByUsername(ctx context.Context, username string) (*User, error)
 	UsersByIDs(ctx context.Context, ids []string) ([]User, error) // ordered by id; unknown ids left out
 	// SearchUsers finds users whose username starts with query, or whose email
-	// equals it, ordered by username, at most limit.
+	// equals it, ordered by username, at most limit; deleted accounts never.
 	SearchUsers(ctx context.Context, query string, limit int) ([]User, error)
 	// UpdatePassword sets the hash and TokensValidAfter together.
 	UpdatePassword(ctx context.Context, userID, passwordHash string, tokensValidAfter time.Time) error
 	SetTokensValidAfter(ctx context.Context, userID string, t time.Time) error
+	// DeleteUser anonymises an account in one transaction: username and
+	// email become "deleted:<id>" (the originals are free again), the
+	// display name DeletedDisplayName, the password hash empty,
+	// TokensValidAfter and DeletedAt at, and its refresh tokens are
+	// deleted. ErrNotFound for an unknown or already deleted account.
+	DeleteUser(ctx context.Context, userID string, at time.Time) error
+	// AccountsToPurge returns up to limit ids of accounts deleted before
+	// deletedBefore whose content is not purged yet, oldest first.
+	AccountsToPurge(ctx context.Context, deletedBefore time.Time, limit int) ([]string, error)
+	// MarkAccountPurged records that a deleted account's content is gone.
+	MarkAccountPurged(ctx context.Context, userID string, at time.Time) error
 
 	// Refresh tokens.
 	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
@@ -215,6 +242,11 @@ type Store interface {
 	// conversation or user.
 	AddMember(ctx context.Context, m Member) error
 	RemoveMember(ctx context.Context, convID, userID string) error
+	// SetMemberRole changes a member's role; ErrNotFound when not a member.
+	SetMemberRole(ctx context.Context, convID, userID, role string) error
+	// DeleteConversation deletes a conversation with its members, messages,
+	// events and reactions; ErrNotFound when there is none.
+	DeleteConversation(ctx context.Context, convID string) error
 	// ListConversations returns the user's conversations, most recent activity first.
 	ListConversations(ctx context.Context, userID string) ([]ConversationSummary, error)
 	// ConversationSummary returns one conversation as ListConversations shows
@@ -272,6 +304,13 @@ type Store interface {
 	// EventSettings with the next seq; the same value gives a nil event and
 	// writes nothing. ErrNotFound for an unknown conversation.
 	SetExpireAfter(ctx context.Context, convID, actorID string, d time.Duration, at time.Time) (*Event, error)
+	// UserMessages returns up to limit live (not tombstoned) messages sent
+	// by userID after the position (afterConv, afterSeq), ordered by
+	// conversation id then seq: what account export and deletion page through.
+	UserMessages(ctx context.Context, userID, afterConv string, afterSeq int64, limit int) ([]Message, error)
+	// UserReactions returns up to limit of userID's reactions after the
+	// position (afterMsg, afterEmoji), ordered by message id then emoji.
+	UserReactions(ctx context.Context, userID, afterMsg, afterEmoji string, limit int) ([]Reaction, error)
 	// EventsAfter returns change events with seq > afterSeq, ascending, at most limit.
 	EventsAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]Event, error)
 	// ExpiredMessages returns up to limit live (not tombstoned) messages

@@ -140,6 +140,20 @@ func (db *DB) RemoveMember(ctx context.Context, convID, userID string) error {
 	return db.wrap("remove member", mustAffect(res, err))
 }
 
+// SetMemberRole implements store.Store.
+func (db *DB) SetMemberRole(ctx context.Context, convID, userID, role string) error {
+	res, err := db.w.ExecContext(ctx, "UPDATE members SET role = $1 WHERE conversation_id = $2 AND user_id = $3",
+		role, convID, userID)
+	return db.wrap("set member role", mustAffect(res, err))
+}
+
+// DeleteConversation implements store.Store; the rows that refer to the
+// conversation go with it (ON DELETE CASCADE).
+func (db *DB) DeleteConversation(ctx context.Context, convID string) error {
+	res, err := db.w.ExecContext(ctx, "DELETE FROM conversations WHERE id = $1", convID)
+	return db.wrap("delete conversation", mustAffect(res, err))
+}
+
 // ConversationPeers returns, ordered, the users sharing a conversation with userID.
 func (db *DB) ConversationPeers(ctx context.Context, userID string) ([]string, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT o.user_id

@@ -176,3 +176,36 @@ func (db *DB) MarkRead(ctx context.Context, convID, userID string, seq int64) (i
 		convID, userID).Scan(&readSeq)
 	return readSeq, db.wrap("mark read", err)
 }
+
+// UserMessages implements store.Store.
+func (db *DB) UserMessages(ctx context.Context, userID, afterConv string, afterSeq int64, limit int) ([]store.Message, error) {
+	ms, err := db.queryMessages(ctx, "SELECT "+messageCols+` FROM messages
+		WHERE sender_id = $1 AND (conversation_id > $2 OR (conversation_id = $2 AND seq > $3)) AND deleted_at IS NULL
+		ORDER BY conversation_id, seq LIMIT $4`, userID, afterConv, afterSeq, max(limit, 0))
+	return ms, db.wrap("user messages", err)
+}
+
+// UserReactions implements store.Store.
+func (db *DB) UserReactions(ctx context.Context, userID, afterMsg, afterEmoji string, limit int) ([]store.Reaction, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT m.conversation_id, r.message_id, r.emoji, r.created_at
+		FROM reactions r JOIN messages m ON m.id = r.message_id
+		WHERE r.user_id = $1 AND (r.message_id > $2 OR (r.message_id = $2 AND r.emoji > $3))
+		ORDER BY r.message_id, r.emoji LIMIT $4`, userID, afterMsg, afterEmoji, max(limit, 0))
+	if err != nil {
+		return nil, db.wrap("user reactions", err)
+	}
+	defer rows.Close()
+	out := []store.Reaction{}
+	for rows.Next() {
+		var (
+			r  store.Reaction
+			at int64
+		)
+		if err := rows.Scan(&r.ConversationID, &r.MessageID, &r.Emoji, &at); err != nil {
+			return nil, db.wrap("user reactions", err)
+		}
+		r.CreatedAt = fromMicros(at)
+		out = append(out, r)
+	}
+	return out, db.wrap("user reactions", rows.Err())
+}

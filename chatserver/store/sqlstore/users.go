@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"slices"
 	"strings"
 	"time"
@@ -9,29 +10,37 @@ import (
 	"github.com/parley-chat/parley/chatserver/store"
 )
 
-const userCols = "id, username, email, display_name, password_hash, created_at, tokens_valid_after"
+const (
+	userInsertCols = "id, username, email, display_name, password_hash, created_at, tokens_valid_after"
+	userCols       = userInsertCols + ", deleted_at"
+)
 
 func scanUser(s scanner) (store.User, error) {
 	var (
 		u            store.User
 		created, tva int64
+		deleted      sql.NullInt64
 	)
-	if err := s.Scan(&u.ID, &u.Username, &u.Email, &u.DisplayName, &u.PasswordHash, &created, &tva); err != nil {
+	if err := s.Scan(&u.ID, &u.Username, &u.Email, &u.DisplayName, &u.PasswordHash, &created, &tva, &deleted); err != nil {
 		return store.User{}, err
 	}
-	u.CreatedAt, u.TokensValidAfter = fromMicros(created), fromMicros(tva)
+	u.CreatedAt, u.TokensValidAfter, u.DeletedAt = fromMicros(created), fromMicros(tva), fromNullMicros(deleted)
 	return u, nil
 }
 
 // CreateUser stores u; ErrConflict when its id, username or email is taken.
 func (db *DB) CreateUser(ctx context.Context, u *store.User) error {
-	_, err := db.w.ExecContext(ctx, "INSERT INTO users ("+userCols+") VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	_, err := db.w.ExecContext(ctx, "INSERT INTO users ("+userInsertCols+") VALUES ($1, $2, $3, $4, $5, $6, $7)",
 		u.ID, u.Username, u.Email, u.DisplayName, u.PasswordHash, micros(u.CreatedAt), micros(u.TokensValidAfter))
 	return db.wrap("create user", err)
 }
 
 func (db *DB) userBy(ctx context.Context, op, col, val string) (*store.User, error) {
-	u, err := scanUser(db.r.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE "+col+" = $1", val))
+	q := "SELECT " + userCols + " FROM users WHERE " + col + " = $1"
+	if col != "id" {
+		q += " AND deleted_at IS NULL"
+	}
+	u, err := scanUser(db.r.QueryRowContext(ctx, q, val))
 	if err != nil {
 		return nil, db.wrap(op, err)
 	}
@@ -86,7 +95,7 @@ func (db *DB) SearchUsers(ctx context.Context, query string, limit int) ([]store
 		return []store.User{}, nil
 	}
 	users, err := db.queryUsers(ctx,
-		"SELECT "+userCols+` FROM users WHERE username LIKE $1 ESCAPE '\' OR email = $2 ORDER BY username LIMIT $3`,
+		"SELECT "+userCols+` FROM users WHERE (username LIKE $1 ESCAPE '\' OR email = $2) AND deleted_at IS NULL ORDER BY username LIMIT $3`,
 		escapeLike(strings.ToLower(query))+"%", query, limit)
 	if err != nil {
 		return nil, db.wrap("search users", err)
@@ -122,4 +131,46 @@ func (db *DB) UpdatePassword(ctx context.Context, userID, passwordHash string, t
 func (db *DB) SetTokensValidAfter(ctx context.Context, userID string, t time.Time) error {
 	res, err := db.w.ExecContext(ctx, "UPDATE users SET tokens_valid_after = $1 WHERE id = $2", micros(t), userID)
 	return db.wrap("set tokens valid after", mustAffect(res, err))
+}
+
+// DeleteUser implements store.Store.
+func (db *DB) DeleteUser(ctx context.Context, userID string, at time.Time) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET username = $1, email = $1, display_name = $2,
+			password_hash = '', tokens_valid_after = $3, deleted_at = $3
+			WHERE id = $4 AND deleted_at IS NULL`, "deleted:"+userID, store.DeletedDisplayName, micros(at), userID)
+		if err := mustAffect(res, err); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM refresh_tokens WHERE user_id = $1", userID)
+		return err
+	})
+	return db.wrap("delete user", err)
+}
+
+// AccountsToPurge implements store.Store.
+func (db *DB) AccountsToPurge(ctx context.Context, deletedBefore time.Time, limit int) ([]string, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id FROM users
+		WHERE deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at < $1
+		ORDER BY deleted_at, id LIMIT $2`, micros(deletedBefore), max(limit, 0))
+	if err != nil {
+		return nil, db.wrap("accounts to purge", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, db.wrap("accounts to purge", err)
+		}
+		out = append(out, id)
+	}
+	return out, db.wrap("accounts to purge", rows.Err())
+}
+
+// MarkAccountPurged implements store.Store.
+func (db *DB) MarkAccountPurged(ctx context.Context, userID string, at time.Time) error {
+	res, err := db.w.ExecContext(ctx, "UPDATE users SET purged_at = $1 WHERE id = $2 AND deleted_at IS NOT NULL",
+		micros(at), userID)
+	return db.wrap("mark account purged", mustAffect(res, err))
 }
