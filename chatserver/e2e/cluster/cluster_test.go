@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -228,8 +229,16 @@ func reloadedWith(logs string, ids ...string) bool {
 	return false
 }
 
+// metrics reads /metrics from a chat server pod's own metrics port (the
+// operator serves them off the API port, which the Service and Ingress
+// expose): the host reaches pod IPs on the node's bridge.
 func (c *chatCluster) metrics() string {
-	res, err := http.Get(c.api.Base + "/metrics")
+	ip, _ := kubectl(c.t, "", "-n", ns, "get", "pods", "-l", "app.kubernetes.io/instance="+c.name+",app.kubernetes.io/component=chatserver",
+		"--field-selector", "status.phase=Running", "-o", `jsonpath={.items[0].status.podIP}`)
+	if ip == "" {
+		return ""
+	}
+	res, err := http.Get("http://" + net.JoinHostPort(ip, "9090") + "/metrics")
 	if err != nil {
 		return ""
 	}
