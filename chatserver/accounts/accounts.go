@@ -61,6 +61,7 @@ type Store interface {
 	SearchUsers(ctx context.Context, query string, limit int) ([]store.User, error)
 	UpdatePassword(ctx context.Context, userID, passwordHash string, tokensValidAfter time.Time) error
 	SetTokensValidAfter(ctx context.Context, userID string, t time.Time) error
+	DeleteUser(ctx context.Context, userID string, at time.Time) error
 
 	CreateRefreshToken(ctx context.Context, t *store.RefreshToken) error
 	RefreshTokenByHash(ctx context.Context, tokenHash string) (*store.RefreshToken, error)
@@ -363,6 +364,43 @@ func (s *Service) revokeAll(ctx context.Context, userID string, now time.Time) e
 	return nil
 }
 
+// DeleteAccount checks the password and deletes the account: the row is
+// anonymised (username and email free again, no password; store.DeleteUser),
+// its refresh tokens are deleted and its access tokens refused at once,
+// and its real-time connections close on every replica. Its content is
+// removed afterwards by messaging.Service.PurgeAccount (docs/api.md,
+// "Delete my account"), once no session can add more.
+func (s *Service) DeleteAccount(ctx context.Context, userID, pw string, meta Meta) error {
+	u, err := s.store.UserByID(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return apperr.New(apperr.Unauthorized, "sign in again")
+	}
+	if err != nil {
+		return apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
+	}
+	if u.DeletedAt != nil {
+		return apperr.New(apperr.Unauthorized, "sign in again")
+	}
+	ok, err := s.hasher.Verify(ctx, pw, u.PasswordHash)
+	if err != nil {
+		return fmt.Errorf("accounts: delete account: %w", err)
+	}
+	if !ok {
+		s.countFailure("wrong_password")
+		_ = s.audit.Record(ctx, audit.LoginFailed, userID, userID, meta.IP, map[string]any{"reason": "wrong_password", "action": "delete_account"})
+		return apperr.New(apperr.InvalidCredentials, "the password is wrong")
+	}
+	if err := s.store.DeleteUser(ctx, userID, s.now().UTC()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return apperr.New(apperr.Unauthorized, "sign in again") // deleted by a racing request
+		}
+		return apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
+	}
+	_ = s.audit.Record(ctx, audit.AccountDeleted, userID, userID, meta.IP, nil)
+	s.sockets.Disconnect(ctx, userID, "", "account deleted")
+	return nil
+}
+
 // ChangePassword checks the current password, sets the new one, ends every
 // other session and returns a fresh one for the caller. The caller's own
 // sockets (session sessionID) stay open: the client renews them in-band with
@@ -416,7 +454,7 @@ func (s *Service) StillValid(ctx context.Context, userID, session string, issued
 	if err != nil {
 		return apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
 	}
-	if issued.Before(u.TokensValidAfter) {
+	if u.DeletedAt != nil || issued.Before(u.TokensValidAfter) {
 		s.countFailure("ticket_revoked")
 		return apperr.New(apperr.Unauthorized, "sign in again")
 	}
@@ -453,6 +491,10 @@ func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal
 	}
 	if err != nil {
 		return nil, apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
+	}
+	if u.DeletedAt != nil {
+		s.countFailure(typ + "_user_gone")
+		return nil, unauth
 	}
 	if c.Issued().Before(u.TokensValidAfter) {
 		s.countFailure(typ + "_revoked")

@@ -32,6 +32,10 @@ const (
 	MemberAdded     = "member.added"
 	MemberRemoved   = "member.removed"
 	MessageDeleted  = "message.deleted"
+	OwnerChanged    = "group.owner_changed"
+	AccountDeleted  = "account.deleted"
+	AccountPurged   = "account.purged"
+	AccountExported = "account.exported"
 )
 
 // Store is the part of store.Store the log uses.

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -205,6 +207,67 @@ func (a *API) me(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, u)
+}
+
+// deleteAccount deletes the caller's account (docs/api.md, "Delete my
+// account"): the account at once, then its content in bounded batches in
+// this request, on a context that a client going away does not cancel
+// (a purge cut short is finished by the background pass).
+func (a *API) deleteAccount(c *gin.Context) {
+	var in struct {
+		Password string `json:"password"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	uid := c.GetString("user_id")
+	if !a.allow(c, LimitLogin, "ip:"+a.clientIP(c), "acct-id:"+uid) {
+		return
+	}
+	if err := a.accounts.DeleteAccount(c.Request.Context(), uid, in.Password, a.meta(c)); err != nil {
+		a.fail(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), accountPurgeTimeout)
+	defer cancel()
+	if _, err := a.msgs.PurgeAccount(ctx, uid); err != nil {
+		// The account is deleted; the background pass finishes the rest.
+		a.log.Error("account purge failed; the background pass will finish it", "request_id", c.GetString("request_id"), "err", err)
+	}
+	a.setRefreshCookie(c, "", -1)
+	c.Status(http.StatusNoContent)
+}
+
+// accountPurgeTimeout bounds the content purge of a deleted account in its
+// request.
+const accountPurgeTimeout = 10 * time.Minute
+
+// exportData streams the caller's data as JSON (docs/api.md, "Export my data").
+func (a *API) exportData(c *gin.Context) {
+	uid := c.GetString("user_id")
+	if !a.allow(c, LimitLogin, "ip:"+a.clientIP(c), "export:"+uid) {
+		return
+	}
+	started := false
+	err := a.msgs.Export(c.Request.Context(), uid, a.clientIP(c), func() io.Writer {
+		started = true
+		c.Header("Content-Type", "application/json; charset=utf-8")
+		c.Header("Content-Disposition", `attachment; filename="parley-export.json"`)
+		c.Header("Cache-Control", "no-store")
+		c.Status(http.StatusOK)
+		return c.Writer
+	})
+	if err != nil {
+		if !started {
+			a.fail(c, err)
+			return
+		}
+		// Headers are out: cut the response short so the client sees an
+		// incomplete JSON document, never a complete-looking wrong one.
+		a.log.Error("export failed midway", "request_id", c.GetString("request_id"), "err", err)
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func (a *API) searchUsers(c *gin.Context) {

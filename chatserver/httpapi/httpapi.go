@@ -117,6 +117,8 @@ func (a *API) Handler() http.Handler {
 	authed.POST("/auth/logout-all", a.logoutAll)
 	authed.POST("/auth/password", a.changePassword)
 	authed.GET("/me", a.me)
+	authed.DELETE("/me", a.deleteAccount)
+	authed.GET("/me/export", a.exportData)
 	authed.GET("/users", a.searchUsers)
 	authed.POST("/ws/ticket", a.wsTicket)
 	authed.GET("/conversations", a.listConversations)

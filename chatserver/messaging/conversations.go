@@ -285,7 +285,8 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 		for _, mem := range c.Members {
 			id := mem.UserID
 			u := users[id]
-			m := protocol.Member{ID: id, Username: u.Username, DisplayName: u.DisplayName, Role: mem.Role, ReadSeq: mem.ReadSeq}
+			pv := memberView(&u)
+			m := protocol.Member{ID: id, Username: pv.Username, DisplayName: pv.DisplayName, Role: mem.Role, ReadSeq: mem.ReadSeq}
 			if st, ok := status[id]; ok {
 				m.Online = st.Online
 				if !st.LastSeen.IsZero() {

@@ -589,6 +589,10 @@ func (s *Service) expiryPass(ctx context.Context, holder string, interval time.D
 			break
 		}
 	}
+	// Account purges a request did not finish (docs/api.md, "Delete my account").
+	if _, err := s.PurgeDeletedAccounts(ctx, 10); err != nil && ctx.Err() == nil {
+		s.log.Warn("account purge failed", "err", err)
+	}
 	if backlog, err := s.store.ExpiryBacklog(ctx, s.now()); err == nil {
 		s.metrics.ExpiryBacklog.Set(float64(backlog))
 	}

@@ -53,6 +53,8 @@ type Store interface {
 	Members(ctx context.Context, convID string) ([]store.Member, error)
 	AddMember(ctx context.Context, m store.Member) error
 	RemoveMember(ctx context.Context, convID, userID string) error
+	SetMemberRole(ctx context.Context, convID, userID, role string) error
+	DeleteConversation(ctx context.Context, convID string) error
 
 	AppendMessage(ctx context.Context, m *store.Message) (stored *store.Message, created bool, err error)
 	MessagesAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]store.Message, error)
@@ -71,6 +73,12 @@ type Store interface {
 	ExpiredMessages(ctx context.Context, now time.Time, limit int) ([]store.Message, error)
 	ExpiryBacklog(ctx context.Context, now time.Time) (int64, error)
 	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+
+	// Account deletion and export (account.go).
+	UserMessages(ctx context.Context, userID, afterConv string, afterSeq int64, limit int) ([]store.Message, error)
+	UserReactions(ctx context.Context, userID, afterMsg, afterEmoji string, limit int) ([]store.Reaction, error)
+	AccountsToPurge(ctx context.Context, deletedBefore time.Time, limit int) ([]string, error)
+	MarkAccountPurged(ctx context.Context, userID string, at time.Time) error
 }
 
 // Events is where the use cases send what happened (package delivery).
