@@ -46,11 +46,14 @@ describe('message actions', () => {
   const composer = (p) => p.page.locator('#composer-input');
   const chip = (p, text, emoji) => msgWith(p, text).locator(`.reaction[data-emoji="${emoji}"]`);
 
+  /** Hovers a stored (not pending) message and clicks one of its toolbar's buttons. */
   async function action(p, text, name) {
-    const m = msgWith(p, text);
+    const m = p.page.locator('[data-testid=message]:not([data-status])').filter({ has: p.page.locator('.msg-body', { hasText: text }) });
     await m.waitFor({ timeout: T });
+    const button = m.getByRole('toolbar', { name: 'Message actions' }).getByRole('button', { name, exact: true });
+    await button.waitFor({ state: 'attached', timeout: T });
     await m.locator('.bubble').hover();
-    await m.getByRole('toolbar', { name: 'Message actions' }).getByRole('button', { name, exact: true }).click();
+    await button.click({ timeout: T });
   }
 
   test('react from the hover toolbar and the emoji picker; chips count, say who, and toggle', async () => {
@@ -258,6 +261,38 @@ describe('message actions', () => {
     await d2.getByRole('button', { name: 'Save' }).click();
     await alice.page.getByTestId('setting-notice').getByText('Bob turned off disappearing messages.').waitFor({ timeout: T });
     await alice.page.getByTestId('expiry-notice').waitFor({ state: 'detached', timeout: T });
+  });
+
+  test('in a group: who reacted, and the owner deletes a member\'s message after confirming', async () => {
+    const C = uniquePerson('Carol');
+    const restC = new RestClient(server.url);
+    await restC.register(C);
+    const group = await restA.group('Picnic', [restB.user.id, restC.user.id]);
+    const carolMsg = await restC.send(group.id, 'I will bring the blanket');
+    for (const p of [alice, bob]) {
+      await p.page.getByRole('button', { name: /^Picnic/ }).click({ timeout: T });
+      await msgWith(p, 'I will bring the blanket').waitFor({ timeout: T });
+    }
+    // Names of who reacted, as this page saw them.
+    await restC.call('PUT', `/conversations/${group.id}/messages/${carolMsg.id}/reactions/${encodeURIComponent('👍')}`);
+    await action(bob, 'I will bring the blanket', 'React with thumbs up');
+    await chip(alice, 'I will bring the blanket', '👍').filter({ hasText: '2' }).waitFor({ timeout: T });
+    assert.equal(await chip(alice, 'I will bring the blanket', '👍').getAttribute('title'), 'Carol and Bob');
+    assert.equal(await chip(bob, 'I will bring the blanket', '👍').getAttribute('title'), 'You and Carol');
+
+    // Bob, a plain member, cannot delete Carol's message; Alice, the owner, can.
+    await msgWith(bob, 'I will bring the blanket').locator('.bubble').hover();
+    assert.equal(await msgWith(bob, 'I will bring the blanket').getByRole('button', { name: 'Delete' }).count(), 0);
+    await action(alice, 'I will bring the blanket', 'Delete');
+    const dialog = alice.page.getByRole('dialog', { name: 'Delete message?' });
+    await dialog.getByText('This message by Carol will be deleted for everyone').waitFor({ timeout: T });
+    await dialog.getByRole('button', { name: 'Delete for everyone' }).click();
+    for (const p of [alice, bob]) {
+      await p.page.locator('[data-testid=deleted]', { hasText: 'Message deleted' }).waitFor({ timeout: T });
+      assert.equal(await p.page.locator('.msg-list').getByText('I will bring the blanket').count(), 0);
+    }
+    const { messages } = await restC.call('GET', `/conversations/${group.id}/messages?limit=10`);
+    assert.equal(messages.find((m) => m.id === carolMsg.id).deleted.by, restA.user.id);
   });
 
   test('no CSP violation, no page error, no dialog', async () => {

@@ -131,16 +131,21 @@ describe('message lifecycle: drafts, unsent messages, unread', () => {
     const page = alice.page;
     // The server's answers about it are lost on the way (the send itself arrives).
     let drop = true;
+    let ready;
+    const socketReady = new Promise((r) => (ready = r));
     await alice.context.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
       const srv = ws.connectToServer();
       srv.onMessage((m) => {
         const f = JSON.parse(String(m));
+        if (f.type === 'ready') setTimeout(ready, 100);
         const lost = drop && ((f.type === 'ack' && f.message.body === 'ack lost') || (f.type === 'message' && f.message.body === 'ack lost'));
         if (!lost) ws.send(m);
       });
     });
     await page.reload();
     await body(alice, 'hello from Bob').waitFor({ timeout: T });
+    // Over the socket (not REST, which would answer at once).
+    await socketReady;
     await composer(alice).fill('ack lost');
     await page.keyboard.press('Enter');
     await page.locator('[data-testid=message][data-status=pending]', { hasText: 'ack lost' }).waitFor({ timeout: T });

@@ -82,7 +82,8 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
     }
     const known = new Set((reactors[m.id]?.[r.emoji] ?? []).filter((u) => u !== me.id));
     const names = [...(r.me ? ['You'] : []), ...[...known].map((u) => memberName(c, u))];
-    return peopleList(names, Math.max(0, r.count - names.length)) || `${r.count}`;
+    if (names.length === 0) return r.count === 1 ? '1 person' : `${r.count} people`;
+    return peopleList(names, Math.max(0, r.count - names.length));
   };
   const react = (m: Message, emoji: string, remove: boolean) => {
     store.react(c.id, m.id, emoji, remove).catch((e) => (store.notice.value = describeError(e, 'change')));
