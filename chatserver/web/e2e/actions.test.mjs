@@ -295,6 +295,34 @@ describe('message actions', () => {
     assert.equal(messages.find((m) => m.id === carolMsg.id).deleted.by, restA.user.id);
   });
 
+  test('keyboard: the list is one Tab stop; arrows move between messages; Tab reaches their actions', async () => {
+    const page = alice.page;
+    await page.getByRole('button', { name: /^Bob/ }).click();
+    await bob.page.getByRole('button', { name: /^Alice/ }).click();
+    await msgWith(alice, 'Never mind').waitFor({ timeout: T });
+    const list = page.locator('.messages');
+    await list.focus();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'composer-input', 'from the list, Tab goes on to the composer');
+    await list.focus();
+    await page.keyboard.press('ArrowUp');
+    const focusedText = () => page.evaluate(() => document.activeElement?.closest('[data-testid=message]')?.querySelector('.msg-body')?.textContent);
+    assert.equal(await focusedText(), 'This one will disappear');
+    await page.keyboard.press('ArrowUp');
+    assert.equal(await focusedText(), 'Never mind');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'React with thumbs up');
+    await page.keyboard.press('Enter');
+    await msgWith(bob, 'Never mind').locator('.reaction[data-emoji="👍"]').waitFor({ timeout: T });
+    // Tab onwards: React, Reply, Edit, Delete of the same message, then its chips.
+    const labels = [];
+    for (let i = 0; i < 6; i++) {
+      await page.keyboard.press('Tab');
+      labels.push(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')));
+    }
+    assert.deepEqual(labels.slice(0, 6), ['React with red heart', 'React with tears of joy', 'React', 'Reply', 'Edit', 'Delete']);
+  });
+
   test('no CSP violation, no page error, no dialog', async () => {
     for (const p of people) {
       if (p.page.isClosed()) continue;

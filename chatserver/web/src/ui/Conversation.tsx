@@ -67,6 +67,24 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   const [deleting, setDeleting] = useState<Message | null>(null);
   const [showExpiry, setShowExpiry] = useState(false);
   const [highlight, setHighlight] = useState<string | null>(null);
+  // The message with the keyboard focus: only its buttons are in the Tab order, so the list
+  // stays one stop on the way to the composer (Up and Down move between messages).
+  const [activeMsg, setActiveMsg] = useState<string | null>(null);
+  const onListKey = (e: KeyboardEvent) => {
+    if (e.key !== 'ArrowUp' && e.key !== 'ArrowDown') return;
+    const target = e.target as HTMLElement;
+    if (target.closest('.emoji-picker')) return;
+    const list = listRef.current;
+    if (!list) return;
+    const items = [...list.querySelectorAll<HTMLElement>('[data-testid=message][data-id]')];
+    if (items.length === 0) return;
+    const cur = target.closest<HTMLElement>('[data-testid=message][data-id]');
+    const i = cur ? items.indexOf(cur) : -1;
+    const next = i < 0 ? (e.key === 'ArrowUp' ? items.length - 1 : 0) : Math.max(0, Math.min(items.length - 1, i + (e.key === 'ArrowUp' ? -1 : 1)));
+    e.preventDefault();
+    items[next].focus({ preventScroll: true });
+    items[next].scrollIntoView({ block: 'nearest' });
+  };
   const myRole = c.members.find((m) => m.id === me.id)?.role ?? 'member';
   const canModerate = c.kind === 'group' && (myRole === 'owner' || myRole === 'admin');
   const canSetExpiry = c.kind === 'direct' || canModerate;
@@ -217,6 +235,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         quoteName={m.replyTo ? (m.replyTo.senderId === me.id ? 'You' : memberName(c, m.replyTo.senderId)) : ''}
         canEdit={canEdit(m)}
         canDelete={canDelete(m)}
+        active={activeMsg === m.id}
         whoReacted={(r) => whoReacted(m, r)}
         onReact={(emoji, remove) => react(m, emoji, remove)}
         onReply={() => {
@@ -282,7 +301,22 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         </p>
       )}
       <div class="messages-wrap">
-        <div class="messages" ref={listRef} onScroll={onScroll} tabIndex={0} aria-label={`Messages with ${title}`}>
+        <div
+          class="messages"
+          ref={listRef}
+          onScroll={onScroll}
+          tabIndex={0}
+          aria-label={`Messages with ${title}`}
+          aria-describedby="messages-hint"
+          onKeyDown={onListKey}
+          onFocusCapture={(e) => {
+            const li = (e.target as Element).closest('[data-testid=message][data-id]');
+            setActiveMsg(li ? li.getAttribute('data-id') : null);
+          }}
+        >
+          <p id="messages-hint" class="sr-only">
+            Up and Down arrows move between messages; Tab then reaches the message's reactions, reply, edit and delete.
+          </p>
           {thread.hasMore && <p class="muted center small">Scroll up for older messages</p>}
           {thread.loaded && thread.messages.length === 0 && thread.pending.length === 0 && <p class="muted center">No messages yet. Say hello!</p>}
           <ol class="msg-list" role="log" aria-live="polite" aria-relevant="additions">
@@ -390,9 +424,11 @@ interface ItemProps {
   onEdit: () => void;
   onDelete: () => void;
   onQuote: () => void;
+  /** It has the keyboard focus: its buttons are in the Tab order. */
+  active: boolean;
 }
 
-function Quote({ r, name, onClick }: { r: ReplyRef; name: string; onClick?: () => void }) {
+function Quote({ r, name, onClick, tabIndex }: { r: ReplyRef; name: string; onClick?: () => void; tabIndex?: number }) {
   const text = r.deleted ? 'Message deleted' : r.excerpt;
   const inner = (
     <>
@@ -402,7 +438,7 @@ function Quote({ r, name, onClick }: { r: ReplyRef; name: string; onClick?: () =
   );
   if (!onClick) return <span class="quote">{inner}</span>;
   return (
-    <button type="button" class="quote" onClick={onClick} aria-label={`Reply to ${name}: ${text}. Show the original message`} data-testid="quote">
+    <button type="button" class="quote" onClick={onClick} tabIndex={tabIndex} aria-label={`Reply to ${name}: ${text}. Show the original message`} data-testid="quote">
       {inner}
     </button>
   );
@@ -427,6 +463,7 @@ function MessageItem(p: ItemProps) {
     return () => document.removeEventListener('pointerdown', outside, true);
   }, [actions]);
   const gone = !!m.deleted;
+  const tab = p.active || picker ? 0 : -1;
   const mineSet = new Set((m.reactions ?? []).filter((r) => r.me).map((r) => r.emoji));
   const closePicker = () => {
     setPicker(false);
@@ -467,7 +504,7 @@ function MessageItem(p: ItemProps) {
           if (longPressed.current) e.preventDefault();
         }}
       >
-        {m.replyTo && !gone && <Quote r={m.replyTo} name={p.quoteName} onClick={p.onQuote} />}
+        {m.replyTo && !gone && <Quote r={m.replyTo} name={p.quoteName} onClick={p.onQuote} tabIndex={tab} />}
         {gone ? (
           <p class="msg-body msg-deleted" data-testid="deleted">
             {m.deleted!.reason === 'expired' ? 'This message disappeared' : 'Message deleted'}
@@ -497,13 +534,14 @@ function MessageItem(p: ItemProps) {
       {!gone && (
         <div class="msg-actions" role="toolbar" aria-label="Message actions">
           {QUICK_REACTIONS.slice(0, 3).map(([e, name]) => (
-            <button key={e} type="button" class="btn-icon act quick" aria-label={`React with ${name}`} aria-pressed={mineSet.has(e)} onClick={() => p.onReact(e, mineSet.has(e))}>
+            <button key={e} type="button" class="btn-icon act quick" tabIndex={tab} aria-label={`React with ${name}`} aria-pressed={mineSet.has(e)} onClick={() => p.onReact(e, mineSet.has(e))}>
               {e}
             </button>
           ))}
           <button
             type="button"
             class="btn-icon act"
+            tabIndex={tab}
             ref={reactBtn}
             aria-label="React"
             aria-haspopup="dialog"
@@ -518,16 +556,16 @@ function MessageItem(p: ItemProps) {
           >
             <Icon name="react" />
           </button>
-          <button type="button" class="btn-icon act" aria-label="Reply" onClick={() => { setActions(false); p.onReply(); }}>
+          <button type="button" class="btn-icon act" tabIndex={tab} aria-label="Reply" onClick={() => { setActions(false); p.onReply(); }}>
             <Icon name="reply" />
           </button>
           {p.canEdit && (
-            <button type="button" class="btn-icon act" aria-label="Edit" onClick={() => { setActions(false); p.onEdit(); }}>
+            <button type="button" class="btn-icon act" tabIndex={tab} aria-label="Edit" onClick={() => { setActions(false); p.onEdit(); }}>
               <Icon name="edit" />
             </button>
           )}
           {p.canDelete && (
-            <button type="button" class="btn-icon act danger" aria-label="Delete" onClick={() => { setActions(false); p.onDelete(); }}>
+            <button type="button" class="btn-icon act danger" tabIndex={tab} aria-label="Delete" onClick={() => { setActions(false); p.onDelete(); }}>
               <Icon name="delete" />
             </button>
           )}
@@ -545,7 +583,7 @@ function MessageItem(p: ItemProps) {
           }}
         />
       )}
-      {!gone && m.reactions && m.reactions.length > 0 && <ReactionChips reactions={m.reactions} who={p.whoReacted} onToggle={(r) => p.onReact(r.emoji, r.me)} />}
+      {!gone && m.reactions && m.reactions.length > 0 && <ReactionChips tabIndex={tab} reactions={m.reactions} who={p.whoReacted} onToggle={(r) => p.onReact(r.emoji, r.me)} />}
       {p.seen && (
         <span class="seen" data-testid="seen">
           {p.seen}

@@ -78,7 +78,7 @@ export function EmojiPicker({ onPick, onClose, mine, up }: { onPick: (emoji: str
 }
 
 /** Reaction chips under a message: emoji and count; pressed when I am among them. */
-export function ReactionChips({ reactions, who, onToggle, disabled }: { reactions: Reaction[]; who: (r: Reaction) => string; onToggle: (r: Reaction) => void; disabled?: boolean }) {
+export function ReactionChips({ reactions, who, onToggle, disabled, tabIndex }: { reactions: Reaction[]; who: (r: Reaction) => string; onToggle: (r: Reaction) => void; disabled?: boolean; tabIndex?: number }) {
   if (reactions.length === 0) return null;
   return (
     <ul class="reactions" aria-label="Reactions" data-testid="reactions">
@@ -91,6 +91,7 @@ export function ReactionChips({ reactions, who, onToggle, disabled }: { reaction
               class={'reaction' + (r.me ? ' me' : '')}
               aria-pressed={r.me}
               disabled={disabled}
+              tabIndex={tabIndex}
               title={people}
               aria-label={`${emojiName(r.emoji)} ${r.emoji}, ${r.count}: ${people}`}
               data-emoji={r.emoji}
