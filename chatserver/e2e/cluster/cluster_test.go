@@ -17,6 +17,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/chatserver/internal/chattest"
 	"github.com/parley-chat/parley/pkg/keyringfile"
@@ -543,16 +546,21 @@ func TestChatClusterOnRealNode(t *testing.T) {
 				kc(t, "-n", ns, "get", "pod", "chat-mredis-redis-0", "-o", `jsonpath={.status.phase}/{.status.conditions[?(@.type=="Ready")].status}`))
 		})
 		step(t, "managed Redis refuses unauthenticated clients (NOAUTH)", func() string {
-			// From inside the cluster, through the Service, as any pod that
-			// reaches Redis would: without the generated password nothing works.
-			svc := m.name + "-redis"
-			out, _ := kubectl(t, "", "-n", ns, "exec", m.name+"-redis-0", "-c", "redis", "--",
-				"redis-cli", "-h", svc, "-p", "6379", "set", "parley:ticket:forged", "x")
-			chattest.Must(t, strings.Contains(out, "NOAUTH"), "unauthenticated SET through the Service answered %q, want NOAUTH", out)
-			out2, _ := kubectl(t, "", "-n", ns, "exec", m.name+"-redis-0", "-c", "redis", "--",
-				"redis-cli", "-h", svc, "-p", "6379", "publish", "u:anyone", "forged")
-			chattest.Must(t, strings.Contains(out2, "NOAUTH"), "unauthenticated PUBLISH answered %q, want NOAUTH", out2)
-			return "SET and PUBLISH without the password: " + strings.TrimSpace(out)
+			// From the host on the node's bridge, through the Service's
+			// ClusterIP, as any pod that reaches Redis would (an exec into the
+			// Redis container would authenticate: its probe's REDISCLI_AUTH).
+			ip := kc(t, "-n", ns, "get", "svc", m.name+"-redis", "-o", "jsonpath={.spec.clusterIP}")
+			rc := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(ip, "6379"), MaxRetries: -1})
+			defer rc.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			errSet := rc.Set(ctx, "parley:ticket:forged", "x", time.Minute).Err()
+			errPub := rc.Publish(ctx, "u:anyone", "forged").Err()
+			for what, err := range map[string]error{"SET": errSet, "PUBLISH": errPub} {
+				chattest.Must(t, err != nil && strings.Contains(err.Error(), "NOAUTH"),
+					"unauthenticated %s through the Service: %v, want NOAUTH", what, err)
+			}
+			return fmt.Sprintf("SET and PUBLISH without the password via %s:6379: %v", ip, errSet)
 		})
 		step(t, "managed Redis: delivery through the backplane", func() string {
 			m.connect()
