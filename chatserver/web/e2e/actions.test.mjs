@@ -329,6 +329,7 @@ describe('message actions', () => {
       assert.deepEqual(await cspViolations(p), []);
       assert.deepEqual(p.pageErrors, []);
       assert.deepEqual(p.dialogs, []);
+      assert.equal(await p.page.locator('.notice').count(), 0, 'no error notice');
     }
   });
 });

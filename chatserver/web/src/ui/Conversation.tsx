@@ -449,6 +449,7 @@ function MessageItem(p: ItemProps) {
   const [actions, setActions] = useState(false);
   const [picker, setPicker] = useState(false);
   const [up, setUp] = useState(false);
+  const [below, setBelow] = useState(false);
   const liRef = useRef<HTMLLIElement>(null);
   const reactBtn = useRef<HTMLButtonElement>(null);
   const press = useRef<ReturnType<typeof setTimeout> | null>(null);
@@ -476,7 +477,7 @@ function MessageItem(p: ItemProps) {
   return (
     <li
       ref={liRef}
-      class={'msg' + (mine ? ' mine' : '') + (gone ? ' gone' : '') + (actions || picker ? ' actions-open' : '') + (p.highlighted ? ' highlight' : '')}
+      class={'msg' + (mine ? ' mine' : '') + (gone ? ' gone' : '') + (actions || picker ? ' actions-open' : '') + (actions && below ? ' actions-below' : '') + (p.highlighted ? ' highlight' : '')}
       data-seq={m.seq}
       data-id={m.id}
       data-testid="message"
@@ -491,6 +492,10 @@ function MessageItem(p: ItemProps) {
           endPress();
           press.current = setTimeout(() => {
             longPressed.current = true;
+            // Near the top of the list the toolbar goes below the bubble, where it can be seen.
+            const li = liRef.current;
+            const box = li?.closest('.messages')?.getBoundingClientRect();
+            setBelow(!!li && !!box && li.getBoundingClientRect().top - box.top < 56);
             setActions(true);
           }, 500);
         }}
