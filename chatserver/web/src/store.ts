@@ -508,6 +508,14 @@ export class ChatStore {
   private ingestEvents(id: string, evs: ChangeEvent[]): void {
     if (evs.length === 0) return;
     const me = this.me.value?.id ?? null;
+    // Unread messages of others deleted now no longer count (when they are held, so known).
+    const before = this.thread(id).messages;
+    const readSeq = this.conversations.value[id]?.readSeq ?? Infinity;
+    const unreadGone = evs.filter((ev) => {
+      if (ev.type !== 'message_deleted') return false;
+      const m = before.find((x) => x.id === ev.messageId);
+      return !!m && !m.deleted && m.senderId !== me && m.seq > readSeq;
+    }).length;
     this.setThread(id, (t) => evs.reduce((x, ev) => applyEvent(x, ev, me), t));
     this.changes[id] = (this.changes[id] ?? 0) + evs.length;
     for (const ev of evs) {
@@ -526,7 +534,7 @@ export class ChatStore {
       void this.fetchConversation(id);
       return;
     }
-    let next = c;
+    let next = unreadGone && c.unread > 0 ? { ...c, unread: Math.max(0, c.unread - unreadGone) } : c;
     for (const ev of evs) {
       if (ev.seq > next.lastSeq) next = { ...next, lastSeq: ev.seq };
       if (ev.type === 'conversation_settings') next = { ...next, expireAfter: ev.expireAfter };

@@ -44,6 +44,13 @@ describe('LocalState', () => {
     expect(bob.drafts()).toEqual({ c1: 'something else' });
   });
 
+  it('keeps the quote of a reply waiting to be sent', () => {
+    const storage = new MemoryStorage();
+    const replyTo = { id: 'm_1', seq: 1, senderId: 'u_2', excerpt: 'hello', deleted: false };
+    new LocalState(storage, 'u_1').putPending({ clientId: 'k1', conversationId: 'c1', body: 'hi', createdAt: '2026-01-01T00:00:01Z', status: 'pending', replyTo });
+    expect(new LocalState(storage, 'u_1').pending()[0].replyTo).toEqual(replyTo);
+  });
+
   it('drops what it cannot trust when reading back', () => {
     const storage = new MemoryStorage();
     storage.setItem('parley:v1:u_1:pending', JSON.stringify({ 'bad id!': { clientId: 'bad id!' }, k2: { clientId: 'k2', conversationId: 'c1', body: 3 } }));
@@ -310,6 +317,18 @@ describe('change events (edits, deletions, reactions, settings)', () => {
     sock().frame({ type: 'conversation_settings', conversationId: 'c1', seq: 5, expireAfter: 86400, changedBy: 'u_2', changedAt: '2026-11-23T12:04:00Z' });
     expect(store.conversations.value.c1.expireAfter).toBe(86400);
     expect(store.thread('c1').notices).toEqual([{ seq: 5, expireAfter: 86400, changedBy: 'u_2', changedAt: '2026-11-23T12:04:00Z' }]);
+  });
+
+  it('an unread message deleted before it was read no longer counts as unread', async () => {
+    const { store, sock } = await setup();
+    await store.open(null);
+    sock().frame({ type: 'message', message: msg(4) });
+    sock().frame({ type: 'message', message: msg(5) });
+    expect(store.conversations.value.c1.unread).toBe(2);
+    const del = { type: 'message_deleted', conversationId: 'c1', messageId: 'm_c1_4', seq: 6, deletedBy: 'u_2', deletedAt: '2026-11-23T12:03:00Z', reason: 'deleted' };
+    sock().frame(del);
+    sock().frame(del);
+    expect(store.conversations.value.c1.unread).toBe(1);
   });
 
   it('sends edit, delete and react frames, and settles each with its ack or error', async () => {
