@@ -65,6 +65,15 @@ case "${1:-}" in
     ;;
   screenshots)
     ensure_modules
+    # Emoji in the pictures (reactions, the picker): without a colour emoji
+    # font headless Chromium draws empty boxes. Only the screenshots need it.
+    if [ ! -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+      if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-noto-color-emoji
+      else
+        echo "web.sh: install fonts-noto-color-emoji for emoji in the screenshots" >&2
+      fi
+    fi
     build
     node e2e/screenshots.mjs "$ROOT/docs/images"
     ;;
