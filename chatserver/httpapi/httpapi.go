@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/messaging"
 	"github.com/parley-chat/parley/chatserver/metrics"
+	"github.com/parley-chat/parley/chatserver/protocol"
 	"github.com/parley-chat/parley/chatserver/ratelimit"
 	"github.com/parley-chat/parley/chatserver/realtime"
 )
@@ -185,8 +185,8 @@ func bind(c *gin.Context, v any) error {
 		}
 		return apperr.New(apperr.InvalidRequest, "reading the request body failed")
 	}
-	if !utf8.Valid(body) {
-		return apperr.New(apperr.InvalidRequest, "request body is not valid UTF-8")
+	if !protocol.ValidText(body) {
+		return apperr.New(apperr.InvalidRequest, "request body is not valid UTF-8 (or escapes a lone surrogate)")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -422,10 +421,10 @@ func (c *conn) readLoop(ctx context.Context) {
 			continue
 		}
 		f, id, err := protocol.DecodeClient(data)
-		if !utf8.Valid(data) {
+		if !protocol.ValidText(data) {
 			// Go's JSON decoder would have replaced the bad bytes with
 			// U+FFFD and stored that: refuse instead, naming the request.
-			c.fail(id, apperr.New(apperr.InvalidRequest, "frame is not valid UTF-8"))
+			c.fail(id, apperr.New(apperr.InvalidRequest, "frame is not valid UTF-8 (or escapes a lone surrogate)"))
 			continue
 		}
 		if err != nil {

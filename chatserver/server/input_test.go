@@ -30,6 +30,16 @@ func TestInvalidUTF8IsRefused(t *testing.T) {
 	f := w.WaitFor("error", 5*time.Second)
 	must(t, f.ID == "u1" && f.Code == "invalid_request" && strings.Contains(f.ErrMessage, "UTF-8"), "WS: %+v", f)
 
+	// A lone surrogate escaped in JSON (\ud800) would become U+FFFD too.
+	lone := []byte(`{"clientId":"lone","body":"a \ud800 b"}`)
+	res = alice.Do("POST", "/api/v1/conversations/"+conv.ID+"/messages", lone)
+	must(t, res.Status == http.StatusBadRequest && res.Code() == "invalid_request", "REST lone surrogate: %d %s", res.Status, res.Body)
+	if err := w.Conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"send","id":"u2","conversationId":"`+conv.ID+`","clientId":"lone-ws","body":"\udc00"}`)); err != nil {
+		t.Fatal(err)
+	}
+	f = w.WaitFor("error", 5*time.Second)
+	must(t, f.ID == "u2" && f.Code == "invalid_request", "WS lone surrogate: %+v", f)
+
 	must(t, len(alice.History(conv.ID, 0)) == 0, "a message was stored")
 }
 
