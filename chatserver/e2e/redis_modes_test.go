@@ -18,6 +18,12 @@ import (
 // after the test.
 func redisServer(t *testing.T, dir string, port int, args ...string) {
 	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if testing.Short() {
+			t.Skip("-short: Redis Cluster and Sentinel tests need redis-server")
+		}
+		t.Fatal("redis-server not found: run `make test` (hack/install-deps.sh installs it)")
+	}
 	all := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "no"}, args...)
 	cmd := exec.Command("redis-server", all...)
