@@ -26,44 +26,7 @@ import (
 // each trigger a reconcile through the watches.
 func TestManagerWatchesSecretsAndEmitsEvents(t *testing.T) {
 	f := newFixture(t)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{f.ns: {}}},
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := controllers.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &controllers.ChatClusterReconciler{
-		Client:       mgr.GetClient(),
-		Recorder:     mgr.GetEventRecorder(controllers.FieldOwner),
-		Clock:        clock.RealClock{},
-		Metrics:      metrics,
-		Capabilities: controllers.DiscoveryCapabilities{Discovery: disc},
-		Version:      "v0.1.0",
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	if err := r.SetupWithManager(mctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	startManager(t, f.ns)
 
 	cc := sample(f.ns, "chat")
 	if err := k8s.Create(ctx, cc); err != nil { // its DSN Secret does not exist yet
@@ -101,5 +64,49 @@ func TestManagerWatchesSecretsAndEmitsEvents(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "the Service to be recreated", func() bool {
 		return !f.absent(&corev1.Service{}, "chat")
+	})
+}
+
+// startManager runs the reconciler in a manager, as main wires it, watching
+// namespace ns until the test ends.
+func startManager(t *testing.T, ns string) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := controllers.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &controllers.ChatClusterReconciler{
+		Client:       mgr.GetClient(),
+		Recorder:     mgr.GetEventRecorder(controllers.FieldOwner),
+		Clock:        clock.RealClock{},
+		Metrics:      metrics,
+		Capabilities: controllers.DiscoveryCapabilities{Discovery: disc},
+		Version:      "v0.1.0",
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	if err := r.SetupWithManager(mctx, mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
 	})
 }

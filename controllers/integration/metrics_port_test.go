@@ -1,24 +1,13 @@
 package integration
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/discovery"
-	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-
-	"github.com/parley-chat/parley/controllers"
 )
 
 // The chat servers serve /metrics on their own port (PARLEY_METRICS_ADDR=:9090,
@@ -88,44 +77,7 @@ func TestMetricsOnTheirOwnPort(t *testing.T) {
 // another (Ready), with nothing else due.
 func TestManagerNoticesRetainedKeyringChanges(t *testing.T) {
 	f := newFixture(t)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{f.ns: {}}},
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := controllers.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &controllers.ChatClusterReconciler{
-		Client:       mgr.GetClient(),
-		Recorder:     mgr.GetEventRecorder(controllers.FieldOwner),
-		Clock:        clock.RealClock{},
-		Metrics:      metrics,
-		Capabilities: controllers.DiscoveryCapabilities{Discovery: disc},
-		Version:      "v0.1.0",
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	if err := r.SetupWithManager(mctx, mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	startManager(t, f.ns)
 
 	f.create(sample(f.ns, "chat"))
 	keysReason := func() string { return cond(f.chat("chat"), "KeysReady").Reason }

@@ -3,8 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,10 +11,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	chatv1alpha1 "github.com/parley-chat/parley/api/v1alpha1"
 	"github.com/parley-chat/parley/controllers"
@@ -271,31 +267,7 @@ func TestPromotionWaitsForEveryReadyPod(t *testing.T) {
 // pods that start later mount the current Secret.
 func TestPromotionGateRBACAndNoReadyPods(t *testing.T) {
 	f := newFixture(t)
-	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.UnmarshalStrict(raw, role); err != nil {
-		t.Fatal(err)
-	}
-	user := "parley-operator-gate-" + f.ns
-	role.Name = user
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: user},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: user},
-		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
-	}
-	if err := k8s.Create(ctx, role); err != nil {
-		t.Fatal(err)
-	}
-	if err := k8s.Create(ctx, binding); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = k8s.Delete(ctx, binding)
-		_ = k8s.Delete(ctx, role)
-	})
+	user := bindGeneratedRole(t, "parley-operator-gate-"+f.ns)
 	u, err := testEnv.AddUser(envtest.User{Name: user}, nil)
 	if err != nil {
 		t.Fatal(err)

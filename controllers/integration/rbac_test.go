@@ -18,31 +18,7 @@ import (
 // is enough for a full reconcile: the reconciler runs as a user bound to nothing else.
 func TestGeneratedRBACSuffices(t *testing.T) {
 	f := newFixture(t)
-	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.UnmarshalStrict(raw, role); err != nil {
-		t.Fatal(err)
-	}
-	user := "parley-operator-rbac-" + f.ns
-	role.Name = user
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: user},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: user},
-		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
-	}
-	if err := k8s.Create(ctx, role); err != nil {
-		t.Fatal(err)
-	}
-	if err := k8s.Create(ctx, binding); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = k8s.Delete(ctx, binding)
-		_ = k8s.Delete(ctx, role)
-	})
+	user := bindGeneratedRole(t, "parley-operator-rbac-"+f.ns)
 	cc := sample(f.ns, "chat")
 	f.create(cc)
 
@@ -70,4 +46,36 @@ func TestGeneratedRBACSuffices(t *testing.T) {
 	// Pruning needs delete: remove the Ingress through the spec.
 	f.update("chat", func(cc *chatv1alpha1.ChatCluster) { cc.Spec.Ingress = nil })
 	f.reconcile("chat")
+}
+
+// bindGeneratedRole creates the ClusterRole generated from the RBAC markers
+// (config/rbac/role.yaml) under the name user, binds it to that user and
+// returns the name; both go away with the test.
+func bindGeneratedRole(t *testing.T, user string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.UnmarshalStrict(raw, role); err != nil {
+		t.Fatal(err)
+	}
+	role.Name = user
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: user},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
+	}
+	if err := k8s.Create(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = k8s.Delete(ctx, binding)
+		_ = k8s.Delete(ctx, role)
+	})
+	return user
 }
