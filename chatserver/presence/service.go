@@ -75,6 +75,13 @@ func (s *Service) Status(ctx context.Context, userIDs []string) (map[string]Stat
 	return s.tracker.Status(ctx, userIDs)
 }
 
+// announce tells the user's peers about a transition, then reads the status
+// back and announces again if it changed meanwhile. Announcements from two
+// replicas are not ordered with each other: a replica that saw the user's last
+// connection close can publish "offline" after another replica, which saw the
+// next connection open, published "online". Because Publish returns once the
+// backplane has the frame, a status read after it sees every transition made
+// before, so the last frame any peer gets matches the tracker.
 func (s *Service) announce(ctx context.Context, userID, status string) {
 	peers, err := s.peers.ConversationPeers(ctx, userID)
 	if err != nil {
@@ -86,4 +93,18 @@ func (s *Service) announce(ctx context.Context, userID, status string) {
 	}
 	s.events.Publish(ctx, delivery.Event{To: peers,
 		Frame: protocol.PresenceFrame{UserID: userID, Status: status, LastSeen: s.now().UTC()}})
+
+	st, err := s.tracker.Status(ctx, []string{userID})
+	if err != nil {
+		s.log.Warn("presence: status read-back failed", "err", err)
+		return
+	}
+	now := "offline"
+	if st[userID].Online {
+		now = "online"
+	}
+	if now != status {
+		s.events.Publish(ctx, delivery.Event{To: peers,
+			Frame: protocol.PresenceFrame{UserID: userID, Status: now, LastSeen: s.now().UTC()}})
+	}
 }
