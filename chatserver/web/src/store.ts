@@ -100,6 +100,13 @@ export class ChatStore {
   private inflightChange = new Map<string, { conversationId: string; timer: unknown; done: (m: Message | null, err?: unknown) => void }>();
   private lastTypingSent: Record<string, number> = {};
   private readSent: Record<string, number> = {};
+  /**
+   * The latest presence frame per user, numbered in arrival order: a conversation list
+   * asked for before a frame arrived was computed before it, so its presence is older
+   * and must not undo the frame (issue 12 defect 10).
+   */
+  private presenceSeen: Record<string, { n: number; online: boolean; lastSeen?: string }> = {};
+  private presenceCount = 0;
   private typingTimer: unknown = null;
   private ackTimeoutMs: number;
   private readonly storage: KeyValueStorage;
@@ -287,6 +294,7 @@ export class ChatStore {
     this.seen = {};
     this.changes = {};
     this.readSent = {};
+    this.presenceSeen = {};
     batch(() => {
       this.auth.value = 'signedOut';
       this.me.value = null;
@@ -306,15 +314,29 @@ export class ChatStore {
   // ------------------------------------------------------------ conversations
 
   async loadConversations(): Promise<void> {
+    const asked = this.presenceCount;
     const { conversations } = await this.api.request<{ conversations: Conversation[] }>('GET', '/conversations');
     const next: Record<string, Conversation> = {};
     const old = this.conversations.value;
-    for (const c of conversations) {
+    for (const answered of conversations) {
+      const c = this.withNewerPresence(answered, asked);
       const prev = old[c.id];
       next[c.id] = prev && prev.lastSeq > c.lastSeq ? { ...c, lastSeq: prev.lastSeq, lastMessage: prev.lastMessage, lastActivity: prev.lastActivity } : c;
       if (this.cursors[c.id] === undefined) this.cursors[c.id] = c.lastSeq;
     }
     this.conversations.value = next;
+  }
+
+  /** c with the presence of frames that arrived after its list was asked for. */
+  private withNewerPresence(c: Conversation, asked: number): Conversation {
+    if (!c.members.some((m) => (this.presenceSeen[m.id]?.n ?? 0) > asked)) return c;
+    return {
+      ...c,
+      members: c.members.map((m) => {
+        const p = this.presenceSeen[m.id];
+        return p && p.n > asked ? { ...m, online: p.online, lastSeen: p.lastSeen ?? m.lastSeen } : m;
+      }),
+    };
   }
 
   upsertConversation(c: Conversation): void {
@@ -807,6 +829,7 @@ export class ChatStore {
         break;
       }
       case 'presence': {
+        this.presenceSeen[f.userId] = { n: ++this.presenceCount, online: f.status === 'online', lastSeen: f.lastSeen };
         const next: Record<string, Conversation> = {};
         let changed = false;
         for (const [id, c] of Object.entries(this.conversations.value)) {
