@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/parley-chat/parley/chatserver/apperr"
@@ -142,24 +143,59 @@ type RegisterInput struct {
 func validateRegistration(in *RegisterInput) error {
 	in.Username = strings.ToLower(strings.TrimSpace(in.Username))
 	in.Email = NormalizeEmail(in.Email)
-	in.DisplayName = strings.TrimSpace(in.DisplayName)
 	if !usernameRE.MatchString(in.Username) {
-		return apperr.New(apperr.InvalidRequest, "username must be 3 to 32 characters of a-z, 0-9, _ . -")
+		return apperr.OnField(apperr.InvalidRequest, "username", "username must be 3 to 32 characters of a-z, 0-9, _ . -")
 	}
 	if len(in.Email) > 254 {
-		return apperr.New(apperr.InvalidRequest, "email is too long")
+		return apperr.OnField(apperr.InvalidRequest, "email", "email is too long")
 	}
 	if a, err := mail.ParseAddress(in.Email); err != nil || a.Address != in.Email || !strings.Contains(in.Email, ".") {
-		return apperr.New(apperr.InvalidRequest, "email is not a valid address")
+		return apperr.OnField(apperr.InvalidRequest, "email", "email is not a valid address")
 	}
-	if in.DisplayName == "" {
-		in.DisplayName = in.Username
+	name, err := NormalizeDisplayName(in.DisplayName)
+	if err != nil {
+		return err
 	}
-	if utf8.RuneCountInString(in.DisplayName) > 64 {
-		return apperr.New(apperr.InvalidRequest, "display name must be at most 64 characters")
+	if name == "" {
+		name = in.Username
 	}
+	in.DisplayName = name
 	if err := password.Check(in.Password); err != nil {
-		return apperr.New(apperr.WeakPassword, "%s", err.Error())
+		return apperr.OnField(apperr.WeakPassword, "password", "%s", err.Error())
+	}
+	return nil
+}
+
+// MaxDisplayNameChars bounds a display name, in characters.
+const MaxDisplayNameChars = 64
+
+// NormalizeDisplayName trims a display name and checks it: at most
+// MaxDisplayNameChars characters, no control characters (they would break
+// one-line layouts and the search index's separator). It returns "" for a
+// blank name; callers decide what that means (registration: the username).
+func NormalizeDisplayName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if utf8.RuneCountInString(name) > MaxDisplayNameChars {
+		return "", apperr.OnField(apperr.InvalidRequest, "displayName", "display name must be at most %d characters", MaxDisplayNameChars)
+	}
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return "", apperr.OnField(apperr.InvalidRequest, "displayName", "display name must not contain control characters")
+	}
+	return name, nil
+}
+
+// taken tells which of username and email an existing account already has
+// (username first), so registration can name the field; nil when neither.
+func (s *Service) taken(ctx context.Context, username, email string) error {
+	if _, err := s.store.UserByUsername(ctx, username); err == nil {
+		return apperr.OnField(apperr.Conflict, "username", "That username is already taken.")
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("accounts: register: %w", err)
+	}
+	if _, err := s.store.UserByEmail(ctx, email); err == nil {
+		return apperr.OnField(apperr.Conflict, "email", "An account with that email already exists.")
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("accounts: register: %w", err)
 	}
 	return nil
 }
@@ -167,6 +203,11 @@ func validateRegistration(in *RegisterInput) error {
 // Register creates an account and its first session.
 func (s *Service) Register(ctx context.Context, in RegisterInput, meta Meta) (*Session, error) {
 	if err := validateRegistration(&in); err != nil {
+		return nil, err
+	}
+	// Checked before hashing (which is slow on purpose) to name the taken
+	// field; the unique constraints still decide a race, below.
+	if err := s.taken(ctx, in.Username, in.Email); err != nil {
 		return nil, err
 	}
 	hash, err := s.hasher.Hash(ctx, in.Password)
@@ -177,6 +218,10 @@ func (s *Service) Register(ctx context.Context, in RegisterInput, meta Meta) (*S
 		PasswordHash: hash, CreatedAt: s.now().UTC()}
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
+			// Someone registered the same name or email meanwhile.
+			if terr := s.taken(ctx, in.Username, in.Email); terr != nil {
+				return nil, terr
+			}
 			return nil, apperr.New(apperr.Conflict, "that username or email is already in use")
 		}
 		return nil, fmt.Errorf("accounts: register: %w", err)
@@ -388,7 +433,7 @@ func (s *Service) DeleteAccount(ctx context.Context, userID, pw string, meta Met
 	if !ok {
 		s.countFailure("wrong_password")
 		_ = s.audit.Record(ctx, audit.LoginFailed, userID, userID, meta.IP, map[string]any{"reason": "wrong_password", "action": "delete_account"})
-		return apperr.New(apperr.InvalidCredentials, "the password is wrong")
+		return apperr.OnField(apperr.InvalidCredentials, "password", "the password is wrong")
 	}
 	if err := s.store.DeleteUser(ctx, userID, s.now().UTC()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -416,10 +461,10 @@ func (s *Service) ChangePassword(ctx context.Context, userID, sessionID, current
 	}
 	if !ok {
 		s.countFailure("wrong_password")
-		return nil, apperr.New(apperr.InvalidCredentials, "the current password is wrong")
+		return nil, apperr.OnField(apperr.InvalidCredentials, "currentPassword", "the current password is wrong")
 	}
 	if err := password.Check(next); err != nil {
-		return nil, apperr.New(apperr.WeakPassword, "%s", err.Error())
+		return nil, apperr.OnField(apperr.WeakPassword, "newPassword", "%s", err.Error())
 	}
 	hash, err := s.hasher.Hash(ctx, next)
 	if err != nil {

@@ -52,7 +52,11 @@ type Error struct {
 	Code       string
 	Message    string
 	RetryAfter time.Duration // with RateLimited
-	Cause      error         // for logs only, never shown
+	// Field names the request field the error is about (its JSON name, e.g.
+	// "username"), so a form can show the message beside it; "" when the
+	// error is not about one field.
+	Field string
+	Cause error // for logs only, never shown
 }
 
 func (e *Error) Error() string {
@@ -75,6 +79,11 @@ func (e *Error) Status() int {
 // New returns an Error with a formatted message.
 func New(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// OnField returns an Error about the request field field (see Error.Field).
+func OnField(code, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // Wrap returns an Error that keeps cause for the logs.

@@ -154,6 +154,9 @@ func (a *API) MetricsHandler() http.Handler {
 func writeErr(c *gin.Context, err error) {
 	e := apperr.From(err)
 	body := gin.H{"code": e.Code, "message": e.Message}
+	if e.Field != "" {
+		body["field"] = e.Field
+	}
 	if e.RetryAfter > 0 {
 		secs := int((e.RetryAfter + time.Second - 1) / time.Second)
 		c.Header("Retry-After", strconv.Itoa(secs))

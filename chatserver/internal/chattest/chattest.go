@@ -42,6 +42,15 @@ func (r Resp) Code() string {
 	return e.Error.Code
 }
 
+// Field is the "field" of an error answer: the request field it is about.
+func (r Resp) Field() string {
+	var e struct {
+		Error struct{ Field string } `json:"error"`
+	}
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Error.Field
+}
+
 // Decode unmarshals the body into v.
 func (r Resp) Decode(t testing.TB, v any) {
 	t.Helper()
@@ -247,6 +256,7 @@ type Frame struct {
 	Message        *protocol.Message      `json:"-"` // "message" of message and ack frames
 	ErrMessage     string                 `json:"-"` // "message" of error frames
 	Conversation   *protocol.Conversation `json:"conversation,omitempty"`
+	User           *protocol.User         `json:"user,omitempty"`
 	ConversationID string                 `json:"conversationId,omitempty"`
 	Seq            int64                  `json:"seq,omitempty"`
 	Status         string                 `json:"status,omitempty"`
