@@ -36,6 +36,13 @@ redis-up: deps
 redis-down:
 	hack/redis.sh stop
 
+.PHONY: s3-up s3-down
+s3-up: ## Build (once, into bin/) and start a throwaway S3-compatible server (versitygw) for the blob tests; tmp/s3/env
+	hack/s3-server.sh start >/dev/null
+
+s3-down:
+	hack/s3-server.sh stop
+
 # The Go files of the tree: tracked and new ones, less those deleted but not yet
 # committed (gofmt would fail on them).
 GO_FILES = $$(git ls-files --cached --others --exclude-standard '*.go' | while read -r f; do [ ! -f "$$f" ] || echo "$$f"; done)
@@ -60,8 +67,8 @@ vet: lint # the old name
 test: test-unit lint verify-generated ## Fast tests, lint and generated-file drift; then install and start what the tests need and run them all
 	$(MAKE) --no-print-directory test-full
 
-test-full: deps postgres-up redis-up test-assets web helm ## Every test, with the services (make test without its fast checks first)
-	set -a; source tmp/postgres/env; source tmp/redis/env; set +a; \
+test-full: deps postgres-up redis-up s3-up test-assets web helm ## Every test, with the services (make test without its fast checks first)
+	set -a; source tmp/postgres/env; source tmp/redis/env; source tmp/s3/env; set +a; \
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)"; \
 	rc=0; \
 	$(GO) test -count=1 -timeout 30m ./... || rc=$$?; \
