@@ -1,12 +1,17 @@
-import type { Session } from './types';
+import type { Conversation, Session } from './types';
 
-/** An error answered by the server (docs/api.md "Errors"), or a network failure (status 0). */
+/**
+ * An error answered by the server (docs/api.md "Errors"), or a network failure (status 0).
+ * `field` names the request field at fault when the server says (`error.field`), so a form
+ * can put the error on that field.
+ */
 export class ApiError extends Error {
   constructor(
     public status: number,
     public code: string,
     message: string,
     public retryAfter?: number,
+    public field?: string,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -174,11 +179,12 @@ export class ApiClient {
       }
     }
     if (!res.ok) {
-      const err = (data as { error?: { code?: string; message?: string; retryAfter?: number }; retryAfter?: number } | null) ?? {};
+      const err = (data as { error?: { code?: string; message?: string; retryAfter?: number; field?: unknown }; retryAfter?: number } | null) ?? {};
       const code = err.error?.code ?? (res.status >= 500 ? 'internal' : 'http_' + res.status);
       const retryHeader = Number(res.headers.get('Retry-After'));
       const retryAfter = err.error?.retryAfter ?? err.retryAfter ?? (Number.isFinite(retryHeader) && retryHeader > 0 ? retryHeader : undefined);
-      throw new ApiError(res.status, code, err.error?.message ?? res.statusText, retryAfter);
+      const field = typeof err.error?.field === 'string' && /^[A-Za-z]{1,32}$/.test(err.error.field) ? err.error.field : undefined;
+      throw new ApiError(res.status, code, err.error?.message ?? res.statusText, retryAfter, field);
     }
     return data as T;
   }
@@ -221,4 +227,12 @@ export function refreshDelay(s: Session, now = Date.now()): number {
   if (!Number.isFinite(life) || life <= 0) return 1000;
   const ms = life * 1000;
   return Math.max(1000, Math.max(ms * (2 / 3), ms - 60_000));
+}
+
+/**
+ * Renames a group (owner or admin): `PATCH /conversations/{id}` with `{"title"}`, answered by
+ * the conversation as it now is (the other members get a `conversation` frame).
+ */
+export function renameConversation(api: ApiClient, conversationId: string, title: string): Promise<Conversation> {
+  return api.request<Conversation>('PATCH', `/conversations/${encodeURIComponent(conversationId)}`, { title });
 }

@@ -1,6 +1,23 @@
 import { ApiError } from './api';
 
-export type ErrorContext = 'login' | 'register' | 'send' | 'members' | 'password' | 'change' | 'settings' | 'general';
+export type ErrorContext = 'login' | 'register' | 'send' | 'members' | 'password' | 'change' | 'settings' | 'profile' | 'general';
+
+/**
+ * The form field an error belongs to: the one the server names (`error.field`), else the
+ * one the error can only be about in that form, else none (the form as a whole).
+ */
+export function errorField(e: unknown, ctx: ErrorContext): string | undefined {
+  const err = e instanceof ApiError ? e : null;
+  if (err?.field) return err.field;
+  switch (err?.code) {
+    case 'weak_password':
+      return ctx === 'password' ? 'newPassword' : ctx === 'register' ? 'password' : undefined;
+    case 'invalid_credentials':
+      return ctx === 'password' ? 'currentPassword' : undefined;
+    default:
+      return ctx === 'profile' && err?.code === 'invalid_request' ? 'displayName' : undefined;
+  }
+}
 
 /** Words a person understands for a server error code (docs/api.md "Errors"). */
 export function describeError(e: unknown, ctx: ErrorContext = 'general'): string {
@@ -41,6 +58,8 @@ export function describeError(e: unknown, ctx: ErrorContext = 'general'): string
         ? 'Not sent: you are not a member of this conversation any more.'
         : "That isn't available. It may have been removed, or you are not a member.";
     case 'conflict':
+      if (ctx === 'register' && err?.field === 'username') return 'That username is taken. Please choose another.';
+      if (ctx === 'register' && err?.field === 'email') return 'An account with that email already exists. Sign in instead, or use another email.';
       if (ctx === 'register') return 'That username or email is already taken.';
       if (ctx === 'members') return 'That person is already a member.';
       if (ctx === 'change') return 'That message was deleted, or has as many different reactions as it can.';

@@ -2,7 +2,11 @@ import { effect } from '@preact/signals';
 import { render } from 'preact';
 import { App } from './ui/App';
 import { ChatStore } from './store';
+import { initTheme } from './theme';
 import './style.css';
+
+// The colour scheme before anything is drawn (a class on <html>; no inline script).
+initTheme();
 
 const store = new ChatStore();
 
@@ -19,10 +23,13 @@ export function navigate(id: string | null): void {
 }
 
 window.addEventListener('popstate', () => void store.open(idFromPath()));
+// Back online, or back to this tab: if the page is waiting to reconnect, it tries now.
 window.addEventListener('online', () => store.online());
 document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState !== 'visible') return;
+  store.online();
   const id = store.activeId.value;
-  if (id && document.visibilityState === 'visible') store.markRead(id);
+  if (id) store.markRead(id);
 });
 
 // Unread count in the tab title.
@@ -34,10 +41,13 @@ effect(() => {
 render(<App store={store} navigate={navigate} />, document.getElementById('app')!);
 
 // Once signed in (at load, or later when the server was out of reach at first), open the
-// conversation in the address bar.
+// conversation in the address bar. Once signed out, the address is `/` again: a
+// conversation's address means nothing to the next person at this screen.
 let wasSignedIn = false;
 effect(() => {
-  const signedIn = store.auth.value === 'signedIn';
+  const a = store.auth.value;
+  const signedIn = a === 'signedIn';
+  if (a === 'signedOut' && wasSignedIn && location.pathname !== '/') history.replaceState(null, '', '/');
   if (signedIn && !wasSignedIn) {
     queueMicrotask(() => {
       const id = idFromPath();
@@ -45,7 +55,8 @@ effect(() => {
       else if (location.pathname !== '/') history.replaceState(null, '', '/');
     });
   }
-  wasSignedIn = signedIn;
+  if (signedIn) wasSignedIn = true;
+  else if (a === 'signedOut') wasSignedIn = false;
 });
 
 void store.restore();

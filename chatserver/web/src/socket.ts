@@ -1,9 +1,28 @@
 import type { ClientFrame, ServerFrame } from './types';
 
-export type ConnState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'lost';
+export type ConnState = 'idle' | 'connecting' | 'open' | 'reconnecting';
 
-/** Delays before each reconnect attempt after a drop; when all fail the connection is "lost". */
-export const BACKOFF_MS = [0, 2000, 5000, 10000, 30000];
+/**
+ * Delays before each reconnect attempt after a drop, before jitter; past the end every
+ * attempt waits the last (the cap) again. The page never gives up while it is open
+ * (issue 12 defect 1): a server that is away for minutes is reached again by itself.
+ */
+export const BACKOFF_MS = [0, 1000, 2000, 5000, 10000, 20000, 30000];
+/** The longest wait between two attempts, jitter included. */
+export const BACKOFF_CAP_MS = 30_000;
+/**
+ * Each wait is spread over ±20 % so that the pages a server restart disconnected do not
+ * all come back in the same instant.
+ */
+export const JITTER = 0.2;
+
+/** The wait before attempt `attempt` (0-based) of a reconnect, for a random number in [0, 1). */
+export function backoffDelay(attempt: number, random: number): number {
+  const base = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
+  if (base === 0) return 0;
+  const spread = base * (1 - JITTER + 2 * JITTER * random);
+  return Math.round(Math.min(BACKOFF_CAP_MS, spread));
+}
 
 export interface SocketLike {
   readonly readyState: number;
@@ -34,14 +53,22 @@ export interface ConnectionOptions {
    * false to stop (signed out).
    */
   onPolicyClose(): Promise<boolean>;
+  /** The next attempt waits `ms`; `failures` attempts failed since the socket was open. */
+  onWait?(ms: number, failures: number): void;
   timers?: Timers;
+  /** A random number in [0, 1) for the jitter (Math.random by default). */
+  random?: () => number;
   pingEveryMs?: number;
   pongTimeoutMs?: number;
 }
 
 const OPEN = 1;
 
-/** One WebSocket with reconnect (backoff 0, 2, 5, 10, 30 s), ping/pong liveness and state for a banner. */
+/**
+ * One WebSocket with reconnect (jittered backoff 0, 1, 2, 5, 10, 20 s, then every 30 s, for
+ * as long as the page is open; at once when the browser comes back online or the tab
+ * becomes visible), ping/pong liveness and state for a banner.
+ */
 export class Connection {
   state: ConnState = 'idle';
   private ws: SocketLike | null = null;
@@ -53,15 +80,21 @@ export class Connection {
   private generation = 0;
   private everOpen = false;
   private readonly t: Timers;
+  private readonly random: () => number;
+  /** Failed attempts since the socket was last open (the banner says more after a few). */
+  failures = 0;
 
   constructor(private o: ConnectionOptions) {
     this.t = o.timers ?? { setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (h) => clearTimeout(h as number) };
+    this.random = o.random ?? Math.random;
   }
 
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.attempt = 0;
+    // This is the first attempt: should it fail, the next one waits a little.
+    this.attempt = 1;
+    this.failures = 0;
     this.everOpen = false;
     this.setState('connecting');
     void this.connect();
@@ -86,15 +119,25 @@ export class Connection {
     this.setState('idle');
   }
 
-  /** Retry now (the button under "Connection lost", or the browser came back online). */
+  /**
+   * Try now instead of waiting for the next attempt: the "Retry now" button, the browser's
+   * `online` event, the tab becoming visible. Nothing happens while an attempt is under
+   * way or the socket is open. The backoff starts over (a short wait first if this one
+   * fails too).
+   */
   retry(): void {
     if (this.stopped) return;
-    if (this.state === 'open' || this.state === 'connecting') return;
+    if (this.state === 'open' || this.timer === null) return;
     this.t.clearTimeout(this.timer);
     this.timer = null;
-    this.attempt = 0;
+    this.attempt = 1;
     this.setState(this.everOpen ? 'reconnecting' : 'connecting');
     void this.connect();
+  }
+
+  /** Whether an attempt is waiting for its turn (false while one runs, or when open). */
+  get waiting(): boolean {
+    return this.timer !== null;
   }
 
   /** Sends a frame when the socket is open; returns false otherwise. */
@@ -160,6 +203,7 @@ export class Connection {
         // The server also answers a later `auth` (session extended) with `ready`.
         if (this.state === 'open') return;
         this.attempt = 0;
+        this.failures = 0;
         this.everOpen = true;
         this.setState('open');
         this.o.onReady(frame);
@@ -192,12 +236,10 @@ export class Connection {
 
   private scheduleReconnect(): void {
     if (this.stopped) return;
-    if (this.attempt >= BACKOFF_MS.length) {
-      this.setState('lost');
-      return;
-    }
-    const delay = BACKOFF_MS[this.attempt++];
+    if (this.attempt > 0) this.failures++;
+    const delay = backoffDelay(this.attempt++, this.random());
     this.setState(this.everOpen ? 'reconnecting' : 'connecting');
+    this.o.onWait?.(delay, this.failures);
     this.t.clearTimeout(this.timer);
     this.timer = this.t.setTimeout(() => {
       this.timer = null;

@@ -2,6 +2,7 @@ import { batch, computed, signal } from '@preact/signals';
 import { ApiClient, ApiError, refreshDelay, toApiError } from './api';
 import { describeError } from './errors';
 import { browserStorage, LocalState, type KeyValueStorage } from './persist';
+import { SessionSync, type SessionMessage } from './session';
 import { Connection, type ConnState, type SocketLike, type Timers } from './socket';
 import {
   addPending,
@@ -33,6 +34,10 @@ export interface StoreDeps {
   ackTimeoutMs?: number;
   /** Where drafts and unsent messages survive a reload (localStorage by default). */
   storage?: KeyValueStorage;
+  /** A random number in [0, 1) for the reconnect jitter (tests fix it). */
+  random?: () => number;
+  /** How the tabs of this browser sign in and out together (over `storage` by default). */
+  session?: SessionSync;
 }
 
 /** Delays between automatic attempts to reach the server at page load. */
@@ -60,6 +65,8 @@ export class ChatStore {
   readonly receipts = signal<Record<string, Record<string, number>>>({});
   readonly activeId = signal<string | null>(null);
   readonly conn = signal<ConnState>('idle');
+  /** Reconnect attempts that failed since the socket was last open (the banner says more after a few). */
+  readonly connFailures = signal(0);
   /** A message for the person (an error in words), shown in a dismissable alert. */
   readonly notice = signal<string | null>(null);
   /** Whether the sign-in screen should say the session ended. */
@@ -110,9 +117,12 @@ export class ChatStore {
   private typingTimer: unknown = null;
   private ackTimeoutMs: number;
   private readonly storage: KeyValueStorage;
+  readonly session: SessionSync;
   private local: LocalState | null = null;
   private restoreTimer: unknown = null;
   private restoreAttempt = 0;
+  /** Sends that failed for want of an answer (not refused): retried when a socket is ready. */
+  private unanswered = new Set<string>();
 
   constructor(deps: StoreDeps = {}) {
     this.api = deps.api ?? new ApiClient();
@@ -121,6 +131,8 @@ export class ChatStore {
     this.visible = deps.visible ?? (() => typeof document === 'undefined' || document.visibilityState === 'visible');
     this.ackTimeoutMs = deps.ackTimeoutMs ?? 15_000;
     this.storage = deps.storage ?? browserStorage();
+    this.session = deps.session ?? new SessionSync(this.storage);
+    this.session.onMessage = (m) => this.fromOtherTab(m);
     this.api.onSession = (s) => this.onSession(s);
     this.api.onSignedOut = () => this.endSession(true);
     this.connection = new Connection({
@@ -130,7 +142,10 @@ export class ChatStore {
       onReady: () => this.onReady(),
       onState: (s) => {
         this.conn.value = s;
-        if (s === 'lost') this.failWaiting();
+        if (s === 'open') this.connFailures.value = 0;
+      },
+      onWait: (_ms, failures) => {
+        this.connFailures.value = failures;
       },
       onPolicyClose: async () => {
         if (!this.api.signedIn) return false;
@@ -143,6 +158,7 @@ export class ChatStore {
         }
       },
       timers: this.t,
+      random: deps.random,
     });
   }
 
@@ -159,6 +175,13 @@ export class ChatStore {
     if (!auto) {
       this.auth.value = 'loading';
       this.notice.value = null;
+    }
+    if (!this.session.maybeSignedIn()) {
+      // Never signed in in this browser, or signed out since: there is no cookie worth a
+      // refresh (it is HttpOnly, so the page cannot look), and asking would only log a 401.
+      this.restoreAttempt = 0;
+      this.auth.value = 'signedOut';
+      return;
     }
     try {
       await this.api.refresh();
@@ -182,25 +205,74 @@ export class ChatStore {
     }
   }
 
-  /** The browser says it is online again: if the page is waiting for the server, try now. */
+  /**
+   * The browser says it is online again, or the tab became visible: if the page is waiting
+   * for the server, try now rather than at the next attempt of the backoff.
+   */
   online(): void {
     if (this.auth.value === 'unreachable') void this.restore(true);
     else this.retryConnection();
   }
 
   async login(login: string, password: string): Promise<void> {
-    await this.api.login(login, password);
+    const s = await this.api.login(login, password);
+    this.session.signedIn(s.user.id);
     await this.enter();
   }
 
   async register(username: string, email: string, password: string, displayName: string): Promise<void> {
-    await this.api.register(username, email, password, displayName);
+    const s = await this.api.register(username, email, password, displayName);
+    this.session.signedIn(s.user.id);
     await this.enter();
+  }
+
+  /**
+   * Another tab of this browser signed in or out. They share the refresh cookie, so they
+   * share the session: a sign-out there (or a session found ended there) ends it here; a
+   * sign-in there is restored here from the cookie (this tab's own session, if another
+   * person's, is over: the cookie now belongs to the new one).
+   */
+  private fromOtherTab(m: SessionMessage): void {
+    const a = this.auth.value;
+    if (m.type === 'signed-out') {
+      if (a === 'signedOut') return;
+      this.t.clearTimeout(this.restoreTimer);
+      this.restoreTimer = null;
+      this.endSession(m.expired, false);
+      return;
+    }
+    if (a === 'signedIn' && this.me.value?.id === m.userId) return;
+    if (a === 'loading') return; // a refresh is already under way; it takes the new cookie
+    if (a === 'signedIn') this.endSession(false, false);
+    void this.restore();
   }
 
   async logout(): Promise<void> {
     await this.api.logout();
     this.endSession(false);
+  }
+
+  /** Changes my display name; the server tells my other sessions and my contacts (`user` frame). */
+  async updateProfile(displayName: string): Promise<void> {
+    const u = await this.api.request<User>('PATCH', '/me', { displayName });
+    this.applyUser(u);
+  }
+
+  /** A person's name changed (mine, or someone I share a conversation with). */
+  private applyUser(u: Pick<User, 'id' | 'username' | 'displayName'>): void {
+    batch(() => {
+      const me = this.me.value;
+      if (me && me.id === u.id) this.me.value = { ...me, username: u.username, displayName: u.displayName };
+      let changed = false;
+      const next: Record<string, Conversation> = {};
+      for (const [id, c] of Object.entries(this.conversations.value)) {
+        if (c.members.some((m) => m.id === u.id && (m.displayName !== u.displayName || m.username !== u.username))) {
+          changed = true;
+          next[id] = { ...c, members: c.members.map((m) => (m.id === u.id ? { ...m, username: u.username, displayName: u.displayName } : m)) };
+        } else next[id] = c;
+      }
+      if (changed) this.conversations.value = next;
+    });
   }
 
   /** Changes the password; other devices are signed out, this one continues. */
@@ -219,6 +291,7 @@ export class ChatStore {
   }
 
   private onSession(s: Session): void {
+    this.session.hold(s.user.id);
     batch(() => {
       this.me.value = s.user;
       this.sessionEnded.value = false;
@@ -280,7 +353,12 @@ export class ChatStore {
     });
   }
 
-  private endSession(expired: boolean): void {
+  /**
+   * Ends the session in this tab. `tell`: the others end theirs too (not when this was
+   * their news to begin with).
+   */
+  private endSession(expired: boolean, tell = true): void {
+    if (tell) this.session.signedOut(expired);
     this.connection.stop();
     // Drafts and unsent messages are this person's: none stay in the browser.
     this.local?.clear();
@@ -606,6 +684,12 @@ export class ChatStore {
     }
   }
 
+  /** Escape in a conversation: everything in it is read now, and "New messages" goes. */
+  markReadNow(id: string): void {
+    this.markRead(id);
+    if (this.readMark.value?.conversationId === id) this.readMark.value = null;
+  }
+
   /** Writes a message: shown at once as pending, confirmed by its ack. */
   send(conversationId: string, body: string, replyTo?: Message): string {
     const clientId = newClientId();
@@ -637,6 +721,8 @@ export class ChatStore {
         this.inflight.delete(id);
         if (isPending(this.thread(conversationId), clientId)) {
           this.setThread(conversationId, (t) => failPending(t, clientId, describeError({ code: 'timeout' })));
+          // No answer is not a refusal: it goes out again by itself on the next socket.
+          this.unanswered.add(clientId);
         }
       }, this.ackTimeoutMs);
       this.inflight.set(id, { conversationId, clientId, timer });
@@ -649,19 +735,11 @@ export class ChatStore {
     } catch (e) {
       const err = toApiError(e);
       if (err.status === 0 && (this.conn.value === 'reconnecting' || this.conn.value === 'connecting')) {
-        // The server is out of reach for now: the message waits, and goes out when the
-        // socket is back (or is marked failed if the connection is lost).
+        // The server is out of reach for now: the message waits, and goes out by itself
+        // when the socket is back (the page keeps trying for as long as it is open).
         return;
       }
       this.setThread(conversationId, (t) => failPending(t, clientId, describeError(err, 'send')));
-    }
-  }
-
-  /** The connection is lost: messages waiting for it are marked failed, with a retry. */
-  private failWaiting(): void {
-    const why = describeError({ code: 'network' });
-    for (const [cid, t] of Object.entries(this.threads.value)) {
-      for (const p of t.pending) if (p.status === 'pending') this.setThread(cid, (x) => failPending(x, p.clientId, why));
     }
   }
 
@@ -764,8 +842,10 @@ export class ChatStore {
     for (const [cid, t] of Object.entries(this.threads.value)) {
       for (const p of t.pending) {
         if (p.status === 'pending') void this.dispatch(cid, p.clientId, p.body, p.replyTo?.id);
+        else if (this.unanswered.has(p.clientId)) this.retry(cid, p.clientId);
       }
     }
+    this.unanswered.clear();
   }
 
   /** Sends `sync` from the cursors (answered by `message` frames then `synced`) and refreshes the list. */
@@ -863,6 +943,9 @@ export class ChatStore {
       }
       case 'conversation':
         this.upsertConversation(f.conversation);
+        break;
+      case 'user':
+        if (f.user && typeof f.user.id === 'string' && typeof f.user.displayName === 'string') this.applyUser(f.user);
         break;
       case 'removed': {
         const c = this.conversations.value[f.conversationId];

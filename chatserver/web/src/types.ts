@@ -68,6 +68,9 @@ export interface Conversation {
   expireAfter?: number;
 }
 
+/** Form fields the server can name in an error (`error.field`). */
+export type ErrorField = 'username' | 'email' | 'password' | 'displayName' | 'currentPassword' | 'newPassword' | 'login';
+
 export interface Session {
   user: User;
   accessToken: string;
@@ -85,6 +88,8 @@ export type ServerFrame =
   | { type: 'read'; conversationId: string; userId: string; seq: number }
   | { type: 'conversation'; conversation: Conversation }
   | { type: 'removed'; conversationId: string }
+  /** A person's profile changed (my own from another session, or someone I share a conversation with). */
+  | { type: 'user'; user: Pick<User, 'id' | 'username' | 'displayName'> }
   | { type: 'resync'; conversationId?: string }
   | { type: 'error'; id?: string; code: string; message: string; retryAfter?: number }
   | { type: 'pong' }

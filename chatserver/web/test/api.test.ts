@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ApiClient, ApiError, refreshDelay } from '../src/api';
-import { describeError } from '../src/errors';
+import { describeError, errorField } from '../src/errors';
 import { deferred, errorBody, json, jwt, session } from './helpers';
 
 type Call = { url: string; method: string; auth: string | null };
@@ -206,5 +206,36 @@ describe('server errors in words', () => {
   it('reads code and retryAfter from the error body or Retry-After', async () => {
     const api = new ApiClient(async () => json(429, errorBody('rate_limited'), { 'Retry-After': '12' }));
     await expect(api.login('a', 'b')).rejects.toMatchObject({ status: 429, code: 'rate_limited', retryAfter: 12 });
+  });
+});
+
+describe('errors naming a field', () => {
+  it('carries the field the server names, and puts the words on it', async () => {
+    const api = new ApiClient(async () => json(409, { error: { code: 'conflict', message: 'username taken', field: 'username' } }));
+    const e = await api.register('alice', 'a@example.com', 'a long passphrase', 'Alice').catch((x) => x);
+    expect(e).toBeInstanceOf(ApiError);
+    expect(e).toMatchObject({ status: 409, code: 'conflict', field: 'username' });
+    expect(errorField(e, 'register')).toBe('username');
+    expect(describeError(e, 'register')).toBe('That username is taken. Please choose another.');
+    const email = new ApiError(409, 'conflict', 'email taken', undefined, 'email');
+    expect(describeError(email, 'register')).toMatch(/account with that email already exists/);
+  });
+
+  it('has no field when the server names none (or something that is not a field name)', async () => {
+    for (const body of [{ error: { code: 'conflict', message: 'taken' } }, { error: { code: 'conflict', message: 'taken', field: '<img src=x>' } }, { error: { code: 'conflict', message: 'taken', field: 7 } }]) {
+      const api = new ApiClient(async () => json(409, body));
+      const e = await api.register('alice', 'a@example.com', 'a long passphrase', 'Alice').catch((x) => x);
+      expect(e.field).toBeUndefined();
+      expect(errorField(e, 'register')).toBeUndefined();
+      expect(describeError(e, 'register')).toBe('That username or email is already taken.');
+    }
+  });
+
+  it('knows the field of errors that can only be about one field of a form', () => {
+    expect(errorField(new ApiError(400, 'weak_password', 'weak'), 'register')).toBe('password');
+    expect(errorField(new ApiError(400, 'weak_password', 'weak'), 'password')).toBe('newPassword');
+    expect(errorField(new ApiError(401, 'invalid_credentials', 'no'), 'password')).toBe('currentPassword');
+    expect(errorField(new ApiError(401, 'invalid_credentials', 'no'), 'login')).toBeUndefined();
+    expect(errorField(new ApiError(400, 'invalid_request', 'no', undefined, 'newPassword'), 'password')).toBe('newPassword');
   });
 });

@@ -2,6 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ApiClient } from '../src/api';
 import { LocalState, MemoryStorage } from '../src/persist';
+import { SESSION_KEY } from '../src/session';
 import { ChatStore } from '../src/store';
 import { countAfter, dividerBefore } from '../src/thread';
 import type { Conversation } from '../src/types';
@@ -22,6 +23,13 @@ const conv = (over: Partial<Conversation> = {}): Conversation => ({
   createdAt: msg(1).createdAt,
   ...over,
 });
+
+/** A browser that was signed in before (so a page load asks the server to refresh). */
+function wasSignedIn(): MemoryStorage {
+  const s = new MemoryStorage();
+  s.setItem(SESSION_KEY, 'u_1');
+  return s;
+}
 
 describe('LocalState', () => {
   it('keeps drafts and pending messages per user, and forgets them on clear', () => {
@@ -111,11 +119,14 @@ describe('ChatStore: drafts, unsent messages and the read marker', () => {
       },
       visible: () => true,
       storage,
+      random: () => 0.5,
     });
     return { store, sockets, posts, sock: () => sockets[sockets.length - 1] };
   }
 
   async function signedIn(storage: MemoryStorage, opts: Parameters<typeof makeStore>[1] = {}) {
+    // This browser was signed in before: the page load asks the server.
+    if (!storage.getItem(SESSION_KEY)) storage.setItem(SESSION_KEY, 'u_1');
     const x = makeStore(storage, opts);
     await x.store.restore();
     await vi.advanceTimersByTimeAsync(0);
@@ -248,7 +259,8 @@ describe('change events (edits, deletions, reactions, settings)', () => {
         return s;
       },
       visible: () => true,
-      storage: new MemoryStorage(),
+      storage: wasSignedIn(),
+      random: () => 0.5,
     });
     await store.restore();
     await vi.advanceTimersByTimeAsync(0);

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BACKOFF_MS, Connection, type ConnState, type SocketLike } from '../src/socket';
+import { BACKOFF_CAP_MS, BACKOFF_MS, backoffDelay, Connection, type ConnState, type SocketLike } from '../src/socket';
 
 class FakeSocket implements SocketLike {
   readyState = 0;
@@ -28,7 +28,7 @@ describe('Connection', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
 
-  function setup(opts: { ticketFails?: () => boolean; policy?: () => Promise<boolean> } = {}) {
+  function setup(opts: { ticketFails?: () => boolean; policy?: () => Promise<boolean>; random?: () => number } = {}) {
     const sockets: FakeSocket[] = [];
     const states: ConnState[] = [];
     const attempts: number[] = [];
@@ -47,13 +47,14 @@ describe('Connection', () => {
       onReady: () => {},
       onState: (s) => states.push(s),
       onPolicyClose: opts.policy ?? (async () => true),
+      random: opts.random,
     });
     return { conn, sockets, states, attempts };
   }
 
-  it('reconnects after 0, 2, 5, 10 and 30 s, then says the connection is lost; Retry starts again', async () => {
+  it('never gives up: jittered backoff 0, 1, 2, 5, 10, 20 s, then every 30 s for as long as it takes', async () => {
     let down = false;
-    const { conn, sockets, states, attempts } = setup({ ticketFails: () => down });
+    const { conn, sockets, states, attempts } = setup({ ticketFails: () => down, random: () => 0.5 });
     conn.start();
     await vi.advanceTimersByTimeAsync(0);
     sockets[0].ready();
@@ -63,18 +64,82 @@ describe('Connection', () => {
     attempts.length = 0;
     sockets[0].drop();
     expect(conn.state).toBe('reconnecting');
-    await vi.advanceTimersByTimeAsync(60_000);
-    expect(attempts.map((t) => t - t0)).toEqual([0, 2000, 7000, 17000, 47000]);
-    expect(BACKOFF_MS).toEqual([0, 2000, 5000, 10000, 30000]);
-    expect(conn.state).toBe('lost');
-    expect(states).toEqual(['connecting', 'open', 'reconnecting', 'lost']);
-    // Retry: the server is back.
-    down = false;
-    conn.retry();
+    // An hour away: about 120 attempts, never more than 30 s apart, and no "lost".
+    await vi.advanceTimersByTimeAsync(3_600_000);
+    const at = attempts.map((t) => t - t0);
+    expect(at.slice(0, 8)).toEqual([0, 1000, 3000, 8000, 18000, 38000, 68000, 98000]);
+    const gaps = at.slice(1).map((t, i) => t - at[i]);
+    expect(Math.max(...gaps)).toBe(BACKOFF_CAP_MS);
+    expect(at.length).toBeGreaterThan(115);
     expect(conn.state).toBe('reconnecting');
-    await vi.advanceTimersByTimeAsync(0);
+    expect(states).toEqual(['connecting', 'open', 'reconnecting']);
+    expect(conn.failures).toBe(at.length);
+    // The server is back: the next attempt (at most 30 s later) opens, with no click.
+    down = false;
+    await vi.advanceTimersByTimeAsync(BACKOFF_CAP_MS);
     sockets[sockets.length - 1].ready();
     expect(conn.state).toBe('open');
+    expect(conn.failures).toBe(0);
+  });
+
+  it('spreads each wait over ±20 % and never over the cap', () => {
+    expect(backoffDelay(0, 0.99)).toBe(0);
+    expect(backoffDelay(1, 0)).toBe(800);
+    expect(backoffDelay(1, 0.999999)).toBe(1200);
+    expect(backoffDelay(4, 0.25)).toBe(9000);
+    for (const r of [0, 0.3, 0.999999]) {
+      for (let a = 6; a < 100; a += 7) {
+        const d = backoffDelay(a, r);
+        expect(d).toBeGreaterThanOrEqual(24_000);
+        expect(d).toBeLessThanOrEqual(BACKOFF_CAP_MS);
+      }
+    }
+    expect(BACKOFF_MS[0]).toBe(0);
+  });
+
+  it('tries at once when told (online event, tab visible, Retry now) instead of waiting its turn', async () => {
+    let down = false;
+    const { conn, sockets, attempts } = setup({ ticketFails: () => down, random: () => 0.5 });
+    conn.start();
+    await vi.advanceTimersByTimeAsync(0);
+    sockets[0].ready();
+    down = true;
+    sockets[0].drop();
+    await vi.advanceTimersByTimeAsync(60_000); // well into the backoff: the next try is up to 30 s away
+    expect(conn.waiting).toBe(true);
+    down = false;
+    const n = attempts.length;
+    const t = Date.now();
+    conn.retry(); // what the store does on `online` and on visibilitychange to visible
+    await vi.advanceTimersByTimeAsync(0);
+    expect(attempts.length).toBe(n + 1);
+    expect(attempts[n]).toBe(t);
+    sockets[sockets.length - 1].ready();
+    expect(conn.state).toBe('open');
+    // While open (or while an attempt runs) a retry does nothing.
+    conn.retry();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(attempts.length).toBe(n + 1);
+  });
+
+  it('a retry that fails too waits a little before the next attempt, not a burst', async () => {
+    const { conn, sockets, attempts } = setup({ ticketFails: () => true, random: () => 0.5 });
+    conn.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(attempts.length).toBe(1);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(attempts.length).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(attempts.length).toBe(2);
+    const t = Date.now();
+    conn.retry();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(attempts.length).toBe(3);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(attempts.length).toBe(3);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(attempts.map((x) => x - t).slice(2)).toEqual([0, 1000]);
+    expect(sockets.length).toBe(0);
   });
 
   it('starts the backoff over after a successful reconnect', async () => {

@@ -1,8 +1,17 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ApiClient } from '../src/api';
+import { MemoryStorage } from '../src/persist';
+import { SESSION_KEY } from '../src/session';
 import { ChatStore } from '../src/store';
 import type { Conversation } from '../src/types';
 import { errorBody, FakeSocket, json, jwt, msg, session } from './helpers';
+
+/** A browser that was signed in before (so a page load asks the server to refresh). */
+function signedInBefore(): MemoryStorage {
+  const s = new MemoryStorage();
+  s.setItem(SESSION_KEY, 'u_1');
+  return s;
+}
 
 const conv = (over: Partial<Conversation> = {}): Conversation => ({
   id: 'c1',
@@ -48,6 +57,8 @@ describe('ChatStore', () => {
       },
       visible: () => true,
       ackTimeoutMs: 15_000,
+      storage: signedInBefore(),
+      random: () => 0.5, // no jitter: 0, 1, 2, 5, 10, 20, then every 30 s
     });
     await store.restore();
     await vi.advanceTimersByTimeAsync(0);
@@ -110,7 +121,7 @@ describe('ChatStore', () => {
     expect(store.thread('c1').messages.filter((m) => m.clientId === clientId).length).toBe(1);
   });
 
-  it('keeps a message written while reconnecting and sends it when the socket is back; fails it if the connection is lost', async () => {
+  it('keeps a message written while reconnecting and sends it by itself when the socket is back, however long the server was away', async () => {
     const { store, sock, sockets, fetchFn } = await setup();
     const impl = fetchFn.getMockImplementation()!;
     let down = true;
@@ -120,26 +131,70 @@ describe('ChatStore', () => {
     });
     sock().drop();
     const waiting = store.send('c1', 'written during the blip');
-    await vi.advanceTimersByTimeAsync(2500); // attempts at 0 and 2 s fail
+    await vi.advanceTimersByTimeAsync(2500); // attempts at 0 and 1 s fail
     expect(store.thread('c1').pending[0]).toMatchObject({ clientId: waiting, status: 'pending' });
     down = false;
-    await vi.advanceTimersByTimeAsync(5000); // the attempt at 7 s works
+    await vi.advanceTimersByTimeAsync(1000); // the attempt at 3 s works
     sock().ready();
     const sent = sock().ofType('send');
     expect(sent.map((f) => f.clientId)).toEqual([waiting]);
     sock().frame({ type: 'ack', id: sent[0].id, message: msg(3, { senderId: 'u_1', clientId: waiting }) });
     expect(store.thread('c1').pending).toEqual([]);
 
-    // Now the server goes away for good.
+    // Now the server goes away for ten minutes: the page keeps trying and the message waits.
     down = true;
     sock().drop();
-    const lost = store.send('c1', 'nobody will get this');
-    expect(store.thread('c1').pending[0]).toMatchObject({ clientId: lost, status: 'pending' });
-    await vi.advanceTimersByTimeAsync(60_000);
-    expect(store.conn.value).toBe('lost');
-    expect(store.thread('c1').pending[0]).toMatchObject({ clientId: lost, status: 'failed' });
-    expect(store.thread('c1').pending[0].error).toMatch(/Can't reach Parley/);
+    const later = store.send('c1', 'written while the server is away');
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(store.conn.value).toBe('reconnecting');
+    expect(store.thread('c1').pending[0]).toMatchObject({ clientId: later, status: 'pending' });
+    expect(store.connFailures.value).toBeGreaterThan(20);
+    const calls = fetchFn.mock.calls.length;
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(fetchFn.mock.calls.length, 'still trying, every 30 s').toBeGreaterThan(calls);
+    // Back: no click, the socket opens and the message goes out with its clientId.
+    down = false;
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(sockets.length).toBe(3);
+    sock().ready();
+    expect(store.conn.value).toBe('open');
+    expect(store.connFailures.value).toBe(0);
+    const again = sock().ofType('send');
+    expect(again.map((f) => f.clientId)).toEqual([later]);
+    sock().frame({ type: 'ack', id: again[0].id, message: msg(4, { senderId: 'u_1', clientId: later }) });
+    expect(store.thread('c1').pending).toEqual([]);
+  });
+
+  it('the browser coming back online (or the tab becoming visible) makes it try at once', async () => {
+    const { store, sock, sockets, fetchFn } = await setup();
+    const impl = fetchFn.getMockImplementation()!;
+    let down = true;
+    fetchFn.mockImplementation(async (url: string, init?: RequestInit) => {
+      if (down) throw new TypeError('Failed to fetch');
+      return impl(url, init);
+    });
+    sock().drop();
+    await vi.advanceTimersByTimeAsync(120_000); // the next attempt is now up to 30 s away
+    expect(store.conn.value).toBe('reconnecting');
+    down = false;
+    store.online();
+    await vi.advanceTimersByTimeAsync(0);
     expect(sockets.length).toBe(2);
+    sock().ready();
+    expect(store.conn.value).toBe('open');
+  });
+
+  it('a message that failed for want of an answer goes out again by itself on the next socket', async () => {
+    const { store, sock } = await setup();
+    const clientId = store.send('c1', 'into the void');
+    await vi.advanceTimersByTimeAsync(15_001);
+    expect(store.thread('c1').pending[0]).toMatchObject({ clientId, status: 'failed' });
+    sock().drop();
+    await vi.advanceTimersByTimeAsync(0);
+    sock().ready();
+    const sent = sock().ofType('send');
+    expect(sent.map((f) => f.clientId)).toEqual([clientId]);
+    expect(store.thread('c1').pending[0]).toMatchObject({ clientId, status: 'pending' });
   });
 
   it('marks a message failed when no ack comes in time', async () => {
@@ -193,7 +248,7 @@ describe('ChatStore', () => {
       if (url.endsWith('/conversations')) return json(200, { conversations: [] });
       return json(200, { ticket: 't' });
     });
-    const store = new ChatStore({ api, createSocket: () => new FakeSocket() });
+    const store = new ChatStore({ api, createSocket: () => new FakeSocket(), storage: signedInBefore() });
     await store.restore();
     expect(store.auth.value).toBe('unreachable');
     expect(store.notice.value).toMatch(/Can't reach Parley/);

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import type { ChatStore } from '../store';
 import { AuthScreen } from './Auth';
 import { ConversationPane } from './Conversation';
+import { Shortcuts } from './Shortcuts';
 import { Sidebar } from './Sidebar';
 
 export interface Props {
@@ -35,12 +36,15 @@ export function App({ store, navigate }: Props) {
   const active = store.activeId.value;
   return (
     <div class={'app' + (active ? ' has-active' : '')}>
+      {/* The page's top heading, for screen readers (the layout shows no title). */}
+      <h1 class="sr-only">Parley</h1>
       <ConnectionBanner store={store} />
       <Notice store={store} />
       <div class="layout">
         <Sidebar store={store} navigate={navigate} />
         <ConversationPane store={store} navigate={navigate} />
       </div>
+      <Shortcuts store={store} navigate={navigate} />
     </div>
   );
 }
@@ -55,21 +59,22 @@ function ConnectionBanner({ store }: { store: ChatStore }) {
     const t = setTimeout(() => setSlow(true), 1000);
     return () => clearTimeout(t);
   }, [s]);
+  // The page never gives up (issue 12 defect 1): after a few failed attempts it says so,
+  // and offers to try at once, but it keeps trying by itself either way.
+  const long = store.connFailures.value >= 3;
   if (s === 'reconnecting' || (s === 'connecting' && slow)) {
     return (
       <div class="banner banner-warn" role="status" data-testid="conn-banner">
         <span class="spinner" aria-hidden="true" />
-        {s === 'reconnecting' ? 'Reconnecting…' : 'Connecting…'}
-      </div>
-    );
-  }
-  if (s === 'lost') {
-    return (
-      <div class="banner banner-error" role="alert" data-testid="conn-banner">
-        Connection lost. Messages will not arrive until Parley reconnects.
-        <button type="button" class="btn btn-small" onClick={() => store.retryConnection()}>
-          Retry
-        </button>
+        <span>
+          {s === 'reconnecting' ? 'Reconnecting…' : 'Connecting…'}
+          {long && " Can't reach Parley yet; it keeps trying. What you write is kept and sent once it is back."}
+        </span>
+        {long && (
+          <button type="button" class="btn btn-small" onClick={() => store.retryConnection()}>
+            Retry now
+          </button>
+        )}
       </div>
     );
   }

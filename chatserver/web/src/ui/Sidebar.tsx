@@ -1,8 +1,11 @@
-import { useRef, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { describeError } from '../errors';
+import { setTheme, theme, type ThemeChoice } from '../theme';
+import { FormError, serverErrors } from './Auth';
+import { shortcutDialog } from './Shortcuts';
 import { conversationTitle, type ChatStore } from '../store';
 import type { Conversation, User } from '../types';
-import { Avatar, listTime, Modal, UserSearch } from './common';
+import { Avatar, Field, listTime, Modal, useFormErrors, UserSearch } from './common';
 
 interface Props {
   store: ChatStore;
@@ -10,13 +13,7 @@ interface Props {
 }
 
 export function Sidebar({ store, navigate }: Props) {
-  const [dialog, setDialog] = useState<'direct' | 'group' | 'password' | null>(null);
-  const menu = useRef<HTMLDetailsElement>(null);
-  // A chosen menu item closes the menu, so it does not cover the list.
-  const pick = (f: () => void) => () => {
-    if (menu.current) menu.current.open = false;
-    f();
-  };
+  const [dialog, setDialog] = useState<'direct' | 'group' | 'password' | 'profile' | 'logout-all' | null>(null);
   const me = store.me.value!;
   const list = store.sortedConversations.value;
   const active = store.activeId.value;
@@ -26,26 +23,13 @@ export function Sidebar({ store, navigate }: Props) {
         <div class="me">
           <Avatar name={me.displayName || me.username} id={me.id} />
           <div class="me-text">
-            <span class="me-name">{me.displayName || me.username}</span>
+            <span class="me-name" data-testid="my-name">
+              {me.displayName || me.username}
+            </span>
             <span class="muted">@{me.username}</span>
           </div>
         </div>
-        <details class="menu" ref={menu}>
-          <summary class="btn btn-small" aria-label="Account menu">
-            Account <span aria-hidden="true">▾</span>
-          </summary>
-          <div class="menu-items">
-            <button type="button" class="menu-item" onClick={pick(() => void store.logout())}>
-              Sign out
-            </button>
-            <button type="button" class="menu-item" onClick={pick(() => setDialog('password'))}>
-              Change password
-            </button>
-            <button type="button" class="menu-item" onClick={pick(() => void store.logoutAll())}>
-              Sign out everywhere
-            </button>
-          </div>
-        </details>
+        <AccountMenu store={store} open={setDialog} />
       </header>
       <div class="sidebar-actions">
         <button type="button" class="btn btn-primary" onClick={() => setDialog('direct')}>
@@ -69,7 +53,112 @@ export function Sidebar({ store, navigate }: Props) {
       {dialog === 'direct' && <NewDirectDialog store={store} navigate={navigate} onClose={() => setDialog(null)} />}
       {dialog === 'group' && <NewGroupDialog store={store} navigate={navigate} onClose={() => setDialog(null)} />}
       {dialog === 'password' && <PasswordDialog store={store} onClose={() => setDialog(null)} />}
+      {dialog === 'profile' && <ProfileDialog store={store} onClose={() => setDialog(null)} />}
+      {dialog === 'logout-all' && <LogoutAllDialog store={store} onClose={() => setDialog(null)} />}
     </aside>
+  );
+}
+
+/**
+ * The Account menu: a button and the list it shows (a disclosure: its items are ordinary
+ * buttons). Escape, a click outside and the focus leaving close it; Up and Down move
+ * between its items; Escape gives the focus back to the button.
+ */
+function AccountMenu({ store, open }: { store: ChatStore; open: (d: 'password' | 'profile' | 'logout-all') => void }) {
+  const [shown, setShown] = useState(false);
+  const wrap = useRef<HTMLDivElement>(null);
+  const button = useRef<HTMLButtonElement>(null);
+  const close = (focusButton: boolean) => {
+    setShown(false);
+    if (focusButton) button.current?.focus();
+  };
+  useEffect(() => {
+    if (!shown) return;
+    const outside = (e: Event) => {
+      if (wrap.current && !wrap.current.contains(e.target as Node)) setShown(false);
+    };
+    const esc = (e: KeyboardEvent) => {
+      if (e.key !== 'Escape' || e.defaultPrevented) return;
+      e.preventDefault();
+      close(wrap.current?.contains(document.activeElement) ?? false);
+    };
+    document.addEventListener('pointerdown', outside, true);
+    document.addEventListener('keydown', esc);
+    return () => {
+      document.removeEventListener('pointerdown', outside, true);
+      document.removeEventListener('keydown', esc);
+    };
+  }, [shown]);
+  const items = () => [...(wrap.current?.querySelectorAll<HTMLButtonElement>('.menu-items button') ?? [])];
+  // A chosen item closes the menu, so it does not cover the list.
+  const pick = (f: () => void) => () => {
+    setShown(false);
+    f();
+  };
+  const choice = theme.value;
+  return (
+    <div
+      class="menu"
+      ref={wrap}
+      data-popup-open={shown ? '' : undefined}
+      onKeyDown={(e) => {
+        if (!shown || (e.key !== 'ArrowDown' && e.key !== 'ArrowUp')) return;
+        const all = items();
+        if (all.length === 0) return;
+        e.preventDefault();
+        const i = all.indexOf(document.activeElement as HTMLButtonElement);
+        const next = i < 0 ? (e.key === 'ArrowDown' ? 0 : all.length - 1) : (i + (e.key === 'ArrowDown' ? 1 : all.length - 1)) % all.length;
+        all[next].focus();
+      }}
+      onFocusOut={(e) => {
+        // Tab away from the menu: it closes.
+        const to = e.relatedTarget as Node | null;
+        if (shown && to && wrap.current && !wrap.current.contains(to)) setShown(false);
+      }}
+    >
+      <button
+        type="button"
+        class="btn btn-small"
+        ref={button}
+        aria-label="Account menu"
+        aria-expanded={shown}
+        aria-controls="account-menu"
+        onClick={() => setShown(!shown)}
+      >
+        Account <span aria-hidden="true">▾</span>
+      </button>
+      {shown && (
+        <div class="menu-items" id="account-menu">
+          <button type="button" class="menu-item" onClick={pick(() => open('profile'))}>
+            Edit profile
+          </button>
+          <button type="button" class="menu-item" onClick={pick(() => open('password'))}>
+            Change password
+          </button>
+          <div class="menu-group" role="group" aria-labelledby="theme-label">
+            <span id="theme-label" class="menu-label">
+              Appearance
+            </span>
+            <div class="segmented">
+              {(['system', 'light', 'dark'] as ThemeChoice[]).map((t) => (
+                <button key={t} type="button" class="segment" aria-pressed={choice === t} onClick={() => setTheme(t)}>
+                  {t === 'system' ? 'System' : t === 'light' ? 'Light' : 'Dark'}
+                </button>
+              ))}
+            </div>
+          </div>
+          <button type="button" class="menu-item" onClick={pick(() => (shortcutDialog.value = 'help'))}>
+            Keyboard shortcuts
+          </button>
+          <button type="button" class="menu-item" onClick={pick(() => void store.logout())}>
+            Sign out
+          </button>
+          <button type="button" class="menu-item danger" onClick={pick(() => open('logout-all'))}>
+            Sign out everywhere…
+          </button>
+        </div>
+      )}
+    </div>
   );
 }
 
@@ -85,25 +174,34 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft }: { c: Conve
     const who = last.senderId === myId ? 'You: ' : c.kind === 'group' ? (c.members.find((m) => m.id === last.senderId)?.displayName ?? 'Someone') + ': ' : '';
     preview = last.deleted ? (last.deleted.reason === 'expired' ? 'Message disappeared' : who + 'Message deleted') : who + last.body.replace(/\s+/g, ' ');
   }
-  const status = other ? (other.online ? ', online' : ', offline') : '';
-  const unread = c.unread > 0 ? `, ${c.unread} unread` : '';
+  // The button's name is its content (title, status, time, preview, unread), so a screen
+  // reader hears what the eye sees; the hidden commas only separate the parts.
   return (
     <li>
-      <button type="button" class={'conv' + (active ? ' active' : '') + (c.unread > 0 ? ' unread' : '')} aria-current={active ? 'page' : undefined} onClick={onOpen} aria-label={`${title}${status}${unread}`} data-conversation={c.id}>
+      <button type="button" class={'conv' + (active ? ' active' : '') + (c.unread > 0 ? ' unread' : '')} aria-current={active ? 'page' : undefined} onClick={onOpen} data-conversation={c.id}>
         <Avatar name={title} id={c.kind === 'direct' && other ? other.id : c.id} online={other ? !!other.online : undefined} />
         <span class="conv-text">
           <span class="conv-top">
             <span class="conv-title">{title}</span>
-            {last && <span class="conv-time muted">{listTime(last.createdAt)}</span>}
+            {other && <span class="sr-only">{other.online ? ', online' : ', offline'}</span>}
+            {last && (
+              <span class="conv-time muted">
+                <span class="sr-only">, </span>
+                {listTime(last.createdAt)}
+              </span>
+            )}
           </span>
           <span class="conv-bottom">
             <span class={'conv-preview' + (typing ? ' is-typing' : '')} data-testid="conv-preview">
+              <span class="sr-only">, </span>
               {hasDraft && <span class="draft-label">Draft: </span>}
               {preview}
             </span>
             {c.unread > 0 && (
               <span class="badge" data-testid="unread">
+                <span class="sr-only">, </span>
                 {c.unread > 99 ? '99+' : c.unread}
+                <span class="sr-only"> unread</span>
               </span>
             )}
           </span>
@@ -195,26 +293,31 @@ function NewGroupDialog({ store, navigate, onClose }: Props & { onClose: () => v
   );
 }
 
+const PASSWORD_IDS: Record<string, string> = { currentPassword: 'current-password', newPassword: 'new-password-1', again: 'new-password-2' };
+
 function PasswordDialog({ store, onClose }: { store: ChatStore; onClose: () => void }) {
   const [current, setCurrent] = useState('');
   const [next, setNext] = useState('');
   const [again, setAgain] = useState('');
-  const [error, setError] = useState('');
   const [done, setDone] = useState(false);
   const [busy, setBusy] = useState(false);
+  const f = useFormErrors(['currentPassword', 'newPassword', 'again'], (k) => PASSWORD_IDS[k]);
   const submit = async (e: Event) => {
     e.preventDefault();
-    if (next !== again) {
-      setError('The two new passwords are not the same.');
-      return;
-    }
+    const bad: Record<string, string> = {};
+    if (!current) bad.currentPassword = 'Enter your current password.';
+    if (next.length < 8) bad.newPassword = next ? 'Use at least 8 characters.' : 'Choose a new password.';
+    else if (next.length > 128) bad.newPassword = 'Use 128 characters at most.';
+    if (!bad.newPassword && next !== again) bad.again = 'The two new passwords are not the same.';
+    if (Object.keys(bad).length) return f.show(bad);
     setBusy(true);
-    setError('');
+    f.clear();
     try {
       await store.changePassword(current, next);
       setDone(true);
     } catch (err) {
-      setError(describeError(err, 'password'));
+      const [fields, whole] = serverErrors(err, 'password', { currentPassword: 'currentPassword', newPassword: 'newPassword', password: 'newPassword' });
+      f.show(fields, whole);
     } finally {
       setBusy(false);
     }
@@ -229,31 +332,109 @@ function PasswordDialog({ store, onClose }: { store: ChatStore; onClose: () => v
       </Modal>
     );
   }
+  const input = (k: string, set: (v: string) => void) => (e: Event) => {
+    set((e.currentTarget as HTMLInputElement).value);
+    f.clear(k);
+  };
   return (
     <Modal title="Change password" onClose={onClose}>
-      <form class="form" onSubmit={submit}>
-        <label>
-          Current password
-          <input type="password" autoComplete="current-password" required value={current} onInput={(e) => setCurrent(e.currentTarget.value)} autoFocus />
-        </label>
-        <label>
-          New password
-          <input type="password" autoComplete="new-password" required minLength={8} maxLength={128} value={next} onInput={(e) => setNext(e.currentTarget.value)} />
-        </label>
-        <label>
-          New password again
-          <input type="password" autoComplete="new-password" required value={again} onInput={(e) => setAgain(e.currentTarget.value)} />
-        </label>
-        <p class="muted">At least 8 characters; a long phrase is best. Other devices will be signed out.</p>
-        {error && (
-          <p class="form-error" role="alert">
-            {error}
-          </p>
-        )}
+      <form class="form" onSubmit={submit} noValidate>
+        <Field id="current-password" label="Current password" type="password" autocomplete="current-password" required autoFocus error={f.errors.currentPassword} value={current} onInput={input('currentPassword', setCurrent)} />
+        <Field
+          id="new-password-1"
+          label="New password"
+          type="password"
+          autocomplete="new-password"
+          required
+          maxLength={128}
+          hint="At least 8 characters; a long phrase is best. Other devices will be signed out."
+          error={f.errors.newPassword}
+          value={next}
+          onInput={input('newPassword', setNext)}
+        />
+        <Field id="new-password-2" label="New password again" type="password" autocomplete="new-password" required error={f.errors.again} value={again} onInput={input('again', setAgain)} />
+        <FormError text={f.formError} />
         <button type="submit" class="btn btn-primary" disabled={busy}>
           Change password
         </button>
       </form>
+    </Modal>
+  );
+}
+
+/** Change my display name (the avatar stays initials). */
+function ProfileDialog({ store, onClose }: { store: ChatStore; onClose: () => void }) {
+  const me = store.me.value!;
+  const [name, setName] = useState(me.displayName);
+  const [busy, setBusy] = useState(false);
+  const f = useFormErrors(['displayName'], () => 'profile-name');
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const v = name.trim();
+    if (!v) return f.show({ displayName: 'Enter your name, as others will see it.' });
+    if (v.length > 64) return f.show({ displayName: 'Your name can be 64 characters at most.' });
+    if (v === me.displayName) return onClose();
+    setBusy(true);
+    f.clear();
+    try {
+      await store.updateProfile(v);
+      onClose();
+    } catch (err) {
+      const [fields, whole] = serverErrors(err, 'profile', { displayName: 'displayName' });
+      f.show(fields, whole);
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal title="Edit profile" onClose={onClose}>
+      <form class="form" onSubmit={submit} noValidate>
+        <Field
+          id="profile-name"
+          label="Your name"
+          autocomplete="name"
+          required
+          autoFocus
+          maxLength={64}
+          hint={`Shown to the people you talk with. Your username stays @${me.username}.`}
+          error={f.errors.displayName}
+          value={name}
+          onInput={(e) => {
+            setName(e.currentTarget.value);
+            f.clear('displayName');
+          }}
+        />
+        <FormError text={f.formError} />
+        <button type="submit" class="btn btn-primary" disabled={busy}>
+          {busy ? 'Saving…' : 'Save'}
+        </button>
+      </form>
+    </Modal>
+  );
+}
+
+/** Signing out everywhere ends every session of this person: it asks first. */
+function LogoutAllDialog({ store, onClose }: { store: ChatStore; onClose: () => void }) {
+  const [busy, setBusy] = useState(false);
+  return (
+    <Modal title="Sign out everywhere?" onClose={onClose}>
+      <p>This signs you out on every device and browser where you use Parley, this one included. Messages not sent yet are lost.</p>
+      <div class="dialog-actions">
+        <button type="button" class="btn" autoFocus onClick={onClose}>
+          Cancel
+        </button>
+        <button
+          type="button"
+          class="btn btn-danger"
+          disabled={busy}
+          onClick={async () => {
+            setBusy(true);
+            await store.logoutAll();
+            setBusy(false);
+          }}
+        >
+          Sign out everywhere
+        </button>
+      </div>
     </Modal>
   );
 }

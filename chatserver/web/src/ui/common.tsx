@@ -1,4 +1,4 @@
-import type { ComponentChildren } from 'preact';
+import type { ComponentChildren, JSX } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { describeError } from '../errors';
 import type { ChatStore } from '../store';
@@ -155,4 +155,77 @@ export function listTime(iso: string, now = new Date()): string {
   const diff = (now.getTime() - d.getTime()) / 86400000;
   if (diff < 6) return d.toLocaleDateString(undefined, { weekday: 'short' });
   return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short' });
+}
+
+/**
+ * One labelled input with its hint and its error, in the one style every form uses: the
+ * error under the field, the field marked `aria-invalid` and described by the error (and
+ * the hint), so a screen reader says both when the focus arrives there.
+ */
+export function Field({
+  id,
+  label,
+  error,
+  hint,
+  ...input
+}: {
+  id: string;
+  label: string;
+  error?: string;
+  hint?: string;
+} & Omit<JSX.InputHTMLAttributes<HTMLInputElement>, 'id' | 'label'>) {
+  const described = [hint ? `${id}-hint` : '', error ? `${id}-error` : ''].filter(Boolean).join(' ') || undefined;
+  return (
+    <div class={'field' + (error ? ' has-error' : '')}>
+      <label for={id}>{label}</label>
+      <input id={id} {...input} aria-invalid={error ? 'true' : undefined} aria-describedby={described} />
+      {hint && (
+        <p id={`${id}-hint`} class="hint">
+          {hint}
+        </p>
+      )}
+      {error && (
+        <p id={`${id}-error`} class="field-error" data-testid={`${id}-error`}>
+          <span aria-hidden="true" class="field-error-icon">
+            !
+          </span>
+          {error}
+        </p>
+      )}
+    </div>
+  );
+}
+
+/**
+ * Errors of a form, per field (and one for the form as a whole). `show` sets them and
+ * moves the focus to the first field in error, in the form's order.
+ */
+export function useFormErrors(order: string[], idOf: (field: string) => string = (f) => f) {
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [formError, setFormError] = useState('');
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    if (tick === 0) return;
+    const first = order.find((f) => errors[f]);
+    if (first) document.getElementById(idOf(first))?.focus();
+  }, [tick]);
+  return {
+    errors,
+    formError,
+    /** Field errors (checked here or named by the server) and/or an error for the whole form. */
+    show(fieldErrors: Record<string, string>, whole = '') {
+      setErrors(fieldErrors);
+      setFormError(whole);
+      setTick((t) => t + 1);
+    },
+    clear(field?: string) {
+      if (field === undefined) {
+        setErrors({});
+        setFormError('');
+      } else if (errors[field]) {
+        const { [field]: _gone, ...rest } = errors;
+        setErrors(rest);
+      }
+    },
+  };
 }
