@@ -563,12 +563,23 @@ func (s *Service) Me(ctx context.Context, id string) (protocol.User, error) {
 	return SelfView(u), nil
 }
 
-// Search finds other users by username prefix or exact email (not the
-// searcher: one cannot start a conversation with oneself).
+// MaxSearchChars bounds a people-search query, in characters.
+const MaxSearchChars = 100
+
+// Search finds other people by username or display name (substring,
+// case-insensitive, ranked: see store.Store.SearchUsers) or exact email;
+// a leading "@" is ignored ("@bob" is username bob). Never the searcher:
+// one cannot start a conversation with oneself.
 func (s *Service) Search(ctx context.Context, selfID, q string, limit int) ([]protocol.User, error) {
-	q = strings.ToLower(strings.TrimSpace(q))
+	q = store.FoldName(strings.TrimPrefix(strings.TrimSpace(q), "@"))
 	if q == "" {
-		return nil, apperr.New(apperr.InvalidRequest, "q is required")
+		return nil, apperr.OnField(apperr.InvalidRequest, "q", "q is required")
+	}
+	if utf8.RuneCountInString(q) > MaxSearchChars {
+		return nil, apperr.OnField(apperr.InvalidRequest, "q", "q must be at most %d characters", MaxSearchChars)
+	}
+	if !utf8.ValidString(q) || strings.IndexFunc(q, unicode.IsControl) >= 0 {
+		return nil, apperr.OnField(apperr.InvalidRequest, "q", "q must be valid UTF-8 without control characters")
 	}
 	if limit < 1 || limit > 50 {
 		limit = 20

@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -66,6 +67,17 @@ type User struct {
 
 // DeletedDisplayName is the display name of a deleted account.
 const DeletedDisplayName = "Deleted account"
+
+// FoldName is the case-folded form people search compares: display names are
+// stored folded beside the original, and queries are folded the same way, so
+// matching is case-insensitive for every script Go's Unicode tables know, on
+// every engine (SQLite's own lower() folds ASCII only).
+func FoldName(s string) string { return strings.ToLower(s) }
+
+// SearchMinSubstring is the shortest query (in characters) that SearchUsers
+// matches anywhere in a name; shorter queries match the start of the
+// username or display name only (a trigram index needs three characters).
+const SearchMinSubstring = 3
 
 // Reaction is one reaction of one user.
 type Reaction struct {
@@ -193,9 +205,16 @@ type Store interface {
 	UserByEmail(ctx context.Context, email string) (*User, error)
 	UserByUsername(ctx context.Context, username string) (*User, error)
 	UsersByIDs(ctx context.Context, ids []string) ([]User, error) // ordered by id; unknown ids left out
-	// SearchUsers finds users whose username starts with query, or whose email
-	// equals it, ordered by username, at most limit; deleted accounts never.
+	// SearchUsers finds people for query, which the caller has trimmed and
+	// folded with FoldName: users whose username or display name contains
+	// it (at least SearchMinSubstring characters; shorter: starts with it),
+	// or whose email equals it. Ranked: exact username or email, then
+	// username prefix, then a display-name word starting with it, then the
+	// rest; ties by username. At most limit; deleted accounts never.
 	SearchUsers(ctx context.Context, query string, limit int) ([]User, error)
+	// SetDisplayName changes a user's display name; ErrNotFound for an
+	// unknown or deleted account.
+	SetDisplayName(ctx context.Context, userID, displayName string) error
 	// UpdatePassword sets the hash and TokensValidAfter together.
 	UpdatePassword(ctx context.Context, userID, passwordHash string, tokensValidAfter time.Time) error
 	SetTokensValidAfter(ctx context.Context, userID string, t time.Time) error

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parley-chat/parley/chatserver/store"
 )
 
 //go:embed migrations
@@ -153,6 +155,11 @@ func applyMigrations(ctx context.Context, tx *sql.Tx, ms []migration) (applied [
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return nil, nil, fmt.Errorf("apply %s: %w", m.name, err)
 		}
+		if fix := fixups[m.version]; fix != nil {
+			if err := fix(ctx, tx); err != nil {
+				return nil, nil, fmt.Errorf("apply %s: %w", m.name, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx,
 			"INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
 			m.version, m.name, time.Now().UnixMicro()); err != nil {
@@ -161,4 +168,41 @@ func applyMigrations(ctx context.Context, tx *sql.Tx, ms []migration) (applied [
 		applied = append(applied, m)
 	}
 	return applied, unknown, nil
+}
+
+// fixups are Go steps of a migration, run right after its SQL in the same
+// transaction, for what SQL cannot do the same way on both engines.
+var fixups = map[int64]func(ctx context.Context, tx *sql.Tx) error{
+	5: refoldDisplayNames,
+}
+
+// refoldDisplayNames (migration 5) sets display_fold to store.FoldName of the
+// display name where the engine's lower() folded it otherwise (SQLite's
+// folds ASCII only).
+func refoldDisplayNames(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, "SELECT id, display_name, display_fold FROM users")
+	if err != nil {
+		return fmt.Errorf("refold display names: %w", err)
+	}
+	type refold struct{ id, fold string }
+	var todo []refold
+	for rows.Next() {
+		var id, name, fold string
+		if err := rows.Scan(&id, &name, &fold); err != nil {
+			rows.Close()
+			return fmt.Errorf("refold display names: %w", err)
+		}
+		if f := store.FoldName(name); f != fold {
+			todo = append(todo, refold{id, f})
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("refold display names: %w", err)
+	}
+	for _, r := range todo {
+		if _, err := tx.ExecContext(ctx, "UPDATE users SET display_fold = $1 WHERE id = $2", r.fold, r.id); err != nil {
+			return fmt.Errorf("refold display names: %w", err)
+		}
+	}
+	return nil
 }

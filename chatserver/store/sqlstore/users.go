@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parley-chat/parley/chatserver/store"
 )
@@ -30,8 +32,9 @@ func scanUser(s scanner) (store.User, error) {
 
 // CreateUser stores u; ErrConflict when its id, username or email is taken.
 func (db *DB) CreateUser(ctx context.Context, u *store.User) error {
-	_, err := db.w.ExecContext(ctx, "INSERT INTO users ("+userInsertCols+") VALUES ($1, $2, $3, $4, $5, $6, $7)",
-		u.ID, u.Username, u.Email, u.DisplayName, u.PasswordHash, micros(u.CreatedAt), micros(u.TokensValidAfter))
+	_, err := db.w.ExecContext(ctx, "INSERT INTO users ("+userInsertCols+", display_fold) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+		u.ID, u.Username, u.Email, u.DisplayName, u.PasswordHash, micros(u.CreatedAt), micros(u.TokensValidAfter),
+		store.FoldName(u.DisplayName))
 	return db.wrap("create user", err)
 }
 
@@ -88,19 +91,67 @@ func (db *DB) UsersByIDs(ctx context.Context, ids []string) ([]store.User, error
 	return users, nil
 }
 
-// SearchUsers matches a username prefix (usernames are lower-case, so the
-// query is lowered) or an exact email, ordered by username, at most limit.
+// SearchUsers implements store.Store. Which rows are candidates is where the
+// engines differ (an index each: see searchCandidates); the ranking is
+// the same SQL on both.
 func (db *DB) SearchUsers(ctx context.Context, query string, limit int) ([]store.User, error) {
-	if limit <= 0 {
+	if limit <= 0 || query == "" {
 		return []store.User{}, nil
 	}
-	users, err := db.queryUsers(ctx,
-		"SELECT "+userCols+` FROM users WHERE (username LIKE $1 ESCAPE '\' OR email = $2) AND deleted_at IS NULL ORDER BY username LIMIT $3`,
-		escapeLike(strings.ToLower(query))+"%", query, limit)
+	q, args := db.searchQuery(query, limit)
+	users, err := db.queryUsers(ctx, q, args...)
 	if err != nil {
 		return nil, db.wrap("search users", err)
 	}
 	return users, nil
+}
+
+// searchQuery builds SearchUsers' statement for a folded query.
+//
+// Arguments: $1 the query, $2 the query as a LIKE prefix, $3 as a LIKE word
+// prefix inside a display name, $4 limit, then the candidates' own.
+func (db *DB) searchQuery(query string, limit int) (string, []any) {
+	esc := escapeLike(query)
+	args := []any{query, esc + "%", "% " + esc + "%", limit}
+	where, more := db.searchCandidates(query, len(args)+1)
+	return "SELECT " + userCols + ` FROM users
+		WHERE (` + where + `) AND deleted_at IS NULL
+		ORDER BY CASE
+			WHEN username = $1 OR email = $1 THEN 0
+			WHEN username LIKE $2 ESCAPE '\' THEN 1
+			WHEN display_fold LIKE $2 ESCAPE '\' OR display_fold LIKE $3 ESCAPE '\' THEN 2
+			ELSE 3 END, username
+		LIMIT $4`, append(args, more...)
+}
+
+// searchCandidates is the WHERE condition that finds SearchUsers' rows
+// through an index, with its arguments numbered from n.
+func (db *DB) searchCandidates(query string, n int) (string, []any) {
+	p := func(i int) string { return "$" + strconv.Itoa(n+i) }
+	if utf8.RuneCountInString(query) < store.SearchMinSubstring {
+		// Too short for trigrams: a prefix of the username or the display
+		// name, as a range over their B-trees (both compare bytes), whose
+		// upper bound sorts after every string that starts with query.
+		return "(username >= " + p(0) + " AND username < " + p(1) + ") OR (display_fold >= " + p(0) +
+			" AND display_fold < " + p(1) + ") OR email = " + p(0), []any{query, query + "\U0010FFFF"}
+	}
+	if db.d == postgresDialect {
+		// pg_trgm's GIN indexes answer LIKE '%q%'.
+		return "username LIKE " + p(0) + ` ESCAPE '\' OR display_fold LIKE ` + p(0) + ` ESCAPE '\' OR email = ` + p(1),
+			[]any{"%" + escapeLike(query) + "%", query}
+	}
+	// FTS5's trigram tokenizer: a phrase query matches rows holding it as a
+	// substring of either column (quoted, so query's characters are literal).
+	return `id IN (SELECT k.user_id FROM users_search s JOIN user_search_keys k ON k.n = s.rowid
+		WHERE users_search MATCH ` + p(0) + `) OR email = ` + p(1),
+		[]any{`"` + strings.ReplaceAll(query, `"`, `""`) + `"`, query}
+}
+
+// SetDisplayName implements store.Store.
+func (db *DB) SetDisplayName(ctx context.Context, userID, displayName string) error {
+	res, err := db.w.ExecContext(ctx, "UPDATE users SET display_name = $1, display_fold = $2 WHERE id = $3 AND deleted_at IS NULL",
+		displayName, store.FoldName(displayName), userID)
+	return db.wrap("set display name", mustAffect(res, err))
 }
 
 func (db *DB) queryUsers(ctx context.Context, q string, args ...any) ([]store.User, error) {
@@ -137,8 +188,9 @@ func (db *DB) SetTokensValidAfter(ctx context.Context, userID string, t time.Tim
 func (db *DB) DeleteUser(ctx context.Context, userID string, at time.Time) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET username = $1, email = $1, display_name = $2,
-			password_hash = '', tokens_valid_after = $3, deleted_at = $3
-			WHERE id = $4 AND deleted_at IS NULL`, "deleted:"+userID, store.DeletedDisplayName, micros(at), userID)
+			display_fold = $3, password_hash = '', tokens_valid_after = $4, deleted_at = $4
+			WHERE id = $5 AND deleted_at IS NULL`, "deleted:"+userID, store.DeletedDisplayName,
+			store.FoldName(store.DeletedDisplayName), micros(at), userID)
 		if err := mustAffect(res, err); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -13,6 +14,9 @@ var userTests = []test{
 	{"UserNotFound", testUserNotFound},
 	{"UsersByIDs", testUsersByIDs},
 	{"SearchUsers", testSearchUsers},
+	{"SearchUsersByDisplayName", testSearchUsersByDisplayName},
+	{"SearchUsersUnicode", testSearchUsersUnicode},
+	{"SetDisplayName", testSetDisplayName},
 	{"UpdatePassword", testUpdatePassword},
 	{"SetTokensValidAfter", testSetTokensValidAfter},
 }
@@ -166,4 +170,126 @@ func testSetTokensValidAfter(t *testing.T, s store.Store) {
 	wantTime(t, "TokensValidAfter", got.TokensValidAfter, later)
 	wantEq(t, "PasswordHash unchanged", got.PasswordHash, u.PasswordHash)
 	wantErr(t, "SetTokensValidAfter unknown", s.SetTokensValidAfter(ctx(t), "nope", later), store.ErrNotFound)
+}
+
+// mustPerson creates a user with a display name of its own.
+func mustPerson(t *testing.T, s store.Store, username, displayName string) *store.User {
+	t.Helper()
+	u := &store.User{ID: newID("u"), Username: username, Email: username + "@example.test", DisplayName: displayName,
+		PasswordHash: "h", CreatedAt: t0}
+	if err := s.CreateUser(ctx(t), u); err != nil {
+		t.Fatalf("CreateUser(%s): %v", username, err)
+	}
+	return u
+}
+
+func usernames(us []store.User) []string {
+	out := []string{}
+	for _, u := range us {
+		out = append(out, u.Username)
+	}
+	return out
+}
+
+// search runs SearchUsers with the query folded as callers must.
+func search(t *testing.T, s store.Store, q string, limit int) []string {
+	t.Helper()
+	got, err := s.SearchUsers(ctx(t), store.FoldName(q), limit)
+	if err != nil {
+		t.Fatalf("SearchUsers(%q): %v", q, err)
+	}
+	return usernames(got)
+}
+
+// The issue's examples (defect 7) and the ranking: exact username, then
+// username prefix, then a display-name word prefix, then a substring
+// anywhere; ties by username.
+func testSearchUsersByDisplayName(t *testing.T, s store.Store) {
+	mustPerson(t, s, "bob", "Bob Brown")
+	mustPerson(t, s, "bobby", "Robert Tables")
+	mustPerson(t, s, "jim", "Jim Bobson")
+	mustPerson(t, s, "kebab_fan", "Annie Kebob")
+	mustPerson(t, s, "zbob", "Zed")
+	mustPerson(t, s, "carol", "Carol Brownlee")
+	mustPerson(t, s, "dan", "Dan Ambrown")
+
+	cases := []struct {
+		q     string
+		limit int
+		want  []string
+	}{
+		{"Bob Brown", 10, []string{"bob"}},
+		{"bob brown", 10, []string{"bob"}},
+		{"BROWN", 10, []string{"bob", "carol", "dan"}}, // word prefixes first, then "Ambrown"
+		{"brownlee", 10, []string{"carol"}},
+		{"bob", 10, []string{"bob", "bobby", "jim", "kebab_fan", "zbob"}},
+		{"bob", 2, []string{"bob", "bobby"}},
+		{"obb", 10, []string{"bobby"}},            // inside a username
+		{"ert tab", 10, []string{"bobby"}},        // across a display name's words
+		{"bob@example.test", 10, []string{"bob"}}, // an exact email
+		{"bob@example", 10, []string{}},           // a partial email is not matched
+		{"nobody", 10, []string{}},
+		// Queries under 3 characters match the start of a username or a
+		// display name only.
+		{"b", 10, []string{"bob", "bobby"}},
+		{"br", 10, []string{}},
+		{"ca", 10, []string{"carol"}},
+		{"ji", 10, []string{"jim"}},
+		// FTS5 and LIKE syntax in a query is literal.
+		{`"bob"`, 10, []string{}},
+		{`bo"b`, 10, []string{}},
+		{"bob*", 10, []string{}},
+		{"NEAR(bob brown)", 10, []string{}},
+		{"b_b", 10, []string{}},
+		{"%ob%", 10, []string{}},
+	}
+	for _, c := range cases {
+		wantStrings(t, fmt.Sprintf("SearchUsers(%q, %d)", c.q, c.limit), search(t, s, c.q, c.limit), c.want)
+	}
+	got, err := s.SearchUsers(ctx(t), "", 10)
+	wantNoErr(t, "SearchUsers empty", err)
+	wantEq(t, "len(SearchUsers(empty))", len(got), 0)
+}
+
+// Case-insensitive beyond ASCII: display names are folded by store.FoldName
+// on every engine.
+func testSearchUsersUnicode(t *testing.T, s store.Store) {
+	mustPerson(t, s, "uwe", "Ärger Öztürk")
+	mustPerson(t, s, "sofia", "Σοφία Παπαδοπούλου")
+	mustPerson(t, s, "ivan", "Иван Петров")
+	cases := []struct{ q, want string }{
+		{"ÖZTÜRK", "uwe"},
+		{"öztürk", "uwe"},
+		{"ärger ö", "uwe"},
+		{"Är", "uwe"}, // short: display-name prefix
+		{"ΣΟΦΊΑ", "sofia"},
+		{"παπαδ", "sofia"},
+		{"ПЕТРОВ", "ivan"},
+		{"иван", "ivan"},
+	}
+	for _, c := range cases {
+		wantStrings(t, fmt.Sprintf("SearchUsers(%q)", c.q), search(t, s, c.q, 10), []string{c.want})
+	}
+}
+
+func testSetDisplayName(t *testing.T, s store.Store) {
+	u := mustPerson(t, s, "bob", "Bob Brown")
+	other := mustPerson(t, s, "ann", "Ann Other")
+	wantNoErr(t, "SetDisplayName", s.SetDisplayName(ctx(t), u.ID, "Robert Grün"))
+	got, err := s.UserByID(ctx(t), u.ID)
+	wantNoErr(t, "UserByID", err)
+	wantEq(t, "DisplayName", got.DisplayName, "Robert Grün")
+	got, err = s.UserByID(ctx(t), other.ID)
+	wantNoErr(t, "UserByID other", err)
+	wantEq(t, "other's DisplayName", got.DisplayName, "Ann Other")
+	// The search index follows the change.
+	wantStrings(t, "SearchUsers(old name)", search(t, s, "brown", 10), []string{})
+	wantStrings(t, "SearchUsers(new name)", search(t, s, "GRÜN", 10), []string{"bob"})
+	wantStrings(t, "SearchUsers(new name, short)", search(t, s, "ro", 10), []string{"bob"})
+
+	wantErr(t, "SetDisplayName unknown", s.SetDisplayName(ctx(t), "nope", "x"), store.ErrNotFound)
+	wantNoErr(t, "DeleteUser", s.DeleteUser(ctx(t), other.ID, t0))
+	wantErr(t, "SetDisplayName deleted", s.SetDisplayName(ctx(t), other.ID, "Back"), store.ErrNotFound)
+	// A deleted account's old name no longer finds it, nor anything else.
+	wantStrings(t, "SearchUsers(deleted's old name)", search(t, s, "ann other", 10), []string{})
 }
