@@ -1,6 +1,7 @@
 import { effect } from '@preact/signals';
 import { render } from 'preact';
 import { App } from './ui/App';
+import { conversationPath, linkTarget, parseRoute } from './links';
 import { ChatStore } from './store';
 import { initTheme } from './theme';
 import './style.css';
@@ -10,14 +11,19 @@ initTheme();
 
 const store = new ChatStore();
 
+/**
+ * The conversation the address names. A message link (`/c/<id>/m/<messageId>`) also sets
+ * `linkTarget`, and the conversation view then shows that message.
+ */
 function idFromPath(): string | null {
-  const m = /^\/c\/([^/]+)$/.exec(location.pathname);
-  return m ? decodeURIComponent(m[1]) : null;
+  const r = parseRoute(location.pathname);
+  linkTarget.value = r.conversationId && r.messageId ? { conversationId: r.conversationId, messageId: r.messageId } : null;
+  return r.conversationId;
 }
 
 /** Opens a conversation and keeps the address bar in step (so reload and back work). */
 export function navigate(id: string | null): void {
-  const path = id ? `/c/${encodeURIComponent(id)}` : '/';
+  const path = id ? conversationPath(id) : '/';
   if (location.pathname !== path) history.pushState(null, '', path);
   void store.open(id);
 }

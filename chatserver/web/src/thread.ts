@@ -1,3 +1,4 @@
+import { urlAt } from './markdown';
 import type { ChangeEvent, Message, Reaction, ReplyRef } from './types';
 
 /** A message of mine that the server has not confirmed yet. */
@@ -119,6 +120,13 @@ export function advanceOver(cursor: number, seen: Set<number>): number {
 /** Merges messages: de-duplicated by id (and seq), ascending by seq. Returns `a` when nothing changed. */
 export function mergeMessages(a: readonly Message[], b: readonly Message[]): Message[] {
   if (b.length === 0) return a as Message[];
+  // The common cases without sets or sorting, so a long history costs nothing per message
+  // received: newer ones after all held (live, acks) and an older page before them.
+  if (ascending(b)) {
+    if (a.length === 0) return b.slice();
+    if (b[0].seq > a[a.length - 1].seq) return a.concat(b);
+    if (b[b.length - 1].seq < a[0].seq) return b.concat(a);
+  }
   const ids = new Set(a.map((m) => m.id));
   const seqs = new Set(a.map((m) => m.seq));
   const added: Message[] = [];
@@ -132,6 +140,37 @@ export function mergeMessages(a: readonly Message[], b: readonly Message[]): Mes
   const out = a.concat(added);
   out.sort((x, y) => x.seq - y.seq);
   return out;
+}
+
+/** Strictly ascending by seq (so also unique). */
+function ascending(ms: readonly Message[]): boolean {
+  for (let i = 1; i < ms.length; i++) if (ms[i].seq <= ms[i - 1].seq) return false;
+  return true;
+}
+
+/** Index of the first message with seq >= `seq` (messages ascending by seq). */
+export function indexFromSeq(messages: readonly Message[], seq: number): number {
+  let lo = 0;
+  let hi = messages.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (messages[mid].seq < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * The part of a long history the view renders: messages from seq `from` to seq `to`
+ * (Infinity: the newest, following new ones), as [start, end) indices. Only this part is
+ * in the DOM; scrolling moves it. At most `max` messages: when following the newest, the
+ * oldest of the part are left out.
+ */
+export function windowRange(messages: readonly Message[], from: number, to: number, max: number): { start: number; end: number } {
+  const end = to === Infinity ? messages.length : indexFromSeq(messages, to + 1);
+  let start = Math.min(indexFromSeq(messages, from), end);
+  if (to === Infinity && end - start > max) start = end - max;
+  return { start, end };
 }
 
 /**
@@ -199,28 +238,22 @@ export function newClientId(): string {
   return 'c' + Date.now().toString(36) + '-' + s;
 }
 
-/** Splits text into plain parts and safe http(s) links. Never produces HTML. */
+/**
+ * Splits text into plain parts and safe http(s) links (also a bare www. address, linked as
+ * https://). Never produces HTML. Nothing else becomes a link.
+ */
 export function linkify(text: string): Array<{ text: string; href?: string }> {
   const out: Array<{ text: string; href?: string }> = [];
-  const re = /\bhttps?:\/\/[^\s<>"']+/gi;
   let last = 0;
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    let url = m[0];
-    // Leave trailing punctuation outside the link.
-    const trail = /[.,;:!?)\]]+$/.exec(url);
-    if (trail) url = url.slice(0, -trail[0].length);
-    let href: string | undefined;
-    try {
-      const u = new URL(url);
-      if (u.protocol === 'http:' || u.protocol === 'https:') href = u.href;
-    } catch {
-      href = undefined;
-    }
-    if (!href) continue;
-    if (m.index > last) out.push({ text: text.slice(last, m.index) });
-    out.push({ text: url, href });
-    last = m.index + url.length;
-    re.lastIndex = last;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c !== 'h' && c !== 'H' && c !== 'w' && c !== 'W') continue;
+    const u = urlAt(text, i);
+    if (!u) continue;
+    if (i > last) out.push({ text: text.slice(last, i) });
+    out.push({ text: text.slice(i, u.end), href: u.href });
+    last = u.end;
+    i = u.end - 1;
   }
   if (last < text.length) out.push({ text: text.slice(last) });
   return out;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addPending, advanceCursor, emptyThread, failPending, linkify, mergeMessages, receive, retryPending } from '../src/thread';
+import { addPending, advanceCursor, emptyThread, failPending, indexFromSeq, linkify, mergeMessages, receive, retryPending, windowRange } from '../src/thread';
 import { msg } from './helpers';
 
 const seqs = (ms: { seq: number }[]) => ms.map((m) => m.seq);
@@ -78,6 +78,63 @@ describe('linkify', () => {
     expect(parts[1]).toEqual({ text: 'https://example.com/a?b=1', href: 'https://example.com/a?b=1' });
     expect(parts.filter((p) => p.href).length).toBe(1);
     expect(parts.map((p) => p.text).join('')).toBe('<img src=x onerror=alert(1)> see https://example.com/a?b=1. and javascript:alert(1)');
+  });
+});
+
+describe('linkify: bare www. addresses', () => {
+  it('links www.example.org as https, and nothing else new', () => {
+    expect(linkify('visit www.example.org, then')).toEqual([{ text: 'visit ' }, { text: 'www.example.org', href: 'https://www.example.org/' }, { text: ', then' }]);
+    expect(linkify('example.org and wwwexample.org and javascript:www.x.org').filter((p) => p.href)).toEqual([]);
+    expect(linkify('HTTP://EXAMPLE.COM/x')[0]).toEqual({ text: 'HTTP://EXAMPLE.COM/x', href: 'http://example.com/x' });
+  });
+});
+
+describe('merge fast paths (a long history)', () => {
+  const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => msg(a + i));
+
+  it('appends newer and prepends an older page without reordering, and still de-duplicates', () => {
+    const held = range(100, 149);
+    const newer = mergeMessages(held, [msg(150)]);
+    expect(seqs(newer)).toEqual(seqs(range(100, 150)));
+    const older = mergeMessages(newer, range(50, 99));
+    expect(seqs(older)).toEqual(seqs(range(50, 150)));
+    // Overlapping or unordered input takes the general path: same answer as before.
+    expect(seqs(mergeMessages(older, [msg(151), msg(150), msg(49)]))).toEqual(seqs(range(49, 151)));
+    expect(mergeMessages(older, [msg(120)])).toBe(older);
+    expect(seqs(mergeMessages([], [msg(3), msg(4)]))).toEqual([3, 4]);
+  });
+
+  it('stays fast with 5,000 messages held', () => {
+    let held = range(4001, 5000);
+    for (let top = 4000; top > 0; top -= 50) held = mergeMessages(held, range(top - 49, top));
+    expect(held.length).toBe(5000);
+    const t0 = performance.now();
+    for (let i = 0; i < 200; i++) held = mergeMessages(held, [msg(5001 + i)]);
+    expect(held.length).toBe(5200);
+    // 200 appends to 5,000: copies only, no sets or sorting (milliseconds, not seconds).
+    expect(performance.now() - t0).toBeLessThan(200);
+  });
+});
+
+describe('the window of messages rendered', () => {
+  const ms = Array.from({ length: 300 }, (_, i) => msg(i * 2 + 1)); // seqs 1, 3, … 599 (gaps from change events)
+
+  it('finds by seq, also between held seqs', () => {
+    expect(indexFromSeq(ms, 0)).toBe(0);
+    expect(indexFromSeq(ms, 1)).toBe(0);
+    expect(indexFromSeq(ms, 2)).toBe(1);
+    expect(indexFromSeq(ms, 599)).toBe(299);
+    expect(indexFromSeq(ms, 600)).toBe(300);
+  });
+
+  it('follows the newest with at most max, or holds a fixed range', () => {
+    expect(windowRange(ms, 0, Infinity, 80)).toEqual({ start: 220, end: 300 });
+    expect(windowRange(ms, 0, Infinity, Infinity)).toEqual({ start: 0, end: 300 });
+    expect(windowRange(ms, 101, 201, 80)).toEqual({ start: 50, end: 101 });
+    expect(windowRange(ms, 100, 200, 80)).toEqual({ start: 50, end: 100 });
+    expect(windowRange([], 0, Infinity, 80)).toEqual({ start: 0, end: 0 });
+    // A start past the end (its messages went away) is an empty window, not a negative one.
+    expect(windowRange(ms, 700, 50, 80)).toEqual({ start: 25, end: 25 });
   });
 });
 

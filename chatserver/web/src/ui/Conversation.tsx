@@ -1,13 +1,31 @@
+import { memo } from 'preact/compat';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { renameConversation } from '../api';
 import { describeError } from '../errors';
+import { linkTarget, messagePath } from '../links';
+import { textDirection } from '../markdown';
 import { conversationTitle, type ChatStore } from '../store';
-import { countAfter, dayKey, dayLabel, dividerBefore, linkify, type Pending, type SettingNotice } from '../thread';
+import { countAfter, dayKey, dayLabel, dividerBefore, indexFromSeq, windowRange, type Pending, type SettingNotice } from '../thread';
 import type { Conversation, Member, Message, Reaction, ReplyRef } from '../types';
 import { Avatar, Modal, timeShort, UserSearch } from './common';
 import { EmojiPicker, EXPIRE_CHOICES, expireLabel, Icon, peopleList, QUICK_REACTIONS, ReactionChips } from './MessageParts';
+import { RichText } from './Rich';
+import './conversation.css';
 
 /** How long after sending a message can be edited (the server's default -edit-window). */
 const EDIT_WINDOW_MS = 24 * 3600 * 1000;
+
+/**
+ * The message list is windowed: only a part of the history held is in the DOM (a long
+ * history would otherwise cost every update a re-render of thousands of nodes). At the
+ * newest end it keeps TAIL messages; scrolling near an edge adds CHUNK on that side (from
+ * memory, or a page from the server at the top) and leaves out the far side beyond MAX.
+ */
+const TAIL = 80;
+const CHUNK = 40;
+const MAX = 160;
+/** How close (px) to an edge of what is rendered scrolling adds more. */
+const EDGE = 400;
 
 interface Props {
   store: ChatStore;
@@ -44,24 +62,45 @@ function subtitle(c: Conversation, myId: string): string {
   return 'Offline';
 }
 
+/** What a message's toolbar does; one object per view, so the items' props stay equal across renders. */
+interface Actions {
+  react: (m: Message, emoji: string, remove: boolean) => void;
+  reply: (m: Message) => void;
+  edit: (m: Message) => void;
+  remove: (m: Message) => void;
+  quote: (m: Message) => void;
+  copyLink: (m: Message) => void;
+  whoReacted: (m: Message, r: Reaction) => string;
+}
+
+/** Typing notices re-render this line only, not the conversation. */
+function TypingLine({ store, c, myId }: { store: ChatStore; c: Conversation; myId: string }) {
+  const typingUsers = Object.keys(store.typing.value[c.id] ?? {}).filter((u) => u !== myId);
+  return (
+    <div class="typing-line" aria-live="polite" data-testid="typing">
+      {typingUsers.length > 0 && typingText(typingUsers.map((u) => memberName(c, u)))}
+    </div>
+  );
+}
+
 function ConversationView({ store, c, navigate }: { store: ChatStore; c: Conversation; navigate: (id: string | null) => void }) {
   const me = store.me.value!;
   const thread = store.thread(c.id);
+  const msgs = thread.messages;
   const title = conversationTitle(c, me.id);
   const [showMembers, setShowMembers] = useState(false);
   const listRef = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
-  const loadingOlder = useRef(false);
-  const prevHeight = useRef<number | null>(null);
-  const typingUsers = Object.keys(store.typing.value[c.id] ?? {}).filter((u) => u !== me.id);
-  const dividerRef = useRef<HTMLLIElement>(null);
+  /** Loading older pages (scrolling up, or going to a message): one at a time. */
+  const busy = useRef(false);
+  const dividerRef = useRef<HTMLDivElement>(null);
   const placed = useRef(false);
   // The newest seq the person has had in view, and how many arrived below since.
   const newestSeen = useRef(0);
   const [below, setBelow] = useState(0);
   const mark = store.readMark.value;
-  const divider = mark && mark.conversationId === c.id ? dividerBefore(thread.messages, mark.seq, me.id) : null;
-  const newest = thread.messages.length ? thread.messages[thread.messages.length - 1].seq : 0;
+  const divider = mark && mark.conversationId === c.id ? dividerBefore(msgs, mark.seq, me.id) : null;
+  const newest = msgs.length ? msgs[msgs.length - 1].seq : 0;
   const [replyTo, setReplyTo] = useState<Message | null>(null);
   const [editing, setEditing] = useState<Message | null>(null);
   const [deleting, setDeleting] = useState<Message | null>(null);
@@ -70,18 +109,51 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   // The message with the keyboard focus: only its buttons are in the Tab order, so the list
   // stays one stop on the way to the composer (Up and Down move between messages).
   const [activeMsg, setActiveMsg] = useState<string | null>(null);
+  // The window: messages from seq `from` to seq `to` (0: the oldest held; Infinity: the newest).
+  const win = useRef({ from: 0, to: Infinity });
+  const [, rerender] = useState(0);
+  const force = () => rerender((n) => n + 1);
+  /** A message kept at the same place on screen across the next render (content added or removed above it). */
+  const anchor = useRef<{ id: string; off: number } | null>(null);
+  /** After the next render: scroll to this message and highlight it. */
+  const target = useRef<string | null>(null);
+  /** After the next render: move the keyboard focus from this message by `delta`. */
+  const pendingFocus = useRef<{ id: string; delta: number } | null>(null);
+  // The latest message from someone else, read out by screen readers (the list itself is not
+  // a live region: adding older messages to it as you scroll must not be announced).
+  const [announce, setAnnounce] = useState('');
+
+  const range = windowRange(msgs, win.current.from, win.current.to, stick.current ? TAIL : Infinity);
+  // Following the newest: what went out at the top is out of the window for good.
+  if (range.start > 0 && win.current.to === Infinity && msgs[range.start].seq > win.current.from) win.current.from = msgs[range.start].seq;
+  const shown = useRef(range);
+  shown.current = range;
+  const atEnd = range.end === msgs.length;
+
   const onListKey = (e: KeyboardEvent) => {
     if (e.key !== 'ArrowUp' && e.key !== 'ArrowDown') return;
-    const target = e.target as HTMLElement;
-    if (target.closest('.emoji-picker')) return;
+    const t = e.target as HTMLElement;
+    if (t.closest('.emoji-picker')) return;
     const list = listRef.current;
     if (!list) return;
     const items = [...list.querySelectorAll<HTMLElement>('[data-testid=message][data-id]')];
     if (items.length === 0) return;
-    const cur = target.closest<HTMLElement>('[data-testid=message][data-id]');
+    const cur = t.closest<HTMLElement>('[data-testid=message][data-id]');
     const i = cur ? items.indexOf(cur) : -1;
-    const next = i < 0 ? (e.key === 'ArrowUp' ? items.length - 1 : 0) : Math.max(0, Math.min(items.length - 1, i + (e.key === 'ArrowUp' ? -1 : 1)));
+    const up = e.key === 'ArrowUp';
     e.preventDefault();
+    // At an edge of the window, with more beyond it: bring that in, then move.
+    if (cur && i === 0 && up && (shown.current.start > 0 || store.thread(c.id).hasMore)) {
+      pendingFocus.current = { id: cur.dataset.id!, delta: -1 };
+      void extendUp();
+      return;
+    }
+    if (cur && i === items.length - 1 && !up && win.current.to !== Infinity) {
+      pendingFocus.current = { id: cur.dataset.id!, delta: 1 };
+      extendDown();
+      return;
+    }
+    const next = i < 0 ? (up ? items.length - 1 : 0) : Math.max(0, Math.min(items.length - 1, i + (up ? -1 : 1)));
     items[next].focus({ preventScroll: true });
     items[next].scrollIntoView({ block: 'nearest' });
   };
@@ -103,39 +175,140 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
     if (names.length === 0) return r.count === 1 ? '1 person' : `${r.count} people`;
     return peopleList(names, Math.max(0, r.count - names.length));
   };
-  const react = (m: Message, emoji: string, remove: boolean) => {
-    store.react(c.id, m.id, emoji, remove).catch((e) => (store.notice.value = describeError(e, 'change')));
-  };
-  /** Shows the original of a reply: loads older pages until it is there, then scrolls to it. */
-  const jumpTo = async (ref: ReplyRef) => {
-    for (let i = 0; i < 40 && !store.thread(c.id).messages.some((m) => m.id === ref.id); i++) {
-      const t = store.thread(c.id);
-      if (!t.hasMore || (t.messages[0]?.seq ?? 0) <= ref.seq) break;
-      prevHeight.current = listRef.current?.scrollHeight ?? null;
-      if ((await store.loadOlder(c.id)) === 0) break;
-    }
-    requestAnimationFrame(() => {
-      const el = listRef.current?.querySelector<HTMLElement>(`[data-id="${CSS.escape(ref.id)}"]`);
-      if (!el) {
-        store.notice.value = 'The original message is not available any more.';
+
+  /** Remembers the first message in view and where it is, to keep it there across the next render. */
+  const saveAnchor = () => {
+    const el = listRef.current;
+    if (!el) return;
+    const top = el.getBoundingClientRect().top;
+    for (const li of el.querySelectorAll<HTMLElement>('[data-testid=message][data-id]')) {
+      const r = li.getBoundingClientRect();
+      if (r.bottom > top) {
+        anchor.current = { id: li.dataset.id!, off: r.top - top };
         return;
       }
-      stick.current = false;
-      el.scrollIntoView({ block: 'center' });
-      el.focus({ preventScroll: true });
-      setHighlight(ref.id);
-      setTimeout(() => setHighlight((h) => (h === ref.id ? null : h)), 2000);
-    });
+    }
   };
+
+  /** Brings CHUNK older messages into the window: held ones, else the next page from the server. */
+  const extendUp = async () => {
+    if (busy.current) return;
+    let all = store.thread(c.id).messages;
+    if (all.length === 0) return;
+    const firstSeq = all[shown.current.start]?.seq ?? all[0].seq;
+    if (shown.current.start === 0) {
+      if (!store.thread(c.id).hasMore) return;
+      busy.current = true;
+      // The page waits outside the window until it is placed, with the view kept still.
+      win.current.from = firstSeq;
+      const n = await store.loadOlder(c.id);
+      busy.current = false;
+      if (n === 0) return;
+      all = store.thread(c.id).messages;
+    }
+    const first = indexFromSeq(all, firstSeq);
+    const start = Math.max(0, first - CHUNK);
+    const end = win.current.to === Infinity ? all.length : indexFromSeq(all, win.current.to + 1);
+    saveAnchor();
+    win.current.from = all[start].seq;
+    if (end - start > MAX) {
+      win.current.to = all[start + MAX - 1].seq;
+      stick.current = false;
+    }
+    force();
+  };
+
+  /** Brings CHUNK newer held messages into the window, up to the newest (then it follows them). */
+  const extendDown = () => {
+    const all = store.thread(c.id).messages;
+    if (win.current.to === Infinity) return;
+    const end = Math.min(all.length, indexFromSeq(all, win.current.to + 1) + CHUNK);
+    const start = Math.max(shown.current.start, end - MAX);
+    saveAnchor();
+    win.current = { from: all[start]?.seq ?? 0, to: end >= all.length ? Infinity : all[end - 1].seq };
+    force();
+  };
+
+  /** The window at the newest messages, following them. */
+  const toNewest = () => {
+    win.current = { from: 0, to: Infinity };
+    stick.current = true;
+    anchor.current = null;
+    force();
+  };
+
+  /**
+   * Shows a message (a reply's original, or a message link): loads older pages until it is
+   * there, puts the window around it, scrolls to it and highlights it.
+   */
+  const jumpTo = async (id: string, seq = 0) => {
+    const has = () => store.thread(c.id).messages.some((m) => m.id === id);
+    if (!has()) {
+      if (busy.current) return;
+      busy.current = true;
+      const held = store.thread(c.id).messages;
+      // Pages load outside the window: the DOM stays small however far back it is.
+      if (held.length) win.current.from = held[shown.current.start]?.seq ?? held[0].seq;
+      try {
+        for (let i = 0; i < 10_000 && !has(); i++) {
+          const t = store.thread(c.id);
+          if (!t.hasMore || (seq > 0 && (t.messages[0]?.seq ?? 0) <= seq)) break;
+          if ((await store.loadOlder(c.id)) === 0) break;
+        }
+      } finally {
+        busy.current = false;
+      }
+    }
+    const all = store.thread(c.id).messages;
+    const idx = all.findIndex((m) => m.id === id);
+    if (idx < 0) {
+      store.notice.value = 'That message is not available any more.';
+      return;
+    }
+    const start = Math.max(0, idx - CHUNK);
+    const end = Math.min(all.length, idx + CHUNK + 1);
+    win.current = { from: all[start].seq, to: end >= all.length ? Infinity : all[end - 1].seq };
+    stick.current = false;
+    anchor.current = null;
+    target.current = id;
+    force();
+  };
+
   const lastEditable = () => {
-    for (let i = thread.messages.length - 1; i >= 0; i--) {
-      const m = thread.messages[i];
+    for (let i = msgs.length - 1; i >= 0; i--) {
+      const m = msgs[i];
       if (m.senderId === me.id && !m.deleted) return canEdit(m) ? m : null;
     }
     return null;
   };
 
-  // Keep the view at the bottom when new messages arrive and the person was there.
+  const actions = useRef<Actions>(null!);
+  actions.current = {
+    react: (m, emoji, remove) => {
+      store.react(c.id, m.id, emoji, remove).catch((e) => (store.notice.value = describeError(e, 'change')));
+    },
+    reply: (m) => {
+      setEditing(null);
+      setReplyTo(m);
+    },
+    edit: (m) => {
+      setReplyTo(null);
+      setEditing(m);
+    },
+    remove: (m) => setDeleting(m),
+    quote: (m) => m.replyTo && void jumpTo(m.replyTo.id, m.replyTo.seq),
+    copyLink: (m) => {
+      const url = location.origin + messagePath(c.id, m.id);
+      navigator.clipboard.writeText(url).then(
+        () => (store.notice.value = 'Link to the message copied.'),
+        () => (store.notice.value = `Copy this link: ${url}`),
+      );
+    },
+    whoReacted,
+  };
+
+  // After each render: the first placement, a kept anchor, the bottom when following it, a
+  // message to show, a focus to move, and how many new messages arrived out of view.
   useLayoutEffect(() => {
     const el = listRef.current;
     if (!el) return;
@@ -149,77 +322,123 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
       newestSeen.current = newest;
       return;
     }
-    if (prevHeight.current !== null) {
-      // Older messages were put on top: keep what the person was looking at in place.
-      el.scrollTop += el.scrollHeight - prevHeight.current;
-      prevHeight.current = null;
+    const a = anchor.current;
+    anchor.current = null;
+    if (target.current) {
+      const t = el.querySelector<HTMLElement>(`[data-id="${CSS.escape(target.current)}"]`);
+      const id = target.current;
+      target.current = null;
+      if (t) {
+        t.scrollIntoView({ block: 'center' });
+        t.focus({ preventScroll: true });
+        setHighlight(id);
+        setTimeout(() => setHighlight((h) => (h === id ? null : h)), 2000);
+      }
+    } else if (a) {
+      const li = el.querySelector<HTMLElement>(`[data-id="${CSS.escape(a.id)}"]`);
+      if (li) el.scrollTop += li.getBoundingClientRect().top - el.getBoundingClientRect().top - a.off;
     } else if (stick.current) {
       el.scrollTop = el.scrollHeight;
     }
+    if (pendingFocus.current) {
+      const items = [...el.querySelectorAll<HTMLElement>('[data-testid=message][data-id]')];
+      const i = items.findIndex((x) => x.dataset.id === pendingFocus.current!.id);
+      const next = i >= 0 ? items[i + pendingFocus.current.delta] : undefined;
+      if (next) {
+        pendingFocus.current = null;
+        next.focus({ preventScroll: true });
+        next.scrollIntoView({ block: 'nearest' });
+      }
+    }
     if (newest > newestSeen.current) {
+      const fresh = msgs.filter((m) => m.seq > newestSeen.current && m.senderId !== me.id);
+      if (fresh.length) {
+        const m = fresh[fresh.length - 1];
+        setAnnounce(`${memberName(c, m.senderId)}: ${m.deleted ? 'Message deleted' : m.body}`);
+      }
       // Scrolled up when messages arrive: offer to jump to them.
-      if (!stick.current && placed.current) setBelow((n) => n + countAfter(thread.messages, newestSeen.current));
+      if (!stick.current) setBelow((n) => n + countAfter(msgs, newestSeen.current));
       newestSeen.current = newest;
     }
-  }, [thread.messages, thread.pending, thread.loaded, typingUsers.length]);
+  });
+
+  // A shorter window (a phone keyboard opening) or taller content keeps the newest message
+  // in view when the list was at the bottom.
+  useEffect(() => {
+    const el = listRef.current;
+    if (!el || typeof ResizeObserver === 'undefined') return;
+    const ro = new ResizeObserver(() => {
+      if (stick.current) el.scrollTop = el.scrollHeight;
+    });
+    ro.observe(el);
+    const list = el.querySelector('.msg-list');
+    if (list) ro.observe(list);
+    return () => ro.disconnect();
+  }, []);
+
+  // A message link opened for this conversation: show the message once the newest page is here.
+  const link = linkTarget.value;
+  useEffect(() => {
+    if (!link || link.conversationId !== c.id || !thread.loaded) return;
+    linkTarget.value = null;
+    void jumpTo(link.messageId);
+  }, [link, thread.loaded]);
 
   const jumpToNewest = () => {
     const el = listRef.current;
     if (!el) return;
-    stick.current = true;
-    el.scrollTop = el.scrollHeight;
+    toNewest();
     setBelow(0);
     // The button goes away: the focus goes to the messages it scrolled.
     el.focus();
   };
 
-  const onScroll = async () => {
+  const onScroll = () => {
     const el = listRef.current;
     if (!el) return;
-    stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    stick.current = win.current.to === Infinity && el.scrollHeight - el.scrollTop - el.clientHeight < 40;
     if (stick.current && below) setBelow(0);
-    if (el.scrollTop < 80 && thread.hasMore && !loadingOlder.current) {
-      loadingOlder.current = true;
-      prevHeight.current = el.scrollHeight;
-      const n = await store.loadOlder(c.id);
-      if (n === 0) prevHeight.current = null;
-      loadingOlder.current = false;
-    }
+    if (el.scrollTop < EDGE) void extendUp();
+    else if (el.scrollHeight - el.scrollTop - el.clientHeight < EDGE && win.current.to !== Infinity) extendDown();
   };
 
   // "Seen": the newest message of mine that others have read.
-  const myMsgs = thread.messages.filter((m) => m.senderId === me.id);
-  const lastMine = myMsgs[myMsgs.length - 1];
+  let lastMine: Message | undefined;
+  for (let i = msgs.length - 1; i >= 0 && !lastMine; i--) if (msgs[i].senderId === me.id) lastMine = msgs[i];
   const seenBy = lastMine ? store.seenBy(c.id, lastMine.seq) : [];
 
   const items: preact.JSX.Element[] = [];
-  let lastDay = '';
-  let prevSender = '';
+  const before = range.start > 0 ? msgs[range.start - 1] : undefined;
+  let lastDay = before ? dayKey(before.createdAt) : '';
+  let prevSender = before?.senderId ?? '';
   const notices = thread.notices ?? [];
   let ni = 0;
+  // Setting lines before the window's first message belong to messages out of the window.
+  if (before) while (ni < notices.length && notices[ni].seq < before.seq) ni++;
   const pushNotices = (upTo: number) => {
     for (; ni < notices.length && notices[ni].seq < upTo; ni++) {
       items.push(<SettingLine key={'n' + notices[ni].seq} n={notices[ni]} who={notices[ni].changedBy === me.id ? 'You' : memberName(c, notices[ni].changedBy)} />);
       prevSender = '';
     }
   };
-  for (const m of thread.messages) {
+  for (let i = range.start; i < range.end; i++) {
+    const m = msgs[i];
     pushNotices(m.seq);
     const day = dayKey(m.createdAt);
     if (day !== lastDay) {
       items.push(
-        <li key={'d' + day} class="day" role="separator" aria-label={dayLabel(m.createdAt)}>
+        <div key={'d' + day} class="day" role="separator" aria-label={dayLabel(m.createdAt)}>
           <span>{dayLabel(m.createdAt)}</span>
-        </li>,
+        </div>,
       );
       lastDay = day;
       prevSender = '';
     }
     if (m.seq === divider) {
       items.push(
-        <li key="new" ref={dividerRef} class="new-divider" role="separator" aria-label="New messages" data-testid="new-divider">
+        <div key="new" ref={dividerRef} class="new-divider" role="separator" aria-label="New messages" data-testid="new-divider">
           <span>New messages</span>
-        </li>,
+        </div>,
       );
       prevSender = '';
     }
@@ -228,6 +447,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
       <MessageItem
         key={m.id}
         m={m}
+        conversationId={c.id}
         mine={mine}
         sender={c.kind === 'group' && !mine && prevSender !== m.senderId ? memberName(c, m.senderId) : null}
         seen={m === lastMine && seenBy.length > 0 ? (c.kind === 'direct' ? 'Seen' : 'Seen by ' + seenBy.map((u) => memberName(c, u)).join(', ')) : null}
@@ -236,33 +456,25 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         canEdit={canEdit(m)}
         canDelete={canDelete(m)}
         active={activeMsg === m.id}
-        whoReacted={(r) => whoReacted(m, r)}
-        onReact={(emoji, remove) => react(m, emoji, remove)}
-        onReply={() => {
-          setEditing(null);
-          setReplyTo(m);
-        }}
-        onEdit={() => {
-          setReplyTo(null);
-          setEditing(m);
-        }}
-        onDelete={() => setDeleting(m)}
-        onQuote={() => m.replyTo && void jumpTo(m.replyTo)}
+        reactors={reactors[m.id]}
+        actions={actions}
       />,
     );
     prevSender = m.senderId;
   }
-  pushNotices(Infinity);
-  for (const p of thread.pending) {
-    items.push(
-      <PendingItem
-        key={p.clientId}
-        p={p}
-        quoteName={p.replyTo ? (p.replyTo.senderId === me.id ? 'You' : memberName(c, p.replyTo.senderId)) : ''}
-        onRetry={() => store.retry(c.id, p.clientId)}
-        onDiscard={() => store.discard(c.id, p.clientId)}
-      />,
-    );
+  if (atEnd) {
+    pushNotices(Infinity);
+    for (const p of thread.pending) {
+      items.push(
+        <PendingItem
+          key={p.clientId}
+          p={p}
+          quoteName={p.replyTo ? (p.replyTo.senderId === me.id ? 'You' : memberName(c, p.replyTo.senderId)) : ''}
+          onRetry={() => store.retry(c.id, p.clientId)}
+          onDiscard={() => store.discard(c.id, p.clientId)}
+        />,
+      );
+    }
   }
   const expireAfter = c.expireAfter ?? 0;
 
@@ -306,6 +518,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
           ref={listRef}
           onScroll={onScroll}
           tabIndex={0}
+          role="region"
           aria-label={`Messages with ${title}`}
           aria-describedby="messages-hint"
           onKeyDown={onListKey}
@@ -315,13 +528,13 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
           }}
         >
           <p id="messages-hint" class="sr-only">
-            Up and Down arrows move between messages; Tab then reaches the message's reactions, reply, edit and delete.
+            Up and Down arrows move between messages; Tab then reaches the message's reactions, reply, edit, delete and link.
           </p>
-          {thread.hasMore && <p class="muted center small">Scroll up for older messages</p>}
-          {thread.loaded && thread.messages.length === 0 && thread.pending.length === 0 && <p class="muted center">No messages yet. Say hello!</p>}
-          <ol class="msg-list" role="log" aria-live="polite" aria-relevant="additions">
+          {(range.start > 0 || thread.hasMore) && <p class="muted center small">Scroll up for older messages</p>}
+          {thread.loaded && msgs.length === 0 && thread.pending.length === 0 && <p class="muted center">No messages yet. Say hello!</p>}
+          <div class="msg-list" data-testid="message-list">
             {items}
-          </ol>
+          </div>
         </div>
         {below > 0 && (
           <button
@@ -334,14 +547,18 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
             <span aria-hidden="true">↓</span> {below === 1 ? '1 new message' : `${below} new messages`}
           </button>
         )}
+        <p class="sr-only" aria-live="polite" data-testid="announce">
+          {announce}
+        </p>
       </div>
-      <div class="typing-line" aria-live="polite" data-testid="typing">
-        {typingUsers.length > 0 && typingText(typingUsers.map((u) => memberName(c, u)))}
-      </div>
+      <TypingLine store={store} c={c} myId={me.id} />
       <Composer
         store={store}
         conversationId={c.id}
-        onSent={() => (stick.current = true)}
+        onSent={() => {
+          if (win.current.to !== Infinity) toNewest();
+          stick.current = true;
+        }}
         replyTo={replyTo}
         replyName={replyTo ? (replyTo.senderId === me.id ? 'yourself' : memberName(c, replyTo.senderId)) : ''}
         onCancelReply={() => setReplyTo(null)}
@@ -392,25 +609,9 @@ function typingText(names: string[]): string {
   return 'Several people are typing…';
 }
 
-function Body({ text }: { text: string }) {
-  // Text only: Preact puts strings in text nodes; links are http(s) only.
-  return (
-    <>
-      {linkify(text).map((part, i) =>
-        part.href ? (
-          <a key={i} href={part.href} target="_blank" rel="noopener noreferrer">
-            {part.text}
-          </a>
-        ) : (
-          part.text
-        ),
-      )}
-    </>
-  );
-}
-
 interface ItemProps {
   m: Message;
+  conversationId: string;
   mine: boolean;
   sender: string | null;
   seen: string | null;
@@ -418,14 +619,16 @@ interface ItemProps {
   quoteName: string;
   canEdit: boolean;
   canDelete: boolean;
-  whoReacted: (r: Reaction) => string;
-  onReact: (emoji: string, remove: boolean) => void;
-  onReply: () => void;
-  onEdit: () => void;
-  onDelete: () => void;
-  onQuote: () => void;
   /** It has the keyboard focus: its buttons are in the Tab order. */
   active: boolean;
+  /** Who reacted to it, as far as known (a new object when that changes). */
+  reactors: Record<string, string[]> | undefined;
+  actions: { current: Actions };
+}
+
+/** The full local date and time of a message, for its tooltip. */
+function fullTime(iso: string): string {
+  return new Date(iso).toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'medium' });
 }
 
 function Quote({ r, name, onClick, tabIndex }: { r: ReplyRef; name: string; onClick?: () => void; tabIndex?: number }) {
@@ -444,13 +647,14 @@ function Quote({ r, name, onClick, tabIndex }: { r: ReplyRef; name: string; onCl
   );
 }
 
-function MessageItem(p: ItemProps) {
+const MessageItem = memo(function MessageItem(p: ItemProps) {
   const { m, mine } = p;
+  const act = p.actions.current;
   const [actions, setActions] = useState(false);
   const [picker, setPicker] = useState(false);
   const [up, setUp] = useState(false);
   const [below, setBelow] = useState(false);
-  const liRef = useRef<HTMLLIElement>(null);
+  const liRef = useRef<HTMLElement>(null);
   const reactBtn = useRef<HTMLButtonElement>(null);
   const press = useRef<ReturnType<typeof setTimeout> | null>(null);
   const longPressed = useRef(false);
@@ -464,6 +668,7 @@ function MessageItem(p: ItemProps) {
     return () => document.removeEventListener('pointerdown', outside, true);
   }, [actions]);
   const gone = !!m.deleted;
+  const dir = gone || m.undecryptable ? undefined : (textDirection(m.body) ?? undefined);
   const tab = p.active || picker ? 0 : -1;
   const mineSet = new Set((m.reactions ?? []).filter((r) => r.me).map((r) => r.emoji));
   const closePicker = () => {
@@ -475,17 +680,19 @@ function MessageItem(p: ItemProps) {
     press.current = null;
   };
   return (
-    <li
+    <article
       ref={liRef}
       class={'msg' + (mine ? ' mine' : '') + (gone ? ' gone' : '') + (actions || picker ? ' actions-open' : '') + (actions && below ? ' actions-below' : '') + (p.highlighted ? ' highlight' : '')}
       data-seq={m.seq}
       data-id={m.id}
       data-testid="message"
       tabIndex={-1}
+      aria-label={p.sender ?? undefined}
     >
       {p.sender && <span class="msg-sender">{p.sender}</span>}
       <div
         class="bubble"
+        dir={dir}
         onPointerDown={(e) => {
           if (e.pointerType !== 'touch' || gone) return;
           longPressed.current = false;
@@ -509,7 +716,7 @@ function MessageItem(p: ItemProps) {
           if (longPressed.current) e.preventDefault();
         }}
       >
-        {m.replyTo && !gone && <Quote r={m.replyTo} name={p.quoteName} onClick={p.onQuote} tabIndex={tab} />}
+        {m.replyTo && !gone && <Quote r={m.replyTo} name={p.quoteName} onClick={() => act.quote(m)} tabIndex={tab} />}
         {gone ? (
           <p class="msg-body msg-deleted" data-testid="deleted">
             {m.deleted!.reason === 'expired' ? 'This message disappeared' : 'Message deleted'}
@@ -517,9 +724,9 @@ function MessageItem(p: ItemProps) {
         ) : m.undecryptable ? (
           <p class="msg-body msg-deleted">This message cannot be shown.</p>
         ) : (
-          <p class="msg-body">
-            <Body text={m.body} />
-          </p>
+          <div class="msg-body" dir="auto">
+            <RichText text={m.body} />
+          </div>
         )}
         <span class="msg-meta">
           {m.expiresAt && !gone && (
@@ -533,13 +740,15 @@ function MessageItem(p: ItemProps) {
               edited ·{' '}
             </span>
           )}
-          <time dateTime={m.createdAt}>{timeShort(m.createdAt)}</time>
+          <time dateTime={m.createdAt} title={fullTime(m.createdAt)}>
+            {timeShort(m.createdAt)}
+          </time>
         </span>
       </div>
       {!gone && (
         <div class="msg-actions" role="toolbar" aria-label="Message actions">
           {QUICK_REACTIONS.slice(0, 3).map(([e, name]) => (
-            <button key={e} type="button" class="btn-icon act quick" tabIndex={tab} aria-label={`React with ${name}`} aria-pressed={mineSet.has(e)} onClick={() => p.onReact(e, mineSet.has(e))}>
+            <button key={e} type="button" class="btn-icon act quick" tabIndex={tab} aria-label={`React with ${name}`} aria-pressed={mineSet.has(e)} onClick={() => act.react(m, e, mineSet.has(e))}>
               {e}
             </button>
           ))}
@@ -561,16 +770,19 @@ function MessageItem(p: ItemProps) {
           >
             <Icon name="react" />
           </button>
-          <button type="button" class="btn-icon act" tabIndex={tab} aria-label="Reply" onClick={() => { setActions(false); p.onReply(); }}>
+          <button type="button" class="btn-icon act" tabIndex={tab} aria-label="Reply" onClick={() => { setActions(false); act.reply(m); }}>
             <Icon name="reply" />
           </button>
           {p.canEdit && (
-            <button type="button" class="btn-icon act" tabIndex={tab} aria-label="Edit" onClick={() => { setActions(false); p.onEdit(); }}>
+            <button type="button" class="btn-icon act" tabIndex={tab} aria-label="Edit" onClick={() => { setActions(false); act.edit(m); }}>
               <Icon name="edit" />
             </button>
           )}
+          <button type="button" class="btn-icon act" tabIndex={tab} aria-label="Copy link" title="Copy link to this message" onClick={() => { setActions(false); act.copyLink(m); }}>
+            <Icon name="link" />
+          </button>
           {p.canDelete && (
-            <button type="button" class="btn-icon act danger" tabIndex={tab} aria-label="Delete" onClick={() => { setActions(false); p.onDelete(); }}>
+            <button type="button" class="btn-icon act danger" tabIndex={tab} aria-label="Delete" onClick={() => { setActions(false); act.remove(m); }}>
               <Icon name="delete" />
             </button>
           )}
@@ -582,39 +794,39 @@ function MessageItem(p: ItemProps) {
           mine={mineSet}
           onClose={closePicker}
           onPick={(e) => {
-            p.onReact(e, mineSet.has(e));
+            act.react(m, e, mineSet.has(e));
             setActions(false);
             closePicker();
           }}
         />
       )}
-      {!gone && m.reactions && m.reactions.length > 0 && <ReactionChips tabIndex={tab} reactions={m.reactions} who={p.whoReacted} onToggle={(r) => p.onReact(r.emoji, r.me)} />}
+      {!gone && m.reactions && m.reactions.length > 0 && <ReactionChips tabIndex={tab} reactions={m.reactions} who={(r) => act.whoReacted(m, r)} onToggle={(r) => act.react(m, r.emoji, r.me)} />}
       {p.seen && (
         <span class="seen" data-testid="seen">
           {p.seen}
         </span>
       )}
-    </li>
+    </article>
   );
-}
+});
 
 function SettingLine({ n, who }: { n: SettingNotice; who: string }) {
   return (
-    <li class="system-line" role="note" data-testid="setting-notice">
+    <div class="system-line" role="note" data-testid="setting-notice">
       <Icon name="timer" />{' '}
       {n.expireAfter ? `${who} turned on disappearing messages: ${expireLabel(n.expireAfter)}.` : `${who} turned off disappearing messages.`}
-    </li>
+    </div>
   );
 }
 
 function PendingItem({ p, quoteName, onRetry, onDiscard }: { p: Pending; quoteName: string; onRetry: () => void; onDiscard: () => void }) {
   return (
-    <li class={'msg mine ' + p.status} data-testid="message" data-status={p.status}>
-      <div class="bubble">
+    <article class={'msg mine ' + p.status} data-testid="message" data-status={p.status}>
+      <div class="bubble" dir={textDirection(p.body) ?? undefined}>
         {p.replyTo && <Quote r={p.replyTo} name={quoteName} />}
-        <p class="msg-body">
-          <Body text={p.body} />
-        </p>
+        <div class="msg-body" dir="auto">
+          <RichText text={p.body} />
+        </div>
         <span class="msg-meta">{p.status === 'pending' ? 'Sending…' : 'Not sent'}</span>
       </div>
       {p.status === 'failed' && (
@@ -628,7 +840,7 @@ function PendingItem({ p, quoteName, onRetry, onDiscard }: { p: Pending; quoteNa
           </button>
         </div>
       )}
-    </li>
+    </article>
   );
 }
 
@@ -729,6 +941,7 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
         ref={ref}
         rows={1}
         placeholder={editing ? 'Edit your message' : 'Write a message'}
+        dir="auto"
         value={value}
         aria-describedby="composer-hint"
         aria-invalid={tooLong}
@@ -757,7 +970,7 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
       <button type="submit" class="btn btn-primary" disabled={!value.trim() || tooLong || busy}>
         {editing ? 'Save' : 'Send'}
       </button>
-      <p id="composer-hint" class={'sr-only' + (chars > MAX_CHARS - 500 ? ' counter' : '')} aria-live="polite">
+      <p id="composer-hint" class={'sr-only' + (chars > MAX_CHARS - 500 ? ' counter' : '')} aria-live="polite" data-testid="composer-hint">
         {chars > MAX_CHARS - 500
           ? tooLong
             ? `Too long: ${chars} of ${MAX_CHARS} characters`
@@ -826,6 +1039,26 @@ function MembersDialog({ store, c, onClose }: { store: ChatStore; c: Conversatio
   const myRole = c.members.find((m) => m.id === me.id)?.role ?? 'member';
   const canManage = myRole === 'owner' || myRole === 'admin';
   const [error, setError] = useState('');
+  const [name, setName] = useState(c.title ?? '');
+  const [renameError, setRenameError] = useState('');
+  const [renaming, setRenaming] = useState(false);
+  const rename = async (e: Event) => {
+    e.preventDefault();
+    const title = name.trim();
+    if (!title) {
+      setRenameError('Give the group a name.');
+      return;
+    }
+    setRenaming(true);
+    setRenameError('');
+    try {
+      store.upsertConversation(await renameConversation(store.api, c.id, title));
+    } catch (err) {
+      setRenameError(describeError(err, 'settings'));
+    } finally {
+      setRenaming(false);
+    }
+  };
   const remove = async (m: Member) => {
     setError('');
     try {
@@ -837,7 +1070,23 @@ function MembersDialog({ store, c, onClose }: { store: ChatStore; c: Conversatio
   };
   return (
     <Modal title={`Members of ${conversationTitle(c, me.id)}`} onClose={onClose}>
-      <ul class="people">
+      {canManage && (
+        <form class="rename-form" onSubmit={(e) => void rename(e)} data-testid="rename-form">
+          <label for="group-name">Group name</label>
+          <div class="rename-row">
+            <input id="group-name" value={name} maxLength={100} onInput={(e) => setName(e.currentTarget.value)} aria-invalid={!!renameError} aria-describedby={renameError ? 'rename-error' : undefined} />
+            <button type="submit" class="btn btn-small" disabled={renaming || name.trim() === (c.title ?? '')}>
+              Rename
+            </button>
+          </div>
+          {renameError && (
+            <p id="rename-error" class="form-error" role="alert">
+              {renameError}
+            </p>
+          )}
+        </form>
+      )}
+      <ul class="people" aria-label="Members">
         {c.members.map((m) => (
           <li key={m.id} class="member-row">
             <Avatar name={m.displayName || m.username} id={m.id} online={!!m.online} />
@@ -848,9 +1097,11 @@ function MembersDialog({ store, c, onClose }: { store: ChatStore; c: Conversatio
               </span>
               <span class="muted">
                 @{m.username}
-                {m.role !== 'member' ? ` · ${m.role}` : ''}
                 {m.online ? ' · online' : ''}
               </span>
+            </span>
+            <span class={'role-badge role-' + m.role} data-testid="role-badge">
+              {m.role}
             </span>
             {m.id === me.id ? (
               <button type="button" class="btn btn-small" onClick={() => void remove(m)}>
