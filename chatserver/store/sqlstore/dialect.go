@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"modernc.org/sqlite"
@@ -33,6 +34,13 @@ type dialect struct {
 	// snapshot opens a read-only transaction whose statements all see one
 	// snapshot.
 	snapshot *sql.TxOptions
+	// planEachTime, when not nil, is a first query argument that has the
+	// engine plan a statement with its parameter values every time, for
+	// queries whose best plan depends on them (people search's LIKE
+	// patterns): PostgreSQL may otherwise settle on a generic plan for a
+	// cached prepared statement, which cannot see that '%brown%' is
+	// selective and scans the table.
+	planEachTime any
 }
 
 var sqliteDialect = &dialect{
@@ -70,6 +78,8 @@ const pgMigrationLock int64 = 0x7061726c6579
 
 var postgresDialect = &dialect{
 	name: "postgres",
+	// An unnamed statement, planned with its parameters on each execution.
+	planEachTime: pgx.QueryExecModeExec,
 	errKind: func(err error) error {
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) {

@@ -99,6 +99,9 @@ func (db *DB) SearchUsers(ctx context.Context, query string, limit int) ([]store
 		return []store.User{}, nil
 	}
 	q, args := db.searchQuery(query, limit)
+	if db.d.planEachTime != nil {
+		args = append([]any{db.d.planEachTime}, args...)
+	}
 	users, err := db.queryUsers(ctx, q, args...)
 	if err != nil {
 		return nil, db.wrap("search users", err)
