@@ -23,6 +23,7 @@ const (
 	TokenReused         = "token_reused"
 	Forbidden           = "forbidden"
 	NotFound            = "not_found"
+	AccountDeleted      = "account_deleted"
 	Conflict            = "conflict"
 	RateLimited         = "rate_limited"
 	Unavailable         = "unavailable"
@@ -41,6 +42,7 @@ var status = map[string]int{
 	TokenReused:         http.StatusUnauthorized,
 	Forbidden:           http.StatusForbidden,
 	NotFound:            http.StatusNotFound,
+	AccountDeleted:      http.StatusGone,
 	Conflict:            http.StatusConflict,
 	RateLimited:         http.StatusTooManyRequests,
 	Unavailable:         http.StatusServiceUnavailable,

@@ -29,6 +29,8 @@ const (
 	LogoutAll       = "logout.all"
 	PasswordChanged = "password.changed"
 	ConvCreated     = "conversation.created"
+	ConvRenamed     = "conversation.renamed"
+	ProfileChanged  = "account.profile_changed"
 	MemberAdded     = "member.added"
 	MemberRemoved   = "member.removed"
 	MessageDeleted  = "message.deleted"

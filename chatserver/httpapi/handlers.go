@@ -209,6 +209,27 @@ func (a *API) me(c *gin.Context) {
 	c.JSON(http.StatusOK, u)
 }
 
+// updateMe changes the caller's profile: their display name.
+func (a *API) updateMe(c *gin.Context) {
+	var in struct {
+		DisplayName *string `json:"displayName"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if in.DisplayName == nil {
+		a.fail(c, apperr.OnField(apperr.InvalidRequest, "displayName", "displayName is required"))
+		return
+	}
+	u, err := a.msgs.SetDisplayName(c.Request.Context(), c.GetString("user_id"), *in.DisplayName)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, u)
+}
+
 // deleteAccount deletes the caller's account (docs/api.md, "Delete my
 // account"): the account at once, then its content in bounded batches in
 // this request, on a context that a client going away does not cancel
@@ -341,6 +362,27 @@ func (a *API) createGroup(c *gin.Context) {
 
 func (a *API) getConversation(c *gin.Context) {
 	v, err := a.msgs.Conversation(c.Request.Context(), c.GetString("user_id"), c.Param("id"))
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, v)
+}
+
+// renameConversation changes a group's title.
+func (a *API) renameConversation(c *gin.Context) {
+	var in struct {
+		Title *string `json:"title"`
+	}
+	if err := bind(c, &in); err != nil {
+		a.fail(c, err)
+		return
+	}
+	if in.Title == nil {
+		a.fail(c, apperr.OnField(apperr.InvalidRequest, "title", "title is required"))
+		return
+	}
+	v, err := a.msgs.RenameGroup(c.Request.Context(), c.GetString("user_id"), c.Param("id"), *in.Title)
 	if err != nil {
 		a.fail(c, err)
 		return

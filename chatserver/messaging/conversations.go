@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/audit"
@@ -30,7 +28,8 @@ func (s *Service) CreateDirect(ctx context.Context, userID, otherID string) (*pr
 	if otherID == "" || otherID == userID {
 		return nil, false, apperr.New(apperr.InvalidRequest, "userId must name another user")
 	}
-	if _, err := s.store.UserByID(ctx, otherID); err != nil {
+	other, err := s.store.UserByID(ctx, otherID)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, false, apperr.New(apperr.NotFound, "no such user")
 		}
@@ -44,6 +43,11 @@ func (s *Service) CreateDirect(ctx context.Context, userID, otherID string) (*pr
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, false, unavailable(err)
+	}
+	if other.DeletedAt != nil {
+		// An existing conversation stays readable (above); a new one with
+		// nobody to read it is not started.
+		return nil, false, apperr.New(apperr.AccountDeleted, "this person deleted their account")
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	c := &store.Conversation{ID: ids.New("c"), Kind: store.KindDirect, DirectKey: key, CreatedBy: userID,
@@ -71,9 +75,9 @@ func (s *Service) CreateDirect(ctx context.Context, userID, otherID string) (*pr
 
 // CreateGroup creates a group owned by userID with the given members.
 func (s *Service) CreateGroup(ctx context.Context, userID, title string, memberIDs []string) (*protocol.Conversation, error) {
-	title = strings.TrimSpace(title)
-	if title == "" || utf8.RuneCountInString(title) > MaxTitleChars {
-		return nil, apperr.New(apperr.InvalidRequest, "title must be 1 to %d characters", MaxTitleChars)
+	title, err := validTitle(title)
+	if err != nil {
+		return nil, err
 	}
 	set := map[string]bool{}
 	for _, id := range memberIDs {

@@ -42,6 +42,8 @@ var clientIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 type Store interface {
 	UserByID(ctx context.Context, id string) (*store.User, error)
 	UsersByIDs(ctx context.Context, ids []string) ([]store.User, error)
+	SetDisplayName(ctx context.Context, userID, displayName string) error
+	ConversationPeers(ctx context.Context, userID string) ([]string, error)
 
 	CreateConversation(ctx context.Context, c *store.Conversation, members []store.Member) error
 	Conversation(ctx context.Context, id string) (*store.Conversation, error)
@@ -54,6 +56,7 @@ type Store interface {
 	AddMember(ctx context.Context, m store.Member) error
 	RemoveMember(ctx context.Context, convID, userID string) error
 	SetMemberRole(ctx context.Context, convID, userID, role string) error
+	SetConversationTitle(ctx context.Context, convID, titleSealed string) error
 	DeleteConversation(ctx context.Context, convID string) error
 
 	AppendMessage(ctx context.Context, m *store.Message) (stored *store.Message, created bool, err error)
@@ -215,6 +218,9 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 	}
 	if !slices.ContainsFunc(members, func(m store.Member) bool { return m.UserID == userID }) {
 		return nil, false, notFound()
+	}
+	if err := s.refuseDeletedPeer(ctx, convID, userID, members); err != nil {
+		return nil, false, err
 	}
 	if s.limiter != nil {
 		ok, wait, err := s.limiter.Allow(ctx, "msg:"+userID)

@@ -36,6 +36,7 @@ const (
 	TypeResync       FrameType = "resync"
 	TypeError        FrameType = "error"
 	TypePong         FrameType = "pong"
+	TypeUser         FrameType = "user"
 	// Change events: each takes the next seq of its conversation, like a message.
 	TypeMessageEdited        FrameType = "message_edited"
 	TypeMessageDeleted       FrameType = "message_deleted"
@@ -119,6 +120,13 @@ type ErrorFrame struct {
 	RetryAfter int    `json:"retryAfter,omitempty"` // seconds, with rate_limited
 }
 
+// UserFrame tells that a user's public profile changed (their display
+// name): sent to everyone sharing a conversation with them and to their own
+// sessions. User never carries an email.
+type UserFrame struct {
+	User *User `json:"user"`
+}
+
 // PongFrame answers a ping.
 type PongFrame struct {
 	ID string `json:"id,omitempty"`
@@ -181,6 +189,7 @@ func (RemovedFrame) FrameType() FrameType      { return TypeRemoved }
 func (ResyncFrame) FrameType() FrameType       { return TypeResync }
 func (ErrorFrame) FrameType() FrameType        { return TypeError }
 func (PongFrame) FrameType() FrameType         { return TypePong }
+func (UserFrame) FrameType() FrameType         { return TypeUser }
 
 func (MessageEditedFrame) FrameType() FrameType        { return TypeMessageEdited }
 func (MessageDeletedFrame) FrameType() FrameType       { return TypeMessageDeleted }
@@ -191,7 +200,7 @@ func (ConversationSettingsFrame) FrameType() FrameType { return TypeConversation
 func ServerFrames() []ServerFrame {
 	return []ServerFrame{ReadyFrame{}, AckFrame{}, MessageFrame{}, SyncedFrame{}, TypingFrame{},
 		PresenceFrame{}, ReadFrame{}, ConversationFrame{}, RemovedFrame{}, ResyncFrame{}, ErrorFrame{}, PongFrame{},
-		MessageEditedFrame{}, MessageDeletedFrame{}, ReactionFrame{}, ConversationSettingsFrame{}}
+		UserFrame{}, MessageEditedFrame{}, MessageDeletedFrame{}, ReactionFrame{}, ConversationSettingsFrame{}}
 }
 
 // Encode writes a server frame as JSON with its "type" first.

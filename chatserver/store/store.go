@@ -263,6 +263,9 @@ type Store interface {
 	RemoveMember(ctx context.Context, convID, userID string) error
 	// SetMemberRole changes a member's role; ErrNotFound when not a member.
 	SetMemberRole(ctx context.Context, convID, userID, role string) error
+	// SetConversationTitle replaces a conversation's sealed title;
+	// ErrNotFound for an unknown conversation.
+	SetConversationTitle(ctx context.Context, convID, titleSealed string) error
 	// DeleteConversation deletes a conversation with its members, messages,
 	// events and reactions; ErrNotFound when there is none.
 	DeleteConversation(ctx context.Context, convID string) error

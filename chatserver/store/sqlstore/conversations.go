@@ -147,6 +147,12 @@ func (db *DB) SetMemberRole(ctx context.Context, convID, userID, role string) er
 	return db.wrap("set member role", mustAffect(res, err))
 }
 
+// SetConversationTitle implements store.Store.
+func (db *DB) SetConversationTitle(ctx context.Context, convID, titleSealed string) error {
+	res, err := db.w.ExecContext(ctx, "UPDATE conversations SET title_sealed = $1 WHERE id = $2", titleSealed, convID)
+	return db.wrap("set conversation title", mustAffect(res, err))
+}
+
 // DeleteConversation implements store.Store; the rows that refer to the
 // conversation go with it (ON DELETE CASCADE).
 func (db *DB) DeleteConversation(ctx context.Context, convID string) error {

@@ -13,6 +13,7 @@ var accountTests = []test{
 	{"DeleteUser", testDeleteUser},
 	{"AccountsToPurge", testAccountsToPurge},
 	{"SetMemberRoleAndDeleteConversation", testSetMemberRoleAndDeleteConversation},
+	{"SetConversationTitle", testSetConversationTitle},
 	{"UserMessages", testUserMessages},
 	{"UserReactions", testUserReactions},
 }
@@ -221,4 +222,22 @@ func testUserReactions(t *testing.T, s store.Store) {
 		seen[r.MessageID+r.Emoji] = true
 	}
 	wantEq(t, "all of alice's", seen[m1.ID+"👍"] && seen[m1.ID+"🎉"] && seen[m2.ID+"👍"], true)
+}
+
+func testSetConversationTitle(t *testing.T, s store.Store) {
+	a, b := mustUser(t, s, "alice"), mustUser(t, s, "bob")
+	g := mustGroup(t, s, t0, a, b)
+	other := mustGroup(t, s, t0, b, a)
+	wantNoErr(t, "SetConversationTitle", s.SetConversationTitle(ctx(t), g.ID, "v1.k.renamed"))
+	got, err := s.Conversation(ctx(t), g.ID)
+	wantNoErr(t, "Conversation", err)
+	wantEq(t, "TitleSealed", got.TitleSealed, "v1.k.renamed")
+	// Every member's summary shows it; another conversation is untouched.
+	sum, err := s.ConversationSummary(ctx(t), b.ID, g.ID)
+	wantNoErr(t, "ConversationSummary", err)
+	wantEq(t, "summary TitleSealed", sum.TitleSealed, "v1.k.renamed")
+	got, err = s.Conversation(ctx(t), other.ID)
+	wantNoErr(t, "Conversation other", err)
+	wantEq(t, "other TitleSealed", got.TitleSealed, other.TitleSealed)
+	wantErr(t, "SetConversationTitle unknown", s.SetConversationTitle(ctx(t), "c_nobody", "x"), store.ErrNotFound)
 }
