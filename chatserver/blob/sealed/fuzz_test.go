@@ -13,12 +13,12 @@ import (
 
 var farFuture = time.Now().Add(24 * time.Hour)
 
-// FuzzOpen feeds arbitrary stored bytes to the reader, whole and by range.
+// FuzzSealedReader feeds arbitrary stored bytes to the reader, whole and by range.
 // Properties: no panic, no allocation beyond one segment; every failure is
 // one of the typed errors; and whatever is accepted decrypts to exactly what
 // a writer wrote (plaintext(n) for this test's writers): forged or edited
 // bytes are never returned as plaintext.
-func FuzzOpen(f *testing.F) {
+func FuzzSealedReader(f *testing.F) {
 	keys := testKeys(f, kidA)
 	s := newMemStore()
 	for _, n := range []int{0, 1, 100, seg - 1, seg, seg + 1, 2*seg + 3} {
