@@ -253,7 +253,8 @@ describe('chat in the browser', () => {
       await p.page.getByRole('button', { name: 'New chat' }).waitFor({ timeout: T });
     }
     await carol.page.getByText('Account').click();
-    await carol.page.getByRole('button', { name: 'Sign out everywhere' }).click();
+    await carol.page.getByRole('button', { name: 'Sign out everywhere…' }).click();
+    await carol.page.getByRole('dialog', { name: 'Sign out everywhere?' }).getByRole('button', { name: 'Sign out everywhere' }).click();
     await carol.page.getByLabel('Username or email').waitFor({ timeout: T });
     // The other device's socket is closed by the server; its refresh is refused: signed out.
     await other.page.getByText('Your session has ended. Please sign in again.').waitFor({ timeout: T });

@@ -34,12 +34,12 @@ test('sign-in and registration errors are shown in words', async () => {
   await page.getByLabel('Email', { exact: true }).fill(`other-${A.email}`);
   await page.getByLabel('Password', { exact: true }).fill('a perfectly fine passphrase');
   await page.locator('form').getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('alert').getByText('That username or email is already taken.').waitFor({ timeout: T });
+  await page.getByTestId('username-error').getByText('That username is taken. Please choose another.').waitFor({ timeout: T });
 
   await page.getByLabel('Username', { exact: true }).fill(`${A.username}x`);
   await page.getByLabel('Password', { exact: true }).fill('password');
   await page.locator('form').getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('alert').getByText(/Please choose a stronger password/).waitFor({ timeout: T });
+  await page.getByTestId('new-password-error').getByText(/Please choose a stronger password/).waitFor({ timeout: T });
 });
 
 test('a message over the limit, and sending too fast, fail in words', async () => {

@@ -167,7 +167,14 @@ export function launchBrowser() {
  * assert is absent collected: dialogs, page errors, CSP violations, console errors.
  */
 export async function newPerson(browser, server, opts = {}) {
-  const context = await browser.newContext({ baseURL: server.url, viewport: opts.viewport ?? { width: 1200, height: 800 } });
+  const context = await browser.newContext({
+    baseURL: server.url,
+    viewport: opts.viewport ?? { width: 1200, height: 800 },
+    // For axe checks only (e2e/axe.mjs): the injected axe script would break the CSP.
+    ...(opts.bypassCSP ? { bypassCSP: true } : {}),
+    ...(opts.colorScheme ? { colorScheme: opts.colorScheme } : {}),
+    ...(opts.hasTouch ? { hasTouch: true, isMobile: true } : {}),
+  });
   await context.addInitScript(() => {
     window.__csp = [];
     document.addEventListener('securitypolicyviolation', (e) => {

@@ -32,7 +32,7 @@ test('changing the password signs out the other device and keeps this one', asyn
   await dialog.getByLabel('New password', { exact: true }).fill('a brand new long passphrase');
   await dialog.getByLabel('New password again').fill('a brand new long passphrase');
   await dialog.getByRole('button', { name: 'Change password' }).click();
-  await dialog.getByRole('alert').getByText('Your current password is not right. Please try again.').waitFor({ timeout: T });
+  await dialog.getByTestId('current-password-error').getByText('Your current password is not right. Please try again.').waitFor({ timeout: T });
 
   await dialog.getByLabel('Current password').fill(A.password);
   await dialog.getByRole('button', { name: 'Change password' }).click();

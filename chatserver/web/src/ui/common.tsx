@@ -1,5 +1,5 @@
 import type { ComponentChildren, JSX } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { describeError } from '../errors';
 import type { ChatStore } from '../store';
 import type { User } from '../types';
@@ -204,7 +204,8 @@ export function useFormErrors(order: string[], idOf: (field: string) => string =
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [formError, setFormError] = useState('');
   const [tick, setTick] = useState(0);
-  useEffect(() => {
+  // A layout effect: the focus moves in the same frame as the error appears.
+  useLayoutEffect(() => {
     if (tick === 0) return;
     const first = order.find((f) => errors[f]);
     if (first) document.getElementById(idOf(first))?.focus();
