@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley-chat/parley/chatserver/blob/sealed"
 	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/pkg/keyringfile"
 )
@@ -57,6 +58,7 @@ type dataKey struct {
 	state string
 	aead  cipher.AEAD
 	mac   []byte // HMAC-SHA256 key derived from the data key (mac.go)
+	blob  []byte // root of the per-object keys of sealed blobs (blob.go)
 }
 
 // set is one immutable, validated keyring.
@@ -198,7 +200,11 @@ func build(raw []byte) (*set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keyring: data key %s: %w", k.ID, err)
 		}
-		dk := &dataKey{id: k.ID, state: k.State, aead: aead, mac: mac}
+		blob, err := sealed.RootKey(k.Key)
+		if err != nil {
+			return nil, fmt.Errorf("keyring: data key %s: %w", k.ID, err)
+		}
+		dk := &dataKey{id: k.ID, state: k.State, aead: aead, mac: mac, blob: blob}
 		s.data[k.ID] = dk
 		if k.State == keyringfile.StateActive {
 			s.dataActive = dk
