@@ -130,10 +130,81 @@ try {
   await sleep(300);
   await m.page.screenshot({ path: join(out, 'mobile-conversation.png') });
 
-  // Reconnecting banner.
+  // Markdown (the renderer is src/markdown.ts; the text is sent as people type it).
+  const notes = await alice.group('Release notes', [bob.user.id, carol.user.id]);
+  await bob.send(notes.id, 'The **release** is _almost_ ready. Run `make test` before merging:');
+  await bob.send(notes.id, '```\nmake test\nhack/web.sh screenshots\n```');
+  await carol.send(notes.id, '> Ship it on Friday?\n\nYes, if these are done:\n- dark mode\n- shortcuts\n- **accessibility** checks');
+  await alice.send(notes.id, '1. merge\n2. tag `v1.4`\n3. announce at https://example.com/blog');
+  await a.page.getByRole('button', { name: /^Release notes/ }).click();
+  await a.page.locator('[data-testid=message]').last().waitFor();
+  await sleep(400);
+  await a.page.screenshot({ path: join(out, 'markdown.png') });
+
+  // Right-to-left text (Hebrew, Arabic) mixed with English.
+  const world = await alice.group('Around the world', [bob.user.id, carol.user.id, dan.user.id]);
+  await dan.send(world.id, 'שלום לכולם! The meeting is at 10:00 tomorrow.');
+  await carol.send(world.id, 'مرحبا! سأكون هناك في الموعد.');
+  await bob.send(world.id, 'Great: see you all there. תודה! شكرا!');
+  await alice.send(world.id, 'Agenda: 1) תקציב 2) الجدول الزمني 3) Q&A');
+  await a.page.getByRole('button', { name: /^Around the world/ }).click();
+  await a.page.locator('.msg-body', { hasText: 'Agenda' }).waitFor();
+  await sleep(400);
+  await a.page.screenshot({ path: join(out, 'rtl.png') });
+
+  // Dark mode (the Account menu's Appearance choice), a conversation and the quick switcher.
+  await a.page.getByRole('button', { name: 'Account menu' }).click();
+  await a.page.getByRole('button', { name: 'Dark', exact: true }).click();
+  await a.page.keyboard.press('Escape');
+  await a.page.getByRole('button', { name: /^Bob Chen/ }).click();
+  await a.page.locator('.msg-body', { hasText: 'supercalifragilistic' }).waitFor();
+  await sleep(400);
+  await a.page.screenshot({ path: join(out, 'dark-mode.png') });
+  await a.page.keyboard.press('Control+k');
+  await a.page.getByRole('dialog', { name: 'Go to a conversation' }).waitFor();
+  await a.page.keyboard.type('tri');
+  await sleep(300);
+  await a.page.screenshot({ path: join(out, 'quick-switcher.png') });
+  await a.page.keyboard.press('Escape');
+  await a.page.locator('.conv-nav').click({ position: { x: 5, y: 400 } });
+  await a.page.keyboard.press('?');
+  await a.page.getByRole('dialog', { name: 'Keyboard shortcuts' }).waitFor();
+  await sleep(300);
+  await a.page.screenshot({ path: join(out, 'shortcuts.png') });
+  await a.page.keyboard.press('Escape');
+
+  // Mobile in dark mode (the system's setting).
+  const md2 = await newPerson(browser, server, { viewport: { width: 360, height: 740 }, colorScheme: 'dark', hasTouch: true });
+  await signInUI(md2.page, who.alice);
+  await sleep(300);
+  await md2.page.screenshot({ path: join(out, 'mobile-dark-list.png') });
+  await md2.page.getByRole('button', { name: /^Release notes/ }).click();
+  await md2.page.locator('[data-testid=message]').last().waitFor();
+  await sleep(400);
+  await md2.page.screenshot({ path: join(out, 'mobile-dark.png') });
+
+  // Registration errors on their fields.
+  const reg = await newPerson(browser, server);
+  await reg.page.goto('/');
+  await reg.page.getByRole('button', { name: 'Create account' }).click();
+  await reg.page.getByLabel('Your name').fill('Alice Again');
+  await reg.page.getByLabel('Username', { exact: true }).fill(who.alice.username);
+  await reg.page.getByLabel('Email', { exact: true }).fill('not-an-email');
+  await reg.page.getByLabel('Password', { exact: true }).fill('a perfectly fine passphrase');
+  await reg.page.locator('form').getByRole('button', { name: 'Create account' }).click();
+  await reg.page.getByLabel('Email', { exact: true }).fill('alice.again@example.com');
+  await reg.page.locator('form').getByRole('button', { name: 'Create account' }).click();
+  await reg.page.getByTestId('username-error').waitFor();
+  await sleep(200);
+  await reg.page.screenshot({ path: join(out, 'form-errors.png') });
+
+  // Reconnecting banner (the page keeps trying; after a few attempts it says so).
   await server.kill('SIGKILL');
   await a.page.keyboard.press('Escape');
-  await a.page.getByTestId('conn-banner').waitFor();
+  await a.page.getByRole('button', { name: 'Account menu' }).click();
+  await a.page.getByRole('button', { name: 'Light', exact: true }).click();
+  await a.page.keyboard.press('Escape');
+  await a.page.getByTestId('conn-banner').getByText(/keeps trying/).waitFor({ timeout: 30_000 });
   await sleep(300);
   await a.page.screenshot({ path: join(out, 'reconnecting.png') });
   console.log(`screenshots written to ${out}`);
