@@ -25,15 +25,16 @@ func TestBlobsThroughRotation(t *testing.T) {
 	f := newFile(t)
 	k, dir := load(t, f)
 	plain := bytes.Repeat([]byte("attachment "), 20_000) // several 64 KiB segments
-	_, kid, err := sealed.Put(ctx, store, "a/1", "att-1", k, bytes.NewReader(plain), 1<<30)
+	res, err := sealed.Put(ctx, store, "a/1", "att-1", k, bytes.NewReader(plain), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
+	kid := res.KeyID
 	if _, active := k.ActiveIDs(); kid != active || kid != k.ActiveDataKeyID() {
 		t.Fatalf("sealed under %q, active data key %q", kid, active)
 	}
 	read := func(k *Keyring) ([]byte, error) {
-		o, err := sealed.Open(ctx, store, "a/1", "att-1", k, -1) // stored size from the store
+		o, err := sealed.Open(ctx, store, "a/1", "att-1", k, res.Stored)
 		if err != nil {
 			return nil, err
 		}

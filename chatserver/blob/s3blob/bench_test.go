@@ -65,7 +65,7 @@ func BenchmarkBlob(b *testing.B) {
 		b.Run(engine+"/sealed/put", func(b *testing.B) {
 			b.SetBytes(size)
 			for b.Loop() {
-				if _, _, err := sealed.Put(ctx, s, ns+"/sealed", "att-bench", keys, bytes.NewReader(data), size); err != nil {
+				if _, err := sealed.Put(ctx, s, ns+"/sealed", "att-bench", keys, bytes.NewReader(data), size); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -73,7 +73,7 @@ func BenchmarkBlob(b *testing.B) {
 		b.Run(engine+"/sealed/get", func(b *testing.B) {
 			b.SetBytes(size)
 			for b.Loop() {
-				o, err := sealed.Open(ctx, s, ns+"/sealed", "att-bench", keys, -1)
+				o, err := sealed.Open(ctx, s, ns+"/sealed", "att-bench", keys, sealed.StatStoredSize)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -37,7 +37,7 @@ func BenchmarkOpen(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		o, err := Open(ctx, s, "o", "bench", keys, -1)
+		o, err := Open(ctx, s, "o", "bench", keys, StatStoredSize)
 		if err != nil {
 			b.Fatal(err)
 		}

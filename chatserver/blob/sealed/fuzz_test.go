@@ -31,7 +31,7 @@ func FuzzSealedReader(f *testing.F) {
 		ctx := context.Background()
 		s := newMemStore()
 		s.setRaw("obj", raw)
-		o, err := Open(ctx, s, "obj", "att-f", keys, -1)
+		o, err := Open(ctx, s, "obj", "att-f", keys, StatStoredSize)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTampered) && !errors.Is(err, ErrUnknownKey) {
 				t.Fatalf("open: untyped error %v", err)

@@ -23,10 +23,12 @@ type Object struct {
 }
 
 // Open reads the header of the sealed object under key, bound to objectID.
-// ciphertextSize is the stored size when the caller knows it (from its
-// database row), or -1 to ask the store. It fails with blob.ErrNotFound,
-// ErrMalformed, ErrUnknownKey, or ErrTampered for a size no writer makes.
-func Open(ctx context.Context, store blob.Store, key, objectID string, keys Keys, ciphertextSize int64) (*Object, error) {
+// stored is the object's stored size when the caller knows it (Result.Stored,
+// kept in its database row), or StatStoredSize to ask the store; never the
+// plaintext size. It fails with blob.ErrNotFound, ErrMalformed,
+// ErrUnknownKey, or ErrTampered for a size no writer makes.
+func Open(ctx context.Context, store blob.Store, key, objectID string, keys Keys, stored StoredSize) (*Object, error) {
+	ciphertextSize := int64(stored)
 	if ciphertextSize < 0 {
 		info, err := store.Stat(ctx, key)
 		if err != nil {

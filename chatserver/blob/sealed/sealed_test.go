@@ -36,18 +36,19 @@ func plaintext(n int) []byte { return blobtest.Bytes(uint64(n), n) }
 
 func put(t testing.TB, s blob.Store, key, id string, keys Keys, data []byte) {
 	t.Helper()
-	n, kid, err := Put(context.Background(), s, key, id, keys, bytes.NewReader(data), int64(len(data)))
+	res, err := Put(context.Background(), s, key, id, keys, bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		t.Fatalf("put %d bytes: %v", len(data), err)
 	}
-	if n != int64(len(data)) || kid != keys.ActiveDataKeyID() {
-		t.Fatalf("put: %d bytes, key %s", n, kid)
+	if res.PlaintextSize != int64(len(data)) || res.KeyID != keys.ActiveDataKeyID() ||
+		int64(res.Stored) != CiphertextSize(int64(len(data)), res.KeyID) {
+		t.Fatalf("put %d bytes: %+v", len(data), res)
 	}
 }
 
 func readAll(t testing.TB, s blob.Store, key, id string, keys Keys) ([]byte, error) {
 	t.Helper()
-	o, err := Open(context.Background(), s, key, id, keys, -1)
+	o, err := Open(context.Background(), s, key, id, keys, StatStoredSize)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("%d bytes: plaintext visible in the stored object", n)
 			}
 		}
-		o, err := Open(ctx, s, key, "att-1", keys, -1)
+		o, err := Open(ctx, s, key, "att-1", keys, StatStoredSize)
 		if err != nil {
 			t.Fatalf("open %d bytes: %v", n, err)
 		}
@@ -94,9 +95,21 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("%d bytes: read back %d bytes, %v", n, len(got), err)
 		}
 		// With the size from the caller's row: no Stat, same result.
-		o2, err := Open(ctx, s, key, "att-1", keys, info.Size)
+		o2, err := Open(ctx, s, key, "att-1", keys, StoredSize(info.Size))
 		if err != nil || o2.Size() != int64(n) {
 			t.Fatalf("open with a known size: %v", err)
+		}
+		// The plaintext size in its place (the mistake the types guard
+		// against, forced with a conversion) is refused, not misread.
+		// It fails at Open or at the first read, never yields plaintext.
+		if n > 0 {
+			o3, err := Open(ctx, s, key, "att-1", keys, StoredSize(n))
+			if err == nil {
+				_, err = o3.ReadAll(ctx)
+			}
+			if !errors.Is(err, ErrTampered) {
+				t.Fatalf("%d bytes opened with the plaintext size as the stored size: %v", n, err)
+			}
 		}
 	}
 }
@@ -343,7 +356,7 @@ func TestLimit(t *testing.T) {
 	}
 	keys := testKeys(t, kidA)
 	for _, n := range []int{seg + 1, 10 * seg} {
-		_, _, err := Put(ctx, s, "x", "att", keys, bytes.NewReader(plaintext(n)), seg)
+		_, err := Put(ctx, s, "x", "att", keys, bytes.NewReader(plaintext(n)), seg)
 		if !errors.Is(err, blob.ErrTooLarge) {
 			t.Fatalf("%d bytes with a limit of %d: %v", n, seg, err)
 		}
@@ -383,9 +396,9 @@ func TestRotationAndReseal(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read under the retired key: %v", err)
 	}
-	kid, err := Reseal(ctx, s, "att/1", "att/1.r1", "att-1", rotated, 1<<30)
-	if err != nil || kid != kidB {
-		t.Fatalf("reseal: %s, %v", kid, err)
+	res, err := Reseal(ctx, s, "att/1", "att/1.r1", "att-1", rotated, StatStoredSize, 1<<30)
+	if err != nil || res.KeyID != kidB || res.PlaintextSize != int64(len(data)) {
+		t.Fatalf("reseal: %+v, %v", res, err)
 	}
 	onlyB, _ := NewStaticKeys(kidB, map[string][]byte{kidB: bytes.Repeat([]byte{0xB2}, 32)})
 	got, err = readAll(t, s, "att/1.r1", "att-1", onlyB)
@@ -396,7 +409,7 @@ func TestRotationAndReseal(t *testing.T) {
 	raw := s.raw("att/1")
 	raw[len(raw)-20] ^= 1
 	s.setRaw("att/2", raw)
-	if _, err := Reseal(ctx, s, "att/2", "att/2.r1", "att-1", rotated, 1<<30); !errors.Is(err, ErrTampered) {
+	if _, err := Reseal(ctx, s, "att/2", "att/2.r1", "att-1", rotated, StatStoredSize, 1<<30); !errors.Is(err, ErrTampered) {
 		t.Fatalf("reseal of a tampered object: %v", err)
 	}
 	if _, err := s.Stat(ctx, "att/2.r1"); !errors.Is(err, blob.ErrNotFound) {

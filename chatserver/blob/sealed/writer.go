@@ -170,7 +170,7 @@ func errOr(err, def error) error {
 
 // Close seals the last segment, ends the stream and waits for the store. It
 // returns the stored (ciphertext) size.
-func (u *Upload) Close() (int64, error) {
+func (u *Upload) Close() (StoredSize, error) {
 	werr := u.Writer.Close()
 	if werr != nil {
 		u.pw.CloseWithError(werr)
@@ -185,7 +185,7 @@ func (u *Upload) Close() (int64, error) {
 	if u.err != nil {
 		return 0, u.err
 	}
-	return u.size, nil
+	return StoredSize(u.size), nil
 }
 
 // Abort stops the upload: the store's Put fails with cause and stores nothing.
@@ -197,39 +197,56 @@ func (u *Upload) Abort(cause error) {
 	<-u.done
 }
 
+// Result is what Put stored: the plaintext size (what a user sees and a
+// quota counts), the stored size (what Open wants back) and the key id.
+// They are different types so one cannot be passed for the other.
+type Result struct {
+	PlaintextSize int64
+	Stored        StoredSize
+	KeyID         string
+}
+
+// StoredSize is the size of a sealed object in the store, header and tags
+// included: what Open takes to avoid a Stat. It is not the plaintext size,
+// and its own type keeps a caller from passing one for the other.
+type StoredSize int64
+
+// StatStoredSize asks Open to Stat the object for its stored size.
+const StatStoredSize StoredSize = -1
+
 // Put seals what r yields into a new object under key: Create, copy, Close.
-// It returns the plaintext size and the key id used.
-func Put(ctx context.Context, store blob.Store, key, objectID string, keys Keys, r io.Reader, limit int64) (size int64, kid string, err error) {
+func Put(ctx context.Context, store blob.Store, key, objectID string, keys Keys, r io.Reader, limit int64) (Result, error) {
 	u, err := Create(ctx, store, key, objectID, keys, limit)
 	if err != nil {
-		return 0, "", err
+		return Result{}, err
 	}
 	n, err := io.Copy(u, r)
 	if err != nil {
 		u.Abort(err)
-		return 0, "", fmt.Errorf("sealed: put %s: %w", key, err)
+		return Result{}, fmt.Errorf("sealed: put %s: %w", key, err)
 	}
-	if _, err := u.Close(); err != nil {
-		return 0, "", fmt.Errorf("sealed: put %s: %w", key, err)
+	stored, err := u.Close()
+	if err != nil {
+		return Result{}, fmt.Errorf("sealed: put %s: %w", key, err)
 	}
-	return n, u.KeyID(), nil
+	return Result{PlaintextSize: n, Stored: stored, KeyID: u.KeyID()}, nil
 }
 
 // Reseal copies the sealed object at srcKey into a new object at dstKey
 // under the active data key, streaming (segment by segment, never the whole
 // object): how key rotation re-encrypts an attachment. The caller points its
 // row at dstKey (and the new key id) and then deletes srcKey; an object read
-// meanwhile is still whole at srcKey. It returns the new key id.
-func Reseal(ctx context.Context, store blob.Store, srcKey, dstKey, objectID string, keys Keys, limit int64) (string, error) {
-	src, err := Open(ctx, store, srcKey, objectID, keys, -1)
+// meanwhile is still whole at srcKey. srcStored is the source's stored size
+// (StatStoredSize: ask the store). It returns what was stored at dstKey.
+func Reseal(ctx context.Context, store blob.Store, srcKey, dstKey, objectID string, keys Keys, srcStored StoredSize, limit int64) (Result, error) {
+	src, err := Open(ctx, store, srcKey, objectID, keys, srcStored)
 	if err != nil {
-		return "", err
+		return Result{}, err
 	}
 	rc, err := src.NewReader(ctx, 0, -1)
 	if err != nil {
-		return "", err
+		return Result{}, err
 	}
 	defer rc.Close()
-	_, kid, err := Put(ctx, store, dstKey, objectID, keys, rc, limit)
-	return kid, err
+	return Put(ctx, store, dstKey, objectID, keys, rc, limit)
 }
