@@ -51,8 +51,24 @@ type Config struct {
 	PositionInterval time.Duration
 	PasswordWorkers  int
 	LogLevel         slog.Level
+	// Attachments: where blobs are kept and their limits.
+	AttachmentsStore   string // "fs" or "s3"
+	AttachmentsDir     string // the fs store's folder
+	S3                 S3
+	MaxAttachmentBytes int64
+	AttachmentQuota    int64 // bytes per user
+	UploadExpiry       time.Duration
+	MaxImagePixels     int64
+	MaxVoiceLength     time.Duration
 	TLSCert          string
 	TLSKey           string
+}
+
+// S3 is the s3 attachments store's location; the credentials are read from
+// the environment when the store is opened (never from a flag).
+type S3 struct {
+	Endpoint, Bucket, Region string
+	PathStyle                bool
 }
 
 // Usage writes the settings table (flags, variables, defaults, ranges).
@@ -174,6 +190,21 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 	if c.MaxFrameBytes > 0 && c.MaxMessageChars > 0 {
 		p.fail(settings.CheckFrame(c.MaxFrameBytes, c.MaxMessageChars))
 	}
+	c.AttachmentsStore = check(&p, settings.ParseAttachmentsStore, settings.AttachmentsStore)
+	c.AttachmentsDir = p.str(settings.AttachmentsDir)
+	if c.AttachmentsDir == "" {
+		c.AttachmentsDir = filepath.Join(c.DataDir, "attachments")
+	}
+	c.S3 = S3{Endpoint: p.str(settings.S3Endpoint), Bucket: p.str(settings.S3Bucket), Region: p.str(settings.S3Region),
+		PathStyle: check(&p, settings.S3PathStyle.Parse, settings.S3PathStyle.Setting)}
+	if c.AttachmentsStore == "s3" && (c.S3.Endpoint == "" || c.S3.Bucket == "") {
+		p.fail(fmt.Errorf("-%s s3 needs -%s and -%s", settings.AttachmentsStore.Flag, settings.S3Endpoint.Flag, settings.S3Bucket.Flag))
+	}
+	c.MaxAttachmentBytes = int64(check(&p, settings.MaxAttachment.Parse, settings.MaxAttachment.Setting)) << 20
+	c.AttachmentQuota = int64(check(&p, settings.AttachmentQuota.Parse, settings.AttachmentQuota.Setting)) << 20
+	c.UploadExpiry = check(&p, settings.UploadExpiry.Parse, settings.UploadExpiry.Setting)
+	c.MaxImagePixels = int64(check(&p, settings.MaxImageMegapixels.Parse, settings.MaxImageMegapixels.Setting)) * 1_000_000
+	c.MaxVoiceLength = check(&p, settings.MaxVoiceLength.Parse, settings.MaxVoiceLength.Setting)
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		p.fail(fmt.Errorf("-%s and -%s go together", settings.TLSCert.Flag, settings.TLSKey.Flag))
 	}

@@ -92,3 +92,27 @@ func TestUsageListsEverySetting(t *testing.T) {
 		}
 	}
 }
+
+func TestAttachmentSettings(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	c, err := Load([]string{"-data-dir", "/d"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AttachmentsStore != "fs" || c.AttachmentsDir != "/d/attachments" || c.MaxAttachmentBytes != 100<<20 ||
+		c.AttachmentQuota != 1<<30 || c.MaxImagePixels != 50_000_000 {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if _, err := Load([]string{"-attachments-store", "s3"}, env(nil)); err == nil ||
+		!strings.Contains(err.Error(), "-attachments-store s3 needs -s3-endpoint and -s3-bucket") {
+		t.Fatalf("s3 without endpoint: %v", err)
+	}
+	c, err = Load(nil, env(map[string]string{"PARLEY_ATTACHMENTS_STORE": "s3", "PARLEY_S3_ENDPOINT": "http://h:1",
+		"PARLEY_S3_BUCKET": "b", "PARLEY_S3_PATH_STYLE": "true", "PARLEY_MAX_ATTACHMENT_MIB": "5"}))
+	if err != nil || c.S3 != (S3{Endpoint: "http://h:1", Bucket: "b", PathStyle: true}) || c.MaxAttachmentBytes != 5<<20 {
+		t.Fatalf("s3: %+v %v", c, err)
+	}
+	if _, err := Load([]string{"-attachments-store", "disk"}, env(nil)); err == nil {
+		t.Fatal("unknown store accepted")
+	}
+}

@@ -22,6 +22,9 @@ var (
 		{settings.MaxFrameBytes, func(c *Config) int { return c.MaxFrameBytes }},
 		{settings.MaxConnections, func(c *Config) int { return c.MaxConnections }},
 		{settings.PasswordWorkers, func(c *Config) int { return c.PasswordWorkers }},
+		{settings.MaxAttachment, func(c *Config) int { return int(c.MaxAttachmentBytes >> 20) }},
+		{settings.AttachmentQuota, func(c *Config) int { return int(c.AttachmentQuota >> 20) }},
+		{settings.MaxImageMegapixels, func(c *Config) int { return int(c.MaxImagePixels / 1_000_000) }},
 	}
 	fuzzDurations = []struct {
 		s   settings.Duration
@@ -36,6 +39,8 @@ var (
 		{settings.PositionInterval, func(c *Config) time.Duration { return c.PositionInterval }},
 		{settings.EditWindow, func(c *Config) time.Duration { return c.EditWindow }},
 		{settings.ExpiryInterval, func(c *Config) time.Duration { return c.ExpiryInterval }},
+		{settings.UploadExpiry, func(c *Config) time.Duration { return c.UploadExpiry }},
+		{settings.MaxVoiceLength, func(c *Config) time.Duration { return c.MaxVoiceLength }},
 	}
 )
 

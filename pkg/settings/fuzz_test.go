@@ -12,9 +12,9 @@ import (
 // The typed settings, for the fuzz targets; TestFuzzListsCoverEveryRange
 // fails when a setting with a range is missing here.
 var (
-	fuzzInts      = []Int{DBMaxConns, MaxMessageChars, MaxFrameBytes, MaxConnections, PasswordWorkers}
+	fuzzInts      = []Int{DBMaxConns, MaxMessageChars, MaxFrameBytes, MaxConnections, PasswordWorkers, MaxAttachment, AttachmentQuota, MaxImageMegapixels}
 	fuzzDurations = []Duration{KeyringReload, ResealInterval, AccessTokenTTL, RefreshTokenTTL, ShutdownTimeout,
-		DeliveryHold, PositionInterval, EditWindow, ExpiryInterval}
+		DeliveryHold, PositionInterval, EditWindow, ExpiryInterval, UploadExpiry, MaxVoiceLength}
 )
 
 func TestFuzzListsCoverEveryRange(t *testing.T) {

@@ -196,6 +196,25 @@ var (
 		"how long after sending a message its sender may edit it")
 	ExpiryInterval = durationSetting("expiry-interval", "PARLEY_EXPIRY_INTERVAL", 30*time.Second, 100*time.Millisecond, time.Hour,
 		"how often the replica holding the expiry lease deletes expired (disappearing) messages")
+	AttachmentsStore = plain("attachments-store", "PARLEY_ATTACHMENTS_STORE", "fs",
+		"where attachments are kept, sealed: fs (a folder, one replica or a shared volume) or s3 (S3-compatible object storage)")
+	AttachmentsDir = plain("attachments-dir", "PARLEY_ATTACHMENTS_DIR", "",
+		"folder of -attachments-store fs (default: <data-dir>/attachments)")
+	S3Endpoint = plain("s3-endpoint", "PARLEY_S3_ENDPOINT", "",
+		"S3 endpoint of -attachments-store s3, host:port or http(s)://host:port; credentials only from PARLEY_S3_ACCESS_KEY and PARLEY_S3_SECRET_KEY (or AWS_* / the pod's IAM role)")
+	S3Bucket      = plain("s3-bucket", "PARLEY_S3_BUCKET", "", "S3 bucket of -attachments-store s3 (must exist)")
+	S3Region      = plain("s3-region", "PARLEY_S3_REGION", "", "S3 region (empty: ask the server)")
+	S3PathStyle   = Bool{Setting: plain("s3-path-style", "PARLEY_S3_PATH_STYLE", "false", "address the bucket in the path (most self-hosted servers) rather than as a subdomain")}
+	MaxAttachment = intSetting("max-attachment-mib", "PARLEY_MAX_ATTACHMENT_MIB", 100, 1, 10240,
+		"largest attachment, in MiB")
+	AttachmentQuota = intSetting("attachment-quota-mib", "PARLEY_ATTACHMENT_QUOTA_MIB", 1024, 1, 1<<20,
+		"attachments one user may keep, in MiB in total")
+	UploadExpiry = durationSetting("upload-expiry", "PARLEY_UPLOAD_EXPIRY", 24*time.Hour, time.Minute, 30*24*time.Hour,
+		"an upload not attached to a message within this long is deleted")
+	MaxImageMegapixels = intSetting("max-image-megapixels", "PARLEY_MAX_IMAGE_MEGAPIXELS", 50, 1, 1000,
+		"largest image (width × height) the server decodes for thumbnails; larger ones are refused before decoding")
+	MaxVoiceLength = durationSetting("max-voice-length", "PARLEY_MAX_VOICE_LENGTH", 15*time.Minute, time.Second, 2*time.Hour,
+		"longest voice message (Ogg or WebM audio)")
 	PasswordWorkers = intSetting("password-workers", "PARLEY_PASSWORD_WORKERS", 2, 1, 64,
 		"password hashes computed at once, each using 19 MiB")
 	LogLevel = levelSetting("log-level", "PARLEY_LOG_LEVEL", slog.LevelInfo, "debug", "info", "warn", "error")
@@ -212,8 +231,25 @@ func All() []Setting {
 		AccessTokenTTL.Setting, RefreshTokenTTL.Setting, MaxMessageChars.Setting, MaxFrameBytes.Setting,
 		MaxConnections.Setting, RateLogin.Setting, RateMessages.Setting, TrustedProxies,
 		ShutdownTimeout.Setting, DeliveryHold.Setting, PositionInterval.Setting,
-		EditWindow.Setting, ExpiryInterval.Setting, PasswordWorkers.Setting, LogLevel.Setting, TLSCert, TLSKey,
+		EditWindow.Setting, ExpiryInterval.Setting,
+		AttachmentsStore, AttachmentsDir, S3Endpoint, S3Bucket, S3Region, S3PathStyle.Setting,
+		MaxAttachment.Setting, AttachmentQuota.Setting, UploadExpiry.Setting, MaxImageMegapixels.Setting, MaxVoiceLength.Setting,
+		PasswordWorkers.Setting, LogLevel.Setting, TLSCert, TLSKey,
 	}
+}
+
+// AttachmentStores are the values of -attachments-store.
+var AttachmentStores = []string{"fs", "s3"}
+
+// ParseAttachmentsStore checks a value of -attachments-store.
+func ParseAttachmentsStore(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	for _, s := range AttachmentStores {
+		if v == s {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %q is not %s", AttachmentsStore.Name(), v, orList(AttachmentStores))
 }
 
 // CheckTokenTTLs enforces that a refresh token outlives the access tokens it buys:

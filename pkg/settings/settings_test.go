@@ -29,12 +29,14 @@ func TestNamesAreUniqueAndFollowTheFlag(t *testing.T) {
 
 // Every default is a value its own parser accepts, and the typed default agrees.
 func TestDefaultsParse(t *testing.T) {
-	for _, s := range []Int{DBMaxConns, MaxMessageChars, MaxFrameBytes, MaxConnections, PasswordWorkers} {
+	for _, s := range []Int{DBMaxConns, MaxMessageChars, MaxFrameBytes, MaxConnections, PasswordWorkers,
+		MaxAttachment, AttachmentQuota, MaxImageMegapixels} {
 		if v, err := s.Parse(s.Default); err != nil || v != s.Def || s.Min > s.Max {
 			t.Errorf("%s: default %q parses to %d, %v; Def %d, range %s", s.Name(), s.Default, v, err, s.Def, s.Range)
 		}
 	}
-	for _, s := range []Duration{KeyringReload, ResealInterval, AccessTokenTTL, RefreshTokenTTL, ShutdownTimeout} {
+	for _, s := range []Duration{KeyringReload, ResealInterval, AccessTokenTTL, RefreshTokenTTL, ShutdownTimeout,
+		UploadExpiry, MaxVoiceLength} {
 		if v, err := s.Parse(s.Default); err != nil || v != s.Def || s.Min > s.Max {
 			t.Errorf("%s: default %q parses to %s, %v; Def %s, range %s", s.Name(), s.Default, v, err, s.Def, s.Range)
 		}
@@ -46,6 +48,15 @@ func TestDefaultsParse(t *testing.T) {
 	}
 	if v, err := LogLevel.Parse(LogLevel.Default); err != nil || v != LogLevel.Def {
 		t.Errorf("log level default %q: %v, %v", LogLevel.Default, v, err)
+	}
+	if v, err := ParseAttachmentsStore(AttachmentsStore.Default); err != nil || v != "fs" {
+		t.Errorf("attachments-store default %q: %v, %v", AttachmentsStore.Default, v, err)
+	}
+	if _, err := ParseAttachmentsStore("gcs"); err == nil || !strings.Contains(err.Error(), "-attachments-store") {
+		t.Errorf("attachments-store gcs: %v", err)
+	}
+	if v, err := S3PathStyle.Parse(S3PathStyle.Default); err != nil || v != S3PathStyle.Def {
+		t.Errorf("s3-path-style default %q: %v, %v", S3PathStyle.Default, v, err)
 	}
 	if v, err := RedisTLS.Parse(RedisTLS.Default); err != nil || v != RedisTLS.Def {
 		t.Errorf("redis-tls default %q: %v, %v", RedisTLS.Default, v, err)
