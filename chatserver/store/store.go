@@ -25,7 +25,43 @@ var (
 	ErrGone = errors.New("store: message deleted")
 	// ErrLimit: the change would pass a limit the caller gave.
 	ErrLimit = errors.New("store: limit reached")
+	// ErrAttachment: a message names an attachment that is not the
+	// sender's own ready upload (unknown, someone else's, still uploading,
+	// already attached or deleted).
+	ErrAttachment = errors.New("store: attachment not available")
 )
+
+// Attachment states.
+const (
+	AttachmentUploading = "uploading"
+	AttachmentReady     = "ready"
+	AttachmentAttached  = "attached"
+	AttachmentDeleted   = "deleted"
+)
+
+// Attachment is an uploaded file. Its bytes are in the blob store, sealed;
+// the row holds what a message shows and where the blobs are.
+type Attachment struct {
+	ID             string
+	OwnerID        string
+	State          string
+	ConversationID string // "" until attached
+	MessageID      string // "" until attached
+	Position       int    // order among its message's attachments
+	Name           string // sanitised display name; never a path
+	ContentType    string // sniffed by the server
+	Size           int64  // plaintext bytes
+	StoredSize     int64  // sealed bytes in the blob store
+	KeyID          string // data key of the sealed file
+	BlobKey        string
+	ThumbKey       string // "" when there is no thumbnail
+	ThumbStored    int64
+	Width, Height  int
+	Duration       time.Duration // audio and video, when known
+	Preview        []byte        // tiny blurred image (PNG), images only
+	CreatedAt      time.Time
+	AttachedAt     *time.Time
+}
 
 // Change event kinds (conversation_events.kind).
 const (
@@ -139,6 +175,10 @@ type Message struct {
 	KeyID          string // data key that sealed BodySealed (for re-encryption bookkeeping)
 	CreatedAt      time.Time
 	ReplyTo        string     // id of the message this one answers (same conversation), or ""
+	// Attachments are the ids of the sender's ready uploads a new message
+	// carries (AppendMessage attaches them); not read back (see
+	// AttachmentsOfMessages).
+	Attachments []string
 	EditedAt       *time.Time // last edit
 	ExpiresAt      *time.Time // disappearing message: when it is to be deleted
 	// A tombstone has DeletedAt set, DeleteReason EventDeleted or
@@ -369,6 +409,51 @@ type Store interface {
 	ConversationsSealedWith(ctx context.Context, keyID string, limit int) ([]Conversation, error)
 	ResealTitle(ctx context.Context, convID, oldSealed, newSealed string) (bool, error)
 
+	AttachmentStore
+
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// AttachmentStore is the persistence of attachments. AppendMessage attaches
+// (Message.Attachments, all or none: ErrAttachment), DeleteMessage and
+// DeleteConversation mark theirs deleted in the same transaction.
+type AttachmentStore interface {
+	// CreateAttachment stores a new upload (State AttachmentUploading).
+	CreateAttachment(ctx context.Context, a *Attachment) error
+	// MarkAttachmentReady records a stored upload's metadata and makes it
+	// ready, if it is still uploading (else ErrNotFound: collected
+	// meanwhile) and its owner's ready, attached and uploading sizes with
+	// a.Size stay within quota (else ErrLimit, nothing written).
+	MarkAttachmentReady(ctx context.Context, a *Attachment, quota int64) error
+	// Attachment returns one attachment, in any state.
+	Attachment(ctx context.Context, id string) (*Attachment, error)
+	// AttachmentsOfMessages returns the attachments of the messages among
+	// msgIDs (not deleted ones), by message id then position.
+	AttachmentsOfMessages(ctx context.Context, msgIDs []string) ([]Attachment, error)
+	// AttachmentUsage sums the sizes of the owner's attachments that are
+	// not deleted: what the quota counts.
+	AttachmentUsage(ctx context.Context, ownerID string) (int64, error)
+	// UserAttachments returns up to limit of the owner's attachments that
+	// are not deleted with id > afterID, by id (account export).
+	UserAttachments(ctx context.Context, ownerID, afterID string, limit int) ([]Attachment, error)
+	// DoomStaleAttachments marks deleted the uploads (uploading or ready,
+	// never attached) created before before, and returns how many.
+	DoomStaleAttachments(ctx context.Context, before time.Time) (int64, error)
+	// DoomUserUploads marks deleted the owner's uploads that no message
+	// carries (account deletion; attached ones go with their messages).
+	DoomUserUploads(ctx context.Context, ownerID string) (int64, error)
+	// DoomedAttachments returns up to limit attachments marked deleted,
+	// whose blobs are to be deleted, then the row (DeleteAttachment).
+	DoomedAttachments(ctx context.Context, limit int) ([]Attachment, error)
+	// DeleteAttachment deletes the row of an attachment marked deleted
+	// (any other state: ErrNotFound, nothing deleted).
+	DeleteAttachment(ctx context.Context, id string) error
+	// AttachmentsSealedWith returns up to limit live attachments whose file
+	// is sealed with keyID (re-encryption).
+	AttachmentsSealedWith(ctx context.Context, keyID string, limit int) ([]Attachment, error)
+	// ResealAttachment points a live attachment at its re-encrypted blobs
+	// if its BlobKey is still oldBlobKey (compare-and-set), and reports
+	// whether it did.
+	ResealAttachment(ctx context.Context, id, oldBlobKey string, next *Attachment) (bool, error)
 }

@@ -156,8 +156,17 @@ func (db *DB) SetConversationTitle(ctx context.Context, convID, titleSealed stri
 // DeleteConversation implements store.Store; the rows that refer to the
 // conversation go with it (ON DELETE CASCADE).
 func (db *DB) DeleteConversation(ctx context.Context, convID string) error {
-	res, err := db.w.ExecContext(ctx, "DELETE FROM conversations WHERE id = $1", convID)
-	return db.wrap("delete conversation", mustAffect(res, err))
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		// The attachments outlive the rows that name them until the purger
+		// has deleted their blobs.
+		if _, err := tx.ExecContext(ctx, "UPDATE attachments SET state = $1 WHERE conversation_id = $2",
+			store.AttachmentDeleted, convID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, "DELETE FROM conversations WHERE id = $1", convID)
+		return mustAffect(res, err)
+	})
+	return db.wrap("delete conversation", err)
 }
 
 // ConversationPeers returns, ordered, the users sharing a conversation with userID.

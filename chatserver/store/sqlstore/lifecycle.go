@@ -156,6 +156,11 @@ func (db *DB) DeleteMessage(ctx context.Context, convID, msgID, actorID, kind st
 		if _, err := tx.ExecContext(ctx, "DELETE FROM reactions WHERE message_id = $1", msgID); err != nil {
 			return err
 		}
+		// Its attachments go with it: the purger deletes their blobs.
+		if _, err := tx.ExecContext(ctx, "UPDATE attachments SET state = $1 WHERE message_id = $2",
+			store.AttachmentDeleted, msgID); err != nil {
+			return err
+		}
 		ev = &store.Event{ConversationID: convID, Seq: seq, Kind: kind, MessageID: msgID, ActorID: actorID,
 			CreatedAt: truncMicros(at)}
 		return insertEvent(ctx, tx, ev)

@@ -88,6 +88,9 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 		if err != nil {
 			return err
 		}
+		if err := attach(ctx, tx, &stored); err != nil {
+			return err
+		}
 		// Whoever writes has read everything up to their own message.
 		_, err = tx.ExecContext(ctx, `UPDATE members SET read_seq = $1
 			WHERE conversation_id = $2 AND user_id = $3 AND read_seq < $1`,

@@ -125,7 +125,7 @@ func (db *DB) wrap(op string, err error) error {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("sqlstore: %s: %w", op, store.ErrNotFound)
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrTokenSpent),
-		errors.Is(err, store.ErrGone), errors.Is(err, store.ErrLimit):
+		errors.Is(err, store.ErrGone), errors.Is(err, store.ErrLimit), errors.Is(err, store.ErrAttachment):
 		return fmt.Errorf("sqlstore: %s: %w", op, err)
 	}
 	if kind := db.d.errKind(err); kind != nil {
