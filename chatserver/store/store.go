@@ -174,13 +174,13 @@ type Message struct {
 	BodySealed     string // keyring ciphertext; associated data binds it to ConversationID and ID
 	KeyID          string // data key that sealed BodySealed (for re-encryption bookkeeping)
 	CreatedAt      time.Time
-	ReplyTo        string     // id of the message this one answers (same conversation), or ""
+	ReplyTo        string // id of the message this one answers (same conversation), or ""
 	// Attachments are the ids of the sender's ready uploads a new message
 	// carries (AppendMessage attaches them); not read back (see
 	// AttachmentsOfMessages).
 	Attachments []string
-	EditedAt       *time.Time // last edit
-	ExpiresAt      *time.Time // disappearing message: when it is to be deleted
+	EditedAt    *time.Time // last edit
+	ExpiresAt   *time.Time // disappearing message: when it is to be deleted
 	// A tombstone has DeletedAt set, DeleteReason EventDeleted or
 	// EventExpired, DeletedBy the deleting user ("" for an expiry), and an
 	// empty BodySealed and KeyID: the ciphertext is gone from the row.
