@@ -26,6 +26,12 @@ const (
 	AccountDeleted      = "account_deleted"
 	Conflict            = "conflict"
 	RateLimited         = "rate_limited"
+	AttachmentTooLarge  = "attachment_too_large"
+	QuotaExceeded       = "quota_exceeded"
+	ImageTooLarge       = "image_too_large"
+	VoiceTooLong        = "voice_too_long"
+	InvalidMedia        = "invalid_media"
+	RangeNotSatisfiable = "range_not_satisfiable"
 	Unavailable         = "unavailable"
 	Internal            = "internal"
 )
@@ -45,6 +51,12 @@ var status = map[string]int{
 	AccountDeleted:      http.StatusGone,
 	Conflict:            http.StatusConflict,
 	RateLimited:         http.StatusTooManyRequests,
+	AttachmentTooLarge:  http.StatusRequestEntityTooLarge,
+	QuotaExceeded:       http.StatusRequestEntityTooLarge,
+	ImageTooLarge:       http.StatusRequestEntityTooLarge,
+	VoiceTooLong:        http.StatusRequestEntityTooLarge,
+	InvalidMedia:        http.StatusBadRequest,
+	RangeNotSatisfiable: http.StatusRequestedRangeNotSatisfiable,
 	Unavailable:         http.StatusServiceUnavailable,
 	Internal:            http.StatusInternalServerError,
 }

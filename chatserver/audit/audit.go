@@ -38,6 +38,9 @@ const (
 	AccountDeleted  = "account.deleted"
 	AccountPurged   = "account.purged"
 	AccountExported = "account.exported"
+	// Attachments: an upload stored, and the blobs of attachments deleted.
+	AttachmentUploaded = "attachment.uploaded"
+	AttachmentsDeleted = "attachment.deleted"
 )
 
 // Store is the part of store.Store the log uses.

@@ -462,20 +462,25 @@ func (a *API) history(c *gin.Context) {
 
 func (a *API) sendMessage(c *gin.Context) {
 	var in struct {
-		ClientID string  `json:"clientId"`
-		Body     *string `json:"body"`
-		ReplyTo  string  `json:"replyTo"`
+		ClientID    string   `json:"clientId"`
+		Body        *string  `json:"body"`
+		ReplyTo     string   `json:"replyTo"`
+		Attachments []string `json:"attachments"`
 	}
 	if err := bind(c, &in); err != nil {
 		a.fail(c, err)
 		return
 	}
-	if in.Body == nil {
-		a.fail(c, apperr.New(apperr.InvalidRequest, "body is required"))
+	if in.Body == nil && len(in.Attachments) == 0 {
+		a.fail(c, apperr.New(apperr.InvalidRequest, "body is required (or attachments)"))
 		return
 	}
+	body := ""
+	if in.Body != nil {
+		body = *in.Body
+	}
 	m, created, err := a.msgs.SendMessage(c.Request.Context(), c.GetString("user_id"), c.Param("id"),
-		messaging.Draft{ClientID: in.ClientID, Body: *in.Body, ReplyTo: in.ReplyTo})
+		messaging.Draft{ClientID: in.ClientID, Body: body, ReplyTo: in.ReplyTo, Attachments: in.Attachments})
 	if err != nil {
 		a.fail(c, err)
 		return

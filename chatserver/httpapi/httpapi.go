@@ -21,6 +21,7 @@ import (
 
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/apperr"
+	"github.com/parley-chat/parley/chatserver/attachments"
 	"github.com/parley-chat/parley/chatserver/messaging"
 	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/chatserver/protocol"
@@ -55,6 +56,7 @@ type API struct {
 	keyringz        http.Handler
 	refreshTTL      time.Duration
 	maxBody         int64
+	attachments     *attachments.Service
 }
 
 // Config wires an API.
@@ -79,6 +81,9 @@ type Config struct {
 	// MaxBody caps request bodies [64 KiB]; raise it with the message
 	// length limit so a long message can be sent over REST too.
 	MaxBody int64
+	// Attachments serves uploads and downloads; nil: the endpoints answer
+	// not_found.
+	Attachments *attachments.Service
 }
 
 // New returns the API.
@@ -86,7 +91,7 @@ func New(c Config) *API {
 	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: metrics.OrNew(c.Metrics), log: c.Logger,
 		limits: map[string]ratelimit.Limiter{LimitLogin: c.LoginLimit}, proxies: c.TrustedProxies,
 		web: c.Web, ready: c.Ready, degradable: c.Degradable, separateMetrics: c.SeparateMetrics, keyringz: c.Keyringz, refreshTTL: c.RefreshTTL,
-		maxBody: max(c.MaxBody, defaultMaxBody)}
+		maxBody: max(c.MaxBody, defaultMaxBody), attachments: c.Attachments}
 }
 
 // Handler builds the Gin engine.
@@ -137,6 +142,13 @@ func (a *API) Handler() http.Handler {
 	authed.PUT("/conversations/:id/messages/:messageId/reactions/:emoji", a.react(true))
 	authed.DELETE("/conversations/:id/messages/:messageId/reactions/:emoji", a.react(false))
 	authed.PUT("/conversations/:id/settings", a.setSettings)
+	authed.POST("/attachments", a.upload)
+	authed.GET("/attachments/:id/url", a.attachmentURL)
+	// Downloads authenticate themselves: by access token or signed URL.
+	v1.GET("/attachments/:id", a.download(false))
+	v1.HEAD("/attachments/:id", a.download(false))
+	v1.GET("/attachments/:id/thumbnail", a.download(true))
+	v1.HEAD("/attachments/:id/thumbnail", a.download(true))
 
 	v1.GET("/ws", gin.WrapH(a.hub))
 

@@ -100,6 +100,10 @@ func (a *API) securityHeaders() gin.HandlerFunc {
 // bodyLimit refuses bodies over maxBody bytes.
 func bodyLimit(maxBody int64) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if c.Request.Method == http.MethodPost && c.Request.URL.Path == uploadPath {
+			c.Next() // an upload: the attachment limits apply, as it streams
+			return
+		}
 		if c.Request.ContentLength > maxBody {
 			writeErr(c, apperr.New(apperr.RequestTooLarge, "request body is larger than %d bytes", maxBody))
 			c.Abort()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/chatserver/apperr"
+	"github.com/parley-chat/parley/chatserver/attachments"
 	"github.com/parley-chat/parley/chatserver/audit"
 	"github.com/parley-chat/parley/chatserver/protocol"
 	"github.com/parley-chat/parley/chatserver/store"
@@ -27,6 +28,33 @@ const AccountBatch = 200
 const PurgeRetryAfter = 10 * time.Minute
 
 // PurgeStats is what one account purge removed.
+// purgeUploads marks a deleted account's unsent uploads deleted and
+// deletes their blobs.
+func (s *Service) purgeUploads(ctx context.Context, userID string) error {
+	var unsent []store.Attachment
+	after := ""
+	for {
+		as, err := s.store.UserAttachments(ctx, userID, after, AccountBatch)
+		if err != nil {
+			return fmt.Errorf("messaging: account purge: %w", err)
+		}
+		for _, a := range as {
+			if a.State != store.AttachmentAttached {
+				unsent = append(unsent, a)
+			}
+		}
+		if len(as) < AccountBatch {
+			break
+		}
+		after = as[len(as)-1].ID
+	}
+	if _, err := s.store.DoomUserUploads(ctx, userID); err != nil {
+		return fmt.Errorf("messaging: account purge: %w", err)
+	}
+	s.purgeAttachments(ctx, unsent)
+	return nil
+}
+
 type PurgeStats struct {
 	Messages  int `json:"messages"`
 	Reactions int `json:"reactions"`
@@ -67,11 +95,13 @@ func (s *Service) PurgeAccount(ctx context.Context, userID string) (PurgeStats, 
 			return st, fmt.Errorf("messaging: account purge: %w", err)
 		}
 		for _, m := range ms {
+			files := s.attachmentsOf(ctx, m.ID)
 			_, ev, err := s.store.DeleteMessage(ctx, m.ConversationID, m.ID, userID, store.EventDeleted, now)
 			if err != nil {
 				return st, fmt.Errorf("messaging: account purge: delete %s/%s: %w", m.ConversationID, m.ID, err)
 			}
 			if ev != nil {
+				s.purgeAttachments(ctx, files)
 				st.Messages++
 				s.publishChange(ctx, membersOf(m.ConversationID), ev, deletedFrame(ev))
 			}
@@ -107,6 +137,11 @@ func (s *Service) PurgeAccount(ctx context.Context, userID string) (PurgeStats, 
 		if len(rs) < AccountBatch {
 			break
 		}
+	}
+	// Uploads no message carries: marked deleted, their blobs deleted now
+	// (or by the collector).
+	if err := s.purgeUploads(ctx, userID); err != nil {
+		return st, err
 	}
 	sums, err := s.store.ListConversations(ctx, userID)
 	if err != nil {
@@ -257,6 +292,12 @@ type (
 		Emoji          string    `json:"emoji"`
 		CreatedAt      time.Time `json:"createdAt"`
 	}
+	exportAttachment struct {
+		protocol.Attachment
+		ConversationID string    `json:"conversationId,omitempty"` // "" while not sent
+		MessageID      string    `json:"messageId,omitempty"`
+		CreatedAt      time.Time `json:"createdAt"`
+	}
 )
 
 // Export writes userID's data as one JSON object (docs/api.md, "Export my
@@ -360,6 +401,35 @@ func (s *Service) Export(ctx context.Context, userID, ip string, open func() io.
 			break
 		}
 		afterMsg, afterEmoji = rs[len(rs)-1].MessageID, rs[len(rs)-1].Emoji
+	}
+	// Attachments: metadata of the user's own files (the bytes are
+	// downloaded one by one from the ids: an export of gigabytes does not
+	// belong in one JSON document).
+	if err := put(`],"attachments":[`); err != nil {
+		return err
+	}
+	first = true
+	afterID := ""
+	for {
+		as, err := s.store.UserAttachments(ctx, userID, afterID, AccountBatch)
+		if err != nil {
+			return unavailable(err)
+		}
+		for i := range as {
+			a := &as[i]
+			sep := ","
+			if first {
+				sep, first = "", false
+			}
+			if err := put(sep, exportAttachment{Attachment: attachments.View(a), ConversationID: a.ConversationID,
+				MessageID: a.MessageID, CreatedAt: a.CreatedAt}); err != nil {
+				return err
+			}
+		}
+		if len(as) < AccountBatch {
+			break
+		}
+		afterID = as[len(as)-1].ID
 	}
 	if err := put("]}\n"); err != nil {
 		return err

@@ -166,11 +166,13 @@ func (s *Service) Delete(ctx context.Context, userID, convID, msgID string) (*pr
 		}
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
+	files := s.attachmentsOf(ctx, msgID)
 	tomb, ev, err := s.store.DeleteMessage(ctx, convID, msgID, userID, store.EventDeleted, now)
 	if err != nil {
 		return nil, storeErr(err)
 	}
 	if ev != nil {
+		s.purgeAttachments(ctx, files)
 		_ = s.audit.Record(ctx, audit.MessageDeleted, userID, convID, "",
 			map[string]any{"message": msgID, "sender": m.SenderID, "seq": m.Seq})
 		s.publishChange(ctx, members, ev, deletedFrame(ev))
@@ -329,11 +331,13 @@ func (s *Service) viewsFor(ctx context.Context, userID string, ms []store.Messag
 			reactions[rc.MessageID] = append(reactions[rc.MessageID], protocol.Reaction{Emoji: rc.Emoji, Count: rc.Count, Me: rc.Me})
 		}
 	}
+	files := s.attachmentViews(ctx, liveIDs)
 	for i := range ms {
 		if ms[i].DeletedAt != nil {
 			continue
 		}
 		out[i].Reactions = reactions[ms[i].ID]
+		out[i].Attachments = files[ms[i].ID]
 		if o := originals[ms[i].ReplyTo]; o != nil {
 			ref := &protocol.ReplyRef{ID: o.ID, Seq: o.Seq, SenderID: o.SenderID, Deleted: o.DeletedAt != nil}
 			if !ref.Deleted {
@@ -526,6 +530,7 @@ func (s *Service) PurgeExpired(ctx context.Context, limit int) (int, error) {
 	members := map[string][]store.Member{}
 	n := 0
 	for _, m := range due {
+		files := s.attachmentsOf(ctx, m.ID)
 		_, ev, err := s.store.DeleteMessage(ctx, m.ConversationID, m.ID, "", store.EventExpired, now)
 		if err != nil {
 			return n, fmt.Errorf("messaging: expire %s/%s: %w", m.ConversationID, m.ID, err)
@@ -533,6 +538,7 @@ func (s *Service) PurgeExpired(ctx context.Context, limit int) (int, error) {
 		if ev == nil {
 			continue
 		}
+		s.purgeAttachments(ctx, files)
 		n++
 		s.metrics.MessagesExpired.Inc()
 		ms, ok := members[m.ConversationID]
@@ -592,6 +598,12 @@ func (s *Service) expiryPass(ctx context.Context, holder string, interval time.D
 	// Account purges a request did not finish (docs/api.md, "Delete my account").
 	if _, err := s.PurgeDeletedAccounts(ctx, 10); err != nil && ctx.Err() == nil {
 		s.log.Warn("account purge failed", "err", err)
+	}
+	// Attachments: abandoned uploads, and blobs a deletion left behind.
+	if s.attachments != nil {
+		if _, err := s.attachments.Collect(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("attachment collection failed", "err", err)
+		}
 	}
 	if backlog, err := s.store.ExpiryBacklog(ctx, s.now()); err == nil {
 		s.metrics.ExpiryBacklog.Set(float64(backlog))

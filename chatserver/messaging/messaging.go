@@ -82,6 +82,18 @@ type Store interface {
 	UserReactions(ctx context.Context, userID, afterMsg, afterEmoji string, limit int) ([]store.Reaction, error)
 	AccountsToPurge(ctx context.Context, deletedBefore time.Time, limit int) ([]string, error)
 	MarkAccountPurged(ctx context.Context, userID string, at time.Time) error
+
+	// Attachments (attachments.go).
+	AttachmentsOfMessages(ctx context.Context, msgIDs []string) ([]store.Attachment, error)
+	UserAttachments(ctx context.Context, ownerID, afterID string, limit int) ([]store.Attachment, error)
+	DoomUserUploads(ctx context.Context, ownerID string) (int64, error)
+}
+
+// Attachments deletes the blobs of attachments whose message went, and
+// collects what was left behind (package attachments).
+type Attachments interface {
+	Purge(ctx context.Context, as []store.Attachment)
+	Collect(ctx context.Context) (int, error)
 }
 
 // Events is where the use cases send what happened (package delivery).
@@ -108,7 +120,8 @@ type Service struct {
 	now      func() time.Time
 	faults   *faults.Set
 	// editWindow is how long after sending a sender may edit a message.
-	editWindow time.Duration
+	editWindow  time.Duration
+	attachments Attachments // nil: none configured
 }
 
 // Config wires a Service.
@@ -125,6 +138,7 @@ type Config struct {
 	Now          func() time.Time
 	Faults       *faults.Set   // test builds only (package faults); nil: none
 	EditWindow   time.Duration // 0: DefaultEditWindow
+	Attachments  Attachments   // nil: blobs are not deleted (tests without a blob store)
 }
 
 // DefaultEditWindow is how long a sender may edit a message by default.
@@ -142,7 +156,7 @@ func New(c Config) *Service {
 	}
 	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
 		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now,
-		faults: c.Faults, editWindow: window}
+		faults: c.Faults, editWindow: window, attachments: c.Attachments}
 }
 
 // MaxBodyChars is the message length limit in characters.
@@ -197,6 +211,9 @@ type Draft struct {
 	ClientID string
 	Body     string
 	ReplyTo  string // id of a message of the same conversation, or ""
+	// Attachments are ids of the sender's ready uploads (at most
+	// MaxAttachments, no repeats); with one, Body may be empty.
+	Attachments []string
 }
 
 // SendMessage is Send with every option (a reply).
@@ -208,8 +225,13 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 	if !clientIDRE.MatchString(clientID) {
 		return nil, false, apperr.New(apperr.InvalidRequest, "clientId must be 1 to 64 characters of A-Z a-z 0-9 _ -")
 	}
-	if err := s.ValidateBody(body); err != nil {
+	if err := validAttachments(d.Attachments); err != nil {
 		return nil, false, err
+	}
+	if len(d.Attachments) == 0 || body != "" {
+		if err := s.ValidateBody(body); err != nil {
+			return nil, false, err
+		}
 	}
 	// One read serves both the membership check and the fan-out below.
 	members, err := s.store.Members(ctx, convID)
@@ -246,7 +268,12 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	stored, created, err := s.store.AppendMessage(ctx, &store.Message{ConversationID: convID, ID: msgID,
-		SenderID: userID, ClientID: clientID, BodySealed: sealed, KeyID: kid, CreatedAt: now, ReplyTo: d.ReplyTo})
+		SenderID: userID, ClientID: clientID, BodySealed: sealed, KeyID: kid, CreatedAt: now, ReplyTo: d.ReplyTo,
+		Attachments: d.Attachments})
+	if errors.Is(err, store.ErrAttachment) {
+		return nil, false, apperr.OnField(apperr.InvalidRequest, "attachments",
+			"an attachment is not one of your uploads ready to send (unknown, still uploading, expired or already sent)")
+	}
 	if err != nil {
 		return nil, false, unavailable(err)
 	}

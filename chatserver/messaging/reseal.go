@@ -27,6 +27,20 @@ type Resealer struct {
 	keys    *keyring.Keyring
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	blobs   BlobResealer
+}
+
+// BlobResealer re-encrypts attachments sealed with a non-active data key
+// (package attachments): SealedCounts counts them with the rows, so a key
+// stays needed until its attachments are moved too.
+type BlobResealer interface {
+	Reseal(ctx context.Context, kid string, limit int) (resealed, failed int, err error)
+}
+
+// WithAttachments has each pass re-encrypt attachments too.
+func (s *Resealer) WithAttachments(b BlobResealer) *Resealer {
+	s.blobs = b
+	return s
 }
 
 // NewResealer returns a Resealer.
@@ -76,6 +90,14 @@ func (s *Resealer) Reseal(ctx context.Context) (ResealReport, error) {
 				rep.Resealed++
 			} else {
 				rep.Failed++
+			}
+		}
+		if s.blobs != nil {
+			n, failed, err := s.blobs.Reseal(ctx, kid, ResealBatch)
+			rep.Resealed += n
+			rep.Failed += failed
+			if err != nil {
+				return rep, fmt.Errorf("reseal: %w", err)
 			}
 		}
 		convs, err := s.store.ConversationsSealedWith(ctx, kid, ResealBatch)

@@ -39,6 +39,12 @@ type Metrics struct {
 	AuditEvents          *prometheus.CounterVec // event
 	MessagesExpired      prometheus.Counter     // disappearing messages deleted by this replica
 	ExpiryBacklog        prometheus.Gauge       // expired messages not yet deleted (set by the lease holder)
+	Uploads              *prometheus.CounterVec // kind: image, audio, video, file
+	UploadBytes          prometheus.Counter     // plaintext bytes of stored uploads
+	UploadRefused        *prometheus.CounterVec // reason
+	Downloads            *prometheus.CounterVec // what: file, thumbnail; range: full, partial
+	AttachmentsDeleted   *prometheus.CounterVec // why: message (deleted, expired, account), stale
+	AttachmentGCRuns     prometheus.Counter
 }
 
 // OrNew returns m, or fresh collectors on their own registry when m is nil,
@@ -117,8 +123,21 @@ func New() *Metrics {
 			Name: "parley_messages_expired_total", Help: "Disappearing messages this replica deleted once expired."}),
 		ExpiryBacklog: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "parley_messages_expiry_backlog", Help: "Expired messages not yet deleted, as last seen by the replica holding the expiry lease (0 elsewhere)."}),
+		Uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_attachment_uploads_total", Help: "Attachments stored, by kind (image, audio, video, file)."}, []string{"kind"}),
+		UploadBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_attachment_upload_bytes_total", Help: "Plaintext bytes of the attachments stored."}),
+		UploadRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_attachment_uploads_refused_total", Help: "Uploads refused, by reason (too_large, quota, image_too_large, voice_too_long, invalid_media, rate_limited, failed)."}, []string{"reason"}),
+		Downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_attachment_downloads_total", Help: "Attachment downloads served, by what (file, thumbnail) and range (full, partial)."}, []string{"what", "range"}),
+		AttachmentsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_attachments_deleted_total", Help: "Attachments whose blobs were deleted, by why (gone: their message, conversation or owner went; stale: never attached in time)."}, []string{"why"}),
+		AttachmentGCRuns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_attachment_gc_runs_total", Help: "Passes of the attachment collector (on the replica holding the expiry lease)."}),
 	}
 	reg.MustRegister(
+		m.Uploads, m.UploadBytes, m.UploadRefused, m.Downloads, m.AttachmentsDeleted, m.AttachmentGCRuns,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Connections, m.ConnectionsTotal, m.Disconnects, m.MessagesSent, m.MessagesDelivered,

@@ -244,6 +244,9 @@ type SendRequest struct {
 	ClientID       string  `json:"clientId,omitempty"`
 	Body           *string `json:"body"`
 	ReplyTo        string  `json:"replyTo,omitempty"` // id of a message of the same conversation
+	// Attachments are ids of the sender's ready uploads (at most
+	// MaxAttachments); with one, body may be empty.
+	Attachments []string `json:"attachments,omitempty"`
 }
 
 // EditRequest replaces the text of one of the sender's messages.

@@ -43,6 +43,26 @@ type Message struct {
 	// Reactions counts reactions per emoji, in the order they were first
 	// added; Me says whether the user the view was built for is among them.
 	Reactions []Reaction `json:"reactions,omitempty"`
+	// Attachments are the files the message carries, in order (none on a
+	// tombstone). Fetch their bytes with GET /api/v1/attachments/{id}.
+	Attachments []Attachment `json:"attachments,omitempty"`
+}
+
+// Attachment is an uploaded file as clients see it (docs/api.md,
+// "Attachments"). Width, height and preview are set for images, duration
+// for audio whose container says it.
+type Attachment struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	ContentType string `json:"contentType"` // sniffed by the server, never the uploader's claim
+	Size        int64  `json:"size"`
+	Width       int    `json:"width,omitempty"`
+	Height      int    `json:"height,omitempty"`
+	DurationMS  int64  `json:"durationMs,omitempty"`
+	// Preview is a tiny blurred PNG of an image as a data: URL, shown while
+	// the thumbnail loads.
+	Preview   string `json:"preview,omitempty"`
+	Thumbnail bool   `json:"thumbnail,omitempty"` // GET .../thumbnail serves one
 }
 
 // ReplyRef is the quoted original of a reply.

@@ -475,12 +475,16 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 		c.expiry.Reset(time.Until(p.ExpiresAt))
 		c.push(readyFrame(p))
 	case protocol.SendRequest:
-		if f.Body == nil || f.ConversationID == "" {
-			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "send needs conversationId and body"))
+		if (f.Body == nil && len(f.Attachments) == 0) || f.ConversationID == "" {
+			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "send needs conversationId and a body or attachments"))
 			return true
 		}
+		body := ""
+		if f.Body != nil {
+			body = *f.Body
+		}
 		m, _, err := h.msgs.SendMessage(ctx, c.userID, f.ConversationID,
-			messaging.Draft{ClientID: f.ClientID, Body: *f.Body, ReplyTo: f.ReplyTo})
+			messaging.Draft{ClientID: f.ClientID, Body: body, ReplyTo: f.ReplyTo, Attachments: f.Attachments})
 		if err != nil {
 			c.fail(f.ID, err)
 			return true

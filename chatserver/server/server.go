@@ -19,8 +19,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/chatserver/accounts"
+	"github.com/parley-chat/parley/chatserver/attachments"
 	"github.com/parley-chat/parley/chatserver/audit"
 	"github.com/parley-chat/parley/chatserver/backplane"
+	"github.com/parley-chat/parley/chatserver/blob"
+	"github.com/parley-chat/parley/chatserver/blob/fsblob"
+	"github.com/parley-chat/parley/chatserver/blob/s3blob"
 	"github.com/parley-chat/parley/chatserver/circuit"
 	"github.com/parley-chat/parley/chatserver/config"
 	"github.com/parley-chat/parley/chatserver/delivery"
@@ -58,6 +62,8 @@ type Server struct {
 	stop            context.CancelFunc
 	conns           connTracker
 	redisProbe      func(context.Context) // nil without Redis
+	blobs           blob.Store
+	closeBlobs      func() error
 }
 
 // connTracker knows the state of the API listener's connections, so a
@@ -194,11 +200,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	pres := presence.NewService(tracker, db, events, log, opts.Now)
 	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog, Sockets: events,
 		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
-	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres,
+	if err := s.openBlobs(ctx); err != nil {
+		return nil, err
+	}
+	atts := attachments.New(attachments.Config{Store: db, Blobs: s.blobs, Keys: s.keys, Limiter: msgLimit,
+		Metrics: s.metrics, Audit: auditLog, Logger: log, Now: opts.Now, Limits: attachments.Limits{
+			MaxBytes: cfg.MaxAttachmentBytes, Quota: cfg.AttachmentQuota, MaxPixels: cfg.MaxImagePixels,
+			MaxVoice: cfg.MaxVoiceLength, UploadExpiry: cfg.UploadExpiry}})
+	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres, Attachments: atts,
 		Audit: auditLog, MessageLimit: msgLimit, Metrics: s.metrics,
 		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now, Faults: faults.FromEnv(os.Getenv),
 		EditWindow: cfg.EditWindow})
-	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log)
+	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log).WithAttachments(atts)
 	s.msgs = msgs
 	s.hub = realtime.NewHub(realtime.Config{
 		Options: realtime.Options{AllowedOrigins: cfg.AllowedOrigins, MaxConnections: cfg.MaxConnections,
@@ -213,7 +226,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: s.hub, Metrics: s.metrics, Logger: log,
 		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
 		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable,
-		SeparateMetrics: cfg.MetricsAddr != "", Keyringz: keyringzHandler(s.keys), MaxBody: int64(cfg.MaxFrameBytes)})
+		SeparateMetrics: cfg.MetricsAddr != "", Keyringz: keyringzHandler(s.keys), MaxBody: int64(cfg.MaxFrameBytes),
+		Attachments: atts})
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ConnState: s.conns.track,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -320,7 +334,42 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
+// openBlobs opens the attachments' blob store: a folder, or an S3 bucket
+// (checked at start, so a wrong endpoint or bucket stops the server with a
+// clear message rather than failing the first upload).
+func (s *Server) openBlobs(ctx context.Context) error {
+	switch s.cfg.AttachmentsStore {
+	case "s3":
+		c := s3blob.ConfigFromEnv("PARLEY_S3") // credentials from the environment only
+		c.Endpoint, c.Bucket, c.Region, c.PathStyle = s.cfg.S3.Endpoint, s.cfg.S3.Bucket, s.cfg.S3.Region, s.cfg.S3.PathStyle
+		st, err := s3blob.New(c)
+		if err != nil {
+			return fmt.Errorf("server: attachments: %w", err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		if err := st.Check(cctx); err != nil {
+			return fmt.Errorf("server: attachments: S3 bucket %s at %s: %w", c.Bucket, c.Endpoint, err)
+		}
+		s.blobs = st
+		s.log.Info("attachments in S3", "s3", c)
+	default:
+		st, err := fsblob.Open(s.cfg.AttachmentsDir)
+		if err != nil {
+			return fmt.Errorf("server: attachments: %w", err)
+		}
+		s.blobs, s.closeBlobs = st, st.Close
+	}
+	return nil
+}
+
+// Blobs returns the attachments' blob store (for tests).
+func (s *Server) Blobs() blob.Store { return s.blobs }
+
 func (s *Server) closeResources() {
+	if s.closeBlobs != nil {
+		_ = s.closeBlobs()
+	}
 	if s.bp != nil {
 		_ = s.bp.Close()
 	}

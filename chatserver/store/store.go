@@ -400,7 +400,8 @@ type Store interface {
 	SealCounts(ctx context.Context) (map[string]int64, error)
 
 	// Re-encryption to the active data key (package reseal).
-	// SealedCounts counts stored ciphertexts (bodies and titles) per data key.
+	// SealedCounts counts stored ciphertexts (bodies, titles and live
+	// attachments) per data key.
 	SealedCounts(ctx context.Context) (map[string]int64, error)
 	MessagesSealedWith(ctx context.Context, keyID string, limit int) ([]Message, error)
 	// ResealMessage swaps a message's ciphertext only if it still is
@@ -449,6 +450,10 @@ type AttachmentStore interface {
 	// DeleteAttachment deletes the row of an attachment marked deleted
 	// (any other state: ErrNotFound, nothing deleted).
 	DeleteAttachment(ctx context.Context, id string) error
+	// DiscardUpload deletes the row of an upload that was refused or
+	// failed (uploading or ready: no message carries it), after its caller
+	// deleted whatever blob it wrote; ErrNotFound otherwise.
+	DiscardUpload(ctx context.Context, id string) error
 	// AttachmentsSealedWith returns up to limit live attachments whose file
 	// is sealed with keyID (re-encryption).
 	AttachmentsSealedWith(ctx context.Context, keyID string, limit int) ([]Attachment, error)

@@ -157,6 +157,13 @@ func (db *DB) DeleteAttachment(ctx context.Context, id string) error {
 	return db.wrap("delete attachment", mustAffect(res, err))
 }
 
+// DiscardUpload implements store.Store.
+func (db *DB) DiscardUpload(ctx context.Context, id string) error {
+	res, err := db.w.ExecContext(ctx, "DELETE FROM attachments WHERE id = $1 AND state IN ($2, $3)",
+		id, store.AttachmentUploading, store.AttachmentReady)
+	return db.wrap("discard upload", mustAffect(res, err))
+}
+
 // AttachmentsSealedWith implements store.Store.
 func (db *DB) AttachmentsSealedWith(ctx context.Context, keyID string, limit int) ([]store.Attachment, error) {
 	return db.queryAttachments(ctx, "attachments sealed with", "SELECT "+attachmentCols+

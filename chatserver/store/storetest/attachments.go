@@ -16,6 +16,7 @@ var attachmentTests = []test{
 	{"AttachmentsGoWithMessagesAndConversations", testAttachmentsGo},
 	{"StaleUploadsAndAccountUploads", testStaleUploads},
 	{"ResealAttachment", testResealAttachment},
+	{"SealedCountsAttachments", testSealedCountsAttachments},
 }
 
 func mustUpload(t *testing.T, s store.Store, owner *store.User, at time.Time, size int64) *store.Attachment {
@@ -245,6 +246,16 @@ func testAttachmentsGo(t *testing.T, s store.Store) {
 		wantNoErr(t, "DeleteAttachment", s.DeleteAttachment(ctx(t), d.ID))
 	}
 	wantErr(t, "DeleteAttachment of a live one", s.DeleteAttachment(ctx(t), a3.ID), store.ErrNotFound)
+	// DiscardUpload: only an upload no message carries.
+	wantErr(t, "DiscardUpload of a doomed one", s.DiscardUpload(ctx(t), a1.ID), store.ErrNotFound)
+	a4 := mustUpload(t, s, alice, t0, 1)
+	m4, err := sendWith(t, s, c, alice, t0.Add(3*time.Second), a4.ID)
+	wantNoErr(t, "send a4", err)
+	wantErr(t, "DiscardUpload of an attached one", s.DiscardUpload(ctx(t), a4.ID), store.ErrNotFound)
+	wantNoErr(t, "DiscardUpload", s.DiscardUpload(ctx(t), a3.ID))
+	_, err = s.Attachment(ctx(t), a3.ID)
+	wantErr(t, "discarded upload", err, store.ErrNotFound)
+	_ = m4
 	_, err = s.Attachment(ctx(t), a1.ID)
 	wantErr(t, "deleted row", err, store.ErrNotFound)
 	doomed, err = s.DoomedAttachments(ctx(t), 10)
@@ -327,4 +338,24 @@ func testResealAttachment(t *testing.T, s store.Store) {
 	wantNoErr(t, "ResealAttachment of a deleted one", err)
 	wantEq(t, "a deleted attachment is not resealed", ok, false)
 	_ = gone
+}
+
+// Live attachments count as ciphertexts of their key: a key is needed
+// until they are resealed.
+func testSealedCountsAttachments(t *testing.T, s store.Store) {
+	alice := mustUser(t, s, "alice")
+	a := mustUpload(t, s, alice, t0, 10)
+	mustUpload(t, s, alice, t0, 10)
+	counts, err := s.SealedCounts(ctx(t))
+	wantNoErr(t, "SealedCounts", err)
+	wantEq(t, "k1 with two attachments", counts["k1"], int64(2))
+	wantNoErr(t, "ResealAttachment", func() error {
+		_, err := s.ResealAttachment(ctx(t), a.ID, a.BlobKey, &store.Attachment{BlobKey: "a/n/1", StoredSize: 1, KeyID: "k2"})
+		return err
+	}())
+	_, err = s.DoomStaleAttachments(ctx(t), t0.Add(time.Hour))
+	wantNoErr(t, "DoomStaleAttachments", err)
+	counts, err = s.SealedCounts(ctx(t))
+	wantNoErr(t, "SealedCounts", err)
+	wantEq(t, "k1 once its attachment is deleted", counts["k1"], int64(0))
 }
