@@ -60,8 +60,8 @@ type Config struct {
 	UploadExpiry       time.Duration
 	MaxImagePixels     int64
 	MaxVoiceLength     time.Duration
-	TLSCert          string
-	TLSKey           string
+	TLSCert            string
+	TLSKey             string
 }
 
 // S3 is the s3 attachments store's location; the credentials are read from
