@@ -7,7 +7,7 @@ import { textDirection } from '../markdown';
 import { conversationTitle, type ChatStore } from '../store';
 import { countAfter, dayKey, dayLabel, dividerBefore, indexFromSeq, windowRange, type Pending, type SettingNotice } from '../thread';
 import type { Conversation, Member, Message, Reaction, ReplyRef } from '../types';
-import { Avatar, Modal, timeShort, UserSearch } from './common';
+import { Avatar, Modal, UserSearch } from './common';
 import { EmojiPicker, EXPIRE_CHOICES, expireLabel, Icon, peopleList, QUICK_REACTIONS, ReactionChips } from './MessageParts';
 import { RichText } from './Rich';
 import './conversation.css';
@@ -21,9 +21,9 @@ const EDIT_WINDOW_MS = 24 * 3600 * 1000;
  * newest end it keeps TAIL messages; scrolling near an edge adds CHUNK on that side (from
  * memory, or a page from the server at the top) and leaves out the far side beyond MAX.
  */
-const TAIL = 80;
-const CHUNK = 40;
-const MAX = 160;
+const TAIL = 20;
+const CHUNK = 25;
+const MAX = 150;
 /** How close (px) to an edge of what is rendered scrolling adds more. */
 const EDGE = 400;
 
@@ -123,7 +123,8 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   // a live region: adding older messages to it as you scroll must not be announced).
   const [announce, setAnnounce] = useState('');
 
-  const range = windowRange(msgs, win.current.from, win.current.to, stick.current ? TAIL : Infinity);
+  // Opening at "New messages" (the first page at most): all of it, so the divider is there.
+  const range = windowRange(msgs, win.current.from, win.current.to, stick.current && (placed.current || divider === null) ? TAIL : Infinity);
   // Following the newest: what went out at the top is out of the window for good.
   if (range.start > 0 && win.current.to === Infinity && msgs[range.start].seq > win.current.from) win.current.from = msgs[range.start].seq;
   const shown = useRef(range);
@@ -556,8 +557,10 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         store={store}
         conversationId={c.id}
         onSent={() => {
-          if (win.current.to !== Infinity) toNewest();
           stick.current = true;
+          // Sent while far back: the view goes to the newest in a task of its own, so the
+          // keypress is answered (composer cleared) before the list is rebuilt there.
+          if (win.current.to !== Infinity) setTimeout(toNewest, 0);
         }}
         replyTo={replyTo}
         replyName={replyTo ? (replyTo.senderId === me.id ? 'yourself' : memberName(c, replyTo.senderId)) : ''}
@@ -626,9 +629,19 @@ interface ItemProps {
   actions: { current: Actions };
 }
 
+// Formatters made once: toLocaleString with options builds one per call, which is most of
+// the cost of rendering a message.
+const FULL_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+const SHORT_TIME = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+
 /** The full local date and time of a message, for its tooltip. */
 function fullTime(iso: string): string {
-  return new Date(iso).toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+  return FULL_TIME.format(new Date(iso));
+}
+
+/** Hours and minutes (as common.tsx's timeShort, with the formatter made once). */
+function shortTime(iso: string): string {
+  return SHORT_TIME.format(new Date(iso));
 }
 
 function Quote({ r, name, onClick, tabIndex }: { r: ReplyRef; name: string; onClick?: () => void; tabIndex?: number }) {
@@ -667,6 +680,20 @@ const MessageItem = memo(function MessageItem(p: ItemProps) {
     document.addEventListener('pointerdown', outside, true);
     return () => document.removeEventListener('pointerdown', outside, true);
   }, [actions]);
+  // The toolbar (about half of a message's nodes) is built when the browser is idle, or at
+  // once when the message is hovered, touched or focused: bringing a window of messages into
+  // the DOM then costs half as much in the task that does it.
+  const [tools, setTools] = useState(false);
+  useEffect(() => {
+    if (tools) return;
+    if (typeof requestIdleCallback === 'function') {
+      const h = requestIdleCallback(() => setTools(true), { timeout: 1000 });
+      return () => cancelIdleCallback(h);
+    }
+    const h = setTimeout(() => setTools(true), 50);
+    return () => clearTimeout(h);
+  }, []);
+  const toolsNow = () => !tools && setTools(true);
   const gone = !!m.deleted;
   const dir = gone || m.undecryptable ? undefined : (textDirection(m.body) ?? undefined);
   const tab = p.active || picker ? 0 : -1;
@@ -688,6 +715,9 @@ const MessageItem = memo(function MessageItem(p: ItemProps) {
       data-testid="message"
       tabIndex={-1}
       aria-label={p.sender ?? undefined}
+      onPointerEnter={toolsNow}
+      onPointerDown={toolsNow}
+      onFocusCapture={toolsNow}
     >
       {p.sender && <span class="msg-sender">{p.sender}</span>}
       <div
@@ -725,7 +755,7 @@ const MessageItem = memo(function MessageItem(p: ItemProps) {
           <p class="msg-body msg-deleted">This message cannot be shown.</p>
         ) : (
           <div class="msg-body" dir="auto">
-            <RichText text={m.body} />
+            <RichText text={m.body} linkTab={tab} />
           </div>
         )}
         <span class="msg-meta">
@@ -741,11 +771,11 @@ const MessageItem = memo(function MessageItem(p: ItemProps) {
             </span>
           )}
           <time dateTime={m.createdAt} title={fullTime(m.createdAt)}>
-            {timeShort(m.createdAt)}
+            {shortTime(m.createdAt)}
           </time>
         </span>
       </div>
-      {!gone && (
+      {!gone && (tools || p.active || actions || picker) && (
         <div class="msg-actions" role="toolbar" aria-label="Message actions">
           {QUICK_REACTIONS.slice(0, 3).map(([e, name]) => (
             <button key={e} type="button" class="btn-icon act quick" tabIndex={tab} aria-label={`React with ${name}`} aria-pressed={mineSet.has(e)} onClick={() => act.react(m, e, mineSet.has(e))}>

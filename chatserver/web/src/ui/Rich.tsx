@@ -6,18 +6,21 @@ import { parseMarkdown, type Block, type Inline } from '../markdown';
  * Message text as Markdown (src/markdown.ts): the tree becomes elements and text nodes
  * only, never HTML, so no message can inject markup. Each block takes its own direction
  * (dir="auto"), so a Hebrew line and an English one in one message each read right.
+ * `linkTab` is the tabIndex of its links: -1 keeps them out of the Tab order while their
+ * message is not the focused one (the list is one Tab stop).
  */
-export function RichText({ text }: { text: string }) {
+export function RichText({ text, linkTab }: { text: string; linkTab?: number }) {
   const blocks = useMemo(() => parseMarkdown(text), [text]);
-  return <>{blocks.map(block)}</>;
+  return <>{blocks.map((b, i) => block(b, i, linkTab))}</>;
 }
 
-function block(b: Block, key: number): ComponentChildren {
+function block(b: Block, key: number, tab: number | undefined): ComponentChildren {
+  const inl = (n: Inline, i: number) => inline(n, i, tab);
   switch (b.t) {
     case 'p':
       return (
         <p key={key} class="md-p" dir="auto">
-          {b.c.map(inline)}
+          {b.c.map(inl)}
         </p>
       );
     case 'pre':
@@ -29,7 +32,7 @@ function block(b: Block, key: number): ComponentChildren {
     case 'quote':
       return (
         <blockquote key={key} class="md-quote" dir="auto">
-          {b.c.map(block)}
+          {b.c.map((x, i) => block(x, i, tab))}
         </blockquote>
       );
     case 'ul':
@@ -37,7 +40,7 @@ function block(b: Block, key: number): ComponentChildren {
         <ul key={key} class="md-list">
           {b.items.map((it, i) => (
             <li key={i} dir="auto">
-              {it.map(inline)}
+              {it.map(inl)}
             </li>
           ))}
         </ul>
@@ -47,7 +50,7 @@ function block(b: Block, key: number): ComponentChildren {
         <ol key={key} class="md-list" start={b.start}>
           {b.items.map((it, i) => (
             <li key={i} dir="auto">
-              {it.map(inline)}
+              {it.map(inl)}
             </li>
           ))}
         </ol>
@@ -55,7 +58,8 @@ function block(b: Block, key: number): ComponentChildren {
   }
 }
 
-function inline(n: Inline, key: number): ComponentChildren {
+function inline(n: Inline, key: number, tab: number | undefined): ComponentChildren {
+  const inl = (x: Inline, i: number) => inline(x, i, tab);
   switch (n.t) {
     case 'text':
       return n.v;
@@ -66,15 +70,15 @@ function inline(n: Inline, key: number): ComponentChildren {
         </code>
       );
     case 'strong':
-      return <strong key={key}>{n.c.map(inline)}</strong>;
+      return <strong key={key}>{n.c.map(inl)}</strong>;
     case 'em':
-      return <em key={key}>{n.c.map(inline)}</em>;
+      return <em key={key}>{n.c.map(inl)}</em>;
     case 'del':
-      return <del key={key}>{n.c.map(inline)}</del>;
+      return <del key={key}>{n.c.map(inl)}</del>;
     case 'link':
       return (
-        <a key={key} href={n.href} target="_blank" rel="noopener noreferrer">
-          {n.c.map(inline)}
+        <a key={key} href={n.href} target="_blank" rel="noopener noreferrer" tabIndex={tab}>
+          {n.c.map(inl)}
         </a>
       );
   }
