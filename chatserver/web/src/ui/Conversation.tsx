@@ -18,10 +18,12 @@ const EDIT_WINDOW_MS = 24 * 3600 * 1000;
 /**
  * The message list is windowed: only a part of the history held is in the DOM (a long
  * history would otherwise cost every update a re-render of thousands of nodes). At the
- * newest end it keeps TAIL messages; scrolling near an edge adds CHUNK on that side (from
- * memory, or a page from the server at the top) and leaves out the far side beyond MAX.
+ * newest end it keeps up to TAIL messages; scrolling near an edge adds CHUNK on that side
+ * (from memory, or a page from the server at the top) and leaves out the far side beyond MAX.
  */
-const TAIL = 20;
+const TAIL = 50;
+/** Going to the newest from far back starts with this few (the window grows as it is used). */
+const JUMP = 20;
 const CHUNK = 25;
 const MAX = 150;
 /** How close (px) to an edge of what is rendered scrolling adds more. */
@@ -208,7 +210,8 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
       all = store.thread(c.id).messages;
     }
     const first = indexFromSeq(all, firstSeq);
-    const start = Math.max(0, first - CHUNK);
+    // Fewer than CHUNK left above would take one more step for a few messages: take them too.
+    const start = first - CHUNK < CHUNK ? 0 : first - CHUNK;
     const end = win.current.to === Infinity ? all.length : indexFromSeq(all, win.current.to + 1);
     saveAnchor();
     win.current.from = all[start].seq;
@@ -223,7 +226,8 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   const extendDown = () => {
     const all = store.thread(c.id).messages;
     if (win.current.to === Infinity) return;
-    const end = Math.min(all.length, indexFromSeq(all, win.current.to + 1) + CHUNK);
+    let end = indexFromSeq(all, win.current.to + 1) + CHUNK;
+    if (all.length - end < CHUNK) end = all.length;
     const start = Math.max(shown.current.start, end - MAX);
     saveAnchor();
     win.current = { from: all[start]?.seq ?? 0, to: end >= all.length ? Infinity : all[end - 1].seq };
@@ -232,7 +236,8 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
 
   /** The window at the newest messages, following them. */
   const toNewest = () => {
-    win.current = { from: 0, to: Infinity };
+    const all = store.thread(c.id).messages;
+    win.current = { from: all.length > JUMP ? all[all.length - JUMP].seq : 0, to: Infinity };
     stick.current = true;
     anchor.current = null;
     force();
@@ -808,14 +813,14 @@ const MessageItem = memo(function MessageItem(p: ItemProps) {
               <Icon name="edit" />
             </button>
           )}
-          <button type="button" class="btn-icon act" tabIndex={tab} aria-label="Copy link" title="Copy link to this message" onClick={() => { setActions(false); act.copyLink(m); }}>
-            <Icon name="link" />
-          </button>
           {p.canDelete && (
             <button type="button" class="btn-icon act danger" tabIndex={tab} aria-label="Delete" onClick={() => { setActions(false); act.remove(m); }}>
               <Icon name="delete" />
             </button>
           )}
+          <button type="button" class="btn-icon act" tabIndex={tab} aria-label="Copy link" title="Copy link to this message" onClick={() => { setActions(false); act.copyLink(m); }}>
+            <Icon name="link" />
+          </button>
         </div>
       )}
       {picker && (
