@@ -233,19 +233,24 @@ func (s *Service) store1(ctx context.Context, a *store.Attachment, br *bufio.Rea
 	orientation := 1
 	var stripErr error
 	done := make(chan struct{})
+	stop := func() {}
 	if a.ContentType == typeJPEG {
 		pr, pw := io.Pipe()
+		raw := src
 		go func() {
 			defer close(done)
-			orientation, stripErr = stripJPEG(pw, src)
+			orientation, stripErr = stripJPEG(pw, raw)
 			pw.CloseWithError(stripErr)
 		}()
 		src = pr
-		defer pr.Close()
+		// Once Put returns (done or failed), the stripper must not stay
+		// blocked writing into a pipe nobody reads.
+		stop = func() { pr.CloseWithError(errors.New("upload ended")) }
 	} else {
 		close(done)
 	}
 	res, err := sealed.Put(ctx, s.blobs, a.BlobKey, a.ID, s.keys, src, limit)
+	stop()
 	<-done
 	if stripErr != nil && errors.Is(stripErr, blob.ErrTooLarge) {
 		return nil, stripErr
