@@ -162,11 +162,11 @@ deploy: manifests ## Deploy the operator (config/default) into the cluster of th
 bench: deps ## Load test: 2 replicas + Redis + PostgreSQL on loopback, with baselines; figures into docs/benchmarks.md
 	hack/bench.sh
 
-bench-go: postgres-up ## Go benchmarks of the hot paths (seal/open, store append, fan-out); output into docs/benchmarks.md
+bench-go: postgres-up s3-up ## Go benchmarks of the hot paths (seal/open, store append, fan-out, blob sealing, raw vs sealed S3 PUT/GET); output into docs/benchmarks.md
 	mkdir -p tmp/bench
-	set -a; source tmp/postgres/env; set +a; \
+	set -a; source tmp/postgres/env; source tmp/s3/env; set +a; \
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 \
-		./chatserver/keyring/ ./chatserver/store/sqlstore/ ./chatserver/realtime/ | tee tmp/bench/go-bench.txt
+		./chatserver/keyring/ ./chatserver/store/sqlstore/ ./chatserver/realtime/ ./chatserver/blob/sealed/ ./chatserver/blob/s3blob/ | tee tmp/bench/go-bench.txt
 	{ echo "date: $$(date -u '+%Y-%m-%d %H:%M UTC')"; echo "commit: $$(git rev-parse --short HEAD)"; \
 	  echo "command: make bench-go (go test -run '^\$$' -bench . -benchmem on keyring, store/sqlstore, realtime)"; \
 	  echo "load average: $$(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"; } > tmp/bench/go-bench-meta.txt
