@@ -235,8 +235,11 @@ describe('conversation view', () => {
   });
 
   test('the list stays pinned to the bottom when the window gets shorter (a phone keyboard opening)', async () => {
-    await open('Bob');
-    await restB.send(big.id, 'the newest one, to keep in view');
+    const c = await restA.group('Pinned', [restB.user.id]);
+    // Alice's own messages: nothing unread, so the view opens at the bottom.
+    for (let i = 1; i <= 30; i++) await restA.send(c.id, `pinned ${i}${i % 3 ? '' : '\nwith a second line'}`);
+    await open('Pinned');
+    await restA.send(c.id, 'the newest one, to keep in view');
     const newest = body('the newest one, to keep in view');
     await newest.waitFor({ timeout: T });
     const inView = async () => {
@@ -251,6 +254,19 @@ describe('conversation view', () => {
       assert.ok(await inView(), `the newest message is visible at ${height} px`);
     }
     await page().setViewportSize({ width: 1200, height: 800 });
+  });
+
+  test('keyboard: Up on the first message of the window brings the one before it in', async () => {
+    await open('Bob');
+    const first = page().locator('[data-testid=message][data-id]').first();
+    await first.waitFor({ timeout: T });
+    const seq = Number(await first.getAttribute('data-seq'));
+    assert.equal(await page().locator(`[data-testid=message][data-seq="${seq - 1}"]`).count(), 0, 'the one before is not in the DOM yet');
+    await first.focus();
+    await page().keyboard.press('ArrowUp');
+    await page().waitForFunction((s) => document.activeElement?.getAttribute('data-seq') === String(s), seq - 1, { timeout: T });
+    await page().keyboard.press('ArrowDown');
+    await page().waitForFunction((s) => document.activeElement?.getAttribute('data-seq') === String(s), seq, { timeout: T });
   });
 
   test('right-to-left text: bubbles and the composer take the direction of their text', async () => {
@@ -323,7 +339,7 @@ describe('conversation view', () => {
     await composer.fill('short');
     const before = await composer.boundingBox();
     await composer.fill('x'.repeat(4001));
-    const hint = page().getByTestId('composer-hint');
+    const hint = page().locator('#composer-hint');
     await hint.getByText('Too long: 4001 of 4000 characters').waitFor({ timeout: T });
     assert.ok(await hint.isVisible(), 'the counter shows');
     const now = await composer.boundingBox();

@@ -125,10 +125,16 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   // a live region: adding older messages to it as you scroll must not be announced).
   const [announce, setAnnounce] = useState('');
 
-  // Opening at "New messages" (the first page at most): all of it, so the divider is there.
-  const range = windowRange(msgs, win.current.from, win.current.to, stick.current && (placed.current || divider === null) ? TAIL : Infinity);
-  // Following the newest: what went out at the top is out of the window for good.
-  if (range.start > 0 && win.current.to === Infinity && msgs[range.start].seq > win.current.from) win.current.from = msgs[range.start].seq;
+  if (!placed.current && win.current.from === 0 && msgs.length > TAIL) {
+    // Opening: the newest TAIL, or from a little before "New messages" when it is further back.
+    const d = divider === null ? msgs.length : indexFromSeq(msgs, divider);
+    win.current.from = msgs[Math.max(0, Math.min(d - 5, msgs.length - TAIL))].seq;
+  }
+  // Following the newest as messages arrive: the oldest of the window go out at the top for
+  // good (only then: a window brought up by scrolling or the keyboard stays as it is).
+  const growing = placed.current && stick.current && newest > newestSeen.current;
+  const range = windowRange(msgs, win.current.from, win.current.to, growing ? TAIL : Infinity);
+  if (growing && range.start > 0 && msgs[range.start].seq > win.current.from) win.current.from = msgs[range.start].seq;
   const shown = useRef(range);
   shown.current = range;
   const atEnd = range.end === msgs.length;
