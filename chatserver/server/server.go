@@ -359,6 +359,11 @@ func (s *Server) openBlobs(ctx context.Context) error {
 			return fmt.Errorf("server: attachments: %w", err)
 		}
 		s.blobs, s.closeBlobs = st, st.Close
+		if s.cfg.UsesRedis() {
+			// Several replicas: each must see the same folder.
+			s.log.Warn("attachments in a folder with several replicas: it must be a volume they all share (ReadWriteMany), or use -attachments-store s3",
+				"dir", s.cfg.AttachmentsDir)
+		}
 	}
 	return nil
 }
