@@ -334,7 +334,7 @@ describe('conversation view', () => {
   });
 
   test('the "Too long" counter does not squeeze the composer', async () => {
-    await open('Markdown');
+    await open('Bob');
     const composer = page().locator('#composer-input');
     await composer.fill('short');
     const before = await composer.boundingBox();
