@@ -174,6 +174,8 @@ describe('conversation view', () => {
     console.log(`# scrolled back through ${N} messages in ${loadSecs.toFixed(1)} s; message elements in the DOM: ${inDom}; DOM nodes: ${await page().evaluate(() => document.getElementsByTagName('*').length)}`);
     assert.ok(inDom < 200, `only a window of messages is in the DOM (${inDom})`);
     assert.equal(await page().getByText('Scroll up for older messages').count(), 0, 'nothing older left to load');
+    // The newest are out of the window: a button goes there.
+    assert.equal(await page().getByRole('button', { name: 'Jump to the newest messages' }).count(), 1);
 
     // Three rounds, each: scrolled back (at the oldest, then at a message 4,900 back, opened
     // by its link), a typing notice and a send (the view then goes to the newest); at the
@@ -429,7 +431,8 @@ describe('conversation view', () => {
     await restB.send(c.id, 'hello group');
     await open('Old name');
     await page().getByRole('button', { name: 'Members' }).click();
-    const dialog = page().getByRole('dialog');
+    const dialog = page().getByRole('dialog', { name: /^Members of/ });
+    await dialog.getByTestId('role-badge').nth(1).waitFor({ timeout: T });
     const badges = await dialog.getByTestId('role-badge').allTextContents();
     assert.deepEqual(badges.sort(), ['member', 'owner']);
     await dialog.getByLabel('Group name').fill('New name');

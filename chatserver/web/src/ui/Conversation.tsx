@@ -548,15 +548,16 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
             {items}
           </div>
         </div>
-        {below > 0 && (
+        {(below > 0 || !atEnd) && (
+          // New messages below, or scrolled so far back that the newest are out of the window.
           <button
             type="button"
             class="btn jump-newest"
             onClick={jumpToNewest}
             data-testid="jump-newest"
-            aria-label={`${below === 1 ? '1 new message' : `${below} new messages`}, jump to newest`}
+            aria-label={below > 0 ? `${below === 1 ? '1 new message' : `${below} new messages`}, jump to newest` : 'Jump to the newest messages'}
           >
-            <span aria-hidden="true">↓</span> {below === 1 ? '1 new message' : `${below} new messages`}
+            <span aria-hidden="true">↓</span> {below > 0 ? (below === 1 ? '1 new message' : `${below} new messages`) : 'Newest'}
           </button>
         )}
         <p class="sr-only" aria-live="polite" data-testid="announce">
