@@ -19,12 +19,16 @@ import (
 )
 
 // s3Env is the S3 server of the tests (make s3-up, tmp/s3/env) as the
-// chat server's settings. Without it the test fails: attachments on a real
-// object store are what it is about.
+// chat server's settings. Without it the test fails (it is skipped only in
+// -short mode, which starts no services): attachments on a real object store
+// are what it is about.
 func s3Env(t *testing.T) ([]string, *s3blob.Store) {
 	t.Helper()
 	cfg := s3blob.ConfigFromEnv("PARLEY_TEST_S3")
 	if cfg.Endpoint == "" || cfg.Bucket == "" || cfg.AccessKey == "" {
+		if testing.Short() {
+			t.Skip("-short: the S3 test needs PARLEY_TEST_S3_ENDPOINT, _BUCKET, _ACCESS_KEY and _SECRET_KEY")
+		}
 		t.Fatal("PARLEY_TEST_S3_ENDPOINT, _BUCKET, _ACCESS_KEY and _SECRET_KEY are not set: run `make test`, " +
 			"or `make s3-up` and `set -a; . tmp/s3/env; set +a`")
 	}
