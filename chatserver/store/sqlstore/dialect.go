@@ -41,6 +41,9 @@ type dialect struct {
 	// cached prepared statement, which cannot see that '%brown%' is
 	// selective and scans the table.
 	planEachTime any
+	// busy reports a lock another connection holds, worth retrying at open;
+	// nil where the engine waits for locks itself.
+	busy func(error) bool
 }
 
 var sqliteDialect = &dialect{
@@ -65,6 +68,10 @@ var sqliteDialect = &dialect{
 	},
 	// A WAL read transaction keeps the snapshot of its first read.
 	snapshot: &sql.TxOptions{ReadOnly: true},
+	busy: func(err error) bool {
+		var se *sqlite.Error
+		return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+	},
 }
 
 // PostgreSQL error codes (Appendix A of the PostgreSQL manual).

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/parley-chat/parley/chatserver/store"
 )
@@ -68,7 +69,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", d.name, err)
 	}
 	db := &DB{w: w, r: r, d: d, log: log.With("engine", d.name)}
-	if err := db.Ping(ctx); err != nil {
+	if err := db.firstPing(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -77,6 +78,25 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// firstPing is Ping for a pool that has not connected yet. Replicas that open
+// a fresh SQLite file at the same time race to switch it to WAL, and SQLite
+// answers the loser SQLITE_BUSY at once, without its busy handler (waiting
+// could deadlock): the first connection is retried briefly instead.
+func (db *DB) firstPing(ctx context.Context) error {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := db.Ping(ctx)
+		if err == nil || db.d.busy == nil || !db.d.busy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // Ping checks that the database answers.
