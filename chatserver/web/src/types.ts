@@ -37,6 +37,28 @@ export interface Message {
   reactions?: Reaction[];
   /** The server could not open it (its body is empty). */
   undecryptable?: boolean;
+  /** Files sent with it (never on a tombstone). */
+  attachments?: Attachment[];
+}
+
+/** An uploaded file (docs/api.md "Attachments"). */
+export interface Attachment {
+  id: string;
+  /** A label (sanitised by the server), not a path. */
+  name: string;
+  /** Sniffed by the server from the bytes. */
+  contentType: string;
+  /** Bytes. */
+  size: number;
+  /** Images: as displayed (orientation applied). */
+  width?: number;
+  height?: number;
+  /** Audio whose container tells it (voice messages). */
+  durationMs?: number;
+  /** Images: a tiny blurred PNG as a data: URL. */
+  preview?: string;
+  /** GET …/thumbnail serves a smaller JPEG. */
+  thumbnail?: boolean;
 }
 
 export interface ReplyRef {
@@ -103,7 +125,7 @@ export type ChangeEvent = Extract<ServerFrame, { type: 'message_edited' | 'messa
 
 export type ClientFrame =
   | { type: 'auth'; token: string }
-  | { type: 'send'; id: string; conversationId: string; clientId: string; body: string; replyTo?: string }
+  | { type: 'send'; id: string; conversationId: string; clientId: string; body: string; replyTo?: string; attachments?: string[] }
   | { type: 'edit'; id: string; conversationId: string; messageId: string; body: string }
   | { type: 'delete'; id: string; conversationId: string; messageId: string }
   | { type: 'react'; id: string; conversationId: string; messageId: string; emoji: string; remove?: boolean }
