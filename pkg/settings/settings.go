@@ -238,6 +238,18 @@ func All() []Setting {
 	}
 }
 
+// Variables of the s3 attachments store that have no flag: the credentials
+// (a flag would show them in ps) and the CA bundle that goes with them, all
+// read by chatserver/blob/s3blob's ConfigFromEnv. The operator fills them
+// from Secrets: the keys by secretKeyRef, the CA as a mounted file.
+const (
+	S3AccessKeyEnv = "PARLEY_S3_ACCESS_KEY"
+	S3SecretKeyEnv = "PARLEY_S3_SECRET_KEY"
+	// S3CAFileEnv names a PEM file of certificate authorities trusted for the
+	// S3 endpoint, on top of the system's.
+	S3CAFileEnv = "PARLEY_S3_CA_FILE"
+)
+
 // AttachmentStores are the values of -attachments-store.
 var AttachmentStores = []string{"fs", "s3"}
 

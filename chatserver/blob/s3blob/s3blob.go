@@ -14,6 +14,8 @@ package s3blob
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -62,14 +64,21 @@ type Config struct {
 	// SinglePutMax and PartSize: see the package comment; 0 is the default.
 	SinglePutMax int
 	PartSize     uint64
-	// Transport replaces the HTTP transport (tests, custom CAs).
+	// CAFile is a PEM bundle of certificate authorities trusted for the
+	// endpoint's TLS certificate, on top of the system's: for a self-hosted
+	// server with a private CA. It concerns this client only; the rest of the
+	// process keeps the system roots.
+	CAFile string
+	// Transport replaces the HTTP transport (tests); with CAFile it must be
+	// nil.
 	Transport http.RoundTripper
 }
 
 // ConfigFromEnv reads PREFIX_ENDPOINT, PREFIX_BUCKET, PREFIX_REGION,
-// PREFIX_ACCESS_KEY, PREFIX_SECRET_KEY and PREFIX_PATH_STYLE ("1" or
-// "true"). Credentials come from the environment (a Kubernetes Secret), never
-// from a flag, where ps would show them.
+// PREFIX_ACCESS_KEY, PREFIX_SECRET_KEY, PREFIX_PATH_STYLE ("1" or "true")
+// and PREFIX_CA_FILE. Credentials come from the environment (a Kubernetes
+// Secret), never from a flag, where ps would show them; the CA file sits
+// with them, as the operator mounts it from a Secret too.
 func ConfigFromEnv(prefix string) Config {
 	ps := strings.ToLower(os.Getenv(prefix + "_PATH_STYLE"))
 	return Config{
@@ -79,6 +88,7 @@ func ConfigFromEnv(prefix string) Config {
 		AccessKey: os.Getenv(prefix + "_ACCESS_KEY"),
 		SecretKey: os.Getenv(prefix + "_SECRET_KEY"),
 		PathStyle: ps == "1" || ps == "true",
+		CAFile:    os.Getenv(prefix + "_CA_FILE"),
 	}
 }
 
@@ -89,14 +99,15 @@ func (c Config) LogValue() slog.Value {
 		slog.String("bucket", c.Bucket),
 		slog.String("region", c.Region),
 		slog.Bool("path_style", c.PathStyle),
+		slog.String("ca_file", c.CAFile),
 		slog.Bool("static_credentials", c.AccessKey != ""),
 	)
 }
 
 // String describes the configuration without the credentials.
 func (c Config) String() string {
-	return fmt.Sprintf("s3blob.Config{Endpoint:%q Bucket:%q Region:%q PathStyle:%v StaticCredentials:%v}",
-		c.Endpoint, c.Bucket, c.Region, c.PathStyle, c.AccessKey != "")
+	return fmt.Sprintf("s3blob.Config{Endpoint:%q Bucket:%q Region:%q PathStyle:%v CAFile:%q StaticCredentials:%v}",
+		c.Endpoint, c.Bucket, c.Region, c.PathStyle, c.CAFile, c.AccessKey != "")
 }
 
 // GoString keeps %#v from printing the secret too.
@@ -133,11 +144,23 @@ func New(cfg Config) (*Store, error) {
 			&credentials.EnvAWS{}, &credentials.IAM{},
 		})
 	}
+	transport := cfg.Transport
+	if cfg.CAFile != "" {
+		if transport != nil {
+			return nil, errors.New("s3blob: a CA file and a custom transport cannot go together")
+		}
+		if !secure {
+			return nil, fmt.Errorf("s3blob: CA file %s given for a plain HTTP endpoint %q", cfg.CAFile, cfg.Endpoint)
+		}
+		if transport, err = caTransport(cfg.CAFile); err != nil {
+			return nil, err
+		}
+	}
 	opts := &minio.Options{
 		Creds:     creds,
 		Secure:    secure,
 		Region:    cfg.Region,
-		Transport: cfg.Transport,
+		Transport: transport,
 	}
 	if cfg.PathStyle {
 		opts.BucketLookup = minio.BucketLookupPath
@@ -154,6 +177,33 @@ func New(cfg Config) (*Store, error) {
 		s.partSize = DefaultPartSize
 	}
 	return s, nil
+}
+
+// caTransport is minio-go's default transport trusting the system roots and
+// the certificates in caFile. A file without a certificate is an error: a
+// typo in a mounted key would otherwise fall back to the system roots and
+// fail later, at the first upload, with a less telling message.
+func caTransport(caFile string) (*http.Transport, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("s3blob: CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("s3blob: CA file %s holds no PEM certificate", caFile)
+	}
+	tr, err := minio.DefaultTransport(true)
+	if err != nil {
+		return nil, fmt.Errorf("s3blob: transport: %w", err)
+	}
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	tr.TLSClientConfig.RootCAs = pool
+	return tr, nil
 }
 
 func parseEndpoint(ep string, insecure bool) (hostport string, secure bool, err error) {
