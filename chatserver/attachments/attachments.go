@@ -178,12 +178,9 @@ func (s *Service) Upload(ctx context.Context, userID, name string, body io.Reade
 	a := &store.Attachment{ID: ids.New("a"), OwnerID: userID, Name: SanitizeName(name), ContentType: ct,
 		CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
 	if decodable[ct] {
-		cfg, err := imageConfig(head)
+		cfg, reason, err := CheckImage(head, ct, s.lim.MaxPixels)
 		if err != nil {
-			return nil, s.refuse("invalid_media", apperr.OnField(apperr.InvalidMedia, "file", "the file looks like %s but is not a valid image: %v", ct, err))
-		}
-		if int64(cfg.Width)*int64(cfg.Height) > s.lim.MaxPixels {
-			return nil, s.refuse("image_too_large", apperr.OnField(apperr.ImageTooLarge, "file", "the image is %d×%d pixels; the limit is %d megapixels", cfg.Width, cfg.Height, s.lim.MaxPixels/1_000_000))
+			return nil, s.refuse(reason, err)
 		}
 		a.Width, a.Height = cfg.Width, cfg.Height
 	}

@@ -293,8 +293,7 @@ func oggDuration(head, tail []byte) (time.Duration, bool) {
 		if g < 0 { // -1: no packet ends on this page
 			continue
 		}
-		samples := max(g-preSkip, 0)
-		return time.Duration(samples) * time.Second / time.Duration(rate), true
+		return samplesDuration(max(g-preSkip, 0), rate), true
 	}
 	return 0, false
 }
@@ -322,13 +321,38 @@ func (w *webm) Duration() (time.Duration, bool) {
 	if scale <= 0 {
 		scale = 1_000_000
 	}
-	if w.duration > 0 {
-		return time.Duration(w.duration * float64(scale)), true
+	if w.duration > 0 { // false for NaN too
+		return floatDuration(w.duration * float64(scale)), true
 	}
 	if w.sawBlock {
-		return time.Duration(w.maxTick * scale), true
+		return floatDuration(float64(max(w.maxTick, 0)) * float64(scale)), true
 	}
 	return 0, false
+}
+
+// A file's numbers are the uploader's: durations computed from them
+// saturate at the longest time.Duration (refused by the voice length
+// limit) instead of wrapping around to a short or negative one.
+const maxDuration = time.Duration(math.MaxInt64)
+
+// samplesDuration is samples/rate seconds (both ≥ 0, rate > 0).
+func samplesDuration(samples, rate int64) time.Duration {
+	secs := samples / rate
+	if secs > int64(maxDuration/time.Second)-1 {
+		return maxDuration
+	}
+	return time.Duration(secs)*time.Second + time.Duration((samples%rate)*int64(time.Second)/rate)
+}
+
+// floatDuration converts nanoseconds, clamping to [0, maxDuration].
+func floatDuration(ns float64) time.Duration {
+	switch {
+	case !(ns > 0):
+		return 0
+	case ns >= float64(maxDuration):
+		return maxDuration
+	}
+	return time.Duration(ns)
 }
 
 // EBML ids parseWebM needs.
@@ -442,15 +466,19 @@ func (w *webm) walk(br *bufio.Reader, limit int64, depth int) error {
 				w.maxTick = max(w.maxTick, w.clusterTick)
 			}
 		case idDuration:
-			b := make([]byte, size)
-			if _, err := io.ReadFull(br, b); err != nil {
+			// A float of 4 or 8 bytes; its size is the uploader's, so it is
+			// checked before anything is allocated for it.
+			if size != 4 && size != 8 {
+				return fmt.Errorf("webm: Duration of %d bytes", size)
+			}
+			var b [8]byte
+			if _, err := io.ReadFull(br, b[:size]); err != nil {
 				return err
 			}
-			switch size {
-			case 4:
-				w.duration = float64(math.Float32frombits(binary.BigEndian.Uint32(b)))
-			case 8:
-				w.duration = math.Float64frombits(binary.BigEndian.Uint64(b))
+			if size == 4 {
+				w.duration = float64(math.Float32frombits(binary.BigEndian.Uint32(b[:])))
+			} else {
+				w.duration = math.Float64frombits(binary.BigEndian.Uint64(b[:]))
 			}
 		case idSimpleBlock, idBlock:
 			_, n, err := readVint(br, true) // track number

@@ -99,6 +99,16 @@ type User struct {
 	// DeletedAt is set when the account was deleted (see DeleteUser): the
 	// row stays, anonymised, because messages and members refer to its id.
 	DeletedAt *time.Time
+	// Avatar is the profile photo; zero when there is none.
+	Avatar Avatar
+}
+
+// Avatar is a user's profile photo: a JPEG sealed in the blob store.
+type Avatar struct {
+	Version string // random, new with every photo: clients refetch when it changes ("" = none)
+	BlobKey string // the sealed JPEG in the blob store
+	KeyID   string // data key it is sealed with
+	Stored  int64  // sealed (stored) size in bytes
 }
 
 // DeletedDisplayName is the display name of a deleted account.
@@ -411,6 +421,7 @@ type Store interface {
 	ResealTitle(ctx context.Context, convID, oldSealed, newSealed string) (bool, error)
 
 	AttachmentStore
+	AvatarStore
 
 	Ping(ctx context.Context) error
 	Close() error
@@ -461,4 +472,21 @@ type AttachmentStore interface {
 	// if its BlobKey is still oldBlobKey (compare-and-set), and reports
 	// whether it did.
 	ResealAttachment(ctx context.Context, id, oldBlobKey string, next *Attachment) (bool, error)
+}
+
+// AvatarStore is the persistence of profile photos: columns of the user's
+// row (User.Avatar), read with the user. SealedCounts counts them.
+type AvatarStore interface {
+	// SetAvatar replaces a user's photo with next (a zero Avatar removes it)
+	// and returns the one it replaced, in one transaction, so the caller
+	// deletes exactly the blob that is no longer named. Setting a photo
+	// needs a live account (ErrNotFound otherwise); removing works on a
+	// deleted one too (account purge).
+	SetAvatar(ctx context.Context, userID string, next Avatar) (Avatar, error)
+	// AvatarsSealedWith returns up to limit users whose photo is sealed
+	// with keyID (re-encryption), ordered by id.
+	AvatarsSealedWith(ctx context.Context, keyID string, limit int) ([]User, error)
+	// ResealAvatar points a user's photo at its re-encrypted blob only if
+	// it still names oldBlobKey (compare-and-set), and reports whether it did.
+	ResealAvatar(ctx context.Context, userID, oldBlobKey string, next Avatar) (bool, error)
 }

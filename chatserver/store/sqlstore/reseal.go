@@ -7,14 +7,15 @@ import (
 	"github.com/parley-chat/parley/chatserver/store"
 )
 
-// SealedCounts counts stored ciphertexts (message bodies, group titles and
-// attachments) per data key id.
+// SealedCounts counts stored ciphertexts (message bodies, group titles,
+// attachments and profile photos) per data key id.
 func (db *DB) SealedCounts(ctx context.Context) (map[string]int64, error) {
 	counts := map[string]int64{}
-	// Message bodies, and the files of live attachments (sealed blobs; their
-	// rows name the key).
+	// Message bodies, the files of live attachments and profile photos
+	// (sealed blobs; their rows name the key).
 	rows, err := db.r.QueryContext(ctx, `SELECT key_id, COUNT(*) FROM messages WHERE key_id <> '' GROUP BY key_id
-		UNION ALL SELECT key_id, COUNT(*) FROM attachments WHERE key_id <> '' AND state IN ($1, $2) GROUP BY key_id`,
+		UNION ALL SELECT key_id, COUNT(*) FROM attachments WHERE key_id <> '' AND state IN ($1, $2) GROUP BY key_id
+		UNION ALL SELECT avatar_key_id, COUNT(*) FROM users WHERE avatar_key_id <> '' GROUP BY avatar_key_id`,
 		store.AttachmentReady, store.AttachmentAttached)
 	if err != nil {
 		return nil, db.wrap("sealed counts", err)

@@ -14,7 +14,8 @@ import (
 
 const (
 	userInsertCols = "id, username, email, display_name, password_hash, created_at, tokens_valid_after"
-	userCols       = userInsertCols + ", deleted_at"
+	userCols       = userInsertCols + ", deleted_at, " + avatarCols
+	avatarCols     = "avatar_version, avatar_key, avatar_key_id, avatar_stored"
 )
 
 func scanUser(s scanner) (store.User, error) {
@@ -23,7 +24,8 @@ func scanUser(s scanner) (store.User, error) {
 		created, tva int64
 		deleted      sql.NullInt64
 	)
-	if err := s.Scan(&u.ID, &u.Username, &u.Email, &u.DisplayName, &u.PasswordHash, &created, &tva, &deleted); err != nil {
+	if err := s.Scan(&u.ID, &u.Username, &u.Email, &u.DisplayName, &u.PasswordHash, &created, &tva, &deleted,
+		&u.Avatar.Version, &u.Avatar.BlobKey, &u.Avatar.KeyID, &u.Avatar.Stored); err != nil {
 		return store.User{}, err
 	}
 	u.CreatedAt, u.TokensValidAfter, u.DeletedAt = fromMicros(created), fromMicros(tva), fromNullMicros(deleted)
