@@ -349,3 +349,33 @@ export function textDirection(text: string): 'rtl' | 'ltr' | null {
   }
   return null;
 }
+
+/**
+ * A message's text without its Markdown, on one line: markers gone (`**b**` is "b", a
+ * `[label](url)` its label, a code block its code), quotes and list items as their text,
+ * white space collapsed. For the conversation list's preview, which is plain text.
+ */
+export function plainText(text: string): string {
+  const out: string[] = [];
+  const blocks = (bs: Block[]) => {
+    for (const b of bs) {
+      switch (b.t) {
+        case 'p':
+          out.push(inlineText(b.c));
+          break;
+        case 'pre':
+          out.push(b.v);
+          break;
+        case 'quote':
+          blocks(b.c);
+          break;
+        case 'ul':
+        case 'ol':
+          for (const item of b.items) out.push(inlineText(item));
+          break;
+      }
+    }
+  };
+  blocks(parseMarkdown(text));
+  return out.join(' ').replace(/\s+/g, ' ').trim();
+}

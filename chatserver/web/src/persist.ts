@@ -1,5 +1,5 @@
 import type { Pending } from './thread';
-import type { ReplyRef } from './types';
+import type { Attachment, ReplyRef } from './types';
 
 /** The part of the Web Storage API used here (localStorage in the browser, a Map in tests). */
 export interface KeyValueStorage {
@@ -109,7 +109,9 @@ export class LocalState {
         typeof p.conversationId !== 'string' ||
         typeof p.body !== 'string' ||
         typeof p.createdAt !== 'string' ||
-        (p.status !== 'pending' && p.status !== 'failed')
+        (p.status !== 'pending' && p.status !== 'failed') ||
+        // Files it carries that cannot be read back: sending it without them would be wrong.
+        (p.attachments !== undefined && !(Array.isArray(p.attachments) && p.attachments.length <= 10 && p.attachments.every(isAttachment)))
       ) {
         continue;
       }
@@ -121,6 +123,7 @@ export class LocalState {
         status: p.status,
         ...(typeof p.error === 'string' ? { error: p.error } : {}),
         ...(isReplyRef(p.replyTo) ? { replyTo: p.replyTo } : {}),
+        ...(p.attachments?.length ? { attachments: p.attachments } : {}),
       });
     }
     return out.sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
@@ -153,6 +156,11 @@ export class LocalState {
       /* ignore */
     }
   }
+}
+
+function isAttachment(v: unknown): v is Attachment {
+  const a = v as Partial<Attachment> | null;
+  return !!a && typeof a === 'object' && typeof a.id === 'string' && typeof a.name === 'string' && typeof a.contentType === 'string' && typeof a.size === 'number';
 }
 
 function isReplyRef(v: unknown): v is ReplyRef {

@@ -1,5 +1,6 @@
 import { batch, computed, signal } from '@preact/signals';
 import { ApiClient, ApiError, refreshDelay, toApiError } from './api';
+import { addUploads, describeUploadError, removeUpload, uploadDone, uploadFailed, uploadFile, uploadProgress, UrlCache, type SignedUrls, type Upload, type UploadHandle } from './attachments';
 import { describeError } from './errors';
 import { browserStorage, LocalState, type KeyValueStorage } from './persist';
 import { SessionSync, type SessionMessage } from './session';
@@ -20,7 +21,7 @@ import {
   type Pending,
   type Thread,
 } from './thread';
-import type { ChangeEvent, ClientFrame, Conversation, Message, ReplyRef, ServerFrame, Session, User } from './types';
+import type { Attachment, ChangeEvent, ClientFrame, Conversation, Message, ReplyRef, ServerFrame, Session, User } from './types';
 
 export type AuthState = 'loading' | 'unreachable' | 'signedOut' | 'signedIn';
 
@@ -83,6 +84,12 @@ export class ChatStore {
    * frames (the message view has counts only).
    */
   readonly reactors = signal<Record<string, Record<string, string[]>>>({});
+  /** Files being uploaded or uploaded for the next message, per conversation (the composer's chips). */
+  readonly uploads = signal<Record<string, Upload[]>>({});
+  /** Signed URLs of attachments, for <img>, <audio>, <video> and links. */
+  readonly urls: UrlCache;
+  /** Upload key -> its request (to cancel it). */
+  private uploading = new Map<string, UploadHandle>();
 
   readonly sortedConversations = computed(() =>
     Object.values(this.conversations.value).sort((a, b) => activity(b) - activity(a) || (a.id < b.id ? -1 : 1)),
@@ -133,6 +140,7 @@ export class ChatStore {
     this.storage = deps.storage ?? browserStorage();
     this.session = deps.session ?? new SessionSync(this.storage);
     this.session.onMessage = (m) => this.fromOtherTab(m);
+    this.urls = new UrlCache((id) => this.api.request<SignedUrls>('GET', `/attachments/${enc(id)}/url`), this.now);
     this.api.onSession = (s) => this.onSession(s);
     this.api.onSignedOut = () => this.endSession(true);
     this.connection = new Connection({
@@ -367,6 +375,9 @@ export class ChatStore {
     for (const f of this.inflight.values()) this.t.clearTimeout(f.timer);
     this.inflight.clear();
     this.failChanges();
+    for (const h of this.uploading.values()) h.abort();
+    this.uploading.clear();
+    this.uploads.value = {};
     this.api.clear();
     this.cursors = {};
     this.seen = {};
@@ -641,7 +652,10 @@ export class ChatStore {
       else if (next.lastMessage?.id === ev.messageId) {
         const held = this.thread(id).messages.find((m) => m.id === ev.messageId);
         if (held) next = { ...next, lastMessage: held };
-        else if (ev.type === 'message_deleted') next = { ...next, lastMessage: { ...next.lastMessage, body: '', deleted: { at: ev.deletedAt, reason: ev.reason } } };
+        else if (ev.type === 'message_deleted') {
+          const { attachments: _gone, ...rest } = next.lastMessage;
+          next = { ...next, lastMessage: { ...rest, body: '', deleted: { at: ev.deletedAt, reason: ev.reason } } };
+        }
         else if (ev.type === 'message_edited') next = { ...next, lastMessage: { ...next.lastMessage, body: ev.body, editedAt: ev.editedAt } };
       }
     }
@@ -690,15 +704,25 @@ export class ChatStore {
     if (this.readMark.value?.conversationId === id) this.readMark.value = null;
   }
 
-  /** Writes a message: shown at once as pending, confirmed by its ack. */
-  send(conversationId: string, body: string, replyTo?: Message): string {
+  /**
+   * Writes a message: shown at once as pending, confirmed by its ack. `attachments` are
+   * uploads already made (their ids go with every send of it, the first and any resend).
+   * `keepDraft`: a voice message, which leaves the text being written alone.
+   */
+  send(conversationId: string, body: string, replyTo?: Message, attachments?: Attachment[], keepDraft = false): string {
     const clientId = newClientId();
-    this.setDraft(conversationId, '');
+    if (!keepDraft) this.setDraft(conversationId, '');
     const ref: ReplyRef | undefined = replyTo ? { id: replyTo.id, seq: replyTo.seq, senderId: replyTo.senderId, excerpt: excerpt(replyTo.body), deleted: !!replyTo.deleted } : undefined;
+    const files = attachments?.length ? attachments : undefined;
+    if (files) {
+      // Sent: they leave the composer.
+      const ids = new Set(files.map((a) => a.id));
+      this.setUploads(conversationId, (q) => q.filter((u) => !(u.attachment && ids.has(u.attachment.id))));
+    }
     this.setThread(conversationId, (t) =>
-      addPending(t, { clientId, conversationId, body, createdAt: new Date(this.now()).toISOString(), ...(ref ? { replyTo: ref } : {}) }),
+      addPending(t, { clientId, conversationId, body, createdAt: new Date(this.now()).toISOString(), ...(ref ? { replyTo: ref } : {}), ...(files ? { attachments: files } : {}) }),
     );
-    void this.dispatch(conversationId, clientId, body, ref?.id);
+    void this.dispatch(conversationId, clientId, body, ref?.id, files);
     return clientId;
   }
 
@@ -707,16 +731,71 @@ export class ChatStore {
     const p = this.thread(conversationId).pending.find((x) => x.clientId === clientId);
     if (!p) return;
     this.setThread(conversationId, (t) => retryPending(t, clientId));
-    void this.dispatch(conversationId, clientId, p.body, p.replyTo?.id);
+    void this.dispatch(conversationId, clientId, p.body, p.replyTo?.id, p.attachments);
+  }
+
+  // -------------------------------------------------------------- attachments
+
+  private setUploads(conversationId: string, f: (q: Upload[]) => Upload[]): void {
+    const cur = this.uploads.value[conversationId] ?? [];
+    const next = f(cur);
+    if (next === cur) return;
+    const all = { ...this.uploads.value };
+    if (next.length) all[conversationId] = next;
+    else delete all[conversationId];
+    this.uploads.value = all;
+  }
+
+  /**
+   * Uploads files for the next message of a conversation (its composer shows them). At most
+   * MAX_ATTACHMENTS per message: returns how many were left out. `voice`: a recording, sent
+   * on its own as soon as it is uploaded.
+   */
+  attach(conversationId: string, files: ReadonlyArray<Blob & { name: string }>, voice = false): number {
+    const { queue, added, refused } = addUploads(this.uploads.value[conversationId] ?? [], files, { voice });
+    this.setUploads(conversationId, () => queue);
+    added.forEach((u, i) => {
+      const file = files[i];
+      let last = 0;
+      const h = uploadFile(this.api, file, u.name, (loaded) => {
+        // Progress events come often; a re-render per 1 % is plenty.
+        if (loaded !== 0 && loaded - last < u.size / 100 && loaded < u.size) return;
+        last = loaded;
+        this.setUploads(conversationId, (q) => uploadProgress(q, u.key, loaded));
+      });
+      this.uploading.set(u.key, h);
+      h.promise.then(
+        (a) => {
+          this.uploading.delete(u.key);
+          if (!(this.uploads.value[conversationId] ?? []).some((x) => x.key === u.key)) return;
+          this.setUploads(conversationId, (q) => uploadDone(q, u.key, a));
+          if (voice) this.send(conversationId, '', undefined, [a], true);
+        },
+        (e) => {
+          this.uploading.delete(u.key);
+          if (toApiError(e).code === 'aborted') return;
+          this.setUploads(conversationId, (q) => uploadFailed(q, u.key, describeUploadError(e)));
+        },
+      );
+    });
+    return refused;
+  }
+
+  /** Cancels an upload (the server keeps nothing of it) or removes a file from the next message. */
+  cancelUpload(conversationId: string, key: string): void {
+    this.uploading.get(key)?.abort();
+    this.uploading.delete(key);
+    this.setUploads(conversationId, (q) => removeUpload(q, key));
   }
 
   discard(conversationId: string, clientId: string): void {
     this.setThread(conversationId, (t) => dropPending(t, clientId));
   }
 
-  private async dispatch(conversationId: string, clientId: string, body: string, replyTo?: string): Promise<void> {
+  private async dispatch(conversationId: string, clientId: string, body: string, replyTo?: string, files?: Attachment[]): Promise<void> {
     const id = `s${++this.reqSeq}`;
-    if (this.connection.send({ type: 'send', id, conversationId, clientId, body, ...(replyTo ? { replyTo } : {}) })) {
+    const attachments = files?.length ? { attachments: files.map((a) => a.id) } : {};
+    if (this.connection.send({ type: 'send', id, conversationId, clientId, body, ...(replyTo ? { replyTo } : {}), ...attachments })) {
       const timer = this.t.setTimeout(() => {
         this.inflight.delete(id);
         if (isPending(this.thread(conversationId), clientId)) {
@@ -730,7 +809,7 @@ export class ChatStore {
     }
     // No socket right now: the REST endpoint is just as idempotent.
     try {
-      const m = await this.api.request<Message>('POST', `/conversations/${enc(conversationId)}/messages`, { clientId, body, ...(replyTo ? { replyTo } : {}) });
+      const m = await this.api.request<Message>('POST', `/conversations/${enc(conversationId)}/messages`, { clientId, body, ...(replyTo ? { replyTo } : {}), ...attachments });
       this.ingest(conversationId, [m]);
     } catch (e) {
       const err = toApiError(e);
@@ -841,7 +920,7 @@ export class ChatStore {
     // once (a retry of a stored one is answered with the stored message).
     for (const [cid, t] of Object.entries(this.threads.value)) {
       for (const p of t.pending) {
-        if (p.status === 'pending') void this.dispatch(cid, p.clientId, p.body, p.replyTo?.id);
+        if (p.status === 'pending') void this.dispatch(cid, p.clientId, p.body, p.replyTo?.id, p.attachments);
         else if (this.unanswered.has(p.clientId)) this.retry(cid, p.clientId);
       }
     }

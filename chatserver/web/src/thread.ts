@@ -1,5 +1,5 @@
 import { urlAt } from './markdown';
-import type { ChangeEvent, Message, Reaction, ReplyRef } from './types';
+import type { Attachment, ChangeEvent, Message, Reaction, ReplyRef } from './types';
 
 /** A message of mine that the server has not confirmed yet. */
 export interface Pending {
@@ -11,6 +11,11 @@ export interface Pending {
   error?: string;
   /** The message it answers (sent as `replyTo`, shown as a quote). */
   replyTo?: ReplyRef;
+  /**
+   * Uploaded files it carries (sent as their ids): uploaded before the message was
+   * written, so a resend (a retry, a reconnect, a reload) carries the same ids.
+   */
+  attachments?: Attachment[];
 }
 
 /** A change of a conversation's disappearing-messages setting, shown where it happened. */
@@ -81,7 +86,7 @@ export function applyEvent(t: Thread, ev: ChangeEvent, myId: string | null): Thr
       return mapMessages(t, (m) => {
         if (m.id === ev.messageId) {
           if (m.deleted) return m;
-          const { editedAt: _e, replyTo: _r, reactions: _x, ...rest } = m;
+          const { editedAt: _e, replyTo: _r, reactions: _x, attachments: _a, ...rest } = m;
           return { ...rest, body: '', deleted: { ...(ev.deletedBy ? { by: ev.deletedBy } : {}), at: ev.deletedAt, reason: ev.reason } };
         }
         if (m.replyTo?.id === ev.messageId && !m.replyTo.deleted) return { ...m, replyTo: { ...m.replyTo, excerpt: '', deleted: true } };

@@ -1,6 +1,7 @@
 import { memo } from 'preact/compat';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { renameConversation } from '../api';
+import { canSend, MAX_ATTACHMENTS, previewText, readyAttachments } from '../attachments';
 import { describeError } from '../errors';
 import { linkTarget, messagePath } from '../links';
 import { textDirection } from '../markdown';
@@ -9,6 +10,7 @@ import { countAfter, dayKey, dayLabel, dividerBefore, indexFromSeq, windowRange,
 import type { Conversation, Member, Message, Reaction, ReplyRef } from '../types';
 import { Avatar, Modal, UserSearch } from './common';
 import { EmojiPicker, EXPIRE_CHOICES, expireLabel, Icon, peopleList, QUICK_REACTIONS, ReactionChips } from './MessageParts';
+import { AttachmentList, UploadChips, VoiceRecorder } from './Attachments';
 import { RichText } from './Rich';
 import './conversation.css';
 
@@ -124,6 +126,14 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   // The latest message from someone else, read out by screen readers (the list itself is not
   // a live region: adding older messages to it as you scroll must not be announced).
   const [announce, setAnnounce] = useState('');
+  // Files dragged over the conversation: they are attached when dropped.
+  const [dragging, setDragging] = useState(false);
+  const onDrag = (e: DragEvent) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+    if (!dragging) setDragging(true);
+  };
 
   if (!placed.current && win.current.from === 0 && msgs.length > TAIL) {
     // Opening: the newest TAIL, or from a little before "New messages" when it is further back.
@@ -141,6 +151,8 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
 
   const onListKey = (e: KeyboardEvent) => {
     if (e.key !== 'ArrowUp' && e.key !== 'ArrowDown') return;
+    // Alt/Ctrl/Meta + arrows belong to the global shortcuts (Shortcuts.tsx: Alt+Up/Down).
+    if (e.altKey || e.ctrlKey || e.metaKey) return;
     const t = e.target as HTMLElement;
     if (t.closest('.emoji-picker')) return;
     const list = listRef.current;
@@ -366,7 +378,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
       const fresh = msgs.filter((m) => m.seq > newestSeen.current && m.senderId !== me.id);
       if (fresh.length) {
         const m = fresh[fresh.length - 1];
-        setAnnounce(`${memberName(c, m.senderId)}: ${m.deleted ? 'Message deleted' : m.body}`);
+        setAnnounce(`${memberName(c, m.senderId)}: ${m.deleted ? 'Message deleted' : previewText(m)}`);
       }
       // Scrolled up when messages arrive: offer to jump to them.
       if (!stick.current) setBelow((n) => n + countAfter(msgs, newestSeen.current));
@@ -470,6 +482,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         active={activeMsg === m.id}
         reactors={reactors[m.id]}
         actions={actions}
+        store={store}
       />,
     );
     prevSender = m.senderId;
@@ -481,6 +494,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         <PendingItem
           key={p.clientId}
           p={p}
+          store={store}
           quoteName={p.replyTo ? (p.replyTo.senderId === me.id ? 'You' : memberName(c, p.replyTo.senderId)) : ''}
           onRetry={() => store.retry(c.id, p.clientId)}
           onDiscard={() => store.discard(c.id, p.clientId)}
@@ -491,7 +505,27 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   const expireAfter = c.expireAfter ?? 0;
 
   return (
-    <main class="pane" aria-labelledby="conv-title">
+    <main
+      class={'pane' + (dragging ? ' dragging' : '')}
+      aria-labelledby="conv-title"
+      onDragEnter={onDrag}
+      onDragOver={onDrag}
+      onDragLeave={(e) => {
+        // Leaving for a child is not leaving.
+        if (!e.relatedTarget || !(e.currentTarget as Element).contains(e.relatedTarget as Node)) setDragging(false);
+      }}
+      onDrop={(e) => {
+        if (!hasFiles(e)) return;
+        e.preventDefault();
+        setDragging(false);
+        attachFiles(store, c.id, [...(e.dataTransfer?.files ?? [])]);
+      }}
+    >
+      {dragging && (
+        <div class="drop-overlay" aria-hidden="true" data-testid="drop-overlay">
+          <span>Drop files to send them</span>
+        </div>
+      )}
       <header class="pane-head">
         <button type="button" class="btn-icon back" aria-label="Back to conversations" onClick={() => navigate(null)}>
           ‹
@@ -618,6 +652,17 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   );
 }
 
+function hasFiles(e: DragEvent): boolean {
+  return !!e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+}
+
+/** Uploads files for the next message of a conversation; beyond MAX_ATTACHMENTS, says so. */
+function attachFiles(store: ChatStore, conversationId: string, files: File[]): void {
+  if (files.length === 0) return;
+  const left = store.attach(conversationId, files);
+  if (left > 0) store.notice.value = `A message carries up to ${MAX_ATTACHMENTS} files: ${left === 1 ? '1 file was' : `${left} files were`} left out.`;
+}
+
 function typingText(names: string[]): string {
   if (names.length === 1) return `${names[0]} is typing…`;
   if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
@@ -639,6 +684,7 @@ interface ItemProps {
   /** Who reacted to it, as far as known (a new object when that changes). */
   reactors: Record<string, string[]> | undefined;
   actions: { current: Actions };
+  store: ChatStore;
 }
 
 // Formatters made once: toLocaleString with options builds one per call, which is most of
@@ -766,9 +812,14 @@ const MessageItem = memo(function MessageItem(p: ItemProps) {
         ) : m.undecryptable ? (
           <p class="msg-body msg-deleted">This message cannot be shown.</p>
         ) : (
-          <div class="msg-body" dir="auto">
-            <RichText text={m.body} linkTab={tab} />
-          </div>
+          <>
+            {m.attachments && m.attachments.length > 0 && <AttachmentList store={p.store} list={m.attachments} tab={tab} />}
+            {(m.body !== '' || !m.attachments?.length) && (
+              <div class="msg-body" dir="auto">
+                <RichText text={m.body} linkTab={tab} />
+              </div>
+            )}
+          </>
         )}
         <span class="msg-meta">
           {m.expiresAt && !gone && (
@@ -861,14 +912,17 @@ function SettingLine({ n, who }: { n: SettingNotice; who: string }) {
   );
 }
 
-function PendingItem({ p, quoteName, onRetry, onDiscard }: { p: Pending; quoteName: string; onRetry: () => void; onDiscard: () => void }) {
+function PendingItem({ p, store, quoteName, onRetry, onDiscard }: { p: Pending; store: ChatStore; quoteName: string; onRetry: () => void; onDiscard: () => void }) {
   return (
     <article class={'msg mine ' + p.status} data-testid="message" data-status={p.status}>
       <div class="bubble" dir={textDirection(p.body) ?? undefined}>
         {p.replyTo && <Quote r={p.replyTo} name={quoteName} />}
-        <div class="msg-body" dir="auto">
-          <RichText text={p.body} />
-        </div>
+        {p.attachments && p.attachments.length > 0 && <AttachmentList store={store} list={p.attachments} tab={-1} />}
+        {(p.body !== '' || !p.attachments?.length) && (
+          <div class="msg-body" dir="auto">
+            <RichText text={p.body} />
+          </div>
+        )}
         <span class="msg-meta">{p.status === 'pending' ? 'Sending…' : 'Not sent'}</span>
       </div>
       {p.status === 'failed' && (
@@ -907,7 +961,10 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
   // The text being edited; the draft waits meanwhile.
   const [editText, setEditText] = useState('');
   const [busy, setBusy] = useState(false);
+  const [recording, setRecording] = useState(false);
   const ref = useRef<HTMLTextAreaElement>(null);
+  const fileInput = useRef<HTMLInputElement>(null);
+  const uploads = store.uploads.value[conversationId] ?? [];
   useEffect(() => {
     if (window.matchMedia('(min-width: 760px)').matches) ref.current?.focus();
   }, [conversationId]);
@@ -930,9 +987,10 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
     else if (replyTo) onCancelReply();
     ref.current?.focus();
   };
+  const sendable = editing ? !!value.trim() && !tooLong && !busy : canSend(uploads, text) && !tooLong && !recording;
   const submit = async (e?: Event) => {
     e?.preventDefault();
-    if (!value.trim() || tooLong || busy) return;
+    if (!sendable) return;
     if (editing) {
       if (editText === editing.body) {
         onEditDone();
@@ -951,13 +1009,14 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
       return;
     }
     onSent();
-    store.send(conversationId, text, replyTo ?? undefined);
+    store.send(conversationId, text, replyTo ?? undefined, readyAttachments(uploads));
     if (replyTo) onCancelReply();
     setText('');
     ref.current?.focus();
   };
   return (
-    <form class={'composer' + (editing || replyTo ? ' with-context' : '')} onSubmit={(e) => void submit(e)}>
+    <form class={'composer' + (editing || replyTo || uploads.length ? ' with-context' : '') + (recording ? ' recording' : '')} onSubmit={(e) => void submit(e)}>
+      {!editing && <UploadChips store={store} conversationId={conversationId} />}
       {(editing || replyTo) && (
         <div class="composer-context" data-testid={editing ? 'editing-bar' : 'reply-bar'}>
           <span class="context-text">
@@ -975,6 +1034,29 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
           </button>
         </div>
       )}
+      {!editing && (
+        <>
+          <button type="button" class="btn-icon composer-tool" aria-label="Attach files" title="Attach files" onClick={() => fileInput.current?.click()} disabled={recording} data-testid="attach">
+            <Icon name="attach" />
+          </button>
+          <input
+            ref={fileInput}
+            type="file"
+            multiple
+            class="file-input"
+            aria-label="Attach files"
+            tabIndex={-1}
+            data-testid="file-input"
+            onChange={(e) => {
+              const input = e.currentTarget;
+              attachFiles(store, conversationId, [...(input.files ?? [])]);
+              // The same file may be picked again.
+              input.value = '';
+              ref.current?.focus();
+            }}
+          />
+        </>
+      )}
       <label for="composer-input" class="sr-only">
         {editing ? 'Edit message' : 'Message'}
       </label>
@@ -987,6 +1069,14 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
         value={value}
         aria-describedby="composer-hint"
         aria-invalid={tooLong}
+        onPaste={(e) => {
+          // A screenshot or copied files: attached, not pasted as text.
+          if (editing) return;
+          const files = [...(e.clipboardData?.files ?? [])];
+          if (files.length === 0) return;
+          e.preventDefault();
+          attachFiles(store, conversationId, files);
+        }}
         onInput={(e) => {
           const v = e.currentTarget.value;
           if (editing) {
@@ -1009,7 +1099,8 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
           }
         }}
       />
-      <button type="submit" class="btn btn-primary" disabled={!value.trim() || tooLong || busy}>
+      {!editing && <VoiceRecorder store={store} conversationId={conversationId} disabled={false} onState={setRecording} />}
+      <button type="submit" class="btn btn-primary" disabled={!sendable}>
         {editing ? 'Save' : 'Send'}
       </button>
       <p id="composer-hint" class={'sr-only' + (chars > MAX_CHARS - 500 ? ' counter' : '')} aria-live="polite" data-testid="composer-hint">

@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { previewText } from '../attachments';
 import { describeError } from '../errors';
 import { setTheme, theme, type ThemeChoice } from '../theme';
 import { FormError, serverErrors } from './Auth';
@@ -172,7 +173,8 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft }: { c: Conve
   else if (hasDraft) preview = draft!.replace(/\s+/g, ' ');
   else if (last) {
     const who = last.senderId === myId ? 'You: ' : c.kind === 'group' ? (c.members.find((m) => m.id === last.senderId)?.displayName ?? 'Someone') + ': ' : '';
-    preview = last.deleted ? (last.deleted.reason === 'expired' ? 'Message disappeared' : who + 'Message deleted') : who + last.body.replace(/\s+/g, ' ');
+    // Plain text: the Markdown's markers go, files are named ("📎 photo.jpg", "🎤 Voice message 0:07").
+    preview = last.deleted ? (last.deleted.reason === 'expired' ? 'Message disappeared' : who + 'Message deleted') : who + previewText(last);
   }
   // The button's name is its content (title, status, time, preview, unread), so a screen
   // reader hears what the eye sees; the hidden commas only separate the parts.
