@@ -167,6 +167,9 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 		}
 		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonSecretNotFound, missing)
 		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, ReasonSecretNotFound, missing)
+		if strings.Contains(missing, "(spec.attachments.") {
+			r.setCond(cc, chatv1alpha1.ConditionAttachmentsReady, metav1.ConditionFalse, ReasonSecretNotFound, missing)
+		}
 		r.event(cc, corev1.EventTypeWarning, ReasonSecretNotFound, ActionReconcile, "%s", missing)
 		r.Metrics.Errors.WithLabelValues("secret_not_found").Inc()
 		return ctrl.Result{RequeueAfter: backoff}, nil
@@ -211,6 +214,20 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 			return ctrl.Result{}, err
 		}
 	}
+	att, err := r.reconcileAttachments(ctx, cc, s, a, track)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if att.blocked != "" {
+		// The pods could not mount the claim: leave the Deployment as it is
+		// until the claim is there (re-checked with a backoff: a claim the
+		// operator does not own brings no watch event).
+		backoff := degradedBackoff(cc, att.blocked, now)
+		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, att.blocked, att.msg)
+		r.setCond(cc, chatv1alpha1.ConditionDegraded, metav1.ConditionTrue, att.blocked, att.msg)
+		r.Metrics.Errors.WithLabelValues(strings.ToLower(string(att.blocked))).Inc()
+		return ctrl.Result{RequeueAfter: backoff}, nil
+	}
 
 	// Managed Redis, or its removal after a switch to external.
 	if cc.Spec.Redis != nil && cc.Spec.Redis.Managed != nil {
@@ -244,7 +261,8 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 		return ctrl.Result{}, err
 	}
 
-	dep := Deployment(cc, s, DeploymentInput{ConfigHash: ConfigHash(cm, secretValues), PrometheusAnnotations: !smOn})
+	dep := Deployment(cc, s, DeploymentInput{ConfigHash: ConfigHash(cm, secretValues), PrometheusAnnotations: !smOn,
+		AttachmentsClaimShared: att.claimShared})
 	if err := track(r.applyTyped(ctx, a, dep)); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -353,7 +371,7 @@ func secretRefs(cc *chatv1alpha1.ChatCluster) []secretRef {
 	if rd := cc.Spec.Redis; rd != nil && rd.External != nil && rd.External.PasswordSecretRef != nil {
 		out = append(out, secretRef{"spec.redis.external.passwordSecretRef", *rd.External.PasswordSecretRef})
 	}
-	return out
+	return append(out, attachmentsSecretRefs(cc)...)
 }
 
 // reconcileKeys creates the keyring Secret or advances its rotation schedule. It
@@ -635,6 +653,7 @@ var allConditions = []string{
 	chatv1alpha1.ConditionReady, chatv1alpha1.ConditionAvailable, chatv1alpha1.ConditionProgressing,
 	chatv1alpha1.ConditionDegraded, chatv1alpha1.ConditionKeysReady, chatv1alpha1.ConditionRedisReady,
 	chatv1alpha1.ConditionServiceMonitorReady, chatv1alpha1.ConditionKeysPropagated,
+	chatv1alpha1.ConditionAttachmentsReady,
 }
 
 // initConditions gives every condition a value on the first reconcile, so a

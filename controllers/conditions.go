@@ -63,6 +63,22 @@ const (
 	ReasonExternal       Reason = "External"
 	ReasonNotRequired    Reason = "NotRequired"
 
+	// AttachmentsReady. True: on the operator's or an existing claim (Volume),
+	// in S3, or, with SQLite and no spec.attachments, on the data volume. False
+	// (each also a Warning Event when it starts): no spec.attachments with one
+	// pod (Ephemeral: an emptyDir) or several (NotShared: each pod its own
+	// emptyDir); the named claim is missing (ClaimNotFound) or not
+	// ReadWriteMany for several replicas (ClaimNotShared), which, like a
+	// missing Secret (SecretNotFound), stop the reconcile before the
+	// Deployment and set Ready=False and Degraded=True with the same reason.
+	ReasonAttachmentsVolume         Reason = "AttachmentsVolume"
+	ReasonAttachmentsS3             Reason = "AttachmentsS3"
+	ReasonAttachmentsOnDataVolume   Reason = "AttachmentsOnDataVolume"
+	ReasonAttachmentsEphemeral      Reason = "AttachmentsEphemeral"
+	ReasonAttachmentsNotShared      Reason = "AttachmentsNotShared"
+	ReasonAttachmentsClaimNotFound  Reason = "AttachmentsClaimNotFound"
+	ReasonAttachmentsClaimNotShared Reason = "AttachmentsClaimNotShared"
+
 	// ServiceMonitorReady.
 	ReasonApplied         Reason = "Applied"
 	ReasonCRDNotInstalled Reason = "CRDNotInstalled"

@@ -226,6 +226,7 @@ func ConfigMap(cc *chatv1alpha1.ChatCluster, s Settings) *corev1.ConfigMap {
 	if cc.Spec.Database.SQLite != nil {
 		data[settings.DatabaseURL.Env] = sqliteURL
 	}
+	attachmentsConfig(cc, data)
 	// Empty values would override the server's own defaults with "".
 	for k, v := range data {
 		if v == "" {
@@ -356,6 +357,10 @@ type DeploymentInput struct {
 	// PrometheusAnnotations marks pods for annotation-based scraping, used when no
 	// ServiceMonitor is possible.
 	PrometheusAnnotations bool
+	// AttachmentsClaimShared: the attachments claim (spec.attachments.volume) is
+	// ReadWriteMany, as the reconciler found it. Otherwise an update must stop
+	// the old pod before the new one can mount the claim.
+	AttachmentsClaimShared bool
 }
 
 // Deployment runs the chat servers.
@@ -387,6 +392,8 @@ func Deployment(cc *chatv1alpha1.ChatCluster, s Settings, in DeploymentInput) *a
 	if r := cc.Spec.Redis; r != nil && r.Managed != nil {
 		env = append(env, redisPasswordEnv(cc, settings.RedisPassword.Env))
 	}
+	env = append(env, attachmentsEnv(cc)...)
+	extraVolumes, extraMounts := attachmentsVolumes(cc)
 
 	dataVolume := corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 	strategy := appsv1.DeploymentStrategy{
@@ -400,6 +407,11 @@ func Deployment(cc *chatv1alpha1.ChatCluster, s Settings, in DeploymentInput) *a
 	if cc.Spec.Database.SQLite != nil {
 		dataVolume.VolumeSource = corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: dataClaimName(cc)}}
 		// One writer on a ReadWriteOnce volume: the old pod must stop first.
+		strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	}
+	if AttachmentsClaimName(cc) != "" && !in.AttachmentsClaimShared {
+		// The same for a ReadWriteOnce attachments claim: a surge pod on
+		// another node could not attach it, and the rollout would stall.
 		strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
 	}
 
@@ -465,19 +477,19 @@ func Deployment(cc *chatv1alpha1.ChatCluster, s Settings, in DeploymentInput) *a
 						},
 						// The sleep lets endpoints drop the pod before the server starts draining.
 						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: preStopSeconds}}},
-						VolumeMounts: []corev1.VolumeMount{
+						VolumeMounts: append([]corev1.VolumeMount{
 							{Name: "keys", MountPath: keyringDir, ReadOnly: true},
 							{Name: "data", MountPath: dataDir},
 							{Name: "tmp", MountPath: "/tmp"},
-						},
+						}, extraMounts...),
 						SecurityContext:          restrictedContainerSecurity(),
 						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 					}},
-					Volumes: []corev1.Volume{
+					Volumes: append([]corev1.Volume{
 						{Name: "keys", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: keysSecretName(cc), DefaultMode: ptr.To[int32](0o440)}}},
 						dataVolume,
 						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-					},
+					}, extraVolumes...),
 				},
 			},
 		},

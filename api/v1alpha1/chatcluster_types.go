@@ -49,12 +49,18 @@ const (
 	// pods to load it; False while a promotion waits (reasons Waiting and
 	// KeyPropagationLagging).
 	ConditionKeysPropagated = "KeysPropagated"
+	// ConditionAttachmentsReady is True when attachments are kept where every
+	// replica finds them and a restart keeps them (a shared or single-replica
+	// volume, or S3); False when they would be lost or split between replicas,
+	// or when the store's claim or Secret is missing.
+	ConditionAttachmentsReady = "AttachmentsReady"
 )
 
 // ChatClusterSpec is the desired state of a Parley chat platform.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.database.sqlite) || ((!has(self.replicas) || self.replicas <= 1) && !has(self.autoscaling))",message="SQLite supports a single replica only: set spec.replicas to 1 and remove spec.autoscaling, or use spec.database.postgres"
 // +kubebuilder:validation:XValidation:rule="has(self.redis) || ((!has(self.replicas) || self.replicas <= 1) && !has(self.autoscaling))",message="more than one replica needs spec.redis (managed or external) as the message backplane between replicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.attachments) || !has(self.attachments.volume) || ((!has(self.replicas) || self.replicas <= 1) && (!has(self.autoscaling) || self.autoscaling.maxReplicas <= 1)) || (has(self.attachments.volume.accessModes) && self.attachments.volume.accessModes.exists(m, m == 'ReadWriteMany'))",message="spec.attachments.volume is mounted by every replica: with more than one replica (or autoscaling above one) its accessModes must include ReadWriteMany, or use spec.attachments.s3"
 type ChatClusterSpec struct {
 	// Image of the chat server. Defaults to ghcr.io/parley-chat/chatserver at the
 	// operator's own version. Changing it rolls the pods one at a time with no
@@ -124,6 +130,208 @@ type ChatClusterSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Monitoring MonitoringSpec `json:"monitoring,omitempty"`
+
+	// Attachments says where uploaded files (images, documents, voice
+	// messages), sealed with the keyring's data keys, are kept: a volume or an
+	// S3 bucket, and their limits. When unset, a SQLite cluster keeps them on
+	// its data volume; any other keeps them in each pod's emptyDir, where a
+	// restart loses them and other replicas cannot read them, which the
+	// AttachmentsReady condition reports.
+	// +optional
+	Attachments *AttachmentsSpec `json:"attachments,omitempty"`
+}
+
+// AttachmentsSpec selects the attachments store and sets the limits of uploads.
+// The bounds and defaults of the limits are the chat server's own (pkg/settings),
+// checked against the generated CRD by controllers/settings_test.go.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.volume) != has(self.s3)",message="set exactly one of spec.attachments.volume and spec.attachments.s3"
+// +kubebuilder:validation:XValidation:rule="!has(self.quotaMiB) || !has(self.maxAttachmentMiB) || self.quotaMiB >= self.maxAttachmentMiB",message="spec.attachments.quotaMiB must be at least spec.attachments.maxAttachmentMiB: a user could not upload even one file of the largest size"
+type AttachmentsSpec struct {
+	// Volume keeps attachments in a folder on a PersistentVolumeClaim, mounted
+	// by every chat server pod: the operator's own claim <name>-attachments, or
+	// an existing one (claimName). With more than one replica it must be
+	// ReadWriteMany.
+	// +optional
+	Volume *AttachmentsVolumeSpec `json:"volume,omitempty"`
+
+	// S3 keeps attachments in a bucket of an S3-compatible object store (AWS
+	// S3, MinIO, Ceph RGW, SeaweedFS, ...): what clusters of several replicas
+	// should use.
+	// +optional
+	S3 *S3Spec `json:"s3,omitempty"`
+
+	// MaxAttachmentMiB is the largest file a user may upload, in MiB, from 1
+	// to 10240. Default 100.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10240
+	// +optional
+	MaxAttachmentMiB int32 `json:"maxAttachmentMiB,omitempty"`
+
+	// QuotaMiB is how much one user may keep in attachments, in MiB, from 1 to
+	// 1048576, and at least maxAttachmentMiB. Default 1024.
+	// +kubebuilder:default=1024
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1048576
+	// +optional
+	QuotaMiB int32 `json:"quotaMiB,omitempty"`
+
+	// UploadExpiry is how long an upload may wait to be attached to a message
+	// before it is deleted, from 1m to 720h. Default 24h.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="uploadExpiry must be between 1m and 720h"
+	// +optional
+	UploadExpiry *metav1.Duration `json:"uploadExpiry,omitempty"`
+
+	// MaxImageMegapixels is the largest image (width × height, in millions of
+	// pixels) the server decodes for thumbnails, from 1 to 1000; larger ones
+	// are refused before decoding. Default 50.
+	// +kubebuilder:default=50
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MaxImageMegapixels int32 `json:"maxImageMegapixels,omitempty"`
+
+	// MaxVoiceLength is the longest voice message, from 1s to 2h. Default 15m.
+	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('2h')",message="maxVoiceLength must be between 1s and 2h"
+	// +optional
+	MaxVoiceLength *metav1.Duration `json:"maxVoiceLength,omitempty"`
+}
+
+// AttachmentsVolumeSpec is the claim that holds the attachments folder: one the
+// operator creates (size, storageClassName, accessModes) or an existing one
+// (claimName). The operator never deletes a claim it did not create, nor its own
+// when the spec stops using it (the files may still need copying).
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.claimName) || (!has(self.size) && !has(self.storageClassName))",message="spec.attachments.volume.claimName names an existing claim: size and storageClassName describe one the operator creates; set one or the other"
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.attachments.volume cannot change after creation (a claim is not resized, moved or reclassified here): copy the files to another claim and name it in a new spec.attachments.volume, or move to spec.attachments.s3"
+type AttachmentsVolumeSpec struct {
+	// ClaimName of an existing PersistentVolumeClaim in the ChatCluster's
+	// namespace. The operator checks that it exists (and, with more than one
+	// replica, that it is ReadWriteMany) before it changes the Deployment.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +optional
+	ClaimName string `json:"claimName,omitempty"`
+
+	// Size of the claim the operator creates, <name>-attachments. Default 10Gi.
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+
+	// StorageClassName of the claim the operator creates; the cluster default
+	// when empty.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+
+	// AccessModes of the claim the operator creates; for an existing claim,
+	// what it must offer. Default ReadWriteOnce, which allows one replica only
+	// (and makes updates stop the old pod before starting the new one); more
+	// replicas need ReadWriteMany.
+	// +kubebuilder:validation:MaxItems=4
+	// +kubebuilder:validation:items:Enum=ReadWriteOnce;ReadWriteMany;ReadWriteOncePod
+	// +listType=set
+	// +optional
+	AccessModes []corev1.PersistentVolumeAccessMode `json:"accessModes,omitempty"`
+}
+
+// S3Spec is an S3-compatible bucket. The bucket must exist: the chat server
+// checks it at start and stops with a clear message when it cannot reach it.
+//
+// +kubebuilder:validation:XValidation:rule="!self.endpoint.startsWith('http://') || self.insecure",message="an http:// endpoint carries the S3 traffic unencrypted: set spec.attachments.s3.insecure: true to allow it, or use https://"
+// +kubebuilder:validation:XValidation:rule="!self.insecure || !self.endpoint.startsWith('https://')",message="spec.attachments.s3.insecure: true means plain HTTP, but the endpoint says https://"
+// +kubebuilder:validation:XValidation:rule="!self.insecure || !has(self.caSecret)",message="spec.attachments.s3.caSecret verifies a TLS server: it cannot go with insecure: true"
+type S3Spec struct {
+	// Endpoint of the S3 API: host[:port] or https://host[:port] (TLS), or
+	// http://host[:port] with insecure: true. A DNS name or IPv4 address; no
+	// path. For AWS, s3.<region>.amazonaws.com.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=270
+	// +kubebuilder:validation:Pattern=`^(https?://)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$`
+	Endpoint string `json:"endpoint"`
+
+	// Bucket name, following S3's rules: 3 to 63 lowercase letters, digits,
+	// dots and hyphens, starting and ending with a letter or digit, no two
+	// dots in a row, not an IP address, not starting with xn-- nor ending in
+	// -s3alias or --ol-s3. The bucket must exist.
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9][a-z0-9.-]*[a-z0-9]$') && !self.contains('..') && !self.contains('.-') && !self.contains('-.') && !isIP(self) && !self.startsWith('xn--') && !self.endsWith('-s3alias') && !self.endsWith('--ol-s3')",message="bucket must be an S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit, no two dots in a row, not an IP address, not starting with xn-- nor ending in -s3alias or --ol-s3"
+	Bucket string `json:"bucket"`
+
+	// Region of the bucket; when empty the client asks the server.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][-A-Za-z0-9_]*$`
+	// +optional
+	Region string `json:"region,omitempty"`
+
+	// PathStyle addresses the bucket in the path (https://host/bucket/key)
+	// rather than as a subdomain (https://bucket.host/key): what most
+	// self-hosted servers (MinIO, SeaweedFS, Ceph RGW) need.
+	// +optional
+	PathStyle bool `json:"pathStyle,omitempty"`
+
+	// CredentialsSecret holds the access key and secret key. The chat servers
+	// read them from the Secret by reference (secretKeyRef): they are never
+	// copied into the Deployment. When unset the chat server uses the AWS_*
+	// variables or the pod's IAM role (IRSA). A change of the Secret rolls the
+	// chat server pods.
+	// +optional
+	CredentialsSecret *S3CredentialsSecret `json:"credentialsSecret,omitempty"`
+
+	// Insecure: plain HTTP, for an endpoint inside the cluster network or a
+	// test server. Default false (TLS).
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
+
+	// CASecret selects a Secret key with a PEM bundle of certificate
+	// authorities that the chat server trusts for the endpoint, on top of the
+	// system's: for a self-hosted server with a private CA. Mounted as a file
+	// (PARLEY_S3_CA_FILE); a change rolls the pods.
+	// +optional
+	CASecret *S3CASecret `json:"caSecret,omitempty"`
+}
+
+// S3CredentialsSecret names a Secret and the keys of the access key and secret key in it.
+type S3CredentialsSecret struct {
+	// Name of the Secret, in the ChatCluster's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// AccessKeyKey is the key holding the access key id. Default accessKey.
+	// +kubebuilder:default=accessKey
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	AccessKeyKey string `json:"accessKeyKey,omitempty"`
+
+	// SecretKeyKey is the key holding the secret access key. Default secretKey.
+	// +kubebuilder:default=secretKey
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	SecretKeyKey string `json:"secretKeyKey,omitempty"`
+}
+
+// S3CASecret names a Secret and the key of a PEM CA bundle in it.
+type S3CASecret struct {
+	// Name of the Secret, in the ChatCluster's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Key holding the PEM bundle. Default ca.crt.
+	// +kubebuilder:default="ca.crt"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
 }
 
 // AutoscalingSpec configures a HorizontalPodAutoscaler (autoscaling/v2) for the chat servers.
@@ -457,7 +665,7 @@ type ChatClusterStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, Available, Progressing, Degraded, KeysReady, RedisReady,
-	// ServiceMonitorReady and KeysPropagated.
+	// ServiceMonitorReady, KeysPropagated and AttachmentsReady.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
