@@ -239,6 +239,23 @@ func TestAdmittedServerSettingsStartTheServer(t *testing.T) {
 		"longest message, no other setting": func(cc *chatv1alpha1.ChatCluster) {
 			cc.Spec.Server.MaxMessageChars = int32(charsHi)
 		},
+		"attachments at their minimum, on a volume": func(cc *chatv1alpha1.ChatCluster) {
+			lo := func(p string) int32 { l, _ := intBounds(t, spec, p); return int32(l) }
+			exp, _ := durationBounds(t, spec, "attachments.uploadExpiry")
+			voice, _ := durationBounds(t, spec, "attachments.maxVoiceLength")
+			cc.Spec.Attachments = &chatv1alpha1.AttachmentsSpec{Volume: &chatv1alpha1.AttachmentsVolumeSpec{},
+				MaxAttachmentMiB: lo("attachments.maxAttachmentMiB"), QuotaMiB: lo("attachments.quotaMiB"),
+				MaxImageMegapixels: lo("attachments.maxImageMegapixels"), UploadExpiry: durationPtr(exp), MaxVoiceLength: durationPtr(voice)}
+		},
+		"attachments at their maximum, in S3": func(cc *chatv1alpha1.ChatCluster) {
+			hi := func(p string) int32 { _, h := intBounds(t, spec, p); return int32(h) }
+			_, exp := durationBounds(t, spec, "attachments.uploadExpiry")
+			_, voice := durationBounds(t, spec, "attachments.maxVoiceLength")
+			cc.Spec.Attachments = &chatv1alpha1.AttachmentsSpec{
+				S3: &chatv1alpha1.S3Spec{Endpoint: "minio:9000", Insecure: true, Bucket: "b-1", PathStyle: true},
+				MaxAttachmentMiB: hi("attachments.maxAttachmentMiB"), QuotaMiB: hi("attachments.quotaMiB"),
+				MaxImageMegapixels: hi("attachments.maxImageMegapixels"), UploadExpiry: durationPtr(exp), MaxVoiceLength: durationPtr(voice)}
+		},
 	}
 	for _, l := range levels {
 		var level string
@@ -315,6 +332,8 @@ func TestCRDAgreesWithServerSettings(t *testing.T) {
 		{"security.accessTokenTTL", settings.AccessTokenTTL},
 		{"security.refreshTokenTTL", settings.RefreshTokenTTL},
 		{"server.shutdownTimeout", settings.ShutdownTimeout},
+		{"attachments.uploadExpiry", settings.UploadExpiry},
+		{"attachments.maxVoiceLength", settings.MaxVoiceLength},
 	} {
 		lo, hi := durationBounds(t, spec, c.path)
 		if lo != c.s.Min || hi != c.s.Max {
@@ -333,6 +352,9 @@ func TestCRDAgreesWithServerSettings(t *testing.T) {
 	}{
 		{"server.maxMessageChars", settings.MaxMessageChars},
 		{"server.maxConnections", settings.MaxConnections},
+		{"attachments.maxAttachmentMiB", settings.MaxAttachment},
+		{"attachments.quotaMiB", settings.AttachmentQuota},
+		{"attachments.maxImageMegapixels", settings.MaxImageMegapixels},
 	} {
 		lo, hi := intBounds(t, spec, c.path)
 		if lo != c.s.Min || hi != c.s.Max {
@@ -442,6 +464,11 @@ func TestOperatorDocAgreesWithServerSettings(t *testing.T) {
 		{"server.logLevel", settings.LogLevel.Setting},
 		{"rateLimits.login", settings.RateLogin.Setting},
 		{"rateLimits.messages", settings.RateMessages.Setting},
+		{"attachments.maxAttachmentMiB", settings.MaxAttachment.Setting},
+		{"attachments.quotaMiB", settings.AttachmentQuota.Setting},
+		{"attachments.uploadExpiry", settings.UploadExpiry.Setting},
+		{"attachments.maxImageMegapixels", settings.MaxImageMegapixels.Setting},
+		{"attachments.maxVoiceLength", settings.MaxVoiceLength.Setting},
 	} {
 		row, ok := rows[c.path]
 		if !ok {
