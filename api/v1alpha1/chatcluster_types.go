@@ -240,9 +240,9 @@ type AttachmentsVolumeSpec struct {
 // S3Spec is an S3-compatible bucket. The bucket must exist: the chat server
 // checks it at start and stops with a clear message when it cannot reach it.
 //
-// +kubebuilder:validation:XValidation:rule="!self.endpoint.startsWith('http://') || self.insecure",message="an http:// endpoint carries the S3 traffic unencrypted: set spec.attachments.s3.insecure: true to allow it, or use https://"
-// +kubebuilder:validation:XValidation:rule="!self.insecure || !self.endpoint.startsWith('https://')",message="spec.attachments.s3.insecure: true means plain HTTP, but the endpoint says https://"
-// +kubebuilder:validation:XValidation:rule="!self.insecure || !has(self.caSecret)",message="spec.attachments.s3.caSecret verifies a TLS server: it cannot go with insecure: true"
+// +kubebuilder:validation:XValidation:rule="!self.endpoint.startsWith('http://') || (has(self.insecure) && self.insecure)",message="an http:// endpoint carries the S3 traffic unencrypted: set spec.attachments.s3.insecure: true to allow it, or use https://"
+// +kubebuilder:validation:XValidation:rule="!has(self.insecure) || !self.insecure || !self.endpoint.startsWith('https://')",message="spec.attachments.s3.insecure: true means plain HTTP, but the endpoint says https://"
+// +kubebuilder:validation:XValidation:rule="!has(self.insecure) || !self.insecure || !has(self.caSecret)",message="spec.attachments.s3.caSecret verifies a TLS server: it cannot go with insecure: true"
 type S3Spec struct {
 	// Endpoint of the S3 API: host[:port] or https://host[:port] (TLS), or
 	// http://host[:port] with insecure: true. A DNS name or IPv4 address; no
