@@ -118,12 +118,12 @@ func New(c Config) *Service {
 
 // SelfView is a user as they see themself (with email).
 func SelfView(u *store.User) protocol.User {
-	return protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Email: u.Email}
+	return protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Email: u.Email, Avatar: u.Avatar.Version}
 }
 
 // PublicView is a user as others see them.
 func PublicView(u *store.User) protocol.User {
-	return protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName}
+	return protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Avatar: u.Avatar.Version}
 }
 
 // NormalizeEmail trims and lower-cases an email address.

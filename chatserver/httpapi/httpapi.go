@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/attachments"
+	"github.com/parley-chat/parley/chatserver/avatars"
 	"github.com/parley-chat/parley/chatserver/messaging"
 	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/chatserver/protocol"
@@ -57,6 +58,7 @@ type API struct {
 	refreshTTL      time.Duration
 	maxBody         int64
 	attachments     *attachments.Service
+	avatars         *avatars.Service
 }
 
 // Config wires an API.
@@ -84,6 +86,8 @@ type Config struct {
 	// Attachments serves uploads and downloads; nil: the endpoints answer
 	// not_found.
 	Attachments *attachments.Service
+	// Avatars serves profile photos; nil: the endpoints answer not_found.
+	Avatars *avatars.Service
 }
 
 // New returns the API.
@@ -91,7 +95,7 @@ func New(c Config) *API {
 	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: metrics.OrNew(c.Metrics), log: c.Logger,
 		limits: map[string]ratelimit.Limiter{LimitLogin: c.LoginLimit}, proxies: c.TrustedProxies,
 		web: c.Web, ready: c.Ready, degradable: c.Degradable, separateMetrics: c.SeparateMetrics, keyringz: c.Keyringz, refreshTTL: c.RefreshTTL,
-		maxBody: max(c.MaxBody, defaultMaxBody), attachments: c.Attachments}
+		maxBody: max(c.MaxBody, defaultMaxBody), attachments: c.Attachments, avatars: c.Avatars}
 }
 
 // Handler builds the Gin engine.
@@ -125,6 +129,9 @@ func (a *API) Handler() http.Handler {
 	authed.PATCH("/me", a.updateMe)
 	authed.DELETE("/me", a.deleteAccount)
 	authed.GET("/me/export", a.exportData)
+	authed.PUT("/me/avatar", a.setAvatar)
+	authed.DELETE("/me/avatar", a.deleteAvatar)
+	authed.GET("/users/:id/avatar", a.avatar)
 	authed.GET("/users", a.searchUsers)
 	authed.POST("/ws/ticket", a.wsTicket)
 	authed.GET("/conversations", a.listConversations)

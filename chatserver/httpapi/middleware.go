@@ -100,8 +100,9 @@ func (a *API) securityHeaders() gin.HandlerFunc {
 // bodyLimit refuses bodies over maxBody bytes.
 func bodyLimit(maxBody int64) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if c.Request.Method == http.MethodPost && c.Request.URL.Path == uploadPath {
-			c.Next() // an upload: the attachment limits apply, as it streams
+		if c.Request.Method == http.MethodPost && c.Request.URL.Path == uploadPath ||
+			c.Request.Method == http.MethodPut && c.Request.URL.Path == avatarPath {
+			c.Next() // an upload: the attachment (or photo) limits apply, as it streams
 			return
 		}
 		if c.Request.ContentLength > maxBody {

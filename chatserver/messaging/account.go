@@ -143,6 +143,12 @@ func (s *Service) PurgeAccount(ctx context.Context, userID string) (PurgeStats, 
 	if err := s.purgeUploads(ctx, userID); err != nil {
 		return st, err
 	}
+	// The profile photo: its blob, then the row's reference to it.
+	if s.avatars != nil {
+		if err := s.avatars.Purge(ctx, userID); err != nil {
+			return st, fmt.Errorf("messaging: account purge: %w", err)
+		}
+	}
 	sums, err := s.store.ListConversations(ctx, userID)
 	if err != nil {
 		return st, fmt.Errorf("messaging: account purge: %w", err)
@@ -259,6 +265,13 @@ type (
 		Email       string    `json:"email"`
 		DisplayName string    `json:"displayName"`
 		CreatedAt   time.Time `json:"createdAt"`
+		// Avatar says whether there is a profile photo: its version and
+		// where to download it (GET, with the access token); null: none.
+		Avatar *exportAvatar `json:"avatar"`
+	}
+	exportAvatar struct {
+		Version string `json:"version"`
+		Path    string `json:"path"`
 	}
 	exportMember struct {
 		ID          string `json:"id"`
@@ -344,6 +357,9 @@ func (s *Service) Export(ctx context.Context, userID, ip string, open func() io.
 		return nil
 	}
 	profile := exportProfile{ID: u.ID, Username: u.Username, Email: u.Email, DisplayName: u.DisplayName, CreatedAt: u.CreatedAt}
+	if u.Avatar.Version != "" {
+		profile.Avatar = &exportAvatar{Version: u.Avatar.Version, Path: "/api/v1/users/" + u.ID + "/avatar"}
+	}
 	if err := put(`{"exportedAt":`, s.now().UTC().Truncate(time.Second), `,"profile":`, profile, `,"conversations":`, convs,
 		`,"messages":[`); err != nil {
 		return err
@@ -482,5 +498,5 @@ func memberView(u *store.User) protocol.User {
 	if u.DeletedAt != nil {
 		return protocol.User{ID: u.ID, DisplayName: store.DeletedDisplayName}
 	}
-	return protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName}
+	return protocol.User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Avatar: u.Avatar.Version}
 }

@@ -290,7 +290,7 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 			id := mem.UserID
 			u := users[id]
 			pv := memberView(&u)
-			m := protocol.Member{ID: id, Username: pv.Username, DisplayName: pv.DisplayName, Role: mem.Role, ReadSeq: mem.ReadSeq}
+			m := protocol.Member{ID: id, Username: pv.Username, DisplayName: pv.DisplayName, Avatar: pv.Avatar, Role: mem.Role, ReadSeq: mem.ReadSeq}
 			if st, ok := status[id]; ok {
 				m.Online = st.Online
 				if !st.LastSeen.IsZero() {

@@ -605,6 +605,12 @@ func (s *Service) expiryPass(ctx context.Context, holder string, interval time.D
 			s.log.Warn("attachment collection failed", "err", err)
 		}
 	}
+	// Profile photo blobs no user names any more.
+	if s.avatars != nil {
+		if _, err := s.avatars.Collect(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("profile photo collection failed", "err", err)
+		}
+	}
 	if backlog, err := s.store.ExpiryBacklog(ctx, s.now()); err == nil {
 		s.metrics.ExpiryBacklog.Set(float64(backlog))
 	}

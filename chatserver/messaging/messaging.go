@@ -122,6 +122,7 @@ type Service struct {
 	// editWindow is how long after sending a sender may edit a message.
 	editWindow  time.Duration
 	attachments Attachments // nil: none configured
+	avatars     Avatars     // nil: none configured
 }
 
 // Config wires a Service.
@@ -139,6 +140,7 @@ type Config struct {
 	Faults       *faults.Set   // test builds only (package faults); nil: none
 	EditWindow   time.Duration // 0: DefaultEditWindow
 	Attachments  Attachments   // nil: blobs are not deleted (tests without a blob store)
+	Avatars      Avatars       // nil: profile photos are not purged (tests without a blob store)
 }
 
 // DefaultEditWindow is how long a sender may edit a message by default.
@@ -156,7 +158,7 @@ func New(c Config) *Service {
 	}
 	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
 		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now,
-		faults: c.Faults, editWindow: window, attachments: c.Attachments}
+		faults: c.Faults, editWindow: window, attachments: c.Attachments, avatars: c.Avatars}
 }
 
 // MaxBodyChars is the message length limit in characters.

@@ -9,7 +9,6 @@ import (
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/audit"
-	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/protocol"
 	"github.com/parley-chat/parley/chatserver/store"
 )
@@ -43,13 +42,7 @@ func (s *Service) SetDisplayName(ctx context.Context, userID, name string) (prot
 	}
 	u.DisplayName = name
 	_ = s.audit.Record(ctx, audit.ProfileChanged, userID, userID, "", map[string]any{"field": "displayName"})
-	peers, err := s.store.ConversationPeers(ctx, userID)
-	if err != nil {
-		// Stored: peers see the new name on their next read of the list.
-		s.log.Warn("profile change: peers lookup failed", "user", userID, "err", err)
-	}
-	public := accounts.PublicView(u)
-	s.events.Publish(ctx, delivery.Event{To: append(peers, userID), Frame: protocol.UserFrame{User: &public}})
+	s.AnnounceProfile(ctx, u)
 	return accounts.SelfView(u), nil
 }
 

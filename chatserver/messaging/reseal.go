@@ -28,6 +28,7 @@ type Resealer struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	blobs   BlobResealer
+	avatars BlobResealer
 }
 
 // BlobResealer re-encrypts attachments sealed with a non-active data key
@@ -40,6 +41,13 @@ type BlobResealer interface {
 // WithAttachments has each pass re-encrypt attachments too.
 func (s *Resealer) WithAttachments(b BlobResealer) *Resealer {
 	s.blobs = b
+	return s
+}
+
+// WithAvatars has each pass re-encrypt profile photos too (package
+// avatars): SealedCounts counts them, like attachments.
+func (s *Resealer) WithAvatars(b BlobResealer) *Resealer {
+	s.avatars = b
 	return s
 }
 
@@ -92,8 +100,11 @@ func (s *Resealer) Reseal(ctx context.Context) (ResealReport, error) {
 				rep.Failed++
 			}
 		}
-		if s.blobs != nil {
-			n, failed, err := s.blobs.Reseal(ctx, kid, ResealBatch)
+		for _, b := range []BlobResealer{s.blobs, s.avatars} {
+			if b == nil {
+				continue
+			}
+			n, failed, err := b.Reseal(ctx, kid, ResealBatch)
 			rep.Resealed += n
 			rep.Failed += failed
 			if err != nil {

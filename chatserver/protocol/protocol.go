@@ -17,6 +17,10 @@ type User struct {
 	Username    string `json:"username"`
 	DisplayName string `json:"displayName"`
 	Email       string `json:"email,omitempty"`
+	// Avatar is the version of the user's profile photo (absent: none);
+	// it changes with every new photo. Fetch it with GET
+	// /api/v1/users/{id}/avatar.
+	Avatar string `json:"avatar,omitempty"`
 }
 
 // Message is a message as clients see it.
@@ -99,6 +103,7 @@ type Member struct {
 	ID          string     `json:"id"`
 	Username    string     `json:"username"`
 	DisplayName string     `json:"displayName"`
+	Avatar      string     `json:"avatar,omitempty"` // profile photo version, as User's
 	Role        string     `json:"role"`
 	ReadSeq     int64      `json:"readSeq"` // this member's read marker (for "seen")
 	Online      bool       `json:"online"`

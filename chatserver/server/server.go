@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/accounts"
 	"github.com/parley-chat/parley/chatserver/attachments"
 	"github.com/parley-chat/parley/chatserver/audit"
+	"github.com/parley-chat/parley/chatserver/avatars"
 	"github.com/parley-chat/parley/chatserver/backplane"
 	"github.com/parley-chat/parley/chatserver/blob"
 	"github.com/parley-chat/parley/chatserver/blob/fsblob"
@@ -207,11 +208,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		Metrics: s.metrics, Audit: auditLog, Logger: log, Now: opts.Now, Limits: attachments.Limits{
 			MaxBytes: cfg.MaxAttachmentBytes, Quota: cfg.AttachmentQuota, MaxPixels: cfg.MaxImagePixels,
 			MaxVoice: cfg.MaxVoiceLength, UploadExpiry: cfg.UploadExpiry}})
-	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres, Attachments: atts,
+	avs := avatars.New(avatars.Config{Store: db, Blobs: s.blobs, Keys: s.keys, Limiter: msgLimit, Audit: auditLog,
+		Logger: log, Now: opts.Now, MaxBytes: min(avatars.DefaultMaxBytes, cfg.MaxAttachmentBytes), MaxPixels: cfg.MaxImagePixels})
+	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres, Attachments: atts, Avatars: avs,
 		Audit: auditLog, MessageLimit: msgLimit, Metrics: s.metrics,
 		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now, Faults: faults.FromEnv(os.Getenv),
 		EditWindow: cfg.EditWindow})
-	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log).WithAttachments(atts)
+	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log).WithAttachments(atts).WithAvatars(avs)
 	s.msgs = msgs
 	s.hub = realtime.NewHub(realtime.Config{
 		Options: realtime.Options{AllowedOrigins: cfg.AllowedOrigins, MaxConnections: cfg.MaxConnections,
@@ -227,7 +230,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
 		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable,
 		SeparateMetrics: cfg.MetricsAddr != "", Keyringz: keyringzHandler(s.keys), MaxBody: int64(cfg.MaxFrameBytes),
-		Attachments: atts})
+		Attachments: atts, Avatars: avs})
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ConnState: s.conns.track,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
