@@ -466,18 +466,21 @@ func (w *webm) walk(br *bufio.Reader, limit int64, depth int) error {
 				w.maxTick = max(w.maxTick, w.clusterTick)
 			}
 		case idDuration:
-			// A float of 4 or 8 bytes; its size is the uploader's, so it is
-			// checked before anything is allocated for it.
-			if size != 4 && size != 8 {
+			// A float of 0 (zero), 4 or 8 bytes; its size is the
+			// uploader's, so it is checked before anything is allocated.
+			if size != 0 && size != 4 && size != 8 {
 				return fmt.Errorf("webm: Duration of %d bytes", size)
 			}
 			var b [8]byte
 			if _, err := io.ReadFull(br, b[:size]); err != nil {
 				return err
 			}
-			if size == 4 {
+			switch size {
+			case 0:
+				w.duration = 0
+			case 4:
 				w.duration = float64(math.Float32frombits(binary.BigEndian.Uint32(b[:])))
-			} else {
+			case 8:
 				w.duration = math.Float64frombits(binary.BigEndian.Uint64(b[:]))
 			}
 		case idSimpleBlock, idBlock:
