@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	chatv1alpha1 "github.com/parley-chat/parley/api/v1alpha1"
 	"github.com/parley-chat/parley/pkg/settings"
@@ -512,5 +515,41 @@ func TestAttachmentsUnsetIsReported(t *testing.T) {
 	f.reconcile("lite")
 	if c := cond(f.chat("lite"), "AttachmentsReady"); c.Status != metav1.ConditionTrue || c.Reason != "AttachmentsOnDataVolume" {
 		t.Errorf("SQLite: AttachmentsReady = %+v", c)
+	}
+}
+
+// The samples in config/samples are accepted, and reconcile to
+// AttachmentsReady=True once their Secrets exist.
+func TestAttachmentSamples(t *testing.T) {
+	f := newFixture(t)
+	for file, secrets := range map[string]map[string]map[string]string{
+		"chat_v1alpha1_chatcluster.yaml": {
+			"parley-db": {"dsn": "postgres://x@db/parley"},
+			"parley-s3": {"accessKey": "a", "secretKey": "s"},
+		},
+		"chat_v1alpha1_chatcluster_volume.yaml": {"parley-files-db": {"dsn": "postgres://x@db/parley"}},
+	} {
+		raw, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := &chatv1alpha1.ChatCluster{}
+		if err := yaml.UnmarshalStrict(raw, cc); err != nil {
+			t.Fatalf("%s does not decode into the API types: %v", file, err)
+		}
+		if cc.Spec.Attachments == nil {
+			t.Fatalf("%s has no spec.attachments", file)
+		}
+		cc.Namespace = f.ns
+		for name, data := range secrets {
+			f.createSecret(name, data)
+		}
+		if err := k8s.Create(ctx, cc); err != nil {
+			t.Fatalf("the API server refuses %s: %v", file, err)
+		}
+		f.reconcile(cc.Name)
+		if c := cond(f.chat(cc.Name), "AttachmentsReady"); c.Status != metav1.ConditionTrue {
+			t.Errorf("%s: AttachmentsReady = %+v", file, c)
+		}
 	}
 }
