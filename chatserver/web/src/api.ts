@@ -148,6 +148,44 @@ export class ApiClient {
     }
   }
 
+  /**
+   * An authenticated request whose body is raw bytes (a File or Blob, sent as it is)
+   * or whose answer is binary: the Response is returned when it is ok, errors are
+   * ApiErrors as from request(). On 401 it refreshes once, as request() does.
+   */
+  async binary(method: string, path: string, body?: Blob): Promise<Response> {
+    const send = async (): Promise<Response> => {
+      const headers: Record<string, string> = {};
+      if (this.token) headers.Authorization = `Bearer ${this.token}`;
+      let res: Response;
+      try {
+        res = await this.fetchFn(this.base + path, { method, headers, body, credentials: 'same-origin' });
+      } catch (e) {
+        throw new ApiError(0, 'network', e instanceof Error ? e.message : String(e));
+      }
+      if (res.ok) return res;
+      const text = await res.text().catch(() => '');
+      let data: unknown = null;
+      try {
+        data = text ? JSON.parse(text) : null;
+      } catch {
+        data = null;
+      }
+      throw errorFromAnswer(res, data);
+    };
+    const used = this.token;
+    if (used === null) throw new ApiError(401, 'unauthorized', 'not signed in');
+    try {
+      return await send();
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401 || e.code !== 'unauthorized') throw e;
+      if (this.token === used) await this.refresh();
+      else if (this.refreshing) await this.refreshing;
+      if (this.token === null) throw e;
+      return send();
+    }
+  }
+
   private adopt(s: Session): void {
     this.token = s.accessToken;
     this.onSession(s);
@@ -178,16 +216,19 @@ export class ApiClient {
         data = null;
       }
     }
-    if (!res.ok) {
-      const err = (data as { error?: { code?: string; message?: string; retryAfter?: number; field?: unknown }; retryAfter?: number } | null) ?? {};
-      const code = err.error?.code ?? (res.status >= 500 ? 'internal' : 'http_' + res.status);
-      const retryHeader = Number(res.headers.get('Retry-After'));
-      const retryAfter = err.error?.retryAfter ?? err.retryAfter ?? (Number.isFinite(retryHeader) && retryHeader > 0 ? retryHeader : undefined);
-      const field = typeof err.error?.field === 'string' && /^[A-Za-z]{1,32}$/.test(err.error.field) ? err.error.field : undefined;
-      throw new ApiError(res.status, code, err.error?.message ?? res.statusText, retryAfter, field);
-    }
+    if (!res.ok) throw errorFromAnswer(res, data);
     return data as T;
   }
+}
+
+/** The ApiError of a failed answer whose body (JSON, or null) is data. */
+function errorFromAnswer(res: Response, data: unknown): ApiError {
+  const err = (data as { error?: { code?: string; message?: string; retryAfter?: number; field?: unknown }; retryAfter?: number } | null) ?? {};
+  const code = err.error?.code ?? (res.status >= 500 ? 'internal' : 'http_' + res.status);
+  const retryHeader = Number(res.headers.get('Retry-After'));
+  const retryAfter = err.error?.retryAfter ?? err.retryAfter ?? (Number.isFinite(retryHeader) && retryHeader > 0 ? retryHeader : undefined);
+  const field = typeof err.error?.field === 'string' && /^[A-Za-z]{1,32}$/.test(err.error.field) ? err.error.field : undefined;
+  return new ApiError(res.status, code, err.error?.message ?? res.statusText, retryAfter, field);
 }
 
 function withLock<T>(name: string, f: () => Promise<T>): Promise<T> {

@@ -1,6 +1,7 @@
 import { batch, computed, signal } from '@preact/signals';
 import { ApiClient, ApiError, refreshDelay, toApiError } from './api';
 import { addUploads, describeUploadError, removeUpload, uploadDone, uploadFailed, uploadFile, uploadProgress, UrlCache, type SignedUrls, type Upload, type UploadHandle } from './attachments';
+import { clearAvatars, configureAvatars } from './avatars';
 import { describeError } from './errors';
 import { browserStorage, LocalState, type KeyValueStorage } from './persist';
 import { SessionSync, type SessionMessage } from './session';
@@ -143,6 +144,7 @@ export class ChatStore {
     this.urls = new UrlCache((id) => this.api.request<SignedUrls>('GET', `/attachments/${enc(id)}/url`), this.now);
     this.api.onSession = (s) => this.onSession(s);
     this.api.onSignedOut = () => this.endSession(true);
+    configureAvatars(this.api);
     this.connection = new Connection({
       getTicket: async () => (await this.api.request<{ ticket: string }>('POST', '/ws/ticket')).ticket,
       createSocket: deps.createSocket ?? defaultSocket,
@@ -266,17 +268,28 @@ export class ChatStore {
     this.applyUser(u);
   }
 
-  /** A person's name changed (mine, or someone I share a conversation with). */
-  private applyUser(u: Pick<User, 'id' | 'username' | 'displayName'>): void {
+  /** Makes an image my profile photo (the server crops and shrinks it); tells others as a name change does. */
+  async setAvatar(file: Blob): Promise<void> {
+    const res = await this.api.binary('PUT', '/me/avatar', file);
+    this.applyUser((await res.json()) as User);
+  }
+
+  /** Removes my profile photo: initials again. */
+  async removeAvatar(): Promise<void> {
+    this.applyUser(await this.api.request<User>('DELETE', '/me/avatar'));
+  }
+
+  /** A person's name or photo changed (mine, or someone I share a conversation with). */
+  private applyUser(u: Pick<User, 'id' | 'username' | 'displayName' | 'avatar'>): void {
     batch(() => {
       const me = this.me.value;
-      if (me && me.id === u.id) this.me.value = { ...me, username: u.username, displayName: u.displayName };
+      if (me && me.id === u.id) this.me.value = { ...me, username: u.username, displayName: u.displayName, avatar: u.avatar };
       let changed = false;
       const next: Record<string, Conversation> = {};
       for (const [id, c] of Object.entries(this.conversations.value)) {
-        if (c.members.some((m) => m.id === u.id && (m.displayName !== u.displayName || m.username !== u.username))) {
+        if (c.members.some((m) => m.id === u.id && (m.displayName !== u.displayName || m.username !== u.username || m.avatar !== u.avatar))) {
           changed = true;
-          next[id] = { ...c, members: c.members.map((m) => (m.id === u.id ? { ...m, username: u.username, displayName: u.displayName } : m)) };
+          next[id] = { ...c, members: c.members.map((m) => (m.id === u.id ? { ...m, username: u.username, displayName: u.displayName, avatar: u.avatar } : m)) };
         } else next[id] = c;
       }
       if (changed) this.conversations.value = next;
@@ -371,6 +384,7 @@ export class ChatStore {
     // Drafts and unsent messages are this person's: none stay in the browser.
     this.local?.clear();
     this.local = null;
+    clearAvatars();
     this.t.clearTimeout(this.refreshTimer);
     for (const f of this.inflight.values()) this.t.clearTimeout(f.timer);
     this.inflight.clear();

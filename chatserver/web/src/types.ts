@@ -5,6 +5,8 @@ export interface User {
   username: string;
   displayName: string;
   email?: string;
+  /** Version of the profile photo (absent: none); changes with every new photo. */
+  avatar?: string;
 }
 
 export type Role = 'owner' | 'admin' | 'member';

@@ -530,7 +530,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         <button type="button" class="btn-icon back" aria-label="Back to conversations" onClick={() => navigate(null)}>
           ‹
         </button>
-        <Avatar name={title} id={c.kind === 'direct' ? (c.members.find((m) => m.id !== me.id)?.id ?? c.id) : c.id} online={c.kind === 'direct' ? !!c.members.find((m) => m.id !== me.id)?.online : undefined} />
+        <Avatar name={title} id={c.kind === 'direct' ? (c.members.find((m) => m.id !== me.id)?.id ?? c.id) : c.id} online={c.kind === 'direct' ? !!c.members.find((m) => m.id !== me.id)?.online : undefined} avatar={c.kind === 'direct' ? c.members.find((m) => m.id !== me.id)?.avatar : undefined} />
         <div class="pane-title">
           <h2 id="conv-title">{title}</h2>
           <span class="muted small" data-testid="conv-subtitle">
@@ -1222,7 +1222,7 @@ function MembersDialog({ store, c, onClose }: { store: ChatStore; c: Conversatio
       <ul class="people" aria-label="Members">
         {c.members.map((m) => (
           <li key={m.id} class="member-row">
-            <Avatar name={m.displayName || m.username} id={m.id} online={!!m.online} />
+            <Avatar name={m.displayName || m.username} id={m.id} online={!!m.online} avatar={m.avatar} />
             <span class="person-text">
               <span class="person-name">
                 {m.displayName || m.username}

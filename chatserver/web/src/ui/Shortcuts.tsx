@@ -171,7 +171,7 @@ function QuickSwitcher({ store, navigate, onClose }: { store: ChatStore; navigat
                 onClick={() => open(c)}
                 onPointerMove={() => i !== cur && setSel(i)}
               >
-                <Avatar name={title} id={other ? other.id : c.id} />
+                <Avatar name={title} id={other ? other.id : c.id} avatar={c.kind === 'direct' ? other?.avatar : undefined} />
                 <span class="switcher-title">{title}</span>
                 {c.kind === 'group' && <span class="muted small">{c.members.length} members</span>}
                 {c.unread > 0 && <span class="badge">{c.unread > 99 ? '99+' : c.unread}</span>}

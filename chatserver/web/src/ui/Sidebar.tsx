@@ -1,5 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { previewText } from '../attachments';
+import { AVATAR_MAX_BYTES, AVATAR_TYPES } from '../avatars';
+import { ApiError } from '../api';
 import { describeError } from '../errors';
 import { setTheme, theme, type ThemeChoice } from '../theme';
 import { FormError, serverErrors } from './Auth';
@@ -22,7 +24,7 @@ export function Sidebar({ store, navigate }: Props) {
     <aside class="sidebar" aria-label="Conversations">
       <header class="sidebar-head">
         <div class="me">
-          <Avatar name={me.displayName || me.username} id={me.id} />
+          <Avatar name={me.displayName || me.username} id={me.id} avatar={me.avatar} />
           <div class="me-text">
             <span class="me-name" data-testid="my-name">
               {me.displayName || me.username}
@@ -181,7 +183,7 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft }: { c: Conve
   return (
     <li>
       <button type="button" class={'conv' + (active ? ' active' : '') + (c.unread > 0 ? ' unread' : '')} aria-current={active ? 'page' : undefined} onClick={onOpen} data-conversation={c.id}>
-        <Avatar name={title} id={c.kind === 'direct' && other ? other.id : c.id} online={other ? !!other.online : undefined} />
+        <Avatar name={title} id={c.kind === 'direct' && other ? other.id : c.id} online={other ? !!other.online : undefined} avatar={c.kind === 'direct' ? other?.avatar : undefined} />
         <span class="conv-text">
           <span class="conv-top">
             <span class="conv-title">{title}</span>
@@ -364,7 +366,118 @@ function PasswordDialog({ store, onClose }: { store: ChatStore; onClose: () => v
   );
 }
 
-/** Change my display name (the avatar stays initials). */
+/** What went wrong with a profile photo, in words (client checks and server answers). */
+export function photoError(e: unknown): string {
+  if (e instanceof ApiError) {
+    switch (e.code) {
+      case 'attachment_too_large':
+      case 'request_too_large':
+        return 'This image is too large: choose one under 10 MB.';
+      case 'image_too_large':
+        return `This image has too many pixels for the server to read. ${e.message ? e.message.charAt(0).toUpperCase() + e.message.slice(1) + '.' : ''}`.trim();
+      case 'invalid_media':
+        return 'This file is not an image Parley can read. Choose a JPEG, PNG, GIF or WebP photo.';
+    }
+  }
+  return describeError(e);
+}
+
+/** Choose, preview and save a profile photo, or remove it. */
+function PhotoSection({ store }: { store: ChatStore }) {
+  const me = store.me.value!;
+  const input = useRef<HTMLInputElement>(null);
+  const [file, setFile] = useState<File | null>(null);
+  const [preview, setPreview] = useState<string | null>(null);
+  const [error, setError] = useState('');
+  const [status, setStatus] = useState('');
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    if (!file) return setPreview(null);
+    const url = URL.createObjectURL(file);
+    setPreview(url);
+    return () => URL.revokeObjectURL(url);
+  }, [file]);
+  const pick = (f: File | undefined) => {
+    setStatus('');
+    setError('');
+    if (!f) return;
+    if (!AVATAR_TYPES.includes(f.type)) return setError('Choose a JPEG, PNG, GIF or WebP image.');
+    if (f.size > AVATAR_MAX_BYTES) return setError(`This image is ${(f.size / 1024 / 1024).toFixed(1)} MB: choose one under 10 MB.`);
+    setFile(f);
+  };
+  const run = async (what: () => Promise<void>, done: string) => {
+    setBusy(true);
+    setError('');
+    try {
+      await what();
+      setFile(null);
+      setStatus(done);
+    } catch (e) {
+      setError(photoError(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section class="profile-photo-section" aria-labelledby="profile-photo-label">
+      <p class="label-like" id="profile-photo-label">
+        Profile photo
+      </p>
+      <div class="profile-photo">
+        {preview ? <img class="profile-photo-preview" src={preview} alt="Preview of the new photo" data-testid="photo-preview" /> : <Avatar name={me.displayName || me.username} id={me.id} avatar={me.avatar} />}
+        <div class="profile-photo-actions">
+          <input
+            ref={input}
+            id="profile-photo-file"
+            class="sr-only"
+            type="file"
+            accept={AVATAR_TYPES.join(',')}
+            tabIndex={-1}
+            aria-describedby="profile-photo-hint"
+            onChange={(e) => {
+              pick(e.currentTarget.files?.[0]);
+              e.currentTarget.value = '';
+            }}
+          />
+          {file ? (
+            <>
+              <button type="button" class="btn btn-primary" disabled={busy} onClick={() => run(() => store.setAvatar(file), 'Photo saved.')}>
+                {busy ? 'Saving…' : 'Save photo'}
+              </button>
+              <button type="button" class="btn" disabled={busy} onClick={() => setFile(null)}>
+                Cancel
+              </button>
+            </>
+          ) : (
+            <>
+              <button type="button" class="btn" disabled={busy} onClick={() => input.current?.click()}>
+                {me.avatar ? 'Change photo' : 'Add photo'}
+              </button>
+              {me.avatar && (
+                <button type="button" class="btn" disabled={busy} onClick={() => run(() => store.removeAvatar(), 'Photo removed.')}>
+                  Remove photo
+                </button>
+              )}
+            </>
+          )}
+        </div>
+      </div>
+      <p id="profile-photo-hint" class="hint">
+        JPEG, PNG, GIF or WebP, up to 10 MB. It is cut to a square from the middle. Anyone signed in to Parley can see it.
+      </p>
+      {error && (
+        <p class="form-error" role="alert" data-testid="photo-error">
+          {error}
+        </p>
+      )}
+      <p class="sr-only" role="status">
+        {status}
+      </p>
+    </section>
+  );
+}
+
+/** Change my display name and profile photo. */
 function ProfileDialog({ store, onClose }: { store: ChatStore; onClose: () => void }) {
   const me = store.me.value!;
   const [name, setName] = useState(me.displayName);
@@ -389,6 +502,7 @@ function ProfileDialog({ store, onClose }: { store: ChatStore; onClose: () => vo
   };
   return (
     <Modal title="Edit profile" onClose={onClose}>
+      <PhotoSection store={store} />
       <form class="form" onSubmit={submit} noValidate>
         <Field
           id="profile-name"

@@ -1,8 +1,10 @@
 import type { ComponentChildren, JSX } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { cachedAvatar, loadAvatar } from '../avatars';
 import { describeError } from '../errors';
 import type { ChatStore } from '../store';
 import type { User } from '../types';
+import './avatar.css';
 
 export function initials(name: string): string {
   const parts = name.trim().split(/\s+/).filter(Boolean);
@@ -12,17 +14,36 @@ export function initials(name: string): string {
 
 const HUES = [210, 150, 280, 20, 330, 190, 45, 250];
 
-/** A coloured circle with initials; the colour is set from JS (CSP forbids style attributes in HTML). */
-export function Avatar({ name, id, online }: { name: string; id: string; online?: boolean }) {
+/**
+ * A person's profile photo when they have one (`avatar`, its version), else a coloured
+ * circle with initials, which also show while the photo loads and when it fails. The
+ * colour is set from JS (CSP forbids style attributes in HTML). The photo comes from
+ * src/avatars.ts: fetched with the access token, shown from an object URL.
+ */
+export function Avatar({ name, id, online, avatar }: { name: string; id: string; online?: boolean; avatar?: string }) {
   const ref = useRef<HTMLSpanElement>(null);
+  const [photo, setPhoto] = useState<string | null>(() => cachedAvatar(id, avatar));
   useEffect(() => {
     let h = 0;
     for (const ch of id) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
     ref.current?.style.setProperty('--avatar-hue', String(HUES[h % HUES.length]));
   }, [id]);
+  useEffect(() => {
+    if (!avatar) return setPhoto(null);
+    const ready = cachedAvatar(id, avatar);
+    setPhoto(ready);
+    if (ready) return;
+    let live = true;
+    void loadAvatar(id, avatar).then((url) => {
+      if (live) setPhoto(url);
+    });
+    return () => {
+      live = false;
+    };
+  }, [id, avatar]);
   return (
-    <span class="avatar" ref={ref} aria-hidden="true">
-      {initials(name)}
+    <span class={photo ? 'avatar has-photo' : 'avatar'} ref={ref} aria-hidden="true">
+      {photo ? <img class="avatar-photo" src={photo} alt="" onError={() => setPhoto(null)} /> : initials(name)}
       {online !== undefined && <span class={'presence ' + (online ? 'on' : 'off')} />}
     </span>
   );
@@ -130,7 +151,7 @@ export function UserSearch({
           {shown.map((u) => (
             <li key={u.id}>
               <button type="button" class="person" onClick={() => onPick(u)} aria-label={actionLabel(u)}>
-                <Avatar name={u.displayName || u.username} id={u.id} />
+                <Avatar name={u.displayName || u.username} id={u.id} avatar={u.avatar} />
                 <span class="person-text">
                   <span class="person-name">{u.displayName || u.username}</span>
                   <span class="muted">@{u.username}</span>
