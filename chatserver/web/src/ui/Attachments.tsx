@@ -253,19 +253,25 @@ function FileCard({ store, a, tab }: { store: ChatStore; a: Attachment; tab: num
 
 const BARS = 40;
 /** Waveforms computed on this page, by attachment id (decoding is the costly part). */
-const peaksCache = new Map<string, number[]>();
+const peaksCache = new Map<string, Peaks>();
+
+interface Peaks {
+  bars: number[];
+  /** Decoded from the recording, or made up from the id (decoding failed), or not yet known. */
+  source: 'decoded' | 'pseudo' | 'pending';
+}
 
 /**
  * The peaks of a voice message: decoded in the browser (Web Audio decodeAudioData on an
  * OfflineAudioContext, which needs no user gesture), or, when that fails, a stable
  * pseudo-waveform from the id, so that the player never jumps or stays empty.
  */
-function usePeaks(id: string, url: string | undefined): number[] {
-  const [peaks, setPeaks] = useState<number[] | null>(() => peaksCache.get(id) ?? null);
+function usePeaks(id: string, url: string | undefined): Peaks {
+  const [peaks, setPeaks] = useState<Peaks | null>(() => peaksCache.get(id) ?? null);
   useEffect(() => {
     if (peaks || !url) return;
     let live = true;
-    const done = (p: number[]) => {
+    const done = (p: Peaks) => {
       peaksCache.set(id, p);
       if (live) setPeaks(p);
     };
@@ -277,12 +283,15 @@ function usePeaks(id: string, url: string | undefined): number[] {
       if (!Ctx) throw new Error('no Web Audio');
       const buf = await new Ctx(1, 1, 48000).decodeAudioData(data);
       return computePeaks(buf.getChannelData(0), BARS);
-    })().then(done, () => done(pseudoPeaks(id, BARS)));
+    })().then(
+      (bars) => done({ bars, source: 'decoded' }),
+      () => done({ bars: pseudoPeaks(id, BARS), source: 'pseudo' }),
+    );
     return () => {
       live = false;
     };
   }, [id, url]);
-  return peaks ?? pseudoPeaks(id, BARS).map(() => 0.06);
+  return peaks ?? { bars: new Array<number>(BARS).fill(0.06), source: 'pending' };
 }
 
 /** A voice message: play/pause, the position and duration, and the waveform (played part coloured). */
@@ -306,8 +315,8 @@ function VoicePlayer({ store, a, tab }: { store: ChatStore; a: Attachment; tab: 
       <button type="button" class="btn-icon voice-play" tabIndex={tab} onClick={toggle} aria-label={playing ? 'Pause voice message' : `Play voice message, ${formatDuration(total)}`} disabled={!u}>
         <Icon name={playing ? 'pause' : 'play'} />
       </button>
-      <svg class="waveform" viewBox={`0 0 ${BARS * 4} 32`} width={BARS * 4} height="32" aria-hidden="true" focusable="false" data-testid="waveform">
-        {peaks.map((p, i) => {
+      <svg class="waveform" viewBox={`0 0 ${BARS * 4} 32`} width={BARS * 4} height="32" aria-hidden="true" focusable="false" data-testid="waveform" data-source={peaks.source}>
+        {peaks.bars.map((p, i) => {
           const h = Math.max(2, Math.round(p * 30));
           return <rect key={i} x={i * 4} y={16 - h / 2} width="2.5" height={h} rx="1" class={i / BARS < played ? 'on' : undefined} />;
         })}
