@@ -151,8 +151,9 @@ function update(queue: readonly Upload[], key: string, f: (u: Upload) => Upload)
   let changed = false;
   const next = queue.map((u) => {
     if (u.key !== key) return u;
-    changed = true;
-    return f(u);
+    const n = f(u);
+    if (n !== u) changed = true;
+    return n;
   });
   return changed ? next : (queue as Upload[]);
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { inlineText, parseInline, parseMarkdown, textDirection, urlAt, type Block, type Inline } from '../src/markdown';
+import { inlineText, parseInline, parseMarkdown, plainText, textDirection, urlAt, type Block, type Inline } from '../src/markdown';
 
 /** A compact rendering of the tree, to compare whole structures at a glance. */
 function show(nodes: Inline[]): string {
@@ -196,5 +196,19 @@ describe('textDirection', () => {
     expect(textDirection('Hello שלום')).toBe('ltr');
     expect(textDirection('👍 42!')).toBeNull();
     expect(textDirection('**שלום**')).toBe('rtl');
+  });
+});
+
+describe('plainText (the conversation list preview)', () => {
+  it('strips the markup to its text, on one line', () => {
+    expect(plainText('**bold** and _italic_ and ~~gone~~ and `code`')).toBe('bold and italic and gone and code');
+    expect(plainText('see [the docs](https://example.com/docs) or www.example.org')).toBe('see the docs or www.example.org');
+    expect(plainText('> quoted\n> more\n\nreply')).toBe('quoted more reply');
+    expect(plainText('- one\n- two\n1. three')).toBe('one two three');
+    expect(plainText('```\nconst x = 1;\n```')).toBe('const x = 1;');
+    expect(plainText('not *closed and \\*escaped\\*')).toBe('not *closed and *escaped*');
+    expect(plainText('  lots   of\n\nspace ')).toBe('lots of space');
+    expect(plainText('')).toBe('');
+    expect(plainText('<script>alert(1)</script>')).toBe('<script>alert(1)</script>');
   });
 });

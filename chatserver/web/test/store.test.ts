@@ -121,6 +121,29 @@ describe('ChatStore', () => {
     expect(store.thread('c1').messages.filter((m) => m.clientId === clientId).length).toBe(1);
   });
 
+  it('sends attachment ids with a message, and the same ids when it goes out again after a reconnect', async () => {
+    const { store, sock } = await setup();
+    const files = [
+      { id: 'a_1', name: 'photo.jpg', contentType: 'image/jpeg', size: 10, width: 4, height: 3 },
+      { id: 'a_2', name: 'doc.pdf', contentType: 'application/pdf', size: 20 },
+    ];
+    const clientId = store.send('c1', '', undefined, files);
+    expect(store.thread('c1').pending[0]).toMatchObject({ clientId, body: '', attachments: files });
+    expect(sock().ofType('send')[0]).toMatchObject({ clientId, body: '', attachments: ['a_1', 'a_2'] });
+    sock().drop();
+    await vi.advanceTimersByTimeAsync(0);
+    sock().ready();
+    const again = sock().ofType('send');
+    expect(again).toMatchObject([{ clientId, attachments: ['a_1', 'a_2'] }]);
+    sock().frame({ type: 'ack', id: again[0].id, message: msg(3, { senderId: 'u_1', clientId, body: '', attachments: files }) });
+    expect(store.thread('c1').pending).toEqual([]);
+    expect(store.conversations.value.c1.lastMessage?.attachments?.map((a) => a.id)).toEqual(['a_1', 'a_2']);
+    // Deleted: the list's last message loses its files with its text.
+    sock().frame({ type: 'message_deleted', conversationId: 'c1', messageId: msg(3).id, seq: 4, deletedBy: 'u_1', deletedAt: msg(4).createdAt, reason: 'deleted' });
+    expect(store.thread('c1').messages.at(-1)?.attachments).toBeUndefined();
+    expect(store.conversations.value.c1.lastMessage?.attachments).toBeUndefined();
+  });
+
   it('keeps a message written while reconnecting and sends it by itself when the socket is back, however long the server was away', async () => {
     const { store, sock, sockets, fetchFn } = await setup();
     const impl = fetchFn.getMockImplementation()!;
