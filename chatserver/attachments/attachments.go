@@ -46,6 +46,7 @@ type Store interface {
 	DoomedAttachments(ctx context.Context, limit int) ([]store.Attachment, error)
 	DeleteAttachment(ctx context.Context, id string) error
 	DiscardUpload(ctx context.Context, id string) error
+	DoomUpload(ctx context.Context, ownerID, id string) error
 	AttachmentsSealedWith(ctx context.Context, keyID string, limit int) ([]store.Attachment, error)
 	ResealAttachment(ctx context.Context, id, oldBlobKey string, next *store.Attachment) (bool, error)
 }
@@ -350,6 +351,37 @@ func (s *Service) discard(a *store.Attachment) {
 	if err := s.store.DiscardUpload(ctx, a.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.Warn("refused upload's row not deleted; the collector retries", "attachment", a.ID, "err", err)
 	}
+}
+
+// Remove deletes userID's upload id before it is sent: a file taken off a
+// message being written stops counting against the quota at once instead
+// of at the upload expiry. Someone else's upload or a missing one is
+// not_found; one already sent is a conflict (deleting its message deletes
+// it).
+func (s *Service) Remove(ctx context.Context, userID, id string) error {
+	a, err := s.store.Attachment(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.OwnerID != userID) {
+		return noAttachment()
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	if a.State == store.AttachmentAttached {
+		return apperr.New(apperr.Conflict, "this attachment was sent; delete its message instead")
+	}
+	switch err := s.store.DoomUpload(ctx, userID, id); {
+	case errors.Is(err, store.ErrNotFound):
+		// Sent or collected a moment ago: ask again for which.
+		if cur, err := s.store.Attachment(ctx, id); err == nil && cur.State == store.AttachmentAttached {
+			return apperr.New(apperr.Conflict, "this attachment was sent; delete its message instead")
+		}
+		return noAttachment()
+	case err != nil:
+		return unavailable(err)
+	}
+	// Blobs and row now; what fails here the collector finishes.
+	s.purge(ctx, []store.Attachment{*a}, "removed")
+	return nil
 }
 
 // View is an attachment as clients see it.

@@ -79,6 +79,19 @@ func (a *API) attachmentURL(c *gin.Context) {
 	c.JSON(http.StatusOK, body)
 }
 
+// removeUpload deletes the caller's upload that was not sent.
+func (a *API) removeUpload(c *gin.Context) {
+	if a.attachments == nil {
+		writeErr(c, apperr.New(apperr.NotFound, "attachments are not enabled on this server"))
+		return
+	}
+	if err := a.attachments.Remove(c.Request.Context(), c.GetString("user_id"), c.Param("id")); err != nil {
+		a.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
 // download serves an attachment (or its thumbnail) to a member of its
 // conversation, authenticated by the access token or by a signed URL.
 func (a *API) download(thumbnail bool) gin.HandlerFunc {

@@ -151,6 +151,7 @@ func (a *API) Handler() http.Handler {
 	authed.PUT("/conversations/:id/settings", a.setSettings)
 	authed.POST("/attachments", a.upload)
 	authed.GET("/attachments/:id/url", a.attachmentURL)
+	authed.DELETE("/attachments/:id", a.removeUpload)
 	// Downloads authenticate themselves: by access token or signed URL.
 	v1.GET("/attachments/:id", a.download(false))
 	v1.HEAD("/attachments/:id", a.download(false))

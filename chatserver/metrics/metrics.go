@@ -43,7 +43,7 @@ type Metrics struct {
 	UploadBytes          prometheus.Counter     // plaintext bytes of stored uploads
 	UploadRefused        *prometheus.CounterVec // reason
 	Downloads            *prometheus.CounterVec // what: file, thumbnail; range: full, partial
-	AttachmentsDeleted   *prometheus.CounterVec // why: message (deleted, expired, account), stale
+	AttachmentsDeleted   *prometheus.CounterVec // why: message (deleted, expired, account), stale, removed (by its uploader before sending)
 	AttachmentGCRuns     prometheus.Counter
 }
 

@@ -363,8 +363,26 @@ func TestAttachmentLimits(t *testing.T) {
 			mustUpload(t, alice, "b.bin", pattern(1<<20-10))
 			r = upload(alice, "c.bin", pattern(11))
 			must(t, r.Status == 413 && r.Code() == "quota_exceeded" && r.Field() == "file", "over quota: %d %s", r.Status, r.Body)
-			mustUpload(t, alice, "d.bin", pattern(10)) // exactly the quota
+			d := mustUpload(t, alice, "d.bin", pattern(10)) // exactly the quota
 			must(t, len(blobKeys(t, ts)) == 3, "blobs %v", blobKeys(t, ts))
+
+			// Taking a file off a message before sending frees its quota at
+			// once; only its uploader may, and only before it is sent.
+			carol := registerAs(ts, "carol", "Carol")
+			must(t, carol.Do("DELETE", "/api/v1/attachments/"+d.ID, nil).Status == 404, "someone else removed an upload")
+			r = alice.Do("DELETE", "/api/v1/attachments/"+d.ID, nil)
+			must(t, r.Status == 204, "remove: %d %s", r.Status, r.Body)
+			must(t, len(blobKeys(t, ts)) == 2, "a removed upload's blob stays: %v", blobKeys(t, ts))
+			must(t, get(ts, alice, "/api/v1/attachments/"+d.ID, "").Status == 404, "a removed upload is still served")
+			must(t, alice.Do("DELETE", "/api/v1/attachments/"+d.ID, nil).Status == 404, "removed twice")
+			conv := alice.Direct(carol)
+			r = alice.Do("POST", "/api/v1/conversations/"+conv.ID+"/messages", map[string]any{"body": "x", "attachments": []string{d.ID}})
+			must(t, r.Status == 400 && r.Field() == "attachments", "sent a removed upload: %d %s", r.Status, r.Body)
+			e := mustUpload(t, alice, "e.bin", pattern(10)) // the quota it freed
+			sendFiles(t, alice, conv.ID, "", e.ID)
+			r = alice.Do("DELETE", "/api/v1/attachments/"+e.ID, nil)
+			must(t, r.Status == 409 && r.Code() == "conflict", "removing a sent attachment: %d %s", r.Status, r.Body)
+			must(t, get(ts, carol, "/api/v1/attachments/"+e.ID, "").Status == 200, "a refused removal deleted the file")
 
 			bob := registerAs(ts, "bob", "Bob")
 			v := mustUpload(t, bob, "voice.ogg", oggOpus(3))

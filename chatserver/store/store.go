@@ -455,6 +455,12 @@ type AttachmentStore interface {
 	// DoomUserUploads marks deleted the owner's uploads that no message
 	// carries (account deletion; attached ones go with their messages).
 	DoomUserUploads(ctx context.Context, ownerID string) (int64, error)
+	// DoomUpload marks deleted the owner's upload id that no message
+	// carries (its uploader removed it before sending); ErrNotFound when
+	// it is not such an upload (someone else's, attached, or gone). A send
+	// racing with it either attaches the upload first (then this fails) or
+	// fails with ErrAttachment.
+	DoomUpload(ctx context.Context, ownerID, id string) error
 	// DoomedAttachments returns up to limit attachments marked deleted,
 	// whose blobs are to be deleted, then the row (DeleteAttachment).
 	DoomedAttachments(ctx context.Context, limit int) ([]Attachment, error)

@@ -145,6 +145,13 @@ func (db *DB) DoomUserUploads(ctx context.Context, ownerID string) (int64, error
 	return n, db.wrap("doom user uploads", err)
 }
 
+// DoomUpload implements store.Store.
+func (db *DB) DoomUpload(ctx context.Context, ownerID, id string) error {
+	res, err := db.w.ExecContext(ctx, "UPDATE attachments SET state = $1 WHERE id = $2 AND owner_id = $3 AND state IN ($4, $5)",
+		store.AttachmentDeleted, id, ownerID, store.AttachmentUploading, store.AttachmentReady)
+	return db.wrap("doom upload", mustAffect(res, err))
+}
+
 // DoomedAttachments implements store.Store.
 func (db *DB) DoomedAttachments(ctx context.Context, limit int) ([]store.Attachment, error) {
 	return db.queryAttachments(ctx, "doomed attachments", "SELECT "+attachmentCols+

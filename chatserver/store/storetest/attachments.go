@@ -299,6 +299,19 @@ func testStaleUploads(t *testing.T, s store.Store) {
 	got, err = s.Attachment(ctx(t), bobs.ID)
 	wantNoErr(t, "Attachment", err)
 	wantEq(t, "bob's upload", got.State, store.AttachmentReady)
+
+	// DoomUpload: only the owner's, only before it is sent; then it cannot be sent.
+	mine := mustUpload(t, s, bob, t0.Add(2*time.Hour), 10)
+	wantErr(t, "DoomUpload of someone else's", s.DoomUpload(ctx(t), alice.ID, mine.ID), store.ErrNotFound)
+	wantErr(t, "DoomUpload of an attached one", s.DoomUpload(ctx(t), alice.ID, oldAttached.ID), store.ErrNotFound)
+	wantErr(t, "DoomUpload of a missing one", s.DoomUpload(ctx(t), bob.ID, "a_missing"), store.ErrNotFound)
+	wantNoErr(t, "DoomUpload", s.DoomUpload(ctx(t), bob.ID, mine.ID))
+	got, err = s.Attachment(ctx(t), mine.ID)
+	wantNoErr(t, "Attachment", err)
+	wantEq(t, "removed upload", got.State, store.AttachmentDeleted)
+	wantErr(t, "DoomUpload twice", s.DoomUpload(ctx(t), bob.ID, mine.ID), store.ErrNotFound)
+	_, err = sendWith(t, s, c, bob, t0.Add(3*time.Hour), mine.ID)
+	wantErr(t, "send a removed upload", err, store.ErrAttachment)
 }
 
 func testResealAttachment(t *testing.T, s store.Store) {
