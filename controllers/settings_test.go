@@ -252,7 +252,7 @@ func TestAdmittedServerSettingsStartTheServer(t *testing.T) {
 			_, exp := durationBounds(t, spec, "attachments.uploadExpiry")
 			_, voice := durationBounds(t, spec, "attachments.maxVoiceLength")
 			cc.Spec.Attachments = &chatv1alpha1.AttachmentsSpec{
-				S3: &chatv1alpha1.S3Spec{Endpoint: "minio:9000", Insecure: true, Bucket: "b-1", PathStyle: true},
+				S3:               &chatv1alpha1.S3Spec{Endpoint: "minio:9000", Insecure: true, Bucket: "b-1", PathStyle: true},
 				MaxAttachmentMiB: hi("attachments.maxAttachmentMiB"), QuotaMiB: hi("attachments.quotaMiB"),
 				MaxImageMegapixels: hi("attachments.maxImageMegapixels"), UploadExpiry: durationPtr(exp), MaxVoiceLength: durationPtr(voice)}
 		},

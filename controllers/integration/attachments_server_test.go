@@ -114,6 +114,74 @@ func TestAttachmentsS3ConfigStartsTheServer(t *testing.T) {
 	}
 }
 
+// Volume mode with the real chat server: the Deployment's environment points
+// the fs store at the attachments claim's mount, and an uploaded file is
+// stored there (sealed: its text is in no file), not on the data volume.
+func TestAttachmentsVolumeConfigStartsTheServer(t *testing.T) {
+	bin := buildChatServer(t)
+	f := newFixture(t)
+	cc := &chatv1alpha1.ChatCluster{}
+	cc.Namespace, cc.Name = f.ns, "chat"
+	cc.Spec = chatv1alpha1.ChatClusterSpec{
+		Replicas:    ptr.To[int32](1),
+		Database:    chatv1alpha1.DatabaseSpec{SQLite: &chatv1alpha1.SQLiteSpec{}},
+		Attachments: &chatv1alpha1.AttachmentsSpec{Volume: &chatv1alpha1.AttachmentsVolumeSpec{}},
+	}
+	f.create(cc)
+	f.reconcile("chat")
+	base, stop, logs, mounts := runChatServerMounts(t, f, bin)
+	defer stop()
+	if err := waitReady(base, 30*time.Second); err != nil {
+		t.Fatalf("the chat server did not become ready: %v\n%s", err, logs())
+	}
+	var sess struct {
+		AccessToken string `json:"accessToken"`
+	}
+	call(t, base, "POST", "/api/v1/auth/register", "", "application/json",
+		strings.NewReader(`{"username":"bob","email":"bob@example.com","password":"correct horse battery","displayName":"Bob","session":"body"}`), 201, &sess)
+	marker := "a note kept on the attachments volume"
+	body := []byte(strings.Repeat(marker+"\n", 3000))
+	var att struct {
+		ID string `json:"id"`
+	}
+	call(t, base, "POST", "/api/v1/attachments", sess.AccessToken, "text/plain", bytes.NewReader(body), 201, &att)
+	var got []byte
+	call(t, base, "GET", "/api/v1/attachments/"+att.ID, sess.AccessToken, "", nil, 200, &got)
+	if !bytes.Equal(got, body) {
+		t.Fatalf("downloaded %d bytes, uploaded %d", len(got), len(body))
+	}
+	files := func(dir string) (n int, size int64, plain bool) {
+		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			n++
+			size += int64(len(b))
+			plain = plain || bytes.Contains(b, []byte(marker))
+			return nil
+		})
+		return n, size, plain
+	}
+	attDir := mounts["/var/lib/parley-attachments"]
+	if attDir == "" {
+		t.Fatalf("no mount at /var/lib/parley-attachments: %v", mounts)
+	}
+	n, size, plain := files(attDir)
+	if n == 0 || size < int64(len(body)) {
+		t.Errorf("the attachments volume holds %d files, %d bytes; uploaded %d bytes", n, size, len(body))
+	}
+	if plain {
+		t.Error("the attachments volume holds the file's text: not sealed")
+	}
+	if _, err := os.Stat(filepath.Join(mounts["/var/lib/parley"], "attachments")); err == nil {
+		t.Error("attachments went to the data volume too")
+	}
+}
+
 // testS3 is the S3 server of the tests: the one make test started
 // (PARLEY_TEST_S3_* in the environment), else hack/s3-server.sh starts it
 // (make test-operator runs without it).
@@ -167,6 +235,12 @@ func buildChatServer(t *testing.T) string {
 // written out, every mount path (also inside variable values, as in the SQLite
 // URL) moved to a temporary folder, and the listen addresses on loopback ports.
 func runChatServer(t *testing.T, f *fixture, bin string) (base string, stop func(), logs func() string) {
+	base, stop, logs, _ = runChatServerMounts(t, f, bin)
+	return base, stop, logs
+}
+
+// runChatServerMounts is runChatServer that also returns where each mount path went.
+func runChatServerMounts(t *testing.T, f *fixture, bin string) (base string, stop func(), logs func() string, mounts map[string]string) {
 	t.Helper()
 	dep := &appsv1.Deployment{}
 	f.get(dep, "chat")
@@ -178,7 +252,7 @@ func runChatServer(t *testing.T, f *fixture, bin string) (base string, stop func
 		return s
 	}
 	root := t.TempDir()
-	mounts := map[string]string{}
+	mounts = map[string]string{}
 	for _, m := range c.VolumeMounts {
 		dir := filepath.Join(root, m.Name)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -259,7 +333,7 @@ func runChatServer(t *testing.T, f *fixture, bin string) (base string, stop func
 		}
 	}
 	t.Cleanup(stop)
-	return fmt.Sprintf("http://127.0.0.1:%d", port), stop, out.String
+	return fmt.Sprintf("http://127.0.0.1:%d", port), stop, out.String, mounts
 }
 
 func waitReady(base string, timeout time.Duration) error {
