@@ -159,7 +159,7 @@ deploy: manifests ## Deploy the operator (config/default) into the cluster of th
 
 ## ---------------------------------------------------------------- benchmarks
 .PHONY: bench bench-go
-bench: deps ## Load test: 2 replicas + Redis + PostgreSQL on loopback, with baselines; figures into docs/benchmarks.md
+bench: deps ## Load test: 2 replicas + Redis + PostgreSQL + S3 on loopback, with baselines (bare broadcast, Redis PUBLISH, raw S3 PUT/GET); figures into docs/benchmarks.md
 	hack/bench.sh
 
 bench-go: postgres-up s3-up ## Go benchmarks of the hot paths (seal/open, store append, fan-out, blob sealing, raw vs sealed S3 PUT/GET); output into docs/benchmarks.md

@@ -4,12 +4,15 @@
 #   persistence) + 2 chat-server replicas sharing both, driven by parley-load;
 #   then, in the same run, the baselines: a bare gorilla/websocket broadcast
 #   server driven by the same generator, and redis-benchmark PUBLISH against
-#   the same Redis. The JSON reports go to tmp/bench/run and benchdoc writes
+#   the same Redis; then attachment upload and download through the replicas
+#   against the S3 server's own PUT and GET (the replicas keep attachments in
+#   the S3 server of hack/s3-server.sh). The JSON reports go to tmp/bench/run and benchdoc writes
 #   the figures section of docs/benchmarks.md. Everything started here is
 #   stopped on exit.
 # Knobs (environment): BENCH_USERS (600), BENCH_IDLE_CONNS (18000),
 #   BENCH_IDLE_HOLD (20s), BENCH_CONNS (1200), BENCH_GROUP_SIZE (20),
-#   BENCH_DURATION (15s), BENCH_INFLIGHT (64).
+#   BENCH_DURATION (15s), BENCH_INFLIGHT (64), BENCH_BLOB_FILES (16),
+#   BENCH_BLOB_MIB (16), BENCH_BLOB_CONCURRENCY (4).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -21,6 +24,9 @@ conns="${BENCH_CONNS:-1200}"
 group_size="${BENCH_GROUP_SIZE:-20}"
 duration="${BENCH_DURATION:-15s}"
 inflight="${BENCH_INFLIGHT:-64}"
+blob_files="${BENCH_BLOB_FILES:-16}"
+blob_mib="${BENCH_BLOB_MIB:-16}"
+blob_conc="${BENCH_BLOB_CONCURRENCY:-4}"
 
 out="$root/tmp/bench"
 run="$out/run"
@@ -31,6 +37,7 @@ work="$(mktemp -d "$out/work.XXXXXX")"
 
 pids=()
 pg_started=""
+s3_started=""
 pg_admin=""
 db=""
 cleanup() {
@@ -46,6 +53,7 @@ cleanup() {
     psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
   fi
   [ -n "$pg_started" ] && hack/postgres.sh stop
+  [ -n "$s3_started" ] && hack/s3-server.sh stop
   rm -rf "$work"
   exit "$rc"
 }
@@ -100,6 +108,20 @@ psql -q "$pg_admin" -c "CREATE DATABASE $db" >/dev/null
 db_url="$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$pg_admin" "$db")"
 pg_pid="$(head -1 "$pg_data/postmaster.pid")"
 
+# S3: the test server (started here if it is not running); the replicas keep
+# attachments in its bucket, under keys of their own.
+if ! { [ -f "$root/tmp/s3/versitygw.pid" ] && kill -0 "$(cat "$root/tmp/s3/versitygw.pid")" 2>/dev/null; }; then
+  s3_started=1
+fi
+hack/s3-server.sh start >/dev/null
+set -a
+# shellcheck source=/dev/null
+. "$root/tmp/s3/env"
+set +a
+s3_pid="$(cat "$root/tmp/s3/versitygw.pid")"
+# Credentials reach the replicas through their environment, not their arguments.
+export PARLEY_S3_ACCESS_KEY="$PARLEY_TEST_S3_ACCESS_KEY" PARLEY_S3_SECRET_KEY="$PARLEY_TEST_S3_SECRET_KEY"
+
 # Redis: own port and folder, no persistence.
 rport="$(free_port)"
 mkdir -p "$work/redis"
@@ -112,7 +134,8 @@ redis-cli -p "$rport" ping >/dev/null
 
 # Two replicas sharing PostgreSQL, Redis and one keyring.
 common=(-database-url "$db_url" -redis-url "redis://127.0.0.1:$rport/0"
-  -rate-messages 100000/1s -rate-login 100000/1s -max-connections 200000 -log-level warn)
+  -rate-messages 100000/1s -rate-login 100000/1s -max-connections 200000 -log-level warn
+  -attachments-store s3 -s3-endpoint "$PARLEY_TEST_S3_ENDPOINT" -s3-bucket "$PARLEY_TEST_S3_BUCKET" -s3-path-style=true)
 p1="$(free_port)"
 bin/chatserver -addr "127.0.0.1:$p1" -data-dir "$work/r1" "${common[@]}" >"$work/r1.log" 2>&1 &
 s1=$!
@@ -185,7 +208,14 @@ log "group fan-out at $half messages/s"
 log "direct + group at $half messages/s"
 "${load[@]}" -label mixed "${traffic[@]}" -group-fraction 0.5 -rate "$half" >"$run/mixed.json"
 
-# 5. Redis's own publish rate, same server.
+# 5. Attachments: upload through replica 1, download through replica 2, and
+#    the S3 server's own PUT and GET of the same files, alternating.
+log "attachments: $blob_files files of $blob_mib MiB, $blob_conc at a time, against raw S3"
+bin/parley-load -mode blobs -label blobs -users 1 -conns 1 -user-prefix "blob$$" -register-workers 1 -json \
+  -targets "$r1,$r2" -server-pids "$s1,$s2" -watch "s3=$s3_pid" \
+  -blob-files "$blob_files" -blob-mib "$blob_mib" -blob-concurrency "$blob_conc" -blob-rounds 2 >"$run/blobs.json"
+
+# 6. Redis's own publish rate, same server.
 log "redis-benchmark PUBLISH"
 redis-benchmark -h 127.0.0.1 -p "$rport" -c 50 -n 200000 --csv PUBLISH ch msg >"$run/redis-bench-publish-p1.csv"
 redis-benchmark -h 127.0.0.1 -p "$rport" -c 50 -n 1000000 -P 16 --csv PUBLISH ch msg >"$run/redis-bench-publish-p16.csv"

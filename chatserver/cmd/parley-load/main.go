@@ -54,6 +54,7 @@ type options struct {
 	connectTimeout  time.Duration
 	timeout         time.Duration
 	jsonOut         bool
+	blobs           blobOptions
 }
 
 func main() {
@@ -72,7 +73,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	sources := fs.String("sources", "", "local addresses to connect from: a comma-separated list of 127.x.y.z, or a count N for 127.0.0.1..127.0.0.N (each gives ~28k ports)")
 	pids := fs.String("server-pids", "", "comma-separated PIDs of the servers, in -targets order: RSS per connection and CPU are read from /proc")
 	watch := fs.String("watch", "", "other processes to report CPU for: name=PID[,name=PID+] (+ adds the PID's direct children, e.g. PostgreSQL backends)")
-	fs.StringVar(&o.mode, "mode", "traffic", "traffic: connect, then send messages; idle: connect and hold")
+	fs.StringVar(&o.mode, "mode", "traffic", "traffic: connect, then send messages; idle: connect and hold; blobs: attachment upload and download throughput against the S3 server's own (no connections)")
+	fs.IntVar(&o.blobs.files, "blob-files", 16, "blobs: files per phase")
+	fs.IntVar(&o.blobs.mib, "blob-mib", 16, "blobs: size of each file, in MiB")
+	fs.IntVar(&o.blobs.concurrency, "blob-concurrency", 4, "blobs: transfers at a time")
+	fs.IntVar(&o.blobs.rounds, "blob-rounds", 2, "blobs: rounds of the four phases (raw PUT, upload, raw GET, download)")
+	fs.StringVar(&o.blobs.s3Env, "blob-s3-env", "PARLEY_TEST_S3", "blobs: prefix of the environment variables naming the servers' S3 bucket (_ENDPOINT, _BUCKET, _ACCESS_KEY, _SECRET_KEY)")
 	fs.StringVar(&o.label, "label", "", "name of this run in the report")
 	fs.IntVar(&o.users, "users", 100, "accounts")
 	fs.IntVar(&o.conns, "conns", 100, "WebSocket connections (account i%users; a server allows 32 per account)")
@@ -135,8 +141,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	switch {
-	case o.mode != "traffic" && o.mode != "idle":
-		return nil, fmt.Errorf("-mode must be traffic or idle, not %q", o.mode)
+	case o.mode != "traffic" && o.mode != "idle" && o.mode != "blobs":
+		return nil, fmt.Errorf("-mode must be traffic, idle or blobs, not %q", o.mode)
+	case o.mode == "blobs" && (o.blobs.files < 1 || o.blobs.files > 1000 || o.blobs.mib < 1 || o.blobs.mib > 1024 ||
+		o.blobs.concurrency < 1 || o.blobs.concurrency > 64 || o.blobs.rounds < 1 || o.blobs.rounds > 10):
+		return nil, errors.New("-blob-files must be 1..1000, -blob-mib 1..1024, -blob-concurrency 1..64, -blob-rounds 1..10")
 	case o.users < 1 || o.users > 1_000_000:
 		return nil, errors.New("-users must be 1..1000000")
 	case o.conns < 1 || o.conns > 1_000_000:
@@ -224,6 +233,7 @@ type report struct {
 	StillOpen  int               `json:"stillOpen"` // connections open at the end
 	HoldSec    float64           `json:"holdSeconds,omitempty"`
 	Traffic    *trafficStats     `json:"traffic,omitempty"`
+	Blobs      *blobStats        `json:"blobs,omitempty"`
 	Servers    []serverMem       `json:"servers,omitempty"`
 	CPU        []cpuUse          `json:"cpu,omitempty"` // cores used during traffic or hold
 	Errors     map[string]int64  `json:"errors"`
@@ -271,6 +281,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		ust.Registered, ust.LoggedIn, ust.Refreshed, ust.Cached, ust.Failed, ust.Seconds)
 	if ust.Failed == int64(o.users) {
 		return fmt.Errorf("no account could be obtained: %v", errs.snapshot())
+	}
+
+	if o.mode == "blobs" {
+		st, err := runBlobs(ctx, o, o.blobs, apis, users[0], errs)
+		rep.Blobs = st
+		return finish(o, rep, errs, stdout, stderr, err)
 	}
 
 	var live atomic.Pointer[traffic] // set once the connections are up
@@ -347,6 +363,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 			rep.StillOpen++
 		}
 	}
+	var runErr error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) { // an interrupt still prints what was measured
+		runErr = ctx.Err()
+	}
+	return finish(o, rep, errs, stdout, stderr, runErr)
+}
+
+// finish completes and prints the report; runErr is what stopped the run early.
+func finish(o *options, rep *report, errs *errorCounts, stdout, stderr io.Writer, runErr error) error {
 	rep.Errors = errs.snapshot()
 	rep.ErrorText = errs.sampleSnapshot()
 	rep.DurationS = time.Since(rep.Started).Seconds()
@@ -363,10 +388,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	} else {
 		printTable(stdout, rep)
 	}
-	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if errors.Is(runErr, context.DeadlineExceeded) {
 		return fmt.Errorf("run stopped by -timeout %v", o.timeout)
 	}
-	return nil
+	return runErr
 }
 
 func logf(w io.Writer, format string, a ...any) {

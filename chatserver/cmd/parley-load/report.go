@@ -36,6 +36,12 @@ func printTable(w io.Writer, r *report) {
 			row("generator behind", "%d sends skipped (in-flight limit or queue full)", t.LoadGeneratorBehind)
 		}
 	}
+	if b := r.Blobs; b != nil {
+		row("blobs", "%d files of %d MiB per phase, %d at a time, S3 %s", b.Files, b.FileMiB, b.Concurrency, b.S3Endpoint)
+		for _, p := range b.Phases {
+			row("  "+p.Name, "round %d: %.1f MiB/s (%.1f MiB in %.2fs)", p.Round, p.MiBPerSec, p.MiB, p.Seconds)
+		}
+	}
 	for _, s := range r.Servers {
 		row("server RSS", "pid %d (%s): %d conns, %.1f MiB -> %.1f MiB (%.1f MiB at end): %.2f KiB/conn", s.PID, s.Target,
 			s.Conns, float64(s.RSSBeforeKiB)/1024, float64(s.RSSAfterKiB)/1024, float64(s.RSSSettledKiB)/1024, s.KiBPerConn)

@@ -187,6 +187,19 @@ type report struct {
 		Name  string  `json:"name"`
 		Cores float64 `json:"cores"`
 	} `json:"cpu"`
+	Blobs *struct {
+		FileMiB     int `json:"fileMiB"`
+		Files       int `json:"files"`
+		Concurrency int `json:"concurrency"`
+		Phases      []struct {
+			Name      string             `json:"name"`
+			Round     int                `json:"round"`
+			MiB       float64            `json:"mib"`
+			Seconds   float64            `json:"seconds"`
+			MiBPerSec float64            `json:"mibPerSecond"`
+			CPU       map[string]float64 `json:"cpuSeconds"`
+		} `json:"phases"`
+	} `json:"blobs"`
 	Errors  map[string]int64 `json:"errors"`
 	Args    []string         `json:"args"`
 	LoadAvg string           `json:"loadavgEnd"`
@@ -253,6 +266,12 @@ func figures(dir string) (string, error) {
 		}
 		b.WriteString(detail(rep))
 	}
+	blobs, err := load(dir, "blobs")
+	if err != nil {
+		return "", err
+	}
+	b.WriteString("\n### Attachments: upload and download through the replicas, against the S3 server's own PUT and GET\n\n")
+	b.WriteString(blobSection(blobs))
 	b.WriteString("\n### Redis\n\n")
 	gm := best(rs, "group-max")
 	b.WriteString(redisSection(dir, rs[gm], strings.TrimPrefix(gm, "group-max-")))
@@ -495,6 +514,71 @@ func redisSection(dir string, gm *report, n string) string {
 		fmt.Fprintf(&b, "\nDuring the better maximum-rate group run (%s of 2) Redis served", n)
 		fmt.Fprintf(&b, " %d publishes in %s s (%s/s) and used %s cores.\n",
 			pubs, f1(secs), f0(float64(pubs)/secs), f2(rc))
+	}
+	return b.String()
+}
+
+// blobPhases are the phases of the blobs run: a Parley transfer and the raw
+// S3 operation it is compared with.
+var blobPhases = []struct{ name, what, rawName string }{
+	{"raw-put", "S3 PUT, raw (minio-go from the load generator, no Parley)", ""},
+	{"upload", "upload through replica 1 (`POST /api/v1/attachments`: sniffed, sealed, stored in S3)", "raw-put"},
+	{"raw-get", "S3 GET, raw", ""},
+	{"download", "download through replica 2 (`GET /api/v1/attachments/{id}`: opened, checked, decrypted)", "raw-get"},
+}
+
+func blobSection(r *report) string {
+	if r == nil || r.Blobs == nil || len(r.Blobs.Phases) == 0 {
+		return "Not measured in this run.\n"
+	}
+	bs := r.Blobs
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d files of %d MiB of random bytes per phase, %d at a time; the four phases alternate, "+
+		"%d rounds. The bytes read back are checked (SHA-256) in every phase. CPU is per GiB moved: "+
+		"both replicas together, and the S3 server (versitygw over a local folder).\n\n",
+		bs.Files, bs.FileMiB, bs.Concurrency, len(bs.Phases)/len(blobPhases))
+	b.WriteString("| phase | round | MiB/s | vs raw S3 | replicas CPU s/GiB | S3 server CPU s/GiB |\n|---|---|---|---|---|---|\n")
+	best := map[string]float64{}
+	for _, p := range bs.Phases {
+		best[p.Name] = max(best[p.Name], p.MiBPerSec)
+	}
+	raw := map[int]map[string]float64{}
+	for _, p := range bs.Phases {
+		if raw[p.Round] == nil {
+			raw[p.Round] = map[string]float64{}
+		}
+		raw[p.Round][p.Name] = p.MiBPerSec
+	}
+	for _, p := range bs.Phases {
+		what, vs := p.Name, ""
+		for _, bp := range blobPhases {
+			if bp.name == p.Name {
+				what = bp.what
+				if r := raw[p.Round][bp.rawName]; bp.rawName != "" && r > 0 {
+					vs = f0(100*p.MiBPerSec/r) + " %"
+				}
+			}
+		}
+		gib := p.MiB / 1024
+		perGiB := func(names ...string) string {
+			t, ok := 0.0, false
+			for _, n := range names {
+				if v, has := p.CPU[n]; has {
+					t, ok = t+v, true
+				}
+			}
+			if !ok || gib <= 0 {
+				return "-"
+			}
+			return f2(t / gib)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", what, p.Round, f1(p.MiBPerSec), vs,
+			perGiB("server1", "server2"), perGiB("s3"))
+	}
+	if best["raw-put"] > 0 && best["raw-get"] > 0 {
+		fmt.Fprintf(&b, "\nBest of the rounds: upload %s MiB/s (%s %% of raw PUT's %s), download %s MiB/s (%s %% of raw GET's %s).\n",
+			f1(best["upload"]), f0(100*best["upload"]/best["raw-put"]), f1(best["raw-put"]),
+			f1(best["download"]), f0(100*best["download"]/best["raw-get"]), f1(best["raw-get"]))
 	}
 	return b.String()
 }
