@@ -84,7 +84,7 @@ export function Modal({ title, onClose, children }: { title: string; onClose: ()
   );
 }
 
-/** Find people by username prefix or exact email. */
+/** Find people by name or username (anywhere in them) or exact email: GET /users?q= ranks them. */
 export function UserSearch({
   store,
   label,
@@ -133,7 +133,7 @@ export function UserSearch({
         autoFocus={autoFocus}
         type="search"
         autocomplete="off"
-        placeholder="Username or email"
+        placeholder="Name, username or email"
         value={q}
         onInput={(e) => setQ(e.currentTarget.value)}
       />
