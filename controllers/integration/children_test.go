@@ -254,6 +254,15 @@ func TestSteadyStateAcrossVariants(t *testing.T) {
 			cc.Spec.Scheduling.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "chat", Effect: corev1.TaintEffectNoSchedule}}
 			cc.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
 		},
+		"attachments on the operator's ReadWriteMany claim": func(cc *chatv1alpha1.ChatCluster) {
+			q := resource.MustParse("0.5Ti")
+			cc.Spec.Attachments = &chatv1alpha1.AttachmentsSpec{Volume: &chatv1alpha1.AttachmentsVolumeSpec{
+				Size: &q, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}}}
+		},
+		"attachments in S3 with credentials and a CA": func(cc *chatv1alpha1.ChatCluster) {
+			cc.Spec.Attachments = &chatv1alpha1.AttachmentsSpec{S3: &chatv1alpha1.S3Spec{Endpoint: "s3.example.com", Bucket: "files",
+				CredentialsSecret: &chatv1alpha1.S3CredentialsSecret{Name: "chat-db"}, CASecret: &chatv1alpha1.S3CASecret{Name: "chat-db", Key: "dsn"}}}
+		},
 		"external redis, monitoring without CRD": func(cc *chatv1alpha1.ChatCluster) {
 			cc.Spec.Redis = &chatv1alpha1.RedisSpec{External: &chatv1alpha1.ExternalRedisSpec{Address: "redis:6379"}}
 			cc.Spec.Monitoring.ServiceMonitor = true
@@ -265,7 +274,16 @@ func TestSteadyStateAcrossVariants(t *testing.T) {
 			f := newFixture(t)
 			cc := sample(f.ns, "chat")
 			mutate(cc)
-			f.create(cc)
+			if a := cc.Spec.Attachments; a != nil && a.S3 != nil && a.S3.CredentialsSecret != nil {
+				// The S3 keys share the DSN's Secret (created with the ChatCluster).
+				f.createSecret("chat-db", map[string]string{"dsn": "postgres://x@db/parley", "accessKey": "a", "secretKey": "s"})
+				cc.Spec.Database.Postgres.DSNSecretRef.Name = "chat-db"
+				if err := k8s.Create(ctx, cc); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				f.create(cc)
+			}
 			f.reconcile("chat")
 			f.reconcile("chat")
 			f.drainEvents()
