@@ -148,7 +148,8 @@ verify-generated: $(CONTROLLER_GEN) ## Fail if config/crd, config/rbac, the deep
 	fi; \
 	echo "verify-generated: CRD, RBAC, deepcopy and the chart's copies are up to date"
 
-test-operator: test-assets ## Operator tests only (unit + envtest)
+test-operator: test-assets s3-up ## Operator tests only (unit + envtest, and the chat server as the Deployment runs it against the S3 server)
+	set -a; source tmp/s3/env; set +a; \
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)" $(GO) test -count=1 ./api/... ./controllers/... ./pkg/keyringfile/...
 
 install: manifests ## Install the CRD into the cluster of the current kubeconfig
