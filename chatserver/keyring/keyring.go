@@ -68,6 +68,7 @@ type set struct {
 	jwtActive  *jwtKey
 	data       map[string]*dataKey
 	dataActive *dataKey
+	vapid      *VAPID // nil: no active VAPID key, push disabled
 }
 
 // budget tracks seals done against the reserved, persisted count of one key.
@@ -112,7 +113,11 @@ func Load(dir string, opts Options) (*Keyring, error) {
 	k.cur.Store(s)
 	k.reportLoaded(s)
 	k.log.Info("keyring loaded", "jwt_active", s.jwtActive.id, "data_active", s.dataActive.id,
-		"jwt_keys", ids(s.jwt), "data_keys", ids(s.data))
+		"jwt_keys", ids(s.jwt), "data_keys", ids(s.data), "vapid_active", s.vapidID())
+	if s.vapid == nil {
+		k.log.Warn("the keyring has no active VAPID key: Web Push notifications are disabled " +
+			"(add one to the keyring, see docs/keyring.md; everything else works)")
+	}
 	return k, nil
 }
 
@@ -141,7 +146,12 @@ func generate(dir string) error {
 	if err != nil {
 		return fmt.Errorf("keyring: generate: %w", err)
 	}
-	f := &keyringfile.File{Version: 1, JWT: []keyringfile.JWTKey{jk}, Data: []keyringfile.DataKey{dk}}
+	vk, err := keyringfile.NewVAPIDKey(now, keyringfile.StateActive)
+	if err != nil {
+		return fmt.Errorf("keyring: generate: %w", err)
+	}
+	f := &keyringfile.File{Version: 1, JWT: []keyringfile.JWTKey{jk}, Data: []keyringfile.DataKey{dk},
+		VAPID: []keyringfile.VAPIDKey{vk}}
 	raw, err := f.Marshal()
 	if err != nil {
 		return fmt.Errorf("keyring: generate: %w", err)
@@ -209,6 +219,13 @@ func build(raw []byte) (*set, error) {
 		if k.State == keyringfile.StateActive {
 			s.dataActive = dk
 		}
+	}
+	if v, ok := f.ActiveVAPID(); ok {
+		pub, err := v.PublicKey()
+		if err != nil {
+			return nil, err
+		}
+		s.vapid = &VAPID{ID: v.ID, PublicKey: pub, private: bytes.Clone(v.PrivateKey)}
 	}
 	if s.jwtActive == nil || s.dataActive == nil {
 		// Parse enforces this; a second check keeps a nil key off the hot path.
@@ -282,7 +299,12 @@ func (k *Keyring) Reload() (changed bool, err error) {
 	k.reportLoaded(s)
 	k.countReload("ok")
 	k.log.Info("keyring reloaded", "jwt_active", s.jwtActive.id, "data_active", s.dataActive.id,
-		"jwt_keys", ids(s.jwt), "data_keys", ids(s.data))
+		"jwt_keys", ids(s.jwt), "data_keys", ids(s.data), "vapid_active", s.vapidID())
+	if old.vapidID() != s.vapidID() {
+		// Deliberate: browsers bind subscriptions to the old public key.
+		k.log.Warn("the active VAPID key changed: existing push subscriptions stop working until clients re-subscribe",
+			"from", old.vapidID(), "to", s.vapidID())
+	}
 	return true, nil
 }
 

@@ -8,6 +8,7 @@ package keyringfile
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -35,12 +36,16 @@ const (
 const (
 	AlgEdDSA   = "EdDSA"   // JWT keys: Ed25519
 	AlgA256GCM = "A256GCM" // data keys: AES-256-GCM
+	AlgES256   = "ES256"   // VAPID keys (RFC 8292): ECDSA on P-256 with SHA-256
 )
 
 // Sizes of the key material.
 const (
 	JWTSeedSize = 32 // ed25519.SeedSize
 	DataKeySize = 32
+	// VAPIDKeySize is a P-256 private scalar, big-endian (the form browsers'
+	// and Web Push libraries' tools print).
+	VAPIDKeySize = 32
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -50,6 +55,41 @@ type File struct {
 	Version int       `json:"version"`
 	JWT     []JWTKey  `json:"jwt"`
 	Data    []DataKey `json:"data"`
+	// VAPID holds the Web Push application server keys (RFC 8292). Optional:
+	// a keyring written before push existed has none, and its servers run
+	// with push disabled. At most one is active; it signs every push.
+	// Browsers bind a subscription to the public key it was made with, so a
+	// new active VAPID key invalidates every subscription (docs/keyring.md).
+	VAPID []VAPIDKey `json:"vapid,omitempty"`
+}
+
+// VAPIDKey is a P-256 key that identifies this server to push services.
+type VAPIDKey struct {
+	ID         string     `json:"id"`
+	Alg        string     `json:"alg"`
+	State      string     `json:"state"`
+	Created    time.Time  `json:"created"`
+	Activated  *time.Time `json:"activated,omitempty"`
+	Retired    *time.Time `json:"retired,omitempty"`
+	PrivateKey []byte     `json:"privateKey"`
+}
+
+// String hides the key material so that a stray %v never prints it.
+func (k VAPIDKey) String() string {
+	return fmt.Sprintf("VAPIDKey{id=%s alg=%s state=%s}", k.ID, k.Alg, k.State)
+}
+
+// GoString hides the key material from %#v as well.
+func (k VAPIDKey) GoString() string { return k.String() }
+
+// PublicKey returns the uncompressed P-256 point (65 bytes) of the key: what
+// a browser's pushManager.subscribe takes as applicationServerKey.
+func (k VAPIDKey) PublicKey() ([]byte, error) {
+	priv, err := ecdh.P256().NewPrivateKey(k.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: vapid key %q: %w", k.ID, err)
+	}
+	return priv.PublicKey().Bytes(), nil
 }
 
 // JWTKey is an Ed25519 signing key, stored as its 32-byte seed.
@@ -118,7 +158,7 @@ func (f *File) Validate() error {
 	if f.Version != Version {
 		return fmt.Errorf("keyring: version %d is not supported (want %d)", f.Version, Version)
 	}
-	ids := make(map[string]bool, len(f.JWT)+len(f.Data))
+	ids := make(map[string]bool, len(f.JWT)+len(f.Data)+len(f.VAPID))
 	checkCommon := func(kind, id, alg, wantAlg, state string, material []byte, size int) error {
 		if !idPattern.MatchString(id) {
 			return fmt.Errorf("keyring: %s key id %q must be 1-64 characters of [A-Za-z0-9._-]", kind, id)
@@ -164,7 +204,34 @@ func (f *File) Validate() error {
 	if active != 1 {
 		return fmt.Errorf("keyring: %d active data keys, want exactly 1", active)
 	}
+	active = 0
+	for _, k := range f.VAPID {
+		if err := checkCommon("vapid", k.ID, k.Alg, AlgES256, k.State, k.PrivateKey, VAPIDKeySize); err != nil {
+			return err
+		}
+		// The scalar must be in [1, n-1]: crypto/ecdh refuses anything else.
+		if _, err := k.PublicKey(); err != nil {
+			return err
+		}
+		if k.State == StateActive {
+			active++
+		}
+	}
+	if active > 1 {
+		return fmt.Errorf("keyring: %d active vapid keys, want at most 1", active)
+	}
 	return nil
+}
+
+// ActiveVAPID returns the active VAPID key of a valid document; false when it
+// has none (push is then disabled).
+func (f *File) ActiveVAPID() (VAPIDKey, bool) {
+	for _, k := range f.VAPID {
+		if k.State == StateActive {
+			return k, true
+		}
+	}
+	return VAPIDKey{}, false
 }
 
 // Marshal validates the document and encodes it as indented JSON. Refusing to
@@ -201,7 +268,9 @@ func (f *File) ActiveData() (DataKey, bool) {
 	return DataKey{}, false
 }
 
-// New returns a valid document with one freshly generated active key of each kind.
+// New returns a valid document with one freshly generated active key of each
+// required kind (JWT and data). A VAPID key is optional and added by the
+// caller (NewVAPIDKey): code that copies a keyring must carry File.VAPID.
 func New(now time.Time) (*File, error) {
 	j, err := NewJWTKey(now, StateActive)
 	if err != nil {
@@ -212,6 +281,25 @@ func New(now time.Time) (*File, error) {
 		return nil, err
 	}
 	return &File{Version: Version, JWT: []JWTKey{j}, Data: []DataKey{d}}, nil
+}
+
+// NewVAPIDKey generates a P-256 key with crypto/rand and a random id "v-<hex>".
+// An active key gets its activation time set to now.
+func NewVAPIDKey(now time.Time, state string) (VAPIDKey, error) {
+	id, err := newID("v-")
+	if err != nil {
+		return VAPIDKey{}, err
+	}
+	priv, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		return VAPIDKey{}, fmt.Errorf("keyring: generate vapid key: %w", err)
+	}
+	now = now.UTC().Truncate(time.Second)
+	k := VAPIDKey{ID: id, Alg: AlgES256, State: state, Created: now, PrivateKey: priv.Bytes()}
+	if state == StateActive {
+		k.Activated = &now
+	}
+	return k, nil
 }
 
 // NewJWTKey generates an Ed25519 seed with crypto/rand and a random id "j-<hex>".

@@ -157,3 +157,67 @@ func TestGeneratedKeysAreDistinctAndHidden(t *testing.T) {
 		}
 	}
 }
+
+func TestVAPIDKey(t *testing.T) {
+	f := mustNew(t)
+	if _, ok := f.ActiveVAPID(); ok {
+		t.Fatal("a document without VAPID keys reports an active one")
+	}
+	v, err := NewVAPIDKey(t0, StateActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.VAPID = []VAPIDKey{v}
+	b, err := f.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := g.ActiveVAPID()
+	if !ok || got.ID != v.ID || !bytes.Equal(got.PrivateKey, v.PrivateKey) || got.Alg != AlgES256 {
+		t.Fatalf("VAPID key did not survive the round trip: %v", got)
+	}
+	pub, err := got.PublicKey()
+	if err != nil || len(pub) != 65 || pub[0] != 4 {
+		t.Fatalf("public key = %x, %v; want a 65-byte uncompressed point", pub, err)
+	}
+	for _, s := range []string{fmt.Sprint(v), fmt.Sprintf("%#v", v), fmt.Sprintf("%+v", v)} {
+		if strings.Contains(s, base64.StdEncoding.EncodeToString(v.PrivateKey)) || strings.Contains(s, fmt.Sprint(v.PrivateKey)) {
+			t.Fatalf("formatting printed key material: %s", s)
+		}
+	}
+
+	cases := []struct {
+		name   string
+		mutate func(f *File)
+		want   string
+	}{
+		{"alg", func(f *File) { f.VAPID[0].Alg = AlgEdDSA }, "is not accepted"},
+		{"short", func(f *File) { f.VAPID[0].PrivateKey = f.VAPID[0].PrivateKey[:31] }, "31 bytes, want 32"},
+		{"zero scalar", func(f *File) { f.VAPID[0].PrivateKey = make([]byte, 32) }, "vapid key"},
+		{"scalar past the order", func(f *File) { f.VAPID[0].PrivateKey = bytes.Repeat([]byte{0xff}, 32) }, "vapid key"},
+		{"two active", func(f *File) {
+			k, _ := NewVAPIDKey(t0, StateActive)
+			f.VAPID = append(f.VAPID, k)
+		}, "2 active vapid keys"},
+		{"id shared with a data key", func(f *File) { f.VAPID[0].ID = f.Data[0].ID }, "duplicate key id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, _ := Parse(b)
+			tc.mutate(f)
+			if err := f.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	// A retired or staged VAPID key alone is valid: push is off until one is active.
+	f2, _ := Parse(b)
+	f2.VAPID[0].State = StateRetired
+	if err := f2.Validate(); err != nil {
+		t.Fatalf("a document with only a retired VAPID key: %v", err)
+	}
+}
