@@ -8,9 +8,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { seriousViolations } from './axe.mjs';
-import { CHROMIUM_ARGS, cspViolations, newPerson, RestClient, signInUI, sleep, startServer, uniquePerson } from './harness.mjs';
+import { cspViolations, launchBrowser, newPerson, RestClient, signInUI, sleep, startServer, uniquePerson } from './harness.mjs';
 
 const T = 15_000;
 
@@ -41,11 +40,7 @@ describe('attachments in the browser', () => {
     // A 1 MiB limit, so a file over it is small enough to make in a test.
     server = await startServer({ env: { PARLEY_MAX_ATTACHMENT_MIB: '1' } });
     // Chromium's fake microphone (a beep) and no permission prompt, for the voice test.
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: [...CHROMIUM_ARGS, '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required'],
-    });
+    browser = await launchBrowser(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required']);
     A = uniquePerson('Alice');
     B = uniquePerson('Bob');
     apiA = new RestClient(server.url);

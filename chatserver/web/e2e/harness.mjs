@@ -158,8 +158,9 @@ export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export function launchBrowser() {
-  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+/** Debian's Chromium, headless; `extraArgs` adds switches (e.g. the fake media devices). */
+export function launchBrowser(extraArgs = []) {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
 }
 
 /**

@@ -9,7 +9,9 @@ const out = resolve(process.argv[2] ?? 'docs/images');
 mkdirSync(out, { recursive: true });
 
 const server = await startServer();
-const browser = await launchBrowser();
+// Sound without a click: the voice message of the attachments screenshot is recorded from a
+// synthetic source in the page.
+const browser = await launchBrowser(['--autoplay-policy=no-user-gesture-required']);
 try {
   const who = {
     alice: { ...uniquePerson('Alice'), name: 'Alice Martin' },
@@ -114,7 +116,8 @@ try {
   // "New messages": Dan wrote while Alice was elsewhere.
   await dan.send(withDan.id, 'Found it? It is the white one with the long cable.');
   await dan.send(withDan.id, 'No rush, Saturday is fine.');
-  await a.page.getByRole('button', { name: /^Dan Okafor.*2 unread/ }).waitFor();
+  // Unread: his first message and these two.
+  await a.page.getByRole('button', { name: /^Dan Okafor.*3 unread/ }).waitFor();
   await a.page.getByRole('button', { name: /^Dan Okafor/ }).click();
   await a.page.getByTestId('new-divider').waitFor();
   await sleep(300);
@@ -182,6 +185,116 @@ try {
   await md2.page.locator('[data-testid=message]').last().waitFor();
   await sleep(400);
   await md2.page.screenshot({ path: join(out, 'mobile-dark.png') });
+
+  // Attachments (issue 13): an image, a document and a voice message, light and dark; the
+  // lightbox; the composer with an upload under way.
+  {
+    const review = await alice.group('Design review', [bob.user.id, carol.user.id]);
+    const maker = await newPerson(browser, server);
+    await maker.page.goto('/');
+    // A mock-up drawn in a canvas, and a voice note recorded from a synthetic source.
+    const png = Buffer.from(
+      await maker.page.evaluate(() => {
+        const c = document.createElement('canvas');
+        c.width = 1280;
+        c.height = 800;
+        const g = c.getContext('2d');
+        const grad = g.createLinearGradient(0, 0, 1280, 800);
+        grad.addColorStop(0, '#2f6fde');
+        grad.addColorStop(1, '#7b4dd8');
+        g.fillStyle = grad;
+        g.fillRect(0, 0, 1280, 800);
+        g.fillStyle = '#ffffff';
+        g.fillRect(390, 90, 500, 620);
+        g.fillStyle = '#e8eefc';
+        g.fillRect(430, 140, 420, 220);
+        g.fillStyle = '#1d4ed8';
+        g.fillRect(430, 600, 420, 64);
+        g.fillStyle = '#cbd5e1';
+        for (let i = 0; i < 4; i++) g.fillRect(430, 400 + i * 44, 420 - i * 60, 22);
+        g.fillStyle = '#ffffff';
+        g.font = 'bold 30px sans-serif';
+        g.fillText('Get started', 555, 642);
+        return c.toDataURL('image/png').split(',')[1];
+      }),
+      'base64',
+    );
+    const voice = Buffer.from(
+      await maker.page.evaluate(async () => {
+        const ctx = new AudioContext();
+        await ctx.resume();
+        const osc = ctx.createOscillator();
+        osc.frequency.value = 180;
+        const gain = ctx.createGain();
+        gain.gain.value = 0;
+        // Syllables: a loudness that rises and falls, with pauses.
+        for (let i = 0; i < 40; i++) gain.gain.setValueAtTime(i % 9 === 8 ? 0.01 : 0.15 + 0.85 * Math.abs(Math.sin(i * 1.7)) * (0.4 + 0.6 * ((i * 37) % 10) / 10), ctx.currentTime + i * 0.1);
+        const dest = ctx.createMediaStreamDestination();
+        osc.connect(gain).connect(dest);
+        const rec = new MediaRecorder(dest.stream, { mimeType: 'audio/webm;codecs=opus' });
+        const chunks = [];
+        rec.ondataavailable = (e) => chunks.push(e.data);
+        const stopped = new Promise((r) => (rec.onstop = r));
+        osc.start();
+        rec.start();
+        await new Promise((r) => setTimeout(r, 4200));
+        rec.stop();
+        await stopped;
+        const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
+        let bin = '';
+        for (const b of bytes) bin += String.fromCharCode(b);
+        return btoa(bin);
+      }),
+      'base64',
+    );
+    await maker.context.close();
+    const pdf = Buffer.from('%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n' + ' '.repeat(245_000));
+    const upload = async (api, name, bytes) => {
+      const r = await fetch(`${server.url}/api/v1/attachments`, { method: 'POST', headers: { Authorization: `Bearer ${api.token}`, 'X-Filename': encodeURIComponent(name) }, body: bytes });
+      if (r.status !== 201) throw new Error(`upload ${name}: ${r.status} ${await r.text()}`);
+      return (await r.json()).id;
+    };
+    let n = 0;
+    const sendWith = (api, body, ids) => api.call('POST', `/conversations/${review.id}/messages`, { clientId: `shot-att-${++n}`, body, attachments: ids });
+    await bob.send(review.id, 'Here is the new onboarding screen.');
+    await sendWith(bob, 'What do you think of the **button**?', [await upload(bob, 'onboarding-mockup.png', png)]);
+    await sendWith(carol, 'And the usability report from Tuesday:', [await upload(carol, 'Usability report.pdf', pdf)]);
+    await sendWith(alice, '', [await upload(alice, 'voice.webm', voice)]);
+
+    for (const [scheme, file] of [
+      ['light', 'attachments.png'],
+      ['dark', 'attachments-dark.png'],
+    ]) {
+      const v = await newPerson(browser, server, { viewport: { width: 1280, height: 800 }, colorScheme: scheme });
+      await signInUI(v.page, who.alice);
+      await v.page.getByRole('button', { name: /^Design review/ }).click();
+      await v.page.locator('img.att-full.loaded').waitFor();
+      await v.page.locator('[data-testid=waveform][data-source=decoded]').waitFor();
+      await sleep(400);
+      await v.page.screenshot({ path: join(out, file) });
+      if (scheme === 'light') {
+        await v.page.getByTestId('att-image').click();
+        await v.page.locator('img.lightbox-img').waitFor();
+        await v.page.waitForFunction(() => document.querySelector('img.lightbox-img')?.complete);
+        await sleep(300);
+        await v.page.screenshot({ path: join(out, 'lightbox.png') });
+        await v.page.keyboard.press('Escape');
+        // An upload under way: a slow line, so the bar stops part way.
+        const cdp = await v.context.newCDPSession(v.page);
+        await cdp.send('Network.enable');
+        await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 96 * 1024 });
+        await v.page.getByTestId('file-input').setInputFiles([
+          { name: 'Quarterly figures.xlsx', mimeType: 'application/vnd.ms-excel', buffer: Buffer.alloc(2_400_000, 1) },
+        ]);
+        await v.page.getByLabel('Message', { exact: true }).fill('The figures, as promised');
+        await v.page.waitForFunction(() => (document.querySelector('[data-testid=upload-chip] progress')?.value ?? 0) >= 30, null, { timeout: 60_000 });
+        await v.page.screenshot({ path: join(out, 'upload-progress.png') });
+        await v.page.getByRole('button', { name: /^Cancel upload of/ }).click();
+        await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+      }
+      await v.context.close();
+    }
+  }
 
   // Registration errors on their fields.
   const reg = await newPerson(browser, server);

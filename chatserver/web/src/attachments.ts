@@ -98,7 +98,10 @@ export function attachmentsSummary(list: readonly Attachment[] | undefined): str
  * first, then its text without Markdown: "📎 photo.jpg Look at this".
  */
 export function previewText(m: Pick<Message, 'body' | 'attachments'>): string {
-  return [attachmentsSummary(m.attachments), plainText(m.body)].filter(Boolean).join(' ');
+  const text = [attachmentsSummary(m.attachments), plainText(m.body)].filter(Boolean).join(' ');
+  // A message is never empty: with no text, it carries files, which the conversation list's
+  // lastMessage does not list (the server leaves them out there).
+  return text || '📎 Attachment';
 }
 
 // ------------------------------------------------------------- upload queue

@@ -600,6 +600,10 @@ export class ChatStore {
         ...this.conversations.value,
         [id]: { ...c, lastSeq: newest.seq, lastMessage: newest, lastActivity: newest.createdAt, unread: ownNewest === newest.seq ? 0 : unread, readSeq },
       };
+    } else if (c.lastMessage && !c.lastMessage.attachments) {
+      // The conversation list's lastMessage comes without its files: the loaded one has them.
+      const held = msgs.find((m) => m.id === c.lastMessage!.id);
+      if (held?.attachments) this.conversations.value = { ...this.conversations.value, [id]: { ...c, lastMessage: held } };
     }
     // The sender stopped typing.
     const ty = this.typing.value[id];

@@ -85,6 +85,8 @@ describe('what an attachment is shown as', () => {
     expect(previewText({ body: '', attachments: [att()] })).toBe('📎 photo.jpg');
     expect(previewText({ body: 'Look at **this**\n\n> quoted', attachments: [att()] })).toBe('📎 photo.jpg Look at this quoted');
     expect(previewText({ body: 'just [text](https://example.com)' })).toBe('just text');
+    // The conversation list's lastMessage comes without its files: still not an empty preview.
+    expect(previewText({ body: '' })).toBe('📎 Attachment');
   });
 });
 
