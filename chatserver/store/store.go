@@ -171,7 +171,13 @@ type Member struct {
 	Role           string
 	JoinedAt       time.Time
 	ReadSeq        int64 // highest seq this member has read
+	// MutedUntil: no push for this conversation before then (zero: not
+	// muted; MuteForever: until unmuted). Private to the member.
+	MutedUntil time.Time
 }
+
+// MuteForever is the MutedUntil of "always": a time no clock reaches.
+var MuteForever = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // Message is a stored message. Seq is assigned by the store: last + 1 in its
 // conversation, inside the storing transaction.
@@ -185,6 +191,13 @@ type Message struct {
 	KeyID          string // data key that sealed BodySealed (for re-encryption bookkeeping)
 	CreatedAt      time.Time
 	ReplyTo        string // id of the message this one answers (same conversation), or ""
+	// Mentions are the ids of the members the text mentions (@username),
+	// parsed by the server from the text as sent; stored with the message.
+	Mentions []string
+	// PushDue, on a new message, asks AppendMessage to enqueue a push job
+	// (PushJob) due then, in the same transaction, when another member of
+	// the conversation has a push subscription. Not read back.
+	PushDue *time.Time
 	// Attachments are the ids of the sender's ready uploads a new message
 	// carries (AppendMessage attaches them); not read back (see
 	// AttachmentsOfMessages).
@@ -224,10 +237,11 @@ type ConversationSummary struct {
 	Conversation
 	Role        string
 	ReadSeq     int64
-	Unread      int64    // messages with seq > ReadSeq not sent by this user
-	LastMessage *Message // nil when the conversation has no message
-	MemberIDs   []string // all members, sorted
-	Members     []Member // the same members with role and read marker, in the same order
+	MutedUntil  time.Time // this user's mute of the conversation (Member.MutedUntil)
+	Unread      int64     // messages with seq > ReadSeq not sent by this user
+	LastMessage *Message  // nil when the conversation has no message
+	MemberIDs   []string  // all members, sorted
+	Members     []Member  // the same members with role and read marker, in the same order
 }
 
 // AuditEntry is one record of the append-only, hash-chained audit log.
@@ -422,6 +436,7 @@ type Store interface {
 
 	AttachmentStore
 	AvatarStore
+	PushStore
 
 	Ping(ctx context.Context) error
 	Close() error
@@ -495,4 +510,63 @@ type AvatarStore interface {
 	// ResealAvatar points a user's photo at its re-encrypted blob only if
 	// it still names oldBlobKey (compare-and-set), and reports whether it did.
 	ResealAvatar(ctx context.Context, userID, oldBlobKey string, next Avatar) (bool, error)
+}
+
+// PushSubscription is one browser's Web Push subscription (RFC 8030).
+type PushSubscription struct {
+	ID         string
+	UserID     string
+	Endpoint   string // the push service's URL for this subscription (https)
+	P256DH     string // the browser's P-256 public key, base64url (65 bytes)
+	Auth       string // the browser's auth secret, base64url (16 bytes)
+	VAPIDKeyID string // the VAPID key active when it was made
+	CreatedAt  time.Time
+}
+
+// NotifySettings are a user's notification preferences.
+type NotifySettings struct {
+	PushPreview       bool      // pushes carry a short excerpt of the text (opt-in)
+	MentionsBreakMute bool      // a mention pushes even in a muted conversation (default true)
+	DNDUntil          time.Time // do not disturb until then (zero: off; MuteForever: always)
+}
+
+// PushJob is a pending push about one new message (the push outbox).
+type PushJob struct {
+	MessageID      string
+	ConversationID string
+	Seq            int64
+	SenderID       string
+	StoredAt       time.Time // when the message was stored (push latency)
+	DueAt          time.Time
+	Attempts       int // claims so far, this one included
+}
+
+// PushStore is the persistence of Web Push notifications.
+type PushStore interface {
+	// SavePushSubscription stores sub, replacing the row with the same
+	// endpoint (the browser subscribed again, possibly for another account;
+	// the stored row keeps its id). ErrLimit when the user already has max
+	// other subscriptions. Returns the stored row.
+	SavePushSubscription(ctx context.Context, sub *PushSubscription, max int) (*PushSubscription, error)
+	// PushSubscriptions returns the subscriptions of the users, by user id then id.
+	PushSubscriptions(ctx context.Context, userIDs []string) ([]PushSubscription, error)
+	// DeletePushSubscription deletes the user's subscription whose id or
+	// endpoint is key; ErrNotFound when the user has none such.
+	DeletePushSubscription(ctx context.Context, userID, key string) error
+	// RemovePushSubscription deletes a subscription by id, whoever owns it
+	// (its push service answered 404 or 410), and reports whether it did.
+	RemovePushSubscription(ctx context.Context, id string) (bool, error)
+	// ClaimPushJobs leases up to limit jobs due at now whose lease is free
+	// or lapsed to holder until now+lease, oldest due first, counting an
+	// attempt on each. Two holders never get the same job while a lease runs.
+	ClaimPushJobs(ctx context.Context, holder string, now time.Time, lease time.Duration, limit int) ([]PushJob, error)
+	// FinishPushJobs deletes the jobs (by message id) that holder still holds.
+	FinishPushJobs(ctx context.Context, holder string, messageIDs []string) error
+	// SetMute sets a member's MutedUntil (zero: unmute); ErrNotFound for a non-member.
+	SetMute(ctx context.Context, convID, userID string, until time.Time) error
+	// NotifySettings returns the settings of the users (defaults for those
+	// never set); unknown users are left out.
+	NotifySettings(ctx context.Context, userIDs []string) (map[string]NotifySettings, error)
+	// SetNotifySettings replaces a user's settings; ErrNotFound for no such user.
+	SetNotifySettings(ctx context.Context, userID string, s NotifySettings) error
 }

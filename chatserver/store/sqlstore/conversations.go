@@ -84,17 +84,17 @@ func (db *DB) ConversationByDirectKey(ctx context.Context, directKey string) (*s
 	return db.conversationWhere(ctx, "conversation by direct key", "c.direct_key = $1", directKey)
 }
 
-const memberCols = "conversation_id, user_id, role, joined_at, read_seq"
+const memberCols = "conversation_id, user_id, role, joined_at, read_seq, muted_until"
 
 func scanMember(s scanner) (store.Member, error) {
 	var (
-		m      store.Member
-		joined int64
+		m             store.Member
+		joined, muted int64
 	)
-	if err := s.Scan(&m.ConversationID, &m.UserID, &m.Role, &joined, &m.ReadSeq); err != nil {
+	if err := s.Scan(&m.ConversationID, &m.UserID, &m.Role, &joined, &m.ReadSeq, &muted); err != nil {
 		return store.Member{}, err
 	}
-	m.JoinedAt = fromMicros(joined)
+	m.JoinedAt, m.MutedUntil = fromMicros(joined), fromMuteMicros(muted)
 	return m, nil
 }
 

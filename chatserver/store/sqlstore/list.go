@@ -54,12 +54,12 @@ func (db *DB) summaries(ctx context.Context, userID, convID string) ([]store.Con
 // the one with the highest seq (last_seq may be a change event's), a walk
 // of the same key from its end.
 func listSummaries(ctx context.Context, q querier, userID, convID string) ([]store.ConversationSummary, map[string]int, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+convCols+`, m.role, m.read_seq,
+	rows, err := q.QueryContext(ctx, `SELECT `+convCols+`, m.role, m.read_seq, m.muted_until,
 			(SELECT COUNT(*) FROM messages u
 			 WHERE u.conversation_id = c.id AND u.seq > m.read_seq AND u.sender_id <> m.user_id
 			   AND u.deleted_at IS NULL),
 			l.seq, l.id, l.sender_id, l.client_id, l.body_sealed, l.key_id, l.created_at,
-			l.reply_to, l.edited_at, l.expires_at, l.deleted_at, l.deleted_by, l.delete_reason
+			l.reply_to, l.edited_at, l.expires_at, l.deleted_at, l.deleted_by, l.delete_reason, l.mentions
 		FROM members m
 		JOIN conversations c ON c.id = m.conversation_id
 		LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq =
@@ -81,15 +81,17 @@ func listSummaries(ctx context.Context, q querier, userID, convID string) ([]sto
 			edited   sql.NullInt64
 			expires  sql.NullInt64
 			deleted  sql.NullInt64
+			muted    int64
 		)
 		dest, finish := convDest(&s.Conversation)
-		dest = append(dest, &s.Role, &s.ReadSeq, &s.Unread,
+		dest = append(dest, &s.Role, &s.ReadSeq, &muted, &s.Unread,
 			&lastSeq, &lm.id, &lm.senderID, &lm.clientID, &lm.body, &lm.keyID, &lastTime,
-			&lm.replyTo, &edited, &expires, &deleted, &lm.deletedBy, &lm.deleteReason)
+			&lm.replyTo, &edited, &expires, &deleted, &lm.deletedBy, &lm.deleteReason, &lm.mentions)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, nil, err
 		}
 		finish()
+		s.MutedUntil = fromMuteMicros(muted)
 		if lastSeq.Valid {
 			s.LastMessage = &store.Message{
 				ConversationID: s.ID, Seq: lastSeq.Int64, ID: lm.id.String, SenderID: lm.senderID.String,
@@ -97,6 +99,7 @@ func listSummaries(ctx context.Context, q querier, userID, convID string) ([]sto
 				CreatedAt: fromMicros(lastTime.Int64), ReplyTo: lm.replyTo.String,
 				EditedAt: fromNullMicros(edited), ExpiresAt: fromNullMicros(expires), DeletedAt: fromNullMicros(deleted),
 				DeletedBy: lm.deletedBy.String, DeleteReason: lm.deleteReason.String,
+				Mentions: splitIDs(lm.mentions.String),
 			}
 		}
 		s.MemberIDs = []string{}
@@ -108,7 +111,7 @@ func listSummaries(ctx context.Context, q querier, userID, convID string) ([]sto
 
 // nullMessage holds the columns of a LEFT JOINed message that may be absent.
 type nullMessage struct {
-	id, senderID, clientID, body, keyID, replyTo, deletedBy, deleteReason sql.NullString
+	id, senderID, clientID, body, keyID, replyTo, deletedBy, deleteReason, mentions sql.NullString
 }
 
 func listMemberIDs(ctx context.Context, q querier, userID, convID string, list []store.ConversationSummary, index map[string]int) error {

@@ -11,7 +11,7 @@ import (
 )
 
 const messageCols = "conversation_id, seq, id, sender_id, client_id, body_sealed, key_id, created_at, " +
-	"reply_to, edited_at, expires_at, deleted_at, deleted_by, delete_reason"
+	"reply_to, edited_at, expires_at, deleted_at, deleted_by, delete_reason, mentions"
 
 func scanMessage(s scanner) (store.Message, error) {
 	var (
@@ -19,11 +19,13 @@ func scanMessage(s scanner) (store.Message, error) {
 		clientID                 sql.NullString
 		created                  int64
 		edited, expires, deleted sql.NullInt64
+		mentions                 string
 	)
 	if err := s.Scan(&m.ConversationID, &m.Seq, &m.ID, &m.SenderID, &clientID, &m.BodySealed, &m.KeyID, &created,
-		&m.ReplyTo, &edited, &expires, &deleted, &m.DeletedBy, &m.DeleteReason); err != nil {
+		&m.ReplyTo, &edited, &expires, &deleted, &m.DeletedBy, &m.DeleteReason, &mentions); err != nil {
 		return store.Message{}, err
 	}
+	m.Mentions = splitIDs(mentions)
 	m.ClientID, m.CreatedAt = clientID.String, fromMicros(created)
 	m.EditedAt, m.ExpiresAt, m.DeletedAt = fromNullMicros(edited), fromNullMicros(expires), fromNullMicros(deleted)
 	return m, nil
@@ -82,11 +84,18 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 			stored.ExpiresAt = &e
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages (conversation_id, seq, id, sender_id, client_id,
-			body_sealed, key_id, created_at, reply_to, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			body_sealed, key_id, created_at, reply_to, expires_at, mentions)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			stored.ConversationID, stored.Seq, stored.ID, stored.SenderID, nullString(stored.ClientID),
-			stored.BodySealed, stored.KeyID, micros(stored.CreatedAt), stored.ReplyTo, nullMicros(stored.ExpiresAt))
+			stored.BodySealed, stored.KeyID, micros(stored.CreatedAt), stored.ReplyTo, nullMicros(stored.ExpiresAt),
+			joinIDs(stored.Mentions))
 		if err != nil {
 			return err
+		}
+		if m.PushDue != nil {
+			if err := enqueuePush(ctx, tx, &stored, *m.PushDue); err != nil {
+				return err
+			}
 		}
 		if err := attach(ctx, tx, &stored); err != nil {
 			return err

@@ -199,6 +199,9 @@ func (db *DB) DeleteUser(ctx context.Context, userID string, at time.Time) error
 		if err := mustAffect(res, err); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM push_subscriptions WHERE user_id = $1", userID); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, "DELETE FROM refresh_tokens WHERE user_id = $1", userID)
 		return err
 	})
