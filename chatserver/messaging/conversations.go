@@ -286,6 +286,10 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 			m := s.view(c.LastMessage)
 			v.LastMessage = &m
 		}
+		if c.MutedUntil.After(s.now()) {
+			mu := c.MutedUntil.UTC()
+			v.MutedUntil = &mu
+		}
 		for _, mem := range c.Members {
 			id := mem.UserID
 			u := users[id]

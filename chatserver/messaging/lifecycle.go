@@ -282,6 +282,7 @@ func (s *Service) view(m *store.Message) protocol.Message {
 		return v
 	}
 	v.Body = string(pt)
+	v.Mentions = m.Mentions
 	return v
 }
 

@@ -27,6 +27,12 @@ type Tracker interface {
 	// as user id to connection ids (no-op in memory).
 	Heartbeat(ctx context.Context, conns map[string][]string) error
 	Status(ctx context.Context, userIDs []string) (map[string]Status, error)
+	// SetVisible records whether the page behind a connection is visible
+	// (the client's visibility frame). A connection starts visible.
+	SetVisible(ctx context.Context, userID, connID string, visible bool) error
+	// Attentive reports, per user, whether any live connection of theirs,
+	// on any replica, has a visible page: such a user needs no push.
+	Attentive(ctx context.Context, userIDs []string) (map[string]bool, error)
 }
 
 // Memory is an in-process Tracker.
@@ -35,6 +41,8 @@ type Memory struct {
 	mu    sync.Mutex
 	conns map[string]map[string]struct{}
 	seen  map[string]time.Time
+	// hidden holds the connections whose page reported hidden.
+	hidden map[string]bool
 }
 
 // NewMemory returns a Memory tracker. now may be nil (time.Now).
@@ -42,7 +50,7 @@ func NewMemory(now func() time.Time) *Memory {
 	if now == nil {
 		now = time.Now
 	}
-	return &Memory{now: now, conns: map[string]map[string]struct{}{}, seen: map[string]time.Time{}}
+	return &Memory{now: now, conns: map[string]map[string]struct{}{}, seen: map[string]time.Time{}, hidden: map[string]bool{}}
 }
 
 // Connect implements Tracker.
@@ -68,6 +76,7 @@ func (m *Memory) Disconnect(_ context.Context, userID, connID string) (bool, err
 		return false, nil
 	}
 	delete(c, connID)
+	delete(m.hidden, connID)
 	m.seen[userID] = m.now()
 	if len(c) == 0 {
 		delete(m.conns, userID)
@@ -86,6 +95,37 @@ func (m *Memory) Status(_ context.Context, userIDs []string) (map[string]Status,
 	out := make(map[string]Status, len(userIDs))
 	for _, id := range userIDs {
 		out[id] = Status{Online: len(m.conns[id]) > 0, LastSeen: m.seen[id]}
+	}
+	return out, nil
+}
+
+// SetVisible implements Tracker.
+func (m *Memory) SetVisible(_ context.Context, userID, connID string, visible bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.conns[userID][connID]; !ok {
+		return nil // gone already
+	}
+	if visible {
+		delete(m.hidden, connID)
+	} else {
+		m.hidden[connID] = true
+	}
+	return nil
+}
+
+// Attentive implements Tracker.
+func (m *Memory) Attentive(_ context.Context, userIDs []string) (map[string]bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]bool, len(userIDs))
+	for _, id := range userIDs {
+		for c := range m.conns[id] {
+			if !m.hidden[c] {
+				out[id] = true
+				break
+			}
+		}
 	}
 	return out, nil
 }

@@ -30,6 +30,12 @@ func NewRedis(c redis.UniversalClient, ttl time.Duration, now func() time.Time) 
 func connsKey(user string) string { return "parley:presence:{" + user + "}:conns" }
 func seenKey(user string) string  { return "parley:presence:{" + user + "}:seen" }
 
+// hiddenKey is the set of the user's connections whose page is hidden. It
+// lives as long as the connections set (refreshed by the same heartbeat); a
+// member left by a crashed replica is harmless, as Attentive only looks at
+// live connections.
+func hiddenKey(user string) string { return "parley:presence:{" + user + "}:hidden" }
+
 const seenTTL = 30 * 24 * time.Hour
 
 var connectScript = redis.NewScript(`
@@ -45,6 +51,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local removed = redis.call('ZREM', KEYS[1], ARGV[2])
 local after = redis.call('ZCARD', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+redis.call('SREM', KEYS[3], ARGV[2])
 return {removed, after}`)
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -63,7 +70,7 @@ func (r *Redis) Connect(ctx context.Context, userID, connID string) (bool, error
 // Disconnect implements Tracker.
 func (r *Redis) Disconnect(ctx context.Context, userID, connID string) (bool, error) {
 	now := r.now()
-	res, err := disconnectScript.Run(ctx, r.c, []string{connsKey(userID), seenKey(userID)},
+	res, err := disconnectScript.Run(ctx, r.c, []string{connsKey(userID), seenKey(userID), hiddenKey(userID)},
 		ms(now), connID, seenTTL.Milliseconds()).Int64Slice()
 	if err != nil || len(res) != 2 {
 		return false, fmt.Errorf("presence: disconnect: %w", err)
@@ -86,6 +93,7 @@ func (r *Redis) Heartbeat(ctx context.Context, conns map[string][]string) error 
 			}
 			p.ZAdd(ctx, connsKey(user), zs...)
 			p.PExpire(ctx, connsKey(user), r.ttl)
+			p.PExpire(ctx, hiddenKey(user), r.ttl)
 			p.Set(ctx, seenKey(user), ms(now), seenTTL)
 		}
 		return nil
@@ -118,6 +126,55 @@ func (r *Redis) Status(ctx context.Context, userIDs []string) (map[string]Status
 			st.LastSeen = time.UnixMilli(v).UTC()
 		}
 		out[id] = st
+	}
+	return out, nil
+}
+
+// SetVisible implements Tracker.
+func (r *Redis) SetVisible(ctx context.Context, userID, connID string, visible bool) error {
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if visible {
+			p.SRem(ctx, hiddenKey(userID), connID)
+		} else {
+			p.SAdd(ctx, hiddenKey(userID), connID)
+			p.PExpire(ctx, hiddenKey(userID), r.ttl)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("presence: set visible: %w", err)
+	}
+	return nil
+}
+
+// Attentive implements Tracker: one pipelined round trip reads each user's
+// live connections and hidden ones.
+func (r *Redis) Attentive(ctx context.Context, userIDs []string) (map[string]bool, error) {
+	now := strconv.FormatInt(ms(r.now()), 10)
+	live := make([]*redis.StringSliceCmd, len(userIDs))
+	hidden := make([]*redis.StringSliceCmd, len(userIDs))
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range userIDs {
+			live[i] = p.ZRangeByScore(ctx, connsKey(id), &redis.ZRangeBy{Min: "(" + now, Max: "+inf"})
+			hidden[i] = p.SMembers(ctx, hiddenKey(id))
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("presence: attentive: %w", err)
+	}
+	out := make(map[string]bool, len(userIDs))
+	for i, id := range userIDs {
+		h := map[string]bool{}
+		for _, c := range hidden[i].Val() {
+			h[c] = true
+		}
+		for _, c := range live[i].Val() {
+			if !h[c] {
+				out[id] = true
+				break
+			}
+		}
 	}
 	return out, nil
 }

@@ -70,6 +70,16 @@ func (s *Service) Heartbeat(ctx context.Context, conns map[string][]string) erro
 	return s.tracker.Heartbeat(ctx, conns)
 }
 
+// SetVisible records whether the page behind a connection is visible.
+func (s *Service) SetVisible(ctx context.Context, userID, connID string, visible bool) error {
+	return s.tracker.SetVisible(ctx, userID, connID, visible)
+}
+
+// Attentive reports the users with a visible page on any replica.
+func (s *Service) Attentive(ctx context.Context, userIDs []string) (map[string]bool, error) {
+	return s.tracker.Attentive(ctx, userIDs)
+}
+
 // Status answers presence queries.
 func (s *Service) Status(ctx context.Context, userIDs []string) (map[string]Status, error) {
 	return s.tracker.Status(ctx, userIDs)

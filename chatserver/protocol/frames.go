@@ -22,6 +22,9 @@ const (
 	TypeEdit   FrameType = "edit"
 	TypeDelete FrameType = "delete"
 	TypeReact  FrameType = "react"
+	// TypeVisibility reports whether the page behind the connection is
+	// visible (push notifications go to users with no visible page).
+	TypeVisibility FrameType = "visibility"
 )
 
 // Frame types the server sends.
@@ -297,30 +300,40 @@ type PingRequest struct {
 	ID string `json:"id,omitempty"`
 }
 
-func (AuthRequest) FrameType() FrameType   { return TypeAuth }
-func (SendRequest) FrameType() FrameType   { return TypeSend }
-func (SyncRequest) FrameType() FrameType   { return TypeSync }
-func (TypingRequest) FrameType() FrameType { return TypeTyping }
-func (ReadRequest) FrameType() FrameType   { return TypeRead }
-func (PingRequest) FrameType() FrameType   { return TypePing }
-func (EditRequest) FrameType() FrameType   { return TypeEdit }
-func (DeleteRequest) FrameType() FrameType { return TypeDelete }
-func (ReactRequest) FrameType() FrameType  { return TypeReact }
+// VisibilityRequest reports whether the page behind this connection is
+// visible to its user (document.visibilityState). Not answered unless it
+// fails. A connection that never sends one counts as visible.
+type VisibilityRequest struct {
+	ID      string `json:"id,omitempty"`
+	Visible *bool  `json:"visible"`
+}
 
-func (f AuthRequest) RequestID() string   { return f.ID }
-func (f SendRequest) RequestID() string   { return f.ID }
-func (f SyncRequest) RequestID() string   { return f.ID }
-func (f TypingRequest) RequestID() string { return f.ID }
-func (f ReadRequest) RequestID() string   { return f.ID }
-func (f PingRequest) RequestID() string   { return f.ID }
-func (f EditRequest) RequestID() string   { return f.ID }
-func (f DeleteRequest) RequestID() string { return f.ID }
-func (f ReactRequest) RequestID() string  { return f.ID }
+func (AuthRequest) FrameType() FrameType       { return TypeAuth }
+func (SendRequest) FrameType() FrameType       { return TypeSend }
+func (SyncRequest) FrameType() FrameType       { return TypeSync }
+func (TypingRequest) FrameType() FrameType     { return TypeTyping }
+func (ReadRequest) FrameType() FrameType       { return TypeRead }
+func (PingRequest) FrameType() FrameType       { return TypePing }
+func (EditRequest) FrameType() FrameType       { return TypeEdit }
+func (DeleteRequest) FrameType() FrameType     { return TypeDelete }
+func (ReactRequest) FrameType() FrameType      { return TypeReact }
+func (VisibilityRequest) FrameType() FrameType { return TypeVisibility }
+
+func (f AuthRequest) RequestID() string       { return f.ID }
+func (f SendRequest) RequestID() string       { return f.ID }
+func (f SyncRequest) RequestID() string       { return f.ID }
+func (f TypingRequest) RequestID() string     { return f.ID }
+func (f ReadRequest) RequestID() string       { return f.ID }
+func (f PingRequest) RequestID() string       { return f.ID }
+func (f EditRequest) RequestID() string       { return f.ID }
+func (f DeleteRequest) RequestID() string     { return f.ID }
+func (f ReactRequest) RequestID() string      { return f.ID }
+func (f VisibilityRequest) RequestID() string { return f.ID }
 
 // ClientFrames lists one value of every client frame kind (docs and tests).
 func ClientFrames() []ClientFrame {
 	return []ClientFrame{AuthRequest{}, SendRequest{}, SyncRequest{}, TypingRequest{}, ReadRequest{}, PingRequest{},
-		EditRequest{}, DeleteRequest{}, ReactRequest{}}
+		EditRequest{}, DeleteRequest{}, ReactRequest{}, VisibilityRequest{}}
 }
 
 // ErrUnknownType is returned (wrapped) by DecodeClient for a frame whose type
@@ -363,6 +376,8 @@ func DecodeClient(data []byte) (f ClientFrame, id string, err error) {
 		f, err = decodeAs[DeleteRequest](data)
 	case TypeReact:
 		f, err = decodeAs[ReactRequest](data)
+	case TypeVisibility:
+		f, err = decodeAs[VisibilityRequest](data)
 	default:
 		return nil, id, fmt.Errorf("%w %q", ErrUnknownType, typ)
 	}

@@ -50,6 +50,10 @@ type Message struct {
 	// Attachments are the files the message carries, in order (none on a
 	// tombstone). Fetch their bytes with GET /api/v1/attachments/{id}.
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// Mentions are the ids of the members the text mentions (@username),
+	// parsed by the server from the text as sent (an edit changes neither
+	// them nor who was notified). Absent when none.
+	Mentions []string `json:"mentions,omitempty"`
 }
 
 // Attachment is an uploaded file as clients see it (docs/api.md,
@@ -124,4 +128,7 @@ type Conversation struct {
 	CreatedAt    time.Time `json:"createdAt"`
 	// ExpireAfter is the disappearing-messages setting in seconds (0: off).
 	ExpireAfter int64 `json:"expireAfter"`
+	// MutedUntil is when the viewer's mute of this conversation ends
+	// (absent: not muted; 9999-12-31T00:00:00Z: until unmuted).
+	MutedUntil *time.Time `json:"mutedUntil,omitempty"`
 }
