@@ -968,17 +968,23 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
   useEffect(() => {
     if (window.matchMedia('(min-width: 760px)').matches) ref.current?.focus();
   }, [conversationId]);
-  useEffect(() => {
+  // The caret goes to the end of the text to edit (or of the draft, for a reply), once that
+  // text is in the box: in layout effects, so nothing typed in between can be overwritten
+  // (a later animation frame could collapse a selection made meanwhile).
+  const caretToEnd = useRef(false);
+  useLayoutEffect(() => {
     if (editing) setEditText(editing.body);
     if (editing || replyTo) {
       ref.current?.focus();
-      // The caret at the end of the text to edit.
-      requestAnimationFrame(() => {
-        const el = ref.current;
-        if (el) el.selectionStart = el.selectionEnd = el.value.length;
-      });
+      caretToEnd.current = true;
     }
   }, [editing?.id, replyTo?.id]);
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!caretToEnd.current || !el || (editing && el.value !== editing.body)) return;
+    caretToEnd.current = false;
+    el.selectionStart = el.selectionEnd = el.value.length;
+  });
   const value = editing ? editText : text;
   const chars = [...value].length;
   const tooLong = chars > MAX_CHARS;
@@ -1034,29 +1040,6 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
           </button>
         </div>
       )}
-      {!editing && (
-        <>
-          <button type="button" class="btn-icon composer-tool" aria-label="Attach files" title="Attach files" onClick={() => fileInput.current?.click()} disabled={recording} data-testid="attach">
-            <Icon name="attach" />
-          </button>
-          <input
-            ref={fileInput}
-            type="file"
-            multiple
-            class="file-input"
-            aria-label="Attach files"
-            tabIndex={-1}
-            data-testid="file-input"
-            onChange={(e) => {
-              const input = e.currentTarget;
-              attachFiles(store, conversationId, [...(input.files ?? [])]);
-              // The same file may be picked again.
-              input.value = '';
-              ref.current?.focus();
-            }}
-          />
-        </>
-      )}
       <label for="composer-input" class="sr-only">
         {editing ? 'Edit message' : 'Message'}
       </label>
@@ -1099,6 +1082,30 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
           }
         }}
       />
+      {/* After the text box: from the message list, Tab goes to the text first. */}
+      {!editing && (
+        <>
+          <button type="button" class="btn-icon composer-tool" aria-label="Attach files" title="Attach files" onClick={() => fileInput.current?.click()} disabled={recording} data-testid="attach">
+            <Icon name="attach" />
+          </button>
+          <input
+            ref={fileInput}
+            type="file"
+            multiple
+            class="file-input"
+            aria-label="Attach files"
+            tabIndex={-1}
+            data-testid="file-input"
+            onChange={(e) => {
+              const input = e.currentTarget;
+              attachFiles(store, conversationId, [...(input.files ?? [])]);
+              // The same file may be picked again.
+              input.value = '';
+              ref.current?.focus();
+            }}
+          />
+        </>
+      )}
       {!editing && <VoiceRecorder store={store} conversationId={conversationId} disabled={false} onState={setRecording} />}
       <button type="submit" class="btn btn-primary" disabled={!sendable}>
         {editing ? 'Save' : 'Send'}
