@@ -279,6 +279,7 @@ try {
         await sleep(300);
         await v.page.screenshot({ path: join(out, 'lightbox.png') });
         await v.page.keyboard.press('Escape');
+        await v.page.mouse.move(150, 700);
         // An upload under way: a slow line, so the bar stops part way.
         const cdp = await v.context.newCDPSession(v.page);
         await cdp.send('Network.enable');
