@@ -62,6 +62,11 @@ type Config struct {
 	MaxVoiceLength     time.Duration
 	TLSCert            string
 	TLSKey             string
+	// Web Push (package push).
+	PushGrace         time.Duration
+	PushTTL           time.Duration
+	PushContact       string
+	PushAllowLoopback bool
 }
 
 // S3 is the s3 attachments store's location; the credentials are read from
@@ -131,6 +136,10 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		TLSCert:          p.str(settings.TLSCert),
 		TLSKey:           p.str(settings.TLSKey),
 	}
+	c.PushGrace = check(&p, settings.PushGrace.Parse, settings.PushGrace.Setting)
+	c.PushTTL = check(&p, settings.PushTTL.Parse, settings.PushTTL.Setting)
+	c.PushContact = check(&p, settings.ParsePushContact, settings.PushContact)
+	c.PushAllowLoopback = check(&p, settings.PushAllowLoopback.Parse, settings.PushAllowLoopback.Setting)
 	c.RedisURL = p.str(settings.RedisURL)
 	c.RedisAddrs = settings.List(p.str(settings.RedisAddrs))
 	c.RedisMaster = p.str(settings.RedisMaster)

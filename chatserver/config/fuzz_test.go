@@ -39,6 +39,8 @@ var (
 		{settings.PositionInterval, func(c *Config) time.Duration { return c.PositionInterval }},
 		{settings.EditWindow, func(c *Config) time.Duration { return c.EditWindow }},
 		{settings.ExpiryInterval, func(c *Config) time.Duration { return c.ExpiryInterval }},
+		{settings.PushGrace, func(c *Config) time.Duration { return c.PushGrace }},
+		{settings.PushTTL, func(c *Config) time.Duration { return c.PushTTL }},
 		{settings.UploadExpiry, func(c *Config) time.Duration { return c.UploadExpiry }},
 		{settings.MaxVoiceLength, func(c *Config) time.Duration { return c.MaxVoiceLength }},
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/messaging"
 	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/chatserver/protocol"
+	"github.com/parley-chat/parley/chatserver/push"
 	"github.com/parley-chat/parley/chatserver/ratelimit"
 	"github.com/parley-chat/parley/chatserver/realtime"
 )
@@ -59,6 +60,7 @@ type API struct {
 	maxBody         int64
 	attachments     *attachments.Service
 	avatars         *avatars.Service
+	push            *push.Service
 }
 
 // Config wires an API.
@@ -88,6 +90,8 @@ type Config struct {
 	Attachments *attachments.Service
 	// Avatars serves profile photos; nil: the endpoints answer not_found.
 	Avatars *avatars.Service
+	// Push keeps Web Push subscriptions; nil: its endpoints answer not_found.
+	Push *push.Service
 }
 
 // New returns the API.
@@ -95,7 +99,7 @@ func New(c Config) *API {
 	return &API{accounts: c.Accounts, msgs: c.Messages, hub: c.Hub, metrics: metrics.OrNew(c.Metrics), log: c.Logger,
 		limits: map[string]ratelimit.Limiter{LimitLogin: c.LoginLimit}, proxies: c.TrustedProxies,
 		web: c.Web, ready: c.Ready, degradable: c.Degradable, separateMetrics: c.SeparateMetrics, keyringz: c.Keyringz, refreshTTL: c.RefreshTTL,
-		maxBody: max(c.MaxBody, defaultMaxBody), attachments: c.Attachments, avatars: c.Avatars}
+		maxBody: max(c.MaxBody, defaultMaxBody), attachments: c.Attachments, avatars: c.Avatars, push: c.Push}
 }
 
 // Handler builds the Gin engine.
@@ -149,6 +153,13 @@ func (a *API) Handler() http.Handler {
 	authed.PUT("/conversations/:id/messages/:messageId/reactions/:emoji", a.react(true))
 	authed.DELETE("/conversations/:id/messages/:messageId/reactions/:emoji", a.react(false))
 	authed.PUT("/conversations/:id/settings", a.setSettings)
+	authed.PUT("/conversations/:id/notifications", a.setMute)
+	authed.GET("/me/notifications", a.notifySettings)
+	authed.PATCH("/me/notifications", a.updateNotifySettings)
+	authed.GET("/push/vapid-key", a.vapidKey)
+	authed.POST("/push/subscriptions", a.subscribePush)
+	authed.DELETE("/push/subscriptions", a.unsubscribePush)
+	authed.DELETE("/push/subscriptions/:id", a.unsubscribePush)
 	authed.POST("/attachments", a.upload)
 	authed.GET("/attachments/:id/url", a.attachmentURL)
 	authed.DELETE("/attachments/:id", a.removeUpload)

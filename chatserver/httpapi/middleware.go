@@ -86,7 +86,8 @@ func (a *API) securityHeaders() gin.HandlerFunc {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
-		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+		// The microphone is the app's own (voice messages), never an embedder's.
+		h.Set("Permissions-Policy", "camera=(), microphone=(self), geolocation=(), payment=()")
 		if a.isHTTPS(c) {
 			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 		}

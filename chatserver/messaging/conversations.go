@@ -271,6 +271,15 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 	if err != nil {
 		s.log.Warn("presence lookup failed", "err", err)
 	}
+	// The last messages' files, in one query: a list preview names them
+	// ("📎 photo.jpg") where the text may be empty.
+	var lastIDs []string
+	for _, c := range sums {
+		if c.LastMessage != nil && c.LastMessage.DeletedAt == nil {
+			lastIDs = append(lastIDs, c.LastMessage.ID)
+		}
+	}
+	files := s.attachmentViews(ctx, lastIDs)
 	out := make([]protocol.Conversation, 0, len(sums))
 	for _, c := range sums {
 		v := protocol.Conversation{ID: c.ID, Kind: c.Kind, LastSeq: c.LastSeq, ReadSeq: c.ReadSeq, Unread: c.Unread,
@@ -284,6 +293,7 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 		}
 		if c.LastMessage != nil {
 			m := s.view(c.LastMessage)
+			m.Attachments = files[c.LastMessage.ID]
 			v.LastMessage = &m
 		}
 		if c.MutedUntil.After(s.now()) {

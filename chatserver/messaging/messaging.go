@@ -87,6 +87,11 @@ type Store interface {
 	AttachmentsOfMessages(ctx context.Context, msgIDs []string) ([]store.Attachment, error)
 	UserAttachments(ctx context.Context, ownerID, afterID string, limit int) ([]store.Attachment, error)
 	DoomUserUploads(ctx context.Context, ownerID string) (int64, error)
+
+	// Notifications (notify.go).
+	SetMute(ctx context.Context, convID, userID string, until time.Time) error
+	NotifySettings(ctx context.Context, userIDs []string) (map[string]store.NotifySettings, error)
+	SetNotifySettings(ctx context.Context, userID string, s store.NotifySettings) error
 }
 
 // Attachments deletes the blobs of attachments whose message went, and
@@ -123,6 +128,7 @@ type Service struct {
 	editWindow  time.Duration
 	attachments Attachments // nil: none configured
 	avatars     Avatars     // nil: none configured
+	push        Pusher      // nil: no pushes
 }
 
 // Config wires a Service.
@@ -141,6 +147,7 @@ type Config struct {
 	EditWindow   time.Duration // 0: DefaultEditWindow
 	Attachments  Attachments   // nil: blobs are not deleted (tests without a blob store)
 	Avatars      Avatars       // nil: profile photos are not purged (tests without a blob store)
+	Push         Pusher        // nil: new messages enqueue no push
 }
 
 // DefaultEditWindow is how long a sender may edit a message by default.
@@ -158,7 +165,7 @@ func New(c Config) *Service {
 	}
 	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
 		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now,
-		faults: c.Faults, editWindow: window, attachments: c.Attachments, avatars: c.Avatars}
+		faults: c.Faults, editWindow: window, attachments: c.Attachments, avatars: c.Avatars, push: c.Push}
 }
 
 // MaxBodyChars is the message length limit in characters.
@@ -269,9 +276,15 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 		return nil, false, fmt.Errorf("messaging: seal: %w", err)
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	stored, created, err := s.store.AppendMessage(ctx, &store.Message{ConversationID: convID, ID: msgID,
+	msg := &store.Message{ConversationID: convID, ID: msgID,
 		SenderID: userID, ClientID: clientID, BodySealed: sealed, KeyID: kid, CreatedAt: now, ReplyTo: d.ReplyTo,
-		Attachments: d.Attachments})
+		Attachments: d.Attachments, Mentions: s.mentionsIn(ctx, body, members)}
+	if s.push != nil && len(members) > 1 {
+		if due, ok := s.push.Due(now); ok {
+			msg.PushDue = &due
+		}
+	}
+	stored, created, err := s.store.AppendMessage(ctx, msg)
 	if errors.Is(err, store.ErrAttachment) {
 		return nil, false, apperr.OnField(apperr.InvalidRequest, "attachments",
 			"an attachment is not one of your uploads ready to send (unknown, still uploading, expired or already sent)")

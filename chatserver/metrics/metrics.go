@@ -45,6 +45,11 @@ type Metrics struct {
 	Downloads            *prometheus.CounterVec // what: file, thumbnail; range: full, partial
 	AttachmentsDeleted   *prometheus.CounterVec // why: message (deleted, expired, account), stale, removed (by its uploader before sending)
 	AttachmentGCRuns     prometheus.Counter
+	PushSent             prometheus.Counter     // pushes the push service accepted
+	PushFailed           *prometheus.CounterVec // reason
+	PushRemoved          *prometheus.CounterVec // reason: gone (404/410), vapid_rotated
+	PushSkipped          *prometheus.CounterVec // reason: read, attentive, muted, dnd, no_subscription
+	PushLatency          prometheus.Histogram   // message stored -> push accepted
 }
 
 // OrNew returns m, or fresh collectors on their own registry when m is nil,
@@ -135,9 +140,21 @@ func New() *Metrics {
 			Name: "parley_attachments_deleted_total", Help: "Attachments whose blobs were deleted, by why (gone: their message, conversation or owner went; stale: never attached in time)."}, []string{"why"}),
 		AttachmentGCRuns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_attachment_gc_runs_total", Help: "Passes of the attachment collector (on the replica holding the expiry lease)."}),
+		PushSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_push_sent_total", Help: "Web Push notifications the push service accepted (2xx)."}),
+		PushFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_failed_total", Help: "Web Push notifications not delivered to the push service, by reason (rate_limited and server_error after the last retry, network, rejected: another 4xx, encrypt)."}, []string{"reason"}),
+		PushRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_subscriptions_removed_total", Help: "Push subscriptions removed by the server, by reason (gone: the push service answered 404 or 410; vapid_rotated: made with a VAPID key no longer active)."}, []string{"reason"}),
+		PushSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_skipped_total", Help: "Recipients of a new message not pushed, by reason (read, attentive: a visible page, muted, dnd, no_subscription)."}, []string{"reason"}),
+		PushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_push_latency_seconds", Help: "From a message stored to its push accepted by the push service (includes the grace period).",
+			Buckets: []float64{0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 30, 60, 120}}),
 	}
 	reg.MustRegister(
 		m.Uploads, m.UploadBytes, m.UploadRefused, m.Downloads, m.AttachmentsDeleted, m.AttachmentGCRuns,
+		m.PushSent, m.PushFailed, m.PushRemoved, m.PushSkipped, m.PushLatency,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Connections, m.ConnectionsTotal, m.Disconnects, m.MessagesSent, m.MessagesDelivered,

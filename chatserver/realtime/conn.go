@@ -555,6 +555,15 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 		}
 	case protocol.PingRequest:
 		c.push(protocol.PongFrame{ID: f.ID})
+	case protocol.VisibilityRequest:
+		if f.Visible == nil {
+			c.fail(f.ID, apperr.New(apperr.InvalidRequest, `a visibility frame needs "visible": true or false`))
+			return true
+		}
+		if err := h.presence.SetVisible(ctx, c.userID, c.id, *f.Visible); err != nil {
+			// Presence is best effort: the worst outcome is a push too many.
+			h.log.Warn("presence: set visible failed", "err", err)
+		}
 	default:
 		c.fail(frame.RequestID(), apperr.New(apperr.InvalidRequest, "unknown frame type %q", frame.FrameType()))
 	}

@@ -47,6 +47,9 @@ type Presence interface {
 	Connect(ctx context.Context, userID, connID string)
 	Disconnect(ctx context.Context, userID, connID string)
 	Heartbeat(ctx context.Context, conns map[string][]string) error
+	// SetVisible records whether the page behind a connection is visible
+	// (push notifications skip users with a visible page anywhere).
+	SetVisible(ctx context.Context, userID, connID string, visible bool) error
 }
 
 // Subscriber subscribes this process to user topics (the backplane).

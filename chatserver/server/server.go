@@ -37,6 +37,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/chatserver/password"
 	"github.com/parley-chat/parley/chatserver/presence"
+	"github.com/parley-chat/parley/chatserver/push"
 	"github.com/parley-chat/parley/chatserver/ratelimit"
 	"github.com/parley-chat/parley/chatserver/realtime"
 	"github.com/parley-chat/parley/chatserver/store/sqlstore"
@@ -54,6 +55,7 @@ type Server struct {
 	hub      *realtime.Hub
 	reseal   *messaging.Resealer
 	msgs     *messaging.Service
+	push     *push.Service
 	metrics  *metrics.Metrics
 	http     *http.Server
 	listener net.Listener
@@ -210,10 +212,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 			MaxVoice: cfg.MaxVoiceLength, UploadExpiry: cfg.UploadExpiry}})
 	avs := avatars.New(avatars.Config{Store: db, Blobs: s.blobs, Keys: s.keys, Limiter: msgLimit, Audit: auditLog,
 		Logger: log, Now: opts.Now, MaxBytes: min(avatars.DefaultMaxBytes, cfg.MaxAttachmentBytes), MaxPixels: cfg.MaxImagePixels})
+	s.push = push.New(push.Config{Store: db, Keys: s.keys, Presence: pres, Metrics: s.metrics, Logger: log,
+		Holder: ids.New("r"), Grace: cfg.PushGrace, TTL: cfg.PushTTL, Poll: min(max(cfg.PushGrace/2, 50*time.Millisecond), push.DefaultPoll),
+		Contact: cfg.PushContact, AllowLoopbackHTTP: cfg.PushAllowLoopback, Now: opts.Now})
 	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres, Attachments: atts, Avatars: avs,
 		Audit: auditLog, MessageLimit: msgLimit, Metrics: s.metrics,
 		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now, Faults: faults.FromEnv(os.Getenv),
-		EditWindow: cfg.EditWindow})
+		EditWindow: cfg.EditWindow, Push: s.push})
+	s.push.SetTexts(msgs)
 	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log).WithAttachments(atts).WithAvatars(avs)
 	s.msgs = msgs
 	s.hub = realtime.NewHub(realtime.Config{
@@ -230,7 +236,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,
 		Ready: map[string]httpapi.Checker{"database": db.Ping}, Degradable: degradable,
 		SeparateMetrics: cfg.MetricsAddr != "", Keyringz: keyringzHandler(s.keys), MaxBody: int64(cfg.MaxFrameBytes),
-		Attachments: atts, Avatars: avs})
+		Attachments: atts, Avatars: avs, Push: s.push})
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ConnState: s.conns.track,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -284,6 +290,8 @@ func (s *Server) Run(ctx context.Context) error {
 		go s.redisProbe(bg)
 	}
 	go s.reseal.Run(bg, s.cfg.ResealInterval)
+	// Every replica runs it; the outbox's leases give each push to one.
+	go s.push.Run(bg)
 	if s.cfg.ExpiryInterval > 0 {
 		// Every replica runs it; the lease in the database lets one work.
 		go s.msgs.RunExpiry(bg, ids.New("r"), s.cfg.ExpiryInterval)

@@ -14,7 +14,7 @@ import (
 var (
 	fuzzInts      = []Int{DBMaxConns, MaxMessageChars, MaxFrameBytes, MaxConnections, PasswordWorkers, MaxAttachment, AttachmentQuota, MaxImageMegapixels}
 	fuzzDurations = []Duration{KeyringReload, ResealInterval, AccessTokenTTL, RefreshTokenTTL, ShutdownTimeout,
-		DeliveryHold, PositionInterval, EditWindow, ExpiryInterval, UploadExpiry, MaxVoiceLength}
+		DeliveryHold, PositionInterval, EditWindow, ExpiryInterval, UploadExpiry, MaxVoiceLength, PushGrace, PushTTL}
 )
 
 func TestFuzzListsCoverEveryRange(t *testing.T) {

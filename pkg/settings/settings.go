@@ -215,6 +215,14 @@ var (
 		"largest image (width × height) the server decodes for thumbnails; larger ones are refused before decoding")
 	MaxVoiceLength = durationSetting("max-voice-length", "PARLEY_MAX_VOICE_LENGTH", 15*time.Minute, time.Second, 2*time.Hour,
 		"longest voice message (Ogg or WebM audio)")
+	PushGrace = durationSetting("push-grace", "PARLEY_PUSH_GRACE", 3*time.Second, 100*time.Millisecond, 10*time.Minute,
+		"how long after a message is stored its Web Push waits: a member who reads it or opens the page meanwhile is not pushed")
+	PushTTL = durationSetting("push-ttl", "PARLEY_PUSH_TTL", 24*time.Hour, time.Minute, 28*24*time.Hour,
+		"how long a push service keeps a push for a device that is offline (the TTL header)")
+	PushContact = plain("push-contact", "PARLEY_PUSH_CONTACT", "",
+		"the VAPID contact push services may write to about this server's pushes: mailto:address or an https URL (default: mailto:admin@localhost)")
+	PushAllowLoopback = Bool{Setting: plain("push-allow-loopback", "PARLEY_PUSH_ALLOW_LOOPBACK", "false",
+		"for tests with a local push service only: accept http:// subscription endpoints on loopback and push to loopback addresses")}
 	PasswordWorkers = intSetting("password-workers", "PARLEY_PASSWORD_WORKERS", 2, 1, 64,
 		"password hashes computed at once, each using 19 MiB")
 	LogLevel = levelSetting("log-level", "PARLEY_LOG_LEVEL", slog.LevelInfo, "debug", "info", "warn", "error")
@@ -234,6 +242,7 @@ func All() []Setting {
 		EditWindow.Setting, ExpiryInterval.Setting,
 		AttachmentsStore, AttachmentsDir, S3Endpoint, S3Bucket, S3Region, S3PathStyle.Setting,
 		MaxAttachment.Setting, AttachmentQuota.Setting, UploadExpiry.Setting, MaxImageMegapixels.Setting, MaxVoiceLength.Setting,
+		PushGrace.Setting, PushTTL.Setting, PushContact, PushAllowLoopback.Setting,
 		PasswordWorkers.Setting, LogLevel.Setting, TLSCert, TLSKey,
 	}
 }
@@ -398,4 +407,22 @@ func FormatDuration(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// ParsePushContact checks a value of -push-contact: empty, a mailto: address
+// or an https URL (RFC 8292's "sub" claim).
+func ParsePushContact(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", nil
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+	case u.Scheme == "mailto" && u.Opaque != "" && strings.Contains(u.Opaque, "@"):
+		return v, nil
+	case u.Scheme == "https" && u.Host != "":
+		return v, nil
+	}
+	return "", fmt.Errorf("%s: %q must be mailto:address or an https:// URL", PushContact.Name(), v)
 }

@@ -297,3 +297,16 @@ func TestReadmeTableMatches(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePushContact(t *testing.T) {
+	for _, ok := range []string{"", "mailto:ops@example.com", "https://example.com/contact"} {
+		if _, err := ParsePushContact(ok); err != nil {
+			t.Errorf("ParsePushContact(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"ops@example.com", "mailto:", "http://example.com", "https://", "mailto:nobody"} {
+		if _, err := ParsePushContact(bad); err == nil {
+			t.Errorf("ParsePushContact(%q) accepted it", bad)
+		}
+	}
+}
