@@ -100,6 +100,16 @@ func TestAttachmentRoundTrip(t *testing.T) {
 
 		m := sendFiles(t, alice, conv.ID, "", a.ID) // no text: the attachment is the message
 		must(t, len(m.Attachments) == 1 && m.Attachments[0].ID == a.ID && m.Body == "", "sent message %+v", m)
+		// The conversation list's last message names its files (a preview of a message without text).
+		var list struct {
+			Conversations []protocol.Conversation `json:"conversations"`
+		}
+		lr := bob.Do("GET", "/api/v1/conversations", nil)
+		must(t, lr.Status == 200, "list: %d %s", lr.Status, lr.Body)
+		lr.Decode(t, &list)
+		must(t, len(list.Conversations) == 1 && list.Conversations[0].LastMessage != nil &&
+			len(list.Conversations[0].LastMessage.Attachments) == 1 && list.Conversations[0].LastMessage.Attachments[0].Name == "report.bin",
+			"list's last message: %s", lr.Body)
 		hist := bob.History(conv.ID, 0)
 		must(t, len(hist) == 1 && len(hist[0].Attachments) == 1 && hist[0].Attachments[0].Size == int64(len(data)),
 			"bob's history %+v", hist)

@@ -13,25 +13,6 @@ import { cspViolations, launchBrowser, newPerson, RestClient, signInUI, sleep, s
 
 const T = 15_000;
 
-/**
- * The server's Permissions-Policy says `microphone=()`, which forbids the microphone to the
- * app itself, so a real browser cannot record a voice message until the server allows it
- * for its own origin (`microphone=(self)`; reported to the server's owner). Until then this
- * test rewrites that one directive of the page's header (nothing else), and only when the
- * server still sends it: once the server is fixed the rewrite does nothing.
- */
-async function allowMicrophone(context) {
-  await context.route(
-    (url) => !url.pathname.startsWith('/api/') && !/\.(js|css|svg|png|ico)$/.test(url.pathname),
-    async (route) => {
-      const res = await route.fetch();
-      const headers = res.headers();
-      if (headers['permissions-policy']?.includes('microphone=()')) headers['permissions-policy'] = headers['permissions-policy'].replace('microphone=()', 'microphone=(self)');
-      await route.fulfill({ response: res, headers });
-    },
-  );
-}
-
 describe('attachments in the browser', () => {
   let server, browser;
   let A, B, alice, bob, conv, apiA, apiB;
@@ -51,7 +32,10 @@ describe('attachments in the browser', () => {
     await apiA.send(conv.id, 'Files coming.');
     alice = await newPerson(browser, server);
     bob = await newPerson(browser, server);
-    await allowMicrophone(alice.context);
+    // The page's Permissions-Policy lets the app itself use the microphone (and nothing else).
+    const policy = (await fetch(server.url + '/')).headers.get('permissions-policy') ?? '';
+    assert.match(policy, /microphone=\(self\)/, `Permissions-Policy: ${policy}`);
+    assert.match(policy, /camera=\(\)/, `Permissions-Policy: ${policy}`);
     await alice.context.grantPermissions(['microphone'], { origin: server.url });
     await signInUI(alice.page, A);
     await signInUI(bob.page, B);
