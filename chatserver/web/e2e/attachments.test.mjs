@@ -274,6 +274,21 @@ describe('attachments in the browser', () => {
     assert.equal(msgs.at(-1).attachments, undefined);
   });
 
+  test('removing a finished upload before sending deletes it on the server (its quota is free again)', async () => {
+    const answered = alice.page.waitForResponse((r) => r.url().endsWith('/api/v1/attachments') && r.request().method() === 'POST', { timeout: T });
+    await alice.page.getByTestId('file-input').setInputFiles({ name: 'second-thoughts.txt', mimeType: 'text/plain', buffer: Buffer.from('not this one') });
+    const res = await answered;
+    assert.equal(res.status(), 201);
+    const { id } = await res.json();
+    await alice.page.locator('[data-testid=upload-chip][data-status=done]', { hasText: 'second-thoughts.txt' }).waitFor({ timeout: T });
+    const status = async () => (await fetch(`${server.url}/api/v1/attachments/${id}`, { method: 'HEAD', headers: { Authorization: `Bearer ${apiA.token}` } })).status;
+    assert.equal(await status(), 200, 'the upload is on the server');
+    const deleted = alice.page.waitForResponse((r) => r.url().endsWith(`/api/v1/attachments/${id}`) && r.request().method() === 'DELETE', { timeout: T });
+    await alice.page.getByRole('button', { name: 'Remove second-thoughts.txt' }).click();
+    assert.equal((await deleted).status(), 204);
+    assert.equal(await status(), 404, 'the removed upload is gone from the server');
+  });
+
   test('axe: no serious or critical violation on a conversation with an image, a document and a voice message, nor in the lightbox', async () => {
     const p = await newPerson(browser, server, { bypassCSP: true });
     try {

@@ -803,7 +803,12 @@ export class ChatStore {
   cancelUpload(conversationId: string, key: string): void {
     this.uploading.get(key)?.abort();
     this.uploading.delete(key);
+    const done = (this.uploads.value[conversationId] ?? []).find((u) => u.key === key && u.status === 'done')?.attachment;
     this.setUploads(conversationId, (q) => removeUpload(q, key));
+    // A finished upload taken off the message is deleted on the server at once, so it
+    // stops counting against the quota (else it would until the upload expiry). If this
+    // fails, the server's collector deletes it later: nothing to tell the user.
+    if (done) void this.api.request('DELETE', `/attachments/${enc(done.id)}`).catch(() => undefined);
   }
 
   discard(conversationId: string, clientId: string): void {
