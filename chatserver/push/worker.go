@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -292,7 +293,8 @@ func (s *Service) send(ctx context.Context, sub store.PushSubscription, convID s
 		}
 		return
 	}
-	opts := &webpush.Options{HTTPClient: s.client, Subscriber: s.contact, Topic: Topic(sub.ID, convID),
+	// The library writes "mailto:" before a contact that is not https.
+	opts := &webpush.Options{HTTPClient: s.client, Subscriber: strings.TrimPrefix(s.contact, "mailto:"), Topic: Topic(sub.ID, convID),
 		TTL: int(s.ttl / time.Second), Urgency: urgency, VAPIDPublicKey: v.PublicKeyBase64(),
 		VAPIDPrivateKey: v.PrivateKeyForWebPush()}
 	wsub := &webpush.Subscription{Endpoint: sub.Endpoint, Keys: webpush.Keys{P256dh: sub.P256DH, Auth: sub.Auth}}
