@@ -162,6 +162,8 @@ func TestPushDeliveredWithoutText(t *testing.T) {
 	must(t, p.TTL == 86400 && p.Urgency == "normal" && p.Topic == push.Topic(row.ID, conv.ID),
 		"headers: TTL %d Urgency %q Topic %q", p.TTL, p.Urgency, p.Topic)
 	must(t, p.Claims["sub"] == "mailto:admin@localhost", "VAPID sub %v", p.Claims["sub"])
+	// Every push is one padded 4096-byte record: its size tells nothing.
+	must(t, p.Size == 4096, "push body of %d bytes, want 4096", p.Size)
 	if _, err := pushtest.Decrypt(p.Body, other.Private, other.Auth); err == nil {
 		t.Fatal("another subscription's keys decrypted the push")
 	}
