@@ -50,6 +50,10 @@ type conn struct {
 	expiry *time.Timer // access-token expiry, reset by in-band re-authentication
 
 	typing map[string]time.Time // reader goroutine only
+	// hidden is the page visibility last reported (reader goroutine only):
+	// a connection starts visible, and only changes reach presence, so a
+	// client repeating itself costs no Redis round trip.
+	hidden bool
 
 	ordMu sync.Mutex            // guards order; taken before mu
 	order map[string]*convOrder // per conversation (order.go)
@@ -560,10 +564,16 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 			c.fail(f.ID, apperr.New(apperr.InvalidRequest, `a visibility frame needs "visible": true or false`))
 			return true
 		}
-		if err := h.presence.SetVisible(ctx, c.userID, c.id, *f.Visible); err != nil {
-			// Presence is best effort: the worst outcome is a push too many.
-			h.log.Warn("presence: set visible failed", "err", err)
+		if c.hidden == !*f.Visible {
+			return true
 		}
+		if err := h.presence.SetVisible(ctx, c.userID, c.id, *f.Visible); err != nil {
+			// Presence is best effort: the worst outcome is a push too many
+			// or too few; the next report tries again.
+			h.log.Warn("presence: set visible failed", "err", err)
+			return true
+		}
+		c.hidden = !*f.Visible
 	default:
 		c.fail(frame.RequestID(), apperr.New(apperr.InvalidRequest, "unknown frame type %q", frame.FrameType()))
 	}
