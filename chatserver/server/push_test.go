@@ -2,8 +2,11 @@ package server_test
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/internal/pushtest"
 	"github.com/parley-chat/parley/chatserver/protocol"
 	"github.com/parley-chat/parley/chatserver/push"
+	"github.com/parley-chat/parley/pkg/keyringfile"
 )
 
 const pushGrace = 300 * time.Millisecond
@@ -381,4 +385,71 @@ func TestMentionsOnMessages(t *testing.T) {
 	_ = dave
 	plain := alice.Send(g.ID, "no one here")
 	must(t, plain.Mentions == nil, "mentions of a plain message: %v", plain.Mentions)
+}
+
+// A keyring without a VAPID key (written before push existed) runs with
+// push off; adding one turns it on at the next reload; a new active VAPID
+// key (deliberate rotation) drops the subscriptions made with the old one,
+// and a client that subscribes again with the new key is pushed again.
+func TestPushVAPIDAddedAndRotated(t *testing.T) {
+	keyDir := filepath.Join(t.TempDir(), "keys")
+	must(t, os.MkdirAll(keyDir, 0o700) == nil, "mkdir")
+	f, err := keyringfile.New(time.Now())
+	must(t, err == nil, "new keyring: %v", err)
+	writeKeyring(t, keyDir, f)
+	ts := start(t, withArgs("-keyring-dir", keyDir, "-keyring-reload", "1s", "-push-grace", pushGrace.String(),
+		"-push-allow-loopback", "true"))
+	alice, bob := ts.Register("alice"), ts.Register("bob")
+	conv := alice.Direct(bob)
+
+	r := bob.Do("GET", "/api/v1/push/vapid-key", nil)
+	must(t, r.Status == 404, "vapid-key without a VAPID key: %d %s", r.Status, r.Body)
+	var current atomic.Value // the push service reads it on its own goroutine
+	current.Store("")
+	ps := pushtest.New(t, func() string { return current.Load().(string) })
+	probe := ps.Subscribe("probe")
+	r = bob.Do("POST", "/api/v1/push/subscriptions", map[string]any{"endpoint": probe.Endpoint,
+		"keys": map[string]string{"p256dh": probe.P256DH(), "auth": probe.AuthB64()}})
+	must(t, r.Status == 404, "subscribe without a VAPID key: %d %s", r.Status, r.Body)
+	alice.Send(conv.ID, "messages still work")
+
+	waitKey := func(id string) string {
+		t.Helper()
+		var k push.VAPIDKey
+		eventually(t, "vapid-key "+id, func() bool {
+			r := bob.Do("GET", "/api/v1/push/vapid-key", nil)
+			if r.Status != 200 {
+				return false
+			}
+			r.Decode(t, &k)
+			return k.KeyID == id
+		})
+		return k.PublicKey
+	}
+	v1, err := keyringfile.NewVAPIDKey(time.Now(), keyringfile.StateActive)
+	must(t, err == nil, "vapid key: %v", err)
+	f.VAPID = []keyringfile.VAPIDKey{v1}
+	writeKeyring(t, keyDir, f)
+	current.Store(waitKey(v1.ID))
+	_, row1 := subscribe(t, ps, bob, "bob-v1")
+	must(t, row1.KeyID == v1.ID, "subscription key id %s", row1.KeyID)
+	alice.Send(conv.ID, "pushed under v1")
+	waitPush(t, ps, "bob-v1", conv.ID)
+
+	v2, err := keyringfile.NewVAPIDKey(time.Now(), keyringfile.StateActive)
+	must(t, err == nil, "vapid key: %v", err)
+	f.VAPID[0].State = keyringfile.StateRetired
+	f.VAPID = append(f.VAPID, v2)
+	writeKeyring(t, keyDir, f)
+	current.Store(waitKey(v2.ID))
+	before := len(ps.To("bob-v1"))
+	alice.Send(conv.ID, "after the rotation")
+	eventually(t, "the old subscription removed", func() bool {
+		return testutil.ToFloat64(ts.srv.Metrics().PushRemoved.WithLabelValues("vapid_rotated")) == 1
+	})
+	must(t, len(ps.To("bob-v1")) == before, "a push went to a subscription made with the old VAPID key")
+	subscribe(t, ps, bob, "bob-v2")
+	alice.Send(conv.ID, "pushed under v2")
+	p := waitPush(t, ps, "bob-v2", conv.ID)
+	must(t, p.Err == nil, "push under v2: %v", p.Err)
 }
