@@ -143,7 +143,7 @@ func New() *Metrics {
 		PushSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_push_sent_total", Help: "Web Push notifications the push service accepted (2xx)."}),
 		PushFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_push_failed_total", Help: "Web Push notifications not delivered to the push service, by reason (rate_limited and server_error after the last retry, network, rejected: another 4xx, encrypt)."}, []string{"reason"}),
+			Name: "parley_push_failed_total", Help: "Web Push notifications not delivered to the push service, by reason (rate_limited and server_error after the last retry, network, rejected: another 4xx, encrypt, deadline: the batch's time ran out)."}, []string{"reason"}),
 		PushRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_push_subscriptions_removed_total", Help: "Push subscriptions removed by the server, by reason (gone: the push service answered 404 or 410; vapid_rotated: made with a VAPID key no longer active)."}, []string{"reason"}),
 		PushSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{

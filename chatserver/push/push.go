@@ -49,6 +49,8 @@ const (
 	MaxEndpointBytes    = 2048
 	PreviewChars        = 100
 	claimLease          = 60 * time.Second
+	sendBudget          = 45 * time.Second // a batch's sends end well within its lease
+	sendParallel        = 16
 	claimBatch          = 100
 	maxAttempts         = 4 // per push: the first try and three retries on 429/5xx
 	maxJobClaims        = 5 // a job whose claims keep failing (the store) is dropped

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -90,10 +91,13 @@ func (s *Service) RunOnce(ctx context.Context) (int, error) {
 		byConv[j.ConversationID] = append(byConv[j.ConversationID], j)
 	}
 	done := make([]string, 0, len(jobs))
+	var sends []delivery
 	for _, convID := range order {
 		group := byConv[convID]
 		slices.SortFunc(group, func(a, b store.PushJob) int { return int(a.Seq - b.Seq) })
-		if err := s.conversation(ctx, convID, group); err != nil {
+		ds, err := s.conversation(ctx, convID, group)
+		sends = append(sends, ds...)
+		if err != nil {
 			if group[0].Attempts < maxJobClaims {
 				s.log.Warn("push: conversation pass failed; its jobs are retried when their lease lapses",
 					"conversation", convID, "err", err)
@@ -105,15 +109,51 @@ func (s *Service) RunOnce(ctx context.Context) (int, error) {
 			done = append(done, j.MessageID)
 		}
 	}
+	s.sendAll(ctx, sends)
 	if err := s.store.FinishPushJobs(ctx, s.holder, done); err != nil {
 		return len(jobs), fmt.Errorf("push: finish jobs: %w", err)
 	}
 	return len(jobs), nil
 }
 
-// conversation pushes about the newest live message of a group of jobs of
-// one conversation. An error means nothing was decided (retry later).
-func (s *Service) conversation(ctx context.Context, convID string, group []store.PushJob) error {
+// delivery is one push to one subscription.
+type delivery struct {
+	sub     store.PushSubscription
+	convID  string
+	body    []byte
+	urgency webpush.Urgency
+	stored  time.Time
+}
+
+// sendAll sends the pushes of one claimed batch, sendParallel at a time, and
+// gives up on what is left (retries included) before the batch's lease could
+// lapse: another replica claiming the jobs again would push twice.
+func (s *Service) sendAll(ctx context.Context, ds []delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sendBudget)
+	defer cancel()
+	work := make(chan delivery)
+	var wg sync.WaitGroup
+	for range min(sendParallel, len(ds)) {
+		wg.Go(func() {
+			for d := range work {
+				s.send(ctx, d)
+			}
+		})
+	}
+	for _, d := range ds {
+		work <- d
+	}
+	close(work)
+	wg.Wait()
+}
+
+// conversation decides the pushes about the newest live message of a group
+// of jobs of one conversation. An error means nothing was decided (retry
+// later).
+func (s *Service) conversation(ctx context.Context, convID string, group []store.PushJob) ([]delivery, error) {
 	now := s.now()
 	ids := make([]string, len(group))
 	for i, j := range group {
@@ -121,7 +161,7 @@ func (s *Service) conversation(ctx context.Context, convID string, group []store
 	}
 	msgs, err := s.store.MessagesByIDs(ctx, convID, ids)
 	if err != nil {
-		return fmt.Errorf("messages: %w", err)
+		return nil, fmt.Errorf("messages: %w", err)
 	}
 	var live []store.Message
 	for _, m := range msgs {
@@ -131,7 +171,7 @@ func (s *Service) conversation(ctx context.Context, convID string, group []store
 		}
 	}
 	if len(live) == 0 {
-		return nil
+		return nil, nil
 	}
 	slices.SortFunc(live, func(a, b store.Message) int { return int(a.Seq - b.Seq) })
 	newest := live[len(live)-1]
@@ -143,7 +183,7 @@ func (s *Service) conversation(ctx context.Context, convID string, group []store
 	}
 	members, err := s.store.Members(ctx, convID)
 	if err != nil {
-		return fmt.Errorf("members: %w", err)
+		return nil, fmt.Errorf("members: %w", err)
 	}
 	var candidates []string
 	muted := map[string]bool{}
@@ -159,11 +199,11 @@ func (s *Service) conversation(ctx context.Context, convID string, group []store
 		candidates = append(candidates, mb.UserID)
 	}
 	if len(candidates) == 0 {
-		return nil
+		return nil, nil
 	}
 	subs, err := s.store.PushSubscriptions(ctx, candidates)
 	if err != nil {
-		return fmt.Errorf("subscriptions: %w", err)
+		return nil, fmt.Errorf("subscriptions: %w", err)
 	}
 	byUser := map[string][]store.PushSubscription{}
 	for _, p := range subs {
@@ -171,7 +211,7 @@ func (s *Service) conversation(ctx context.Context, convID string, group []store
 	}
 	settings, err := s.store.NotifySettings(ctx, candidates)
 	if err != nil {
-		return fmt.Errorf("settings: %w", err)
+		return nil, fmt.Errorf("settings: %w", err)
 	}
 	attentive, err := s.presence.Attentive(ctx, candidates)
 	if err != nil {
@@ -200,34 +240,35 @@ func (s *Service) conversation(ctx context.Context, convID string, group []store
 		recipients = append(recipients, id)
 	}
 	if len(recipients) == 0 {
-		return nil
+		return nil, nil
 	}
 	senders, err := s.store.UsersByIDs(ctx, []string{newest.SenderID})
 	if err != nil {
-		return fmt.Errorf("sender: %w", err)
+		return nil, fmt.Errorf("sender: %w", err)
 	}
 	sender := Sender{ID: newest.SenderID}
 	if len(senders) == 1 {
 		sender.DisplayName = senders[0].DisplayName
 	}
+	var out []delivery
 	for _, id := range recipients {
 		p, err := s.payloadFor(ctx, id, &newest, len(live), mentioned[id], settings[id], sender)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body, err := json.Marshal(p)
 		if err != nil {
-			return fmt.Errorf("payload: %w", err)
+			return nil, fmt.Errorf("payload: %w", err)
 		}
 		urgency := webpush.UrgencyNormal
 		if mentioned[id] {
 			urgency = webpush.UrgencyHigh
 		}
 		for _, sub := range byUser[id] {
-			s.send(ctx, sub, convID, body, urgency, group[len(group)-1].StoredAt)
+			out = append(out, delivery{sub: sub, convID: convID, body: body, urgency: urgency, stored: newest.CreatedAt})
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // payloadFor builds what one recipient's devices get. A conversation the
@@ -278,8 +319,8 @@ func Topic(subscriptionID, convID string) string {
 // send delivers one push, retrying 429 and 5xx answers and network errors
 // with backoff (Retry-After when given, at most maxRetryAfter), and removes
 // the subscription when the push service says it is gone (404, 410).
-func (s *Service) send(ctx context.Context, sub store.PushSubscription, convID string, body []byte,
-	urgency webpush.Urgency, stored time.Time) {
+func (s *Service) send(ctx context.Context, d delivery) {
+	sub, convID, body, urgency, stored := d.sub, d.convID, d.body, d.urgency, d.stored
 	v := s.keys.VAPID()
 	if v == nil {
 		s.metrics.PushFailed.WithLabelValues("disabled").Inc()
@@ -305,6 +346,7 @@ func (s *Service) send(ctx context.Context, sub store.PushSubscription, convID s
 		var retryAfter time.Duration
 		switch {
 		case err != nil && ctx.Err() != nil:
+			s.metrics.PushFailed.WithLabelValues("deadline").Inc()
 			return
 		case err != nil && isRequestError(err):
 			reason = "network"
@@ -342,15 +384,16 @@ func (s *Service) send(ctx context.Context, sub store.PushSubscription, convID s
 		if attempt == maxAttempts {
 			break
 		}
-		d := wait
+		pause := wait
 		if retryAfter > 0 {
-			d = min(retryAfter, maxRetryAfter)
+			pause = min(retryAfter, maxRetryAfter)
 		}
 		wait *= 2
 		select {
 		case <-ctx.Done():
+			s.metrics.PushFailed.WithLabelValues("deadline").Inc()
 			return
-		case <-time.After(d):
+		case <-time.After(pause):
 		}
 	}
 	s.log.Warn("push: giving up after retries", "subscription", sub.ID, "reason", reason)
