@@ -36,11 +36,16 @@ func BenchmarkAppendMessage(b *testing.B) {
 }
 
 func benchAppend(b *testing.B, newURL func(*testing.B) string) {
+	// push: 0 no push job asked for; 1 PushDue set but no other member is
+	// subscribed (one EXISTS, no write); 2 another member is subscribed (a
+	// push_jobs row per message).
 	for _, tc := range []struct {
 		name     string
 		convs    int
 		parallel bool
-	}{{"1conv", 1, false}, {"8convs-parallel", 8, true}} {
+		push     int
+	}{{"1conv", 1, false, 0}, {"8convs-parallel", 8, true, 0},
+		{"1conv-push-nobody-subscribed", 1, false, 1}, {"1conv-push-subscribed", 1, false, 2}} {
 		b.Run(tc.name, func(b *testing.B) {
 			db, err := Open(context.Background(), newURL(b), Options{MaxOpenConns: 16})
 			if err != nil {
@@ -52,9 +57,20 @@ func benchAppend(b *testing.B, newURL func(*testing.B) string) {
 			if err := db.CreateUser(ctx, u); err != nil {
 				b.Fatal(err)
 			}
+			peer := &store.User{ID: "u-peer", Username: "peer", Email: "peer@example.test", PasswordHash: "h", CreatedAt: time.Now()}
+			if err := db.CreateUser(ctx, peer); err != nil {
+				b.Fatal(err)
+			}
 			for i := range tc.convs {
 				c := &store.Conversation{ID: fmt.Sprintf("c%d", i), Kind: store.KindGroup, CreatedBy: u.ID, CreatedAt: time.Now()}
-				if err := db.CreateConversation(ctx, c, []store.Member{{UserID: u.ID, Role: store.RoleOwner}}); err != nil {
+				if err := db.CreateConversation(ctx, c, []store.Member{{UserID: u.ID, Role: store.RoleOwner},
+					{UserID: peer.ID, Role: store.RoleMember}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if tc.push == 2 {
+				if _, err := db.SavePushSubscription(ctx, &store.PushSubscription{ID: "ps-bench", UserID: peer.ID,
+					Endpoint: "https://push.example/bench", P256DH: "k", Auth: "a", VAPIDKeyID: "v", CreatedAt: time.Now()}, 5); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -63,6 +79,10 @@ func benchAppend(b *testing.B, newURL func(*testing.B) string) {
 				i := n.Add(1)
 				m := &store.Message{ConversationID: fmt.Sprintf("c%d", i%int64(tc.convs)), ID: fmt.Sprintf("m%d", i),
 					SenderID: u.ID, ClientID: fmt.Sprintf("k%d", i), BodySealed: benchSealed, KeyID: "d-bench", CreatedAt: time.Now()}
+				if tc.push > 0 {
+					due := m.CreatedAt.Add(3 * time.Second)
+					m.PushDue = &due
+				}
 				_, created, err := db.AppendMessage(ctx, m)
 				if err == nil && !created {
 					err = fmt.Errorf("message %d not created", i)
