@@ -72,6 +72,14 @@ func (a *API) recovery() gin.HandlerFunc {
 	}
 }
 
+// ServiceWorkerPolicy is the only Trusted Types policy the page may create.
+// With require-trusted-types-for 'script', navigator.serviceWorker.register
+// takes a TrustedScriptURL only (Chromium refuses a string), so the web
+// client creates this one policy, whose createScriptURL returns the service
+// worker's fixed path and refuses anything else (it defines no createHTML:
+// the client still has no HTML sinks).
+const ServiceWorkerPolicy = "parley-sw"
+
 // securityHeaders sets the headers every response carries.
 func (a *API) securityHeaders() gin.HandlerFunc {
 	return func(c *gin.Context) {
@@ -80,7 +88,7 @@ func (a *API) securityHeaders() gin.HandlerFunc {
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "+
 			"img-src 'self' data: blob:; font-src 'self'; connect-src 'self' ws://"+host+" wss://"+host+"; "+
 			"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'; "+
-			"require-trusted-types-for 'script'; trusted-types 'none'")
+			"require-trusted-types-for 'script'; trusted-types "+ServiceWorkerPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "strict-origin-when-cross-origin")
 		h.Set("X-Frame-Options", "DENY")

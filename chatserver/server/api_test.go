@@ -305,7 +305,7 @@ func TestSecurityHeaders(t *testing.T) {
 		h := r.Header
 		csp := h.Get("Content-Security-Policy")
 		for _, d := range []string{"default-src 'self'", "script-src 'self'", "object-src 'none'", "base-uri 'none'",
-			"require-trusted-types-for 'script'",
+			"require-trusted-types-for 'script'", "trusted-types parley-sw",
 			"frame-ancestors 'none'", "connect-src 'self' ws://" + strings.TrimPrefix(ts.Base, "http://")} {
 			must(t, strings.Contains(csp, d), "%s: CSP %q lacks %q", path, csp, d)
 		}
