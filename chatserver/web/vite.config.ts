@@ -1,4 +1,32 @@
+import { build, type Plugin } from 'vite';
 import { defineConfig } from 'vitest/config';
+
+/** A path next to this file (no Node types in this project: a URL's path, decoded). */
+const near = (p: string) => decodeURIComponent(new URL(p, import.meta.url).pathname);
+
+// The service worker (src/sw.ts) is built on its own, after the app, into dist/sw.js: one
+// classic script without imports (any browser can register it, no module workers needed),
+// at the root so that its scope is the whole app.
+function serviceWorker(): Plugin {
+  return {
+    name: 'parley-service-worker',
+    apply: 'build',
+    async closeBundle() {
+      await build({
+        configFile: false,
+        logLevel: 'warn',
+        build: {
+          outDir: near('dist'),
+          emptyOutDir: false,
+          copyPublicDir: false,
+          target: 'es2022',
+          sourcemap: false,
+          lib: { entry: near('src/sw.ts'), formats: ['iife'], name: 'parleySW', fileName: () => 'sw.js' },
+        },
+      });
+    },
+  };
+}
 
 // The chat server serves dist/ under a strict CSP (script-src 'self', style-src 'self'):
 // nothing may be inlined into index.html, so the modulepreload polyfill is off and
@@ -7,6 +35,7 @@ export default defineConfig({
   oxc: {
     jsx: { runtime: 'automatic', importSource: 'preact' },
   },
+  plugins: [serviceWorker()],
   build: {
     outDir: 'dist',
     emptyOutDir: true, // public/.keep is copied back as dist/.keep for go:embed

@@ -2,6 +2,7 @@ import { effect } from '@preact/signals';
 import { render } from 'preact';
 import { App } from './ui/App';
 import { conversationPath, linkTarget, parseRoute } from './links';
+import { notifications, PushDevice, startServiceWorker } from './push';
 import { ChatStore } from './store';
 import { initTheme } from './theme';
 import './style.css';
@@ -10,6 +11,12 @@ import './style.css';
 initTheme();
 
 const store = new ChatStore();
+// Notifications (src/push.ts): in-tab ones for new messages, this device's push subscription
+// (dropped on the server before signing out), the service worker (registered once signed in).
+const device = new PushDevice(store);
+notifications.device = device;
+store.onIncoming = (m, c) => device.incoming(m, c);
+store.beforeSignOut = () => device.signOut();
 
 /**
  * The conversation the address names. A message link (`/c/<id>/m/<messageId>`) also sets
@@ -32,6 +39,8 @@ window.addEventListener('popstate', () => void store.open(idFromPath()));
 // Back online, or back to this tab: if the page is waiting to reconnect, it tries now.
 window.addEventListener('online', () => store.online());
 document.addEventListener('visibilitychange', () => {
+  // The server pushes only to people with no visible page.
+  store.sendVisibility();
   if (document.visibilityState !== 'visible') return;
   store.online();
   const id = store.activeId.value;
@@ -50,11 +59,19 @@ render(<App store={store} navigate={navigate} />, document.getElementById('app')
 // conversation in the address bar. Once signed out, the address is `/` again: a
 // conversation's address means nothing to the next person at this screen.
 let wasSignedIn = false;
+let swStarted = false;
 effect(() => {
   const a = store.auth.value;
   const signedIn = a === 'signedIn';
   if (a === 'signedOut' && wasSignedIn && location.pathname !== '/') history.replaceState(null, '', '/');
   if (signedIn && !wasSignedIn) {
+    if (!swStarted) {
+      swStarted = true;
+      startServiceWorker(device, (id) => {
+        if (id && store.conversations.peek()[id]) navigate(id);
+      });
+    }
+    void device.start();
     queueMicrotask(() => {
       const id = idFromPath();
       if (id && store.conversations.peek()[id]) void store.open(id);

@@ -3,6 +3,7 @@ import { ApiClient, ApiError, refreshDelay, toApiError } from './api';
 import { addUploads, describeUploadError, removeUpload, uploadDone, uploadFailed, uploadFile, uploadProgress, UrlCache, type SignedUrls, type Upload, type UploadHandle } from './attachments';
 import { clearAvatars, configureAvatars } from './avatars';
 import { describeError } from './errors';
+import type { NotifySettings } from './notify';
 import { browserStorage, LocalState, type KeyValueStorage } from './persist';
 import { SessionSync, type SessionMessage } from './session';
 import { Connection, type ConnState, type SocketLike, type Timers } from './socket';
@@ -85,6 +86,15 @@ export class ChatStore {
    * frames (the message view has counts only).
    */
   readonly reactors = signal<Record<string, Record<string, string[]>>>({});
+  /** My notification settings (GET /me/notifications); null until loaded or when unavailable. */
+  readonly notifySettings = signal<NotifySettings | null>(null);
+  /**
+   * Called with each new message that arrives live (a `message` frame above what the list
+   * held), after it was applied: the in-tab notifications (src/push.ts) decide on it.
+   */
+  onIncoming: ((m: Message, c: Conversation) => void) | null = null;
+  /** Runs before signing out, while the session still works (the device's push subscription goes). */
+  beforeSignOut: (() => Promise<void>) | null = null;
   /** Files being uploaded or uploaded for the next message, per conversation (the composer's chips). */
   readonly uploads = signal<Record<string, Upload[]>>({});
   /** Signed URLs of attachments, for <img>, <audio>, <video> and links. */
@@ -258,6 +268,7 @@ export class ChatStore {
   }
 
   async logout(): Promise<void> {
+    await this.runBeforeSignOut();
     await this.api.logout();
     this.endSession(false);
   }
@@ -301,7 +312,16 @@ export class ChatStore {
     await this.api.changePassword(current, next);
   }
 
+  private async runBeforeSignOut(): Promise<void> {
+    try {
+      await this.beforeSignOut?.();
+    } catch {
+      /* signing out goes on: the server drops a subscription that stays unused */
+    }
+  }
+
   async logoutAll(): Promise<void> {
+    await this.runBeforeSignOut();
     try {
       await this.api.logoutAll();
     } catch (e) {
@@ -337,6 +357,7 @@ export class ChatStore {
   }
 
   private async enter(): Promise<void> {
+    void this.loadNotifySettings();
     await this.loadConversations();
     this.restoreLocal();
     this.auth.value = 'signedIn';
@@ -411,7 +432,37 @@ export class ChatStore {
       this.drafts.value = {};
       this.readMark.value = null;
       this.reactors.value = {};
+      this.notifySettings.value = null;
     });
+  }
+
+  // ------------------------------------------------------------ notifications
+
+  async loadNotifySettings(): Promise<void> {
+    try {
+      this.notifySettings.value = await this.api.request<NotifySettings>('GET', '/me/notifications');
+    } catch {
+      /* the dialog asks again when opened */
+    }
+  }
+
+  /** PATCH /me/notifications: `pushPreview`, `mentionsBreakMute`, `dnd` (off, 1h, 8h, always) or `dndUntil`. */
+  async updateNotifySettings(change: { pushPreview?: boolean; mentionsBreakMute?: boolean; dnd?: string; dndUntil?: string }): Promise<void> {
+    this.notifySettings.value = await this.api.request<NotifySettings>('PATCH', '/me/notifications', change);
+  }
+
+  /** Mutes a conversation for me (1h, 8h, 1w, always) or unmutes it (off). Unread still counts. */
+  async setMute(conversationId: string, mute: string): Promise<void> {
+    const r = await this.api.request<{ mutedUntil: string | null }>('PUT', `/conversations/${enc(conversationId)}/notifications`, { mute });
+    const c = this.conversations.value[conversationId];
+    if (!c) return;
+    const { mutedUntil: _old, ...rest } = c;
+    this.conversations.value = { ...this.conversations.value, [conversationId]: r.mutedUntil ? { ...rest, mutedUntil: r.mutedUntil } : rest };
+  }
+
+  /** Tells the server whether this page is visible (on connect and on every change). */
+  sendVisibility(): void {
+    this.connection.send({ type: 'visibility', visible: this.visible() });
   }
 
   // ------------------------------------------------------------ conversations
@@ -931,6 +982,7 @@ export class ChatStore {
   }
 
   private onReady(): void {
+    this.sendVisibility();
     this.catchUp();
     this.readSent = {};
     // Sends still waiting for an ack went out on the previous socket: their answer is lost.
@@ -982,9 +1034,15 @@ export class ChatStore {
         this.ingest(f.message.conversationId, [f.message]);
         break;
       }
-      case 'message':
-        this.ingest(f.message.conversationId, [f.message]);
+      case 'message': {
+        const id = f.message.conversationId;
+        const before = this.conversations.value[id];
+        const fresh = !!before && f.message.seq > before.lastSeq && !this.thread(id).messages.some((m) => m.id === f.message.id);
+        this.ingest(id, [f.message]);
+        const after = this.conversations.value[id];
+        if (fresh && after && this.onIncoming) this.onIncoming(f.message, after);
         break;
+      }
       case 'message_edited':
       case 'message_deleted':
       case 'reaction':

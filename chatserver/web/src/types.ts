@@ -41,6 +41,8 @@ export interface Message {
   undecryptable?: boolean;
   /** Files sent with it (never on a tombstone). */
   attachments?: Attachment[];
+  /** Ids of the members its text mentions (@username), as the server parsed them. */
+  mentions?: string[];
 }
 
 /** An uploaded file (docs/api.md "Attachments"). */
@@ -90,6 +92,8 @@ export interface Conversation {
   createdAt: string;
   /** Disappearing messages, in seconds (0: off). */
   expireAfter?: number;
+  /** When my mute of it ends (absent: not muted; 9999-12-31: until unmuted). */
+  mutedUntil?: string;
 }
 
 /** Form fields the server can name in an error (`error.field`). */
@@ -134,4 +138,6 @@ export type ClientFrame =
   | { type: 'sync'; cursors: Record<string, number> }
   | { type: 'typing'; conversationId: string }
   | { type: 'read'; conversationId: string; seq: number }
-  | { type: 'ping' };
+  | { type: 'ping' }
+  /** Whether this page is visible: the server pushes only to people with no visible page. */
+  | { type: 'visibility'; visible: boolean };

@@ -1,8 +1,9 @@
 import { memo } from 'preact/compat';
-import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { renameConversation } from '../api';
 import { canSend, MAX_ATTACHMENTS, previewText, readyAttachments } from '../attachments';
 import { describeError } from '../errors';
+import { insertMention } from '../notify';
 import { linkTarget, messagePath } from '../links';
 import { textDirection } from '../markdown';
 import { conversationTitle, type ChatStore } from '../store';
@@ -11,6 +12,7 @@ import type { Conversation, Member, Message, Reaction, ReplyRef } from '../types
 import { Avatar, Modal, UserSearch } from './common';
 import { EmojiPicker, EXPIRE_CHOICES, expireLabel, Icon, peopleList, QUICK_REACTIONS, ReactionChips } from './MessageParts';
 import { AttachmentList, UploadChips, VoiceRecorder } from './Attachments';
+import { MentionList, mentionState, MuteMenu, type MentionState } from './Notifications';
 import { RichText } from './Rich';
 import './conversation.css';
 
@@ -92,6 +94,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   const thread = store.thread(c.id);
   const msgs = thread.messages;
   const title = conversationTitle(c, me.id);
+  const byUsername = useMemo(() => new Map(c.members.map((x) => [x.username.toLowerCase(), x.id])), [c.members]);
   const [showMembers, setShowMembers] = useState(false);
   const listRef = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
@@ -483,6 +486,8 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         reactors={reactors[m.id]}
         actions={actions}
         store={store}
+        byUsername={byUsername}
+        meId={me.id}
       />,
     );
     prevSender = m.senderId;
@@ -547,6 +552,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
           <Icon name="timer" />
           <span class="expiry-text">{expireAfter ? expireLabel(expireAfter) : 'Off'}</span>
         </button>
+        <MuteMenu store={store} c={c} />
         {c.kind === 'group' && (
           <button type="button" class="btn" onClick={() => setShowMembers(true)}>
             Members
@@ -613,6 +619,8 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         onCancelReply={() => setReplyTo(null)}
         editing={editing}
         onEditDone={() => setEditing(null)}
+        members={c.members}
+        meId={me.id}
         onEditLast={() => {
           const m = lastEditable();
           if (m) {
@@ -685,6 +693,9 @@ interface ItemProps {
   reactors: Record<string, string[]> | undefined;
   actions: { current: Actions };
   store: ChatStore;
+  /** The members' usernames (lower case) to ids, for the mentions in the text (one map per member list). */
+  byUsername: ReadonlyMap<string, string>;
+  meId: string;
 }
 
 // Formatters made once: toLocaleString with options builds one per call, which is most of
@@ -816,7 +827,7 @@ const MessageItem = memo(function MessageItem(p: ItemProps) {
             {m.attachments && m.attachments.length > 0 && <AttachmentList store={p.store} list={m.attachments} tab={tab} />}
             {(m.body !== '' || !m.attachments?.length) && (
               <div class="msg-body" dir="auto">
-                <RichText text={m.body} linkTab={tab} />
+                <RichText text={m.body} linkTab={tab} mentions={m.mentions?.length ? { ids: m.mentions, byUsername: p.byUsername, meId: p.meId } : undefined} />
               </div>
             )}
           </>
@@ -953,9 +964,12 @@ interface ComposerProps {
   onEditDone: () => void;
   /** Up arrow in an empty composer: edit my last message. False when there is none. */
   onEditLast: () => boolean;
+  /** The conversation's members, offered when "@" is typed. */
+  members: Member[];
+  meId: string;
 }
 
-function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelReply, editing, onEditDone, onEditLast }: ComposerProps) {
+function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelReply, editing, onEditDone, onEditLast, members, meId }: ComposerProps) {
   // The draft of this conversation, kept by the store (across switching and reloads).
   const [text, setText] = useState(() => store.draft(conversationId));
   // The text being edited; the draft waits meanwhile.
@@ -965,6 +979,10 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
   const ref = useRef<HTMLTextAreaElement>(null);
   const fileInput = useRef<HTMLInputElement>(null);
   const uploads = store.uploads.value[conversationId] ?? [];
+  // "@" autocomplete: the mention being typed and the member selected in the list.
+  const [mention, setMention] = useState<MentionState | null>(null);
+  const caretAt = useRef<number | null>(null);
+  const listId = 'mention-list';
   useEffect(() => {
     if (window.matchMedia('(min-width: 760px)').matches) ref.current?.focus();
   }, [conversationId]);
@@ -986,6 +1004,33 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
     el.selectionStart = el.selectionEnd = el.value.length;
   });
   const value = editing ? editText : text;
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (caretAt.current === null || !el) return;
+    el.selectionStart = el.selectionEnd = caretAt.current;
+    caretAt.current = null;
+  });
+  /** The list follows the caret: what is typed after "@" filters it. */
+  const followCaret = (el: HTMLTextAreaElement) => {
+    setMention((prev) => (el.selectionStart === el.selectionEnd ? mentionState(el.value, el.selectionStart, members, meId, prev) : null));
+  };
+  const setValue = (v: string) => {
+    if (editing) {
+      setEditText(v);
+      return;
+    }
+    setText(v);
+    store.setDraft(conversationId, v);
+  };
+  const pickMention = (m: Member) => {
+    const el = ref.current;
+    if (!mention || !el) return;
+    const r = insertMention(el.value, mention.start, el.selectionStart, m.username);
+    setValue(r.text);
+    caretAt.current = r.caret;
+    setMention(null);
+    el.focus();
+  };
   const chars = [...value].length;
   const tooLong = chars > MAX_CHARS;
   const cancel = () => {
@@ -1040,6 +1085,7 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
           </button>
         </div>
       )}
+      {mention && <MentionList id={listId} state={mention} onPick={pickMention} />}
       <label for="composer-input" class="sr-only">
         {editing ? 'Edit message' : 'Message'}
       </label>
@@ -1052,6 +1098,17 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
         value={value}
         aria-describedby="composer-hint"
         aria-invalid={tooLong}
+        role="combobox"
+        aria-autocomplete="list"
+        aria-haspopup="listbox"
+        aria-expanded={!!mention}
+        aria-controls={mention ? listId : undefined}
+        aria-activedescendant={mention ? `${listId}-${mention.options[mention.index].id}` : undefined}
+        onClick={(e) => followCaret(e.currentTarget)}
+        onKeyUp={(e) => {
+          if (e.key === 'ArrowLeft' || e.key === 'ArrowRight' || e.key === 'Home' || e.key === 'End') followCaret(e.currentTarget);
+        }}
+        onBlur={() => setMention(null)}
         onPaste={(e) => {
           // A screenshot or copied files: attached, not pasted as text.
           if (editing) return;
@@ -1062,6 +1119,7 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
         }}
         onInput={(e) => {
           const v = e.currentTarget.value;
+          followCaret(e.currentTarget);
           if (editing) {
             setEditText(v);
             return;
@@ -1071,6 +1129,26 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
           if (v.trim()) store.typed(conversationId);
         }}
         onKeyDown={(e) => {
+          if (mention && !e.isComposing) {
+            const n = mention.options.length;
+            if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+              e.preventDefault();
+              setMention({ ...mention, index: (mention.index + (e.key === 'ArrowDown' ? 1 : n - 1)) % n });
+              return;
+            }
+            if ((e.key === 'Enter' || e.key === 'Tab') && !e.shiftKey) {
+              e.preventDefault();
+              pickMention(mention.options[mention.index]);
+              return;
+            }
+            if (e.key === 'Escape') {
+              // Closes the list only (not the reply or the edit, not "mark read").
+              e.preventDefault();
+              e.stopPropagation();
+              setMention(null);
+              return;
+            }
+          }
           if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
             e.preventDefault();
             void submit();

@@ -1,6 +1,14 @@
 import type { ComponentChildren } from 'preact';
 import { useMemo } from 'preact/hooks';
 import { parseMarkdown, type Block, type Inline } from '../markdown';
+import { mentionParts } from '../notify';
+
+/** Who a message mentions (the server's `mentions`) and how to find them by username. */
+export interface Mentions {
+  ids: readonly string[];
+  byUsername: ReadonlyMap<string, string>;
+  meId: string;
+}
 
 /**
  * Message text as Markdown (src/markdown.ts): the tree becomes elements and text nodes
@@ -9,13 +17,13 @@ import { parseMarkdown, type Block, type Inline } from '../markdown';
  * `linkTab` is the tabIndex of its links: -1 keeps them out of the Tab order while their
  * message is not the focused one (the list is one Tab stop).
  */
-export function RichText({ text, linkTab }: { text: string; linkTab?: number }) {
+export function RichText({ text, linkTab, mentions }: { text: string; linkTab?: number; mentions?: Mentions }) {
   const blocks = useMemo(() => parseMarkdown(text), [text]);
-  return <>{blocks.map((b, i) => block(b, i, linkTab))}</>;
+  return <>{blocks.map((b, i) => block(b, i, linkTab, mentions))}</>;
 }
 
-function block(b: Block, key: number, tab: number | undefined): ComponentChildren {
-  const inl = (n: Inline, i: number) => inline(n, i, tab);
+function block(b: Block, key: number, tab: number | undefined, men: Mentions | undefined): ComponentChildren {
+  const inl = (n: Inline, i: number) => inline(n, i, tab, men);
   switch (b.t) {
     case 'p':
       return (
@@ -32,7 +40,7 @@ function block(b: Block, key: number, tab: number | undefined): ComponentChildre
     case 'quote':
       return (
         <blockquote key={key} class="md-quote" dir="auto">
-          {b.c.map((x, i) => block(x, i, tab))}
+          {b.c.map((x, i) => block(x, i, tab, men))}
         </blockquote>
       );
     case 'ul':
@@ -58,11 +66,21 @@ function block(b: Block, key: number, tab: number | undefined): ComponentChildre
   }
 }
 
-function inline(n: Inline, key: number, tab: number | undefined): ComponentChildren {
-  const inl = (x: Inline, i: number) => inline(x, i, tab);
+function inline(n: Inline, key: number, tab: number | undefined, men: Mentions | undefined): ComponentChildren {
+  const inl = (x: Inline, i: number) => inline(x, i, tab, men);
   switch (n.t) {
     case 'text':
-      return n.v;
+      if (!men || men.ids.length === 0) return n.v;
+      // A mention of a member the server found in the text: marked, more strongly when it is me.
+      return mentionParts(n.v, men.byUsername, men.ids, men.meId).map((part, i) =>
+        typeof part === 'string' ? (
+          part
+        ) : (
+          <span key={`${key}-${i}`} class={'mention' + (part.me ? ' mention-me' : '')} data-testid="mention">
+            @{part.username}
+          </span>
+        ),
+      );
     case 'code':
       return (
         <code key={key} class="md-code">

@@ -9,6 +9,8 @@ import { shortcutDialog } from './Shortcuts';
 import { conversationTitle, type ChatStore } from '../store';
 import type { Conversation, User } from '../types';
 import { Avatar, Field, listTime, Modal, useFormErrors, UserSearch } from './common';
+import { activeUntil, mentionsMeUnread, muteText } from '../notify';
+import { BellIcon, NotificationsDialog } from './Notifications';
 
 interface Props {
   store: ChatStore;
@@ -16,7 +18,7 @@ interface Props {
 }
 
 export function Sidebar({ store, navigate }: Props) {
-  const [dialog, setDialog] = useState<'direct' | 'group' | 'password' | 'profile' | 'logout-all' | null>(null);
+  const [dialog, setDialog] = useState<'direct' | 'group' | 'password' | 'profile' | 'logout-all' | 'notifications' | null>(null);
   const me = store.me.value!;
   const list = store.sortedConversations.value;
   const active = store.activeId.value;
@@ -48,7 +50,16 @@ export function Sidebar({ store, navigate }: Props) {
         ) : (
           <ul class="conv-list">
             {list.map((c) => (
-              <ConversationItem key={c.id} c={c} myId={me.id} active={c.id === active} onOpen={() => navigate(c.id)} typing={Object.keys(store.typing.value[c.id] ?? {}).length > 0} draft={store.drafts.value[c.id]} />
+              <ConversationItem
+                key={c.id}
+                c={c}
+                myId={me.id}
+                active={c.id === active}
+                onOpen={() => navigate(c.id)}
+                typing={Object.keys(store.typing.value[c.id] ?? {}).length > 0}
+                draft={store.drafts.value[c.id]}
+                mentioned={mentionsMeUnread(c, store.threads.value[c.id]?.messages ?? [], me.id)}
+              />
             ))}
           </ul>
         )}
@@ -58,6 +69,7 @@ export function Sidebar({ store, navigate }: Props) {
       {dialog === 'password' && <PasswordDialog store={store} onClose={() => setDialog(null)} />}
       {dialog === 'profile' && <ProfileDialog store={store} onClose={() => setDialog(null)} />}
       {dialog === 'logout-all' && <LogoutAllDialog store={store} onClose={() => setDialog(null)} />}
+      {dialog === 'notifications' && <NotificationsDialog store={store} onClose={() => setDialog(null)} />}
     </aside>
   );
 }
@@ -67,7 +79,7 @@ export function Sidebar({ store, navigate }: Props) {
  * buttons). Escape, a click outside and the focus leaving close it; Up and Down move
  * between its items; Escape gives the focus back to the button.
  */
-function AccountMenu({ store, open }: { store: ChatStore; open: (d: 'password' | 'profile' | 'logout-all') => void }) {
+function AccountMenu({ store, open }: { store: ChatStore; open: (d: 'password' | 'profile' | 'logout-all' | 'notifications') => void }) {
   const [shown, setShown] = useState(false);
   const wrap = useRef<HTMLDivElement>(null);
   const button = useRef<HTMLButtonElement>(null);
@@ -138,6 +150,9 @@ function AccountMenu({ store, open }: { store: ChatStore; open: (d: 'password' |
           <button type="button" class="menu-item" onClick={pick(() => open('password'))}>
             Change password
           </button>
+          <button type="button" class="menu-item" onClick={pick(() => open('notifications'))}>
+            Notifications
+          </button>
           <div class="menu-group" role="group" aria-labelledby="theme-label">
             <span id="theme-label" class="menu-label">
               Appearance
@@ -165,7 +180,8 @@ function AccountMenu({ store, open }: { store: ChatStore; open: (d: 'password' |
   );
 }
 
-function ConversationItem({ c, myId, active, onOpen, typing, draft }: { c: Conversation; myId: string; active: boolean; onOpen: () => void; typing: boolean; draft?: string }) {
+function ConversationItem({ c, myId, active, onOpen, typing, draft, mentioned }: { c: Conversation; myId: string; active: boolean; onOpen: () => void; typing: boolean; draft?: string; mentioned: boolean }) {
+  const muted = activeUntil(c.mutedUntil, Date.now());
   const title = conversationTitle(c, myId);
   const other = c.kind === 'direct' ? c.members.find((m) => m.id !== myId) : undefined;
   const last = c.lastMessage;
@@ -188,6 +204,12 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft }: { c: Conve
           <span class="conv-top">
             <span class="conv-title">{title}</span>
             {other && <span class="sr-only">{other.online ? ', online' : ', offline'}</span>}
+            {muted && (
+              <span class="conv-muted" title={muteText(c.mutedUntil, Date.now()) ?? undefined} data-testid="conv-muted">
+                <BellIcon off />
+                <span class="sr-only">, muted</span>
+              </span>
+            )}
             {last && (
               <span class="conv-time muted">
                 <span class="sr-only">, </span>
@@ -199,6 +221,11 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft }: { c: Conve
             <span class={'conv-preview' + (typing ? ' is-typing' : '')} data-testid="conv-preview">
               <span class="sr-only">, </span>
               {hasDraft && <span class="draft-label">Draft: </span>}
+              {mentioned && !hasDraft && !typing && (
+                <span class="mention-label" data-testid="mentioned">
+                  @ mentioned you<span class="sr-only">:</span>{' '}
+                </span>
+              )}
               {preview}
             </span>
             {c.unread > 0 && (
