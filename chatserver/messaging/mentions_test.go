@@ -43,3 +43,33 @@ func TestParseMentions(t *testing.T) {
 		t.Fatalf("%d mentions, want at most %d", len(got), MaxMentions)
 	}
 }
+
+// Whatever the text: at most MaxMentions ids, each a member's, none twice,
+// and each member found has its "@username" in the text.
+func FuzzParseMentions(f *testing.F) {
+	for _, s := range []string{"@bob", "hi @Bob. @carol!", "x@bob @@bob", "@bob-", "@d.e-f_1.", "é@bob"} {
+		f.Add(s)
+	}
+	members := map[string]string{"bob": "u_bob", "carol": "u_carol", "d.e-f_1": "u_def"}
+	names := map[string]string{}
+	for n, id := range members {
+		names[id] = n
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		got := ParseMentions(text, members)
+		if len(got) > MaxMentions {
+			t.Fatalf("%d mentions", len(got))
+		}
+		seen := map[string]bool{}
+		for _, id := range got {
+			name, ok := names[id]
+			if !ok || seen[id] {
+				t.Fatalf("ParseMentions(%q) = %v: unknown or repeated id %s", text, got, id)
+			}
+			seen[id] = true
+			if !strings.Contains(strings.ToLower(text), "@"+name) {
+				t.Fatalf("ParseMentions(%q) found %s without @%s in the text", text, id, name)
+			}
+		}
+	})
+}
