@@ -276,6 +276,9 @@ func TestPushWhenAndWhenNot(t *testing.T) {
 	}
 
 	ws := bob.Dial()
+	ws.Write(map[string]any{"type": "visibility", "id": "bad"})
+	f := ws.WaitFor("error", 5*time.Second)
+	must(t, f.ID == "bad" && f.Code == "invalid_request", "visibility without visible: %+v", f)
 	alice.Send(group.ID, "while bob's page is open")
 	none("a visible page")
 	ws.Write(map[string]any{"type": "visibility", "visible": false, "id": "v1"})
