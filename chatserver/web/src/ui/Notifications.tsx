@@ -17,20 +17,22 @@ export function NotificationsDialog({ store, onClose }: { store: ChatStore; onCl
   const st = store.notifySettings.value;
   const [error, setError] = useState<string | null>(null);
   const [now, setNow] = useState(() => Date.now());
-  // Which timed choice was picked here (the server keeps only the end time).
+  // The choice picked here (the server keeps only the end time, which does not tell 1 h from 8 h).
   const [picked, setPicked] = useState<string | null>(null);
   useEffect(() => {
     if (!store.notifySettings.peek()) void store.loadNotifySettings();
   }, []);
   const state = device?.state.value ?? 'unsupported';
   const on = state === 'push' || state === 'in-tab';
-  const change = async (c: Parameters<ChatStore['updateNotifySettings']>[0]) => {
+  const change = async (c: Parameters<ChatStore['updateNotifySettings']>[0]): Promise<boolean> => {
     setError(null);
     try {
       await store.updateNotifySettings(c);
       setNow(Date.now());
+      return true;
     } catch (e) {
       setError(describeError(e, 'change'));
+      return false;
     }
   };
   const dndOn = activeUntil(st?.dndUntil, now);
@@ -43,7 +45,7 @@ export function NotificationsDialog({ store, onClose }: { store: ChatStore; onCl
           <input
             type="checkbox"
             id="notify-device"
-            checked={on}
+            checked={on || state === 'working'}
             disabled={!device || state === 'unsupported' || state === 'working'}
             aria-describedby="notify-device-status"
             onChange={(e) => {
@@ -92,10 +94,12 @@ export function NotificationsDialog({ store, onClose }: { store: ChatStore; onCl
                   type="radio"
                   name="dnd"
                   value={v}
-                  checked={v === 'off' || v === 'always' ? dndChoice === v : dndChoice === 'timed' && picked === v}
+                  checked={(picked ?? (dndChoice === 'timed' ? null : dndChoice)) === v}
                   onChange={() => {
                     setPicked(v);
-                    void f();
+                    void f().then((ok) => {
+                      if (!ok) setPicked(null);
+                    });
                   }}
                 />
                 {label}
