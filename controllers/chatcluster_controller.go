@@ -401,7 +401,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 			return time.Time{}, err
 		}
 		if guard.lost == "" {
-			r.event(cc, corev1.EventTypeNormal, ReasonKeysCreated, ActionRotateKeys, "created keyring Secret %s with JWT key %s and data key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID)
+			r.event(cc, corev1.EventTypeNormal, ReasonKeysCreated, ActionRotateKeys, "created keyring Secret %s with JWT key %s, data key %s and VAPID key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID, f.VAPID[0].ID)
 		}
 		setKeysStatus(cc, f)
 		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeysCreated, "keyring created")

@@ -34,6 +34,10 @@ type KeyKind string
 const (
 	KeyKindJWT  KeyKind = "jwt"
 	KeyKindData KeyKind = "data"
+	// KeyKindVAPID is the Web Push application server key (RFC 8292). It is
+	// not on the rotation schedule: browsers bind each push subscription to
+	// it, so replacing it drops every subscription (docs/keyring.md).
+	KeyKindVAPID KeyKind = "vapid"
 )
 
 // KeyEvent is something a person should see about the keyring. It names key ids
@@ -60,13 +64,37 @@ type RotationResult struct {
 	NextAt time.Time
 }
 
-// NewKeyring returns the first keyring of a ChatCluster.
+// NewKeyring returns the first keyring of a ChatCluster: a JWT key, a data
+// key and a VAPID key, all active.
 func NewKeyring(now time.Time) (*keyringfile.File, error) {
 	f, err := keyringfile.New(now)
 	if err != nil {
 		return nil, fmt.Errorf("generate keyring: %w", err)
 	}
+	v, err := keyringfile.NewVAPIDKey(now, keyringfile.StateActive)
+	if err != nil {
+		return nil, fmt.Errorf("generate keyring: %w", err)
+	}
+	f.VAPID = []keyringfile.VAPIDKey{v}
 	return f, nil
+}
+
+// ensureVAPID gives a keyring written before Web Push existed its VAPID key,
+// active at once: there is no subscription yet that a new key could break,
+// and a server that has not loaded it answers push requests "not enabled"
+// until it does. A keyring that has one keeps it.
+func ensureVAPID(f *keyringfile.File, now time.Time, events *[]KeyEvent) error {
+	if _, ok := f.ActiveVAPID(); ok {
+		return nil
+	}
+	v, err := keyringfile.NewVAPIDKey(now, keyringfile.StateActive)
+	if err != nil {
+		return err
+	}
+	f.VAPID = append(f.VAPID, v)
+	*events = append(*events, KeyEvent{Reason: ReasonKeyActivated, Kind: KeyKindVAPID, KeyID: v.ID,
+		Message: fmt.Sprintf("added VAPID key %s: the keyring had none, so Web Push was off; it is on once the servers load it", v.ID)})
+	return nil
 }
 
 // Rotate advances the key schedule of a valid keyring to now. It never returns a
@@ -99,6 +127,9 @@ func Rotate(in *keyringfile.File, now time.Time, p RotationPolicy) (RotationResu
 		return RotationResult{}, err
 	}
 	if f.Data, err = rotateKind(f.Data, dataKind(p), now, p, &res.Events, next); err != nil {
+		return RotationResult{}, err
+	}
+	if err := ensureVAPID(f, now, &res.Events); err != nil {
 		return RotationResult{}, err
 	}
 	res.Changed = len(res.Events) > 0
@@ -247,6 +278,7 @@ func rotateKind[K any](keys []K, kk keyKind[K], now time.Time, p RotationPolicy,
 func ptrTime(t time.Time) *time.Time { return &t }
 
 func cloneKeyring(in *keyringfile.File) *keyringfile.File {
-	out := &keyringfile.File{Version: in.Version, JWT: slices.Clone(in.JWT), Data: slices.Clone(in.Data)}
+	out := &keyringfile.File{Version: in.Version, JWT: slices.Clone(in.JWT), Data: slices.Clone(in.Data),
+		VAPID: slices.Clone(in.VAPID)}
 	return out
 }

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -182,5 +183,58 @@ func TestRotateHoldsPromotionUntilPropagated(t *testing.T) {
 	}
 	if a, _ := done.File.ActiveJWT(); a.ID != jwtID {
 		t.Errorf("once loaded everywhere the JWT key %s is still not active (%s)", jwtID, a.ID)
+	}
+}
+
+// The VAPID key is not on the schedule: a new keyring has one, every rotation
+// step carries it unchanged (a new one would drop every push subscription),
+// and a keyring from before Web Push gets one, once, with an event.
+func TestVAPIDKeyKeptThroughRotationAndAddedWhenMissing(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f, err := NewKeyring(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := f.ActiveVAPID()
+	if !ok || len(f.VAPID) != 1 {
+		t.Fatalf("new keyring: VAPID keys %v", f.VAPID)
+	}
+	for m := 1; m <= 4*60; m++ {
+		res, err := Rotate(f, start.Add(time.Duration(m)*time.Minute), policy)
+		if err != nil {
+			t.Fatalf("minute %d: %v", m, err)
+		}
+		for _, e := range res.Events {
+			if e.Kind == KeyKindVAPID {
+				t.Fatalf("minute %d: VAPID event %+v", m, e)
+			}
+		}
+		f = res.File
+	}
+	if got, _ := f.ActiveVAPID(); len(f.VAPID) != 1 || got.ID != v.ID || !bytes.Equal(got.PrivateKey, v.PrivateKey) {
+		t.Fatalf("after 4 hours of rotation: VAPID %v, want %s unchanged", f.VAPID, v.ID)
+	}
+
+	old, err := keyringfile.New(start) // written before Web Push: no VAPID key
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Rotate(old, start.Add(time.Minute), policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added, ok := res.File.ActiveVAPID()
+	if !ok || !res.Changed || len(res.Events) != 1 || res.Events[0].Kind != KeyKindVAPID || res.Events[0].KeyID != added.ID {
+		t.Fatalf("old keyring: changed %v, events %+v, VAPID %v", res.Changed, res.Events, res.File.VAPID)
+	}
+	if len(old.VAPID) != 0 {
+		t.Fatal("Rotate modified its input")
+	}
+	again, err := Rotate(res.File, start.Add(2*time.Minute), policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := again.File.ActiveVAPID(); k.ID != added.ID || len(again.File.VAPID) != 1 {
+		t.Fatalf("second step: VAPID %v, want %s kept", again.File.VAPID, added.ID)
 	}
 }
