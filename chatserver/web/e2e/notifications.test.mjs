@@ -18,6 +18,8 @@
 // decrypts before the worker sees it); delivery, RFC 8291 encryption and VAPID are
 // covered by the Go tests against chatserver/push/pushtest.
 import assert from 'node:assert/strict';
+import { createECDH, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 import { newAxePerson, seriousViolations } from './axe.mjs';
 import { cspViolations, launchBrowser, newPerson, RestClient, signInUI, sleep, startServer, uniquePerson } from './harness.mjs';
@@ -26,7 +28,8 @@ const T = 15_000;
 let server, browser;
 
 before(async () => {
-  server = await startServer();
+  // A short push grace, and pushes to a loopback http endpoint (the recorder below).
+  server = await startServer({ env: { PARLEY_PUSH_GRACE: '300ms', PARLEY_PUSH_ALLOW_LOOPBACK: 'true' } });
   browser = await launchBrowser();
 });
 
@@ -135,9 +138,73 @@ test('the service worker registers and controls the page; the page tells the ser
   await waitFor(() => frames().some((f) => f.visible === false), 'visible:false when hidden');
   await setHidden(page, false);
   await waitFor(() => frames().at(-1).visible === true, 'visible:true when shown again');
-  // The server took them (an invalid frame is answered with an error frame, which would
-  // show as a page error or notice; the socket stays open).
   assert.equal(alice.sockets.filter((s) => !s.closed).length, 1);
+  assert.deepEqual(await cspViolations(alice), []);
+  assert.deepEqual(alice.pageErrors, []);
+  await alice.context.close();
+});
+
+test('the server pushes only while no page is visible (the visibility frame, through its effect)', async () => {
+  const { bob, aliceRest, conv, alice } = await setup();
+  const { page } = alice;
+  // A stand-in push service that only counts what reaches it (the Go tests decrypt and
+  // check the pushes themselves: chatserver/push/pushtest). Alice's device is subscribed
+  // to it over REST: this Chromium cannot make a real subscription.
+  const pushes = [];
+  const rec = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      pushes.push({ path: req.url, topic: req.headers.topic, encoding: req.headers['content-encoding'] });
+      res.writeHead(201).end();
+    });
+  });
+  await new Promise((r) => rec.listen(0, '127.0.0.1', r));
+  try {
+    const ecdh = createECDH('prime256v1');
+    ecdh.generateKeys();
+    const endpoint = `http://127.0.0.1:${rec.address().port}/push/alice`;
+    await aliceRest.call('POST', '/push/subscriptions', { endpoint, keys: { p256dh: ecdh.getPublicKey().toString('base64url'), auth: randomBytes(16).toString('base64url') } });
+    const frames = () => alice.sockets.flatMap((x) => x.sent.map((f) => JSON.parse(f))).filter((f) => f.type === 'visibility');
+    await waitFor(() => frames().length >= 1, 'the visibility frame on connect');
+
+    // Visible: the message is seen in the page, nothing is pushed (grace 300 ms).
+    await bob.send(conv.id, 'while visible');
+    await waitUnread(page, conv.id, 1);
+    await sleep(1500);
+    assert.equal(pushes.length, 0, 'no push while a page is visible');
+
+    // Hidden: pushed.
+    await setHidden(page, true);
+    await waitFor(() => frames().at(-1).visible === false, 'visible:false sent');
+    await bob.send(conv.id, 'while hidden');
+    await waitFor(() => pushes.length === 1, 'a push while hidden');
+    assert.equal(pushes[0].path, '/push/alice');
+    assert.equal(pushes[0].encoding, 'aes128gcm');
+
+    // Visible again: no more pushes.
+    await setHidden(page, false);
+    await waitFor(() => frames().at(-1).visible === true, 'visible:true sent');
+    await bob.send(conv.id, 'visible again');
+    await waitUnread(page, conv.id, 3);
+    await sleep(1500);
+    assert.equal(pushes.length, 1, 'no push once the page is visible again');
+
+    // Signing out deletes this device's subscription on the server. The page knows its
+    // endpoint from its own subscription, or from its note in localStorage (which the test
+    // writes here, as the page would have after subscribing: Chromium cannot subscribe).
+    await page.evaluate(([id, ep]) => localStorage.setItem(`parley:v1:${id}:push`, JSON.stringify({ on: true, key: null, endpoint: ep })), [aliceRest.user.id, endpoint]);
+    await page.getByRole('button', { name: 'Account menu' }).click();
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await page.getByRole('button', { name: 'Sign in' }).first().waitFor({ timeout: T });
+    // No page of Alice's at all now: with the subscription still there, this would be pushed.
+    await bob.send(conv.id, 'after sign-out');
+    await sleep(1500);
+    assert.equal(pushes.length, 1, 'nothing pushed to the device after it signed out');
+    // The opt-in is remembered for the next sign-in, the endpoint is not.
+    assert.deepEqual(JSON.parse(await page.evaluate((id) => localStorage.getItem(`parley:v1:${id}:push`), aliceRest.user.id)), { on: true, key: null, endpoint: null });
+  } finally {
+    rec.close();
+  }
   assert.deepEqual(await cspViolations(alice), []);
   assert.deepEqual(alice.pageErrors, []);
   await alice.context.close();
