@@ -283,7 +283,7 @@ test('hidden page: a message notifies (no text unless preview is on); mute silen
   await page.locator(`[data-conversation="${conv.id}"]`).click();
   await page.getByTestId('mute-button').click();
   await page.getByRole('menuitemradio', { name: 'For 1 hour' }).click();
-  await page.getByTestId('mute-button').getByText(/^Muted until \d{1,2}:\d\d$/).waitFor({ timeout: T });
+  await page.getByTestId('mute-button').getByText(/^Muted until \d{1,2}:\d\d( [AP]M)?$/).waitFor({ timeout: T });
   await page.locator(`[data-conversation="${conv.id}"] [data-testid="conv-muted"]`).waitFor({ timeout: T });
   const until = (await aliceRest.call('GET', `/conversations/${conv.id}`)).mutedUntil;
   assert.ok(until && Math.abs(Date.parse(until) - Date.now() - 3600_000) < 120_000, `muted for about an hour on the server: ${until}`);

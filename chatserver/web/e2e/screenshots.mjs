@@ -4,6 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { launchBrowser, newPerson, RestClient, signInUI, sleep, startServer, uniquePerson } from './harness.mjs';
+import { notificationShots } from './notification-shots.mjs';
 
 const out = resolve(process.argv[2] ?? 'docs/images');
 mkdirSync(out, { recursive: true });
@@ -296,6 +297,9 @@ try {
       await v.context.close();
     }
   }
+
+  // Notifications (issue 14): the dialog, the mute menu, the mention autocomplete.
+  await notificationShots({ browser, server, out });
 
   // Registration errors on their fields.
   const reg = await newPerson(browser, server);

@@ -230,15 +230,18 @@ export function previewOf(text: string): string {
   return cps.length <= PREVIEW_CHARS ? cps.join('') : cps.slice(0, PREVIEW_CHARS).join('') + '…';
 }
 
-function hhmm(d: Date): string {
+function hm(d: Date): string {
   return `${d.getHours()}:${String(d.getMinutes()).padStart(2, '0')}`;
 }
 
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
+/** A time of day; the UI passes the browser's locale format (as the message times use). */
+export type TimeFormat = (d: Date) => string;
+
 /** When something ends, in local time: "14:30", "tomorrow 8:00", "Mon 14:30" or "12 Dec 14:30". */
-export function untilText(iso: string, now: number): string {
+export function untilText(iso: string, now: number, hhmm: TimeFormat = hm): string {
   const d = new Date(iso);
   const today = new Date(now);
   const days = Math.round((new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime() - new Date(today.getFullYear(), today.getMonth(), today.getDate()).getTime()) / 86_400_000);
@@ -249,15 +252,15 @@ export function untilText(iso: string, now: number): string {
 }
 
 /** A conversation's mute in words: null when not muted, "Muted" when until unmuted, else "Muted until 14:30". */
-export function muteText(mutedUntil: string | null | undefined, now: number): string | null {
+export function muteText(mutedUntil: string | null | undefined, now: number, fmt?: TimeFormat): string | null {
   if (!activeUntil(mutedUntil, now)) return null;
-  return isForever(mutedUntil!) ? 'Muted' : `Muted until ${untilText(mutedUntil!, now)}`;
+  return isForever(mutedUntil!) ? 'Muted' : `Muted until ${untilText(mutedUntil!, now, fmt)}`;
 }
 
 /** Do-not-disturb in words. */
-export function dndText(dndUntil: string | null | undefined, now: number): string {
+export function dndText(dndUntil: string | null | undefined, now: number, fmt?: TimeFormat): string {
   if (!activeUntil(dndUntil, now)) return 'Off';
-  return isForever(dndUntil!) ? 'On until you turn it off' : `On until ${untilText(dndUntil!, now)}`;
+  return isForever(dndUntil!) ? 'On until you turn it off' : `On until ${untilText(dndUntil!, now, fmt)}`;
 }
 
 /** The next 8:00 in local time after `now` (DND "until tomorrow 8:00"; before 8:00 it is today's). */

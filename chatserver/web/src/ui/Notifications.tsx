@@ -5,6 +5,9 @@ import { notifications } from '../push';
 import type { ChatStore } from '../store';
 import type { Conversation, Member } from '../types';
 import { Avatar, Modal } from './common';
+
+/** Times as the message list shows them (the browser's locale). */
+const localTime = (d: Date) => d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
 import './notifications.css';
 
 /**
@@ -77,7 +80,7 @@ export function NotificationsDialog({ store, onClose }: { store: ChatStore; onCl
         <fieldset class="notify-dnd" disabled={!st}>
           <legend>Do not disturb</legend>
           <p class="muted small" data-testid="dnd-state">
-            {dndText(st?.dndUntil, now)}
+            {dndText(st?.dndUntil, now, localTime)}
           </p>
           <div class="notify-choices">
             {(
@@ -85,7 +88,7 @@ export function NotificationsDialog({ store, onClose }: { store: ChatStore; onCl
                 ['off', 'Off', () => change({ dnd: 'off' })],
                 ['1h', 'For 1 hour', () => change({ dnd: '1h' })],
                 ['8h', 'For 8 hours', () => change({ dnd: '8h' })],
-                ['morning', `Until ${morning.getDate() === new Date(now).getDate() ? '' : 'tomorrow '}8:00`, () => change({ dndUntil: nextMorning(Date.now()).toISOString() })],
+                ['morning', `Until ${morning.getDate() === new Date(now).getDate() ? '' : 'tomorrow '}${localTime(morning)}`, () => change({ dndUntil: nextMorning(Date.now()).toISOString() })],
                 ['always', 'Until I turn it off', () => change({ dnd: 'always' })],
               ] as const
             ).map(([v, label, f]) => (
@@ -133,7 +136,7 @@ export function MuteMenu({ store, c }: { store: ChatStore; c: Conversation }) {
   const [now, setNow] = useState(() => Date.now());
   const wrap = useRef<HTMLDivElement>(null);
   const button = useRef<HTMLButtonElement>(null);
-  const muted = muteText(c.mutedUntil, now);
+  const muted = muteText(c.mutedUntil, now, localTime);
   // A timed mute ends by itself: the label follows.
   useEffect(() => {
     if (!c.mutedUntil || isForever(c.mutedUntil)) return;
@@ -243,7 +246,8 @@ export function mentionState(text: string, caret: number, members: readonly Memb
   if (!q) return null;
   const options = filterMembers(members as readonly (Member & MentionMember)[], q.query, meId);
   if (options.length === 0) return null;
-  const keep = prev ? options.findIndex((o) => o.id === prev.options[prev.index]?.id) : -1;
+  // The same query (the caret moved, a re-render): the selection stays; a new one starts at the top.
+  const keep = prev && prev.start === q.start && prev.query === q.query ? options.findIndex((o) => o.id === prev.options[prev.index]?.id) : -1;
   return { start: q.start, query: q.query, options, index: keep >= 0 ? keep : 0 };
 }
 

@@ -205,7 +205,7 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft, mentioned }:
             <span class="conv-title">{title}</span>
             {other && <span class="sr-only">{other.online ? ', online' : ', offline'}</span>}
             {muted && (
-              <span class="conv-muted" title={muteText(c.mutedUntil, Date.now()) ?? undefined} data-testid="conv-muted">
+              <span class="conv-muted" title={muteText(c.mutedUntil, Date.now(), (d) => d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })) ?? undefined} data-testid="conv-muted">
                 <BellIcon off />
                 <span class="sr-only">, muted</span>
               </span>
