@@ -163,7 +163,8 @@ test('the server pushes only while no page is visible (the visibility frame, thr
     const ecdh = createECDH('prime256v1');
     ecdh.generateKeys();
     const endpoint = `http://127.0.0.1:${rec.address().port}/push/alice`;
-    await aliceRest.call('POST', '/push/subscriptions', { endpoint, keys: { p256dh: ecdh.getPublicKey().toString('base64url'), auth: randomBytes(16).toString('base64url') } });
+    const keys = { p256dh: ecdh.getPublicKey().toString('base64url'), auth: randomBytes(16).toString('base64url') };
+    const made = await aliceRest.call('POST', '/push/subscriptions', { endpoint, keys });
     const frames = () => alice.sockets.flatMap((x) => x.sent.map((f) => JSON.parse(f))).filter((f) => f.type === 'visibility');
     await waitFor(() => frames().length >= 1, 'the visibility frame on connect');
 
@@ -200,6 +201,10 @@ test('the server pushes only while no page is visible (the visibility frame, thr
     await bob.send(conv.id, 'after sign-out');
     await sleep(1500);
     assert.equal(pushes.length, 1, 'nothing pushed to the device after it signed out');
+    // Gone on the server: the same endpoint again is a new subscription (an existing one
+    // would keep its id).
+    const again = await aliceRest.call('POST', '/push/subscriptions', { endpoint, keys });
+    assert.notEqual(again.id, made.id, 'the subscription was deleted at sign-out');
     // The opt-in is remembered for the next sign-in, the endpoint is not.
     assert.deepEqual(JSON.parse(await page.evaluate((id) => localStorage.getItem(`parley:v1:${id}:push`), aliceRest.user.id)), { on: true, key: null, endpoint: null });
   } finally {
