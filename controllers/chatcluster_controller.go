@@ -401,7 +401,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 			return time.Time{}, err
 		}
 		if guard.lost == "" {
-			r.event(cc, corev1.EventTypeNormal, ReasonKeysCreated, ActionRotateKeys, "created keyring Secret %s with JWT key %s, data key %s and VAPID key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID, f.VAPID[0].ID)
+			r.event(cc, corev1.EventTypeNormal, ReasonKeysCreated, ActionRotateKeys, "created keyring Secret %s with JWT key %s and data key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID)
 		}
 		setKeysStatus(cc, f)
 		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeysCreated, "keyring created")
@@ -434,6 +434,21 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 	if err != nil {
 		return time.Time{}, err
 	}
+	// A VAPID key is added between rotations, once the chat servers' rollout
+	// is complete and every ready one says it loads VAPID keys.
+	addVAPID := false
+	if _, ok := f.ActiveVAPID(); !ok && len(stagedKeys(f)) == 0 {
+		dep := &appsv1.Deployment{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: chatName(cc)}, dep)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return time.Time{}, fmt.Errorf("get Deployment: %w", err)
+		}
+		if err == nil && rolledOut(dep) {
+			if addVAPID, err = r.readyPodsAccept(ctx, cc, AcceptsVAPID); err != nil {
+				return time.Time{}, err
+			}
+		}
+	}
 	res, err := Rotate(f, now, RotationPolicy{
 		JWTInterval:       s.JWTInterval,
 		DataInterval:      s.DataInterval,
@@ -441,6 +456,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		AccessTokenTTL:    s.AccessTokenTTL,
 		RotateNow:         rotateNow,
 		Propagated:        prop.propagated,
+		AddVAPID:          addVAPID,
 	})
 	if err != nil {
 		return time.Time{}, err
@@ -549,8 +565,7 @@ func (r *ChatClusterReconciler) observe(ctx context.Context, cc *chatv1alpha1.Ch
 	}
 	desired := ptr.Deref(dep.Spec.Replicas, 1)
 	st := dep.Status
-	complete := st.ObservedGeneration >= dep.Generation &&
-		st.UpdatedReplicas == desired && st.Replicas == desired && st.AvailableReplicas == desired
+	complete := rolledOut(dep)
 	cc.Status.Replicas = st.Replicas
 	cc.Status.ReadyReplicas = st.AvailableReplicas
 	if cc.Status.DesiredReplicas != desired && cc.Status.ObservedGeneration > 0 {
@@ -737,4 +752,13 @@ func (r *ChatClusterReconciler) secretToChatClusters(c client.Reader) handler.Ma
 		}
 		return reqs
 	}
+}
+
+// rolledOut reports whether the Deployment runs its current template on every
+// replica, all available.
+func rolledOut(dep *appsv1.Deployment) bool {
+	desired := ptr.Deref(dep.Spec.Replicas, 1)
+	st := dep.Status
+	return st.ObservedGeneration >= dep.Generation &&
+		st.UpdatedReplicas == desired && st.Replicas == desired && st.AvailableReplicas == desired
 }

@@ -22,7 +22,15 @@ type RotationPolicy struct {
 	// stays the minimum, this only holds a promotion back. Nil promotes on the
 	// window alone.
 	Propagated func(kid string) bool
+	// AddVAPID lets a keyring without a VAPID key get one: set only once
+	// every ready chat server accepts VAPID keys (an older server refuses
+	// a keyring with a part it does not know).
+	AddVAPID bool
 }
+
+// VAPIDRecheck is how soon a keyring without a VAPID key, whose servers do
+// not all accept one yet (a rollout under way), is looked at again.
+const VAPIDRecheck = time.Minute
 
 // PropagationRecheck is how soon a promotion held back by a server that has
 // not loaded the staged key is tried again.
@@ -64,25 +72,21 @@ type RotationResult struct {
 	NextAt time.Time
 }
 
-// NewKeyring returns the first keyring of a ChatCluster: a JWT key, a data
-// key and a VAPID key, all active.
+// NewKeyring returns the first keyring of a ChatCluster: a JWT key and a data
+// key, active. Its VAPID key comes once the servers run and accept one
+// (ensureVAPID): the image may be a release from before Web Push.
 func NewKeyring(now time.Time) (*keyringfile.File, error) {
 	f, err := keyringfile.New(now)
 	if err != nil {
 		return nil, fmt.Errorf("generate keyring: %w", err)
 	}
-	v, err := keyringfile.NewVAPIDKey(now, keyringfile.StateActive)
-	if err != nil {
-		return nil, fmt.Errorf("generate keyring: %w", err)
-	}
-	f.VAPID = []keyringfile.VAPIDKey{v}
 	return f, nil
 }
 
-// ensureVAPID gives a keyring written before Web Push existed its VAPID key,
-// active at once: there is no subscription yet that a new key could break,
-// and a server that has not loaded it answers push requests "not enabled"
-// until it does. A keyring that has one keeps it.
+// ensureVAPID gives a keyring without a VAPID key one, active at once: there
+// is no subscription yet that a new key could break, and a server that has
+// not loaded it answers push requests "not enabled" until it does. A keyring
+// that has one keeps it.
 func ensureVAPID(f *keyringfile.File, now time.Time, events *[]KeyEvent) error {
 	if _, ok := f.ActiveVAPID(); ok {
 		return nil
@@ -129,8 +133,12 @@ func Rotate(in *keyringfile.File, now time.Time, p RotationPolicy) (RotationResu
 	if f.Data, err = rotateKind(f.Data, dataKind(p), now, p, &res.Events, next); err != nil {
 		return RotationResult{}, err
 	}
-	if err := ensureVAPID(f, now, &res.Events); err != nil {
-		return RotationResult{}, err
+	if _, ok := f.ActiveVAPID(); !ok {
+		if !p.AddVAPID {
+			next(now.Add(VAPIDRecheck))
+		} else if err := ensureVAPID(f, now, &res.Events); err != nil {
+			return RotationResult{}, err
+		}
 	}
 	res.Changed = len(res.Events) > 0
 	if err := f.Validate(); err != nil {

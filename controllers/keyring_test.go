@@ -186,21 +186,44 @@ func TestRotateHoldsPromotionUntilPropagated(t *testing.T) {
 	}
 }
 
-// The VAPID key is not on the schedule: a new keyring has one, every rotation
-// step carries it unchanged (a new one would drop every push subscription),
-// and a keyring from before Web Push gets one, once, with an event.
-func TestVAPIDKeyKeptThroughRotationAndAddedWhenMissing(t *testing.T) {
+// The VAPID key is not on the schedule. A keyring without one gets one, once,
+// with an event, but only when the servers accept it (AddVAPID); then every
+// rotation step carries it unchanged (a new one would drop every push
+// subscription).
+func TestVAPIDKeyAddedWhenAcceptedThenKeptThroughRotation(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	f, err := NewKeyring(start)
+	f, err := NewKeyring(start) // the image may be a release from before Web Push
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, ok := f.ActiveVAPID()
-	if !ok || len(f.VAPID) != 1 {
-		t.Fatalf("new keyring: VAPID keys %v", f.VAPID)
+	if len(f.VAPID) != 0 {
+		t.Fatalf("new keyring: VAPID keys %v before any server said it accepts them", f.VAPID)
 	}
-	for m := 1; m <= 4*60; m++ {
-		res, err := Rotate(f, start.Add(time.Duration(m)*time.Minute), policy)
+	res, err := Rotate(f, start.Add(time.Minute), policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.File.VAPID) != 0 || res.Changed || res.NextAt.After(start.Add(time.Minute+VAPIDRecheck)) {
+		t.Fatalf("servers not accepting: VAPID %v, changed %v, next %v", res.File.VAPID, res.Changed, res.NextAt)
+	}
+	accepting := policy
+	accepting.AddVAPID = true
+	res, err = Rotate(f, start.Add(2*time.Minute), accepting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := res.File.ActiveVAPID()
+	if !ok || !res.Changed || len(res.Events) != 1 || res.Events[0].Kind != KeyKindVAPID || res.Events[0].KeyID != v.ID {
+		t.Fatalf("servers accepting: changed %v, events %+v, VAPID %v", res.Changed, res.Events, res.File.VAPID)
+	}
+	if len(f.VAPID) != 0 {
+		t.Fatal("Rotate modified its input")
+	}
+	f = res.File
+	for m := 3; m <= 4*60; m++ {
+		p := policy
+		p.AddVAPID = m%2 == 0 // either way: it has one
+		res, err := Rotate(f, start.Add(time.Duration(m)*time.Minute), p)
 		if err != nil {
 			t.Fatalf("minute %d: %v", m, err)
 		}
@@ -213,28 +236,5 @@ func TestVAPIDKeyKeptThroughRotationAndAddedWhenMissing(t *testing.T) {
 	}
 	if got, _ := f.ActiveVAPID(); len(f.VAPID) != 1 || got.ID != v.ID || !bytes.Equal(got.PrivateKey, v.PrivateKey) {
 		t.Fatalf("after 4 hours of rotation: VAPID %v, want %s unchanged", f.VAPID, v.ID)
-	}
-
-	old, err := keyringfile.New(start) // written before Web Push: no VAPID key
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := Rotate(old, start.Add(time.Minute), policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	added, ok := res.File.ActiveVAPID()
-	if !ok || !res.Changed || len(res.Events) != 1 || res.Events[0].Kind != KeyKindVAPID || res.Events[0].KeyID != added.ID {
-		t.Fatalf("old keyring: changed %v, events %+v, VAPID %v", res.Changed, res.Events, res.File.VAPID)
-	}
-	if len(old.VAPID) != 0 {
-		t.Fatal("Rotate modified its input")
-	}
-	again, err := Rotate(res.File, start.Add(2*time.Minute), policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k, _ := again.File.ActiveVAPID(); k.ID != added.ID || len(again.File.VAPID) != 1 {
-		t.Fatalf("second step: VAPID %v, want %s kept", again.File.VAPID, added.ID)
 	}
 }

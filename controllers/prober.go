@@ -42,7 +42,13 @@ type LoadedKeyring struct {
 	// Digest of the keys' ids, kinds and states (chatserver/keyring.Digest).
 	Digest string      `json:"digest"`
 	Keys   []LoadedKey `json:"keys"`
+	// Accepts lists the optional keyring parts the server loads
+	// ("vapid"); servers from before an optional part existed leave it out.
+	Accepts []string `json:"accepts,omitempty"`
 }
+
+// AcceptsVAPID is the Accepts entry of chat servers that load VAPID keys.
+const AcceptsVAPID = "vapid"
 
 // Has reports whether the server holds the key, in any state: holding it at
 // all, it verifies and decrypts with it.

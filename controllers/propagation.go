@@ -110,6 +110,27 @@ func (r *ChatClusterReconciler) probeKeyrings(ctx context.Context, cc *chatv1alp
 	return out, nil
 }
 
+// readyPodsAccept reports whether there are ready chat server pods and every
+// one of them says at /keyringz that it loads the optional keyring part
+// feature. A pod that does not answer counts as not accepting it.
+func (r *ChatClusterReconciler) readyPodsAccept(ctx context.Context, cc *chatv1alpha1.ChatCluster, feature string) (bool, error) {
+	pods, err := r.readyChatPods(ctx, cc)
+	if err != nil || len(pods) == 0 {
+		return false, err
+	}
+	prober := r.KeyringProber
+	if prober == nil {
+		prober = HTTPKeyringProber{}
+	}
+	for i := range pods {
+		l, err := prober.LoadedKeyring(ctx, &pods[i])
+		if err != nil || !slices.Contains(l.Accepts, feature) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // readyChatPods lists the chat server pods that receive traffic: Ready, with an
 // IP, not terminating. Not-ready pods get no requests to fail, and load the
 // Secret as it is when they start.

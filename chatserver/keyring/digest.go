@@ -29,7 +29,16 @@ type Loaded struct {
 	// same keys in the same states.
 	Digest string      `json:"digest"`
 	Keys   []LoadedKey `json:"keys"`
+	// Accepts lists what this server's keyring loader understands beyond
+	// JWT and data keys. The operator adds such a part to a keyring only
+	// once every ready server accepts it: an older server refuses a keyring
+	// with a field it does not know (and keeps its last good one, so it
+	// would miss every later rotation).
+	Accepts []string `json:"accepts,omitempty"`
 }
+
+// AcceptsVAPID is the Accepts entry of servers that load VAPID keys.
+const AcceptsVAPID = "vapid"
 
 // Has reports whether the keyring holds the key id, in any state: a server
 // holding a key at all can verify or decrypt with it.
@@ -67,7 +76,7 @@ func loadedOf(s *set) Loaded {
 		keys = append(keys, LoadedKey{ID: id, Kind: KindData, State: dk.state})
 	}
 	slices.SortFunc(keys, func(a, b LoadedKey) int { return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID)) })
-	return Loaded{Digest: Digest(keys), Keys: keys}
+	return Loaded{Digest: Digest(keys), Keys: keys, Accepts: []string{AcceptsVAPID}}
 }
 
 // reportLoaded publishes the digest of the keyring just swapped in as

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,6 +59,9 @@ func TestKeyringzOnTheMetricsListener(t *testing.T) {
 	for _, k := range l.Keys {
 		must(t, k.State == "active" && (k.Kind == "jwt" || k.Kind == "data"), "key %+v", k)
 	}
+	// The operator adds a VAPID key to a keyring only once every server says it loads one.
+	must(t, slices.Contains(l.Accepts, keyring.AcceptsVAPID), "keyringz accepts %v, want %q", l.Accepts, keyring.AcceptsVAPID)
+	must(t, !strings.Contains(body, "privateKey") && !strings.Contains(body, "seed"), "keyringz shows key material: %s", body)
 	must(t, !strings.Contains(body, "privateKey") && !strings.Contains(body, `"key"`), "keyringz names key material: %s", body)
 	m := string(ts.Do("GET", "/metrics", "", nil).Body)
 	must(t, !strings.Contains(m, "parley_"), "metrics on the API port")

@@ -24,8 +24,8 @@ func TestExplainAttachments(t *testing.T) {
 			"Attachments says where uploaded files", "volume", "s3", "maxAttachmentMiB", "quotaMiB",
 			"from 1 to 10240. Default 100.", "AttachmentsReady condition reports",
 		},
-		"chatcluster.spec.attachments.volume": {"With more than one replica it must be ReadWriteMany", "claimName", "accessModes"},
-		"chatcluster.spec.attachments.s3": {"credentialsSecret", "caSecret", "insecure", "pathStyle", "The bucket must exist"},
+		"chatcluster.spec.attachments.volume":               {"With more than one replica it must be ReadWriteMany", "claimName", "accessModes"},
+		"chatcluster.spec.attachments.s3":                   {"credentialsSecret", "caSecret", "insecure", "pathStyle", "The bucket must exist"},
 		"chatcluster.spec.attachments.s3.credentialsSecret": {"secretKeyRef", "never copied into the Deployment", "IAM role"},
 	} {
 		got := explain(field)

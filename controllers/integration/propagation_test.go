@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	chatv1alpha1 "github.com/parley-chat/parley/api/v1alpha1"
@@ -27,10 +29,12 @@ type fakeProber struct {
 	servers map[string]*server
 	fail    map[string]error
 	asked   map[string]int
+	// old pods run a release from before VAPID keys: no "accepts".
+	old map[string]bool
 }
 
 func newFakeProber() *fakeProber {
-	return &fakeProber{servers: map[string]*server{}, fail: map[string]error{}, asked: map[string]int{}}
+	return &fakeProber{servers: map[string]*server{}, fail: map[string]error{}, asked: map[string]int{}, old: map[string]bool{}}
 }
 
 func (p *fakeProber) LoadedKeyring(_ context.Context, pod *corev1.Pod) (controllers.LoadedKeyring, error) {
@@ -46,6 +50,9 @@ func (p *fakeProber) LoadedKeyring(_ context.Context, pod *corev1.Pod) (controll
 	}
 	l := s.kr.Loaded()
 	out := controllers.LoadedKeyring{Digest: l.Digest}
+	if !p.old[pod.Name] {
+		out.Accepts = l.Accepts
+	}
 	for _, k := range l.Keys {
 		out.Keys = append(out.Keys, controllers.LoadedKey{ID: k.ID, Kind: k.Kind, State: k.State})
 	}
@@ -341,5 +348,59 @@ func TestPropagationWindowMinimum(t *testing.T) {
 		case !tc.ok && !strings.Contains(err.Error(), "propagationWindow must be between 2m and 24h"):
 			t.Errorf("window %s: error %q does not give the range", tc.window, err)
 		}
+	}
+}
+
+// A keyring gets its VAPID key only once every ready chat server pod says it
+// loads one (a server from before Web Push refuses a keyring with a part it
+// does not know, and would then miss every later rotation): not while one
+// ready pod is old, nor while none is ready; then once, with an event; the
+// servers load the result.
+func TestVAPIDKeyWaitsForEveryReadyPodToAcceptIt(t *testing.T) {
+	f := newFixture(t)
+	prober := newFakeProber()
+	f.r.KeyringProber = prober
+	cc := sample(f.ns, "vapid")
+	cc.Spec.Replicas = ptr.To[int32](2)
+	f.create(cc)
+	f.reconcile("vapid")
+	cc = f.chat("vapid")
+	kr, sec := f.keyring(cc)
+	if len(kr.VAPID) != 0 {
+		t.Fatalf("first keyring has VAPID keys %v before any server accepts them", kr.VAPID)
+	}
+	for i, name := range []string{"vapid-a", "vapid-b"} {
+		f.chatPod("vapid", name, fmt.Sprintf("10.0.2.%d", i+1), true)
+		prober.servers[name] = &server{t: t, dir: t.TempDir()}
+		prober.servers[name].load(sec.Data[keyringfile.FileName])
+	}
+	f.reconcile("vapid") // a rollout under way: not even asked
+	if prober.timesAsked("vapid-a") != 0 {
+		t.Fatal("pods asked about VAPID keys during the rollout")
+	}
+	f.simulateRollout("vapid", 2, 2)
+	prober.old["vapid-b"] = true // one replica on the old release (its image pinned)
+	f.drainEvents()
+	f.reconcile("vapid")
+	if kr, _ := f.keyring(cc); len(kr.VAPID) != 0 {
+		t.Fatalf("VAPID key added while pod vapid-b does not accept it: %v", kr.VAPID)
+	}
+	prober.old["vapid-b"] = false
+	f.reconcile("vapid")
+	kr, sec = f.keyring(cc)
+	v, ok := kr.ActiveVAPID()
+	if !ok {
+		t.Fatal("no VAPID key once every ready pod accepts one")
+	}
+	evs := f.drainEvents()
+	if !slices.ContainsFunc(evs, func(e string) bool { return strings.Contains(e, "KeyActivated") && strings.Contains(e, v.ID) }) {
+		t.Errorf("no KeyActivated event naming %s in %v", v.ID, evs)
+	}
+	for _, name := range []string{"vapid-a", "vapid-b"} {
+		prober.servers[name].load(sec.Data[keyringfile.FileName])
+	}
+	f.reconcile("vapid")
+	if again, _ := f.keyring(cc); len(again.VAPID) != 1 || again.VAPID[0].ID != v.ID {
+		t.Fatalf("VAPID keys after another reconcile: %v, want %s kept", again.VAPID, v.ID)
 	}
 }
