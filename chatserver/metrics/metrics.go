@@ -137,7 +137,7 @@ func New() *Metrics {
 		Downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_attachment_downloads_total", Help: "Attachment downloads served, by what (file, thumbnail) and range (full, partial)."}, []string{"what", "range"}),
 		AttachmentsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_attachments_deleted_total", Help: "Attachments whose blobs were deleted, by why (gone: their message, conversation or owner went; stale: never attached in time)."}, []string{"why"}),
+			Name: "parley_attachments_deleted_total", Help: "Attachments whose blobs were deleted, by why (gone: their message, conversation or owner went; stale: never attached in time; removed: taken off a message by its uploader before sending)."}, []string{"why"}),
 		AttachmentGCRuns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_attachment_gc_runs_total", Help: "Passes of the attachment collector (on the replica holding the expiry lease)."}),
 		PushSent: prometheus.NewCounter(prometheus.CounterOpts{
