@@ -54,6 +54,28 @@ export function filterMembers<M extends MentionMember>(members: readonly M[], qu
   return scored.slice(0, limit).map((x) => x.m);
 }
 
+/** The composer's autocomplete: where the `@query` is, the members it may be, the one selected. */
+export interface MentionState<M extends MentionMember = MentionMember> {
+  start: number;
+  query: string;
+  options: M[];
+  index: number;
+}
+
+/**
+ * The mention being typed at the caret and the members it may be (null: none, or nobody
+ * matches). The same query as before (the caret moved, a re-render) keeps the selection; a
+ * changed one selects its first match.
+ */
+export function mentionState<M extends MentionMember>(text: string, caret: number, members: readonly M[], meId: string, prev: MentionState<M> | null): MentionState<M> | null {
+  const q = mentionQuery(text, caret);
+  if (!q) return null;
+  const options = filterMembers(members, q.query, meId);
+  if (options.length === 0) return null;
+  const keep = prev && prev.start === q.start && prev.query === q.query ? options.findIndex((o) => o.id === prev.options[prev.index]?.id) : -1;
+  return { start: q.start, query: q.query, options, index: keep >= 0 ? keep : 0 };
+}
+
 /** Replaces the `@query` at `start`..`caret` by `@username ` and says where the caret goes. */
 export function insertMention(text: string, start: number, caret: number, username: string): { text: string; caret: number } {
   const before = text.slice(0, start);

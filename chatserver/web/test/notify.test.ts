@@ -8,6 +8,7 @@ import {
   mentionParts,
   mentionQuery,
   mentionsMeUnread,
+  mentionState,
   muteText,
   nextMorning,
   notificationFor,
@@ -53,6 +54,23 @@ describe('filterMembers', () => {
     expect(filterMembers(members, 'ali', 'u-me')).toEqual([]);
     expect(filterMembers(members, 'ali', 'u-bob').map((m) => m.id)).toEqual(['u-me']);
     expect(filterMembers(members, '', 'u-me', 2)).toHaveLength(2);
+  });
+});
+
+describe('mentionState (the list under the composer)', () => {
+  it('lists matches for the @query at the caret, first selected; none when nothing matches', () => {
+    const s = mentionState('hi @b', 5, members, 'u-me', null)!;
+    expect(s).toMatchObject({ start: 3, query: 'b', index: 0 });
+    expect(s.options.map((m) => m.id)).toEqual(['u-bo', 'u-bob']);
+    expect(mentionState('hi @zz', 6, members, 'u-me', null)).toBeNull();
+    expect(mentionState('hi', 2, members, 'u-me', null)).toBeNull();
+  });
+  it('keeps the selection for the same query, starts over for a new one', () => {
+    const s = { ...mentionState('@b', 2, members, 'u-me', null)!, index: 1 };
+    expect(mentionState('@b', 2, members, 'u-me', s)!.index).toBe(1);
+    const t = mentionState('@bob', 4, members, 'u-me', s)!;
+    expect(t.options.map((m) => m.id)).toEqual(['u-bob']);
+    expect(t.index).toBe(0);
   });
 });
 

@@ -3,7 +3,7 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/ho
 import { renameConversation } from '../api';
 import { canSend, MAX_ATTACHMENTS, previewText, readyAttachments } from '../attachments';
 import { describeError } from '../errors';
-import { insertMention } from '../notify';
+import { insertMention, mentionState, type MentionState } from '../notify';
 import { linkTarget, messagePath } from '../links';
 import { textDirection } from '../markdown';
 import { conversationTitle, type ChatStore } from '../store';
@@ -12,7 +12,7 @@ import type { Conversation, Member, Message, Reaction, ReplyRef } from '../types
 import { Avatar, Modal, UserSearch } from './common';
 import { EmojiPicker, EXPIRE_CHOICES, expireLabel, Icon, peopleList, QUICK_REACTIONS, ReactionChips } from './MessageParts';
 import { AttachmentList, UploadChips, VoiceRecorder } from './Attachments';
-import { MentionList, mentionState, MuteMenu, type MentionState } from './Notifications';
+import { MentionList, MuteMenu } from './Notifications';
 import { RichText } from './Rich';
 import './conversation.css';
 
@@ -980,7 +980,7 @@ function Composer({ store, conversationId, onSent, replyTo, replyName, onCancelR
   const fileInput = useRef<HTMLInputElement>(null);
   const uploads = store.uploads.value[conversationId] ?? [];
   // "@" autocomplete: the mention being typed and the member selected in the list.
-  const [mention, setMention] = useState<MentionState | null>(null);
+  const [mention, setMention] = useState<MentionState<Member> | null>(null);
   const caretAt = useRef<number | null>(null);
   const listId = 'mention-list';
   useEffect(() => {

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { describeError } from '../errors';
-import { activeUntil, dndText, filterMembers, isForever, mentionQuery, MUTE_CHOICES, muteText, nextMorning, type MentionMember } from '../notify';
+import { activeUntil, dndText, isForever, MUTE_CHOICES, muteText, nextMorning, type MentionState } from '../notify';
 import { notifications } from '../push';
 import type { ChatStore } from '../store';
 import type { Conversation, Member } from '../types';
@@ -232,27 +232,8 @@ export function BellIcon({ off }: { off: boolean }) {
   );
 }
 
-/** The composer's autocomplete state: where the `@query` is and which member is selected. */
-export interface MentionState {
-  start: number;
-  query: string;
-  options: Member[];
-  index: number;
-}
-
-/** The mention being typed at the caret, with the members it may be (null: none, or nobody matches). */
-export function mentionState(text: string, caret: number, members: readonly Member[], meId: string, prev: MentionState | null): MentionState | null {
-  const q = mentionQuery(text, caret);
-  if (!q) return null;
-  const options = filterMembers(members as readonly (Member & MentionMember)[], q.query, meId);
-  if (options.length === 0) return null;
-  // The same query (the caret moved, a re-render): the selection stays; a new one starts at the top.
-  const keep = prev && prev.start === q.start && prev.query === q.query ? options.findIndex((o) => o.id === prev.options[prev.index]?.id) : -1;
-  return { start: q.start, query: q.query, options, index: keep >= 0 ? keep : 0 };
-}
-
 /** The list under the composer (a listbox owned by the textarea, which is the combobox). */
-export function MentionList({ id, state, onPick }: { id: string; state: MentionState; onPick: (m: Member) => void }) {
+export function MentionList({ id, state, onPick }: { id: string; state: MentionState<Member>; onPick: (m: Member) => void }) {
   return (
     <ul class="mention-list" id={id} role="listbox" aria-label="Members to mention" data-testid="mention-list">
       {state.options.map((m, i) => (
