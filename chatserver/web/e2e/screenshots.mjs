@@ -2,9 +2,42 @@
 // Starts a real chat server, fills it through the REST API, and photographs the client
 // in Debian's Chromium.
 import { mkdirSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { join, resolve } from 'node:path';
 import { launchBrowser, newPerson, RestClient, signInUI, sleep, startServer, uniquePerson } from './harness.mjs';
 import { notificationShots } from './notification-shots.mjs';
+
+/** A w×h RGB PNG whose pixels come from px(x, y) → [r, g, b] (a profile photo without a camera). */
+function png(w, h, px) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) raw.set(px(x, y), y * (w * 3 + 1) + 1 + x * 3);
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
 
 const out = resolve(process.argv[2] ?? 'docs/images');
 mkdirSync(out, { recursive: true });
@@ -67,6 +100,21 @@ try {
   await bobPage.page.getByLabel('Message', { exact: true }).pressSequentially('Sounds good', { delay: 20 });
   await a.page.getByTestId('typing').getByText('is typing').waitFor();
   await a.page.screenshot({ path: join(out, 'conversation.png') });
+
+  // Profile photos (issue 12): Carol has one (a two-colour picture); Alice sees it in the
+  // list and in the conversation's header, without a reload.
+  const photo = png(320, 320, (x, y) => {
+    const d = Math.hypot(x - 160, y - 130);
+    return d < 70 ? [250, 214, 165] : y > 230 && Math.abs(x - 160) < 120 ? [46, 125, 110] : [120 + (y >> 2), 170, 225];
+  });
+  const put = await fetch(`${server.url}/api/v1/me/avatar`, { method: 'PUT', headers: { Authorization: `Bearer ${carol.token}`, 'Content-Type': 'image/png' }, body: photo });
+  if (put.status !== 200) throw new Error(`profile photo: ${put.status} ${await put.text()}`);
+  await a.page.getByRole('button', { name: /^Carol Díaz/ }).click();
+  await a.page.getByRole('heading', { name: 'Carol Díaz' }).waitFor();
+  await a.page.waitForFunction(() => document.querySelectorAll('img.avatar-photo').length >= 2 && [...document.querySelectorAll('img.avatar-photo')].every((i) => i.complete && i.naturalWidth > 0));
+  await sleep(200);
+  await a.page.screenshot({ path: join(out, 'profile-photo.png') });
+  await a.page.getByRole('button', { name: /^Bob Chen/ }).click();
 
   await a.page.getByRole('button', { name: /^Weekend trip/ }).click();
   await a.page.locator('.msg-body', { hasText: 'I will book' }).waitFor();
