@@ -624,8 +624,7 @@ func (s *Service) Reseal(ctx context.Context, kid string, limit int) (resealed, 
 		next.BlobKey = blobKey(a.ID, "f")
 		res, err := sealed.Reseal(ctx, s.blobs, a.BlobKey, next.BlobKey, a.ID, s.keys, sealed.StoredSize(a.StoredSize), a.Size)
 		if err != nil {
-			if errors.Is(err, sealed.ErrTampered) || errors.Is(err, sealed.ErrUnknownKey) || errors.Is(err, sealed.ErrMalformed) ||
-				errors.Is(err, blob.ErrNotFound) {
+			if sealed.Unopenable(err) {
 				s.log.Error("reseal: attachment does not open; left as it is", "attachment", a.ID, "kid", kid, "err", err)
 				failed++
 				continue

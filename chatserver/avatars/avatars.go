@@ -354,8 +354,7 @@ func (s *Service) Reseal(ctx context.Context, kid string, limit int) (resealed, 
 		res, err := sealed.Reseal(ctx, s.blobs, u.Avatar.BlobKey, next.BlobKey, objectID(u.ID, next.Version), s.keys,
 			sealed.StoredSize(u.Avatar.Stored), 4<<20)
 		if err != nil {
-			if errors.Is(err, sealed.ErrTampered) || errors.Is(err, sealed.ErrUnknownKey) || errors.Is(err, sealed.ErrMalformed) ||
-				errors.Is(err, blob.ErrNotFound) {
+			if sealed.Unopenable(err) {
 				s.log.Error("reseal: profile photo does not open; left as it is", "user", u.ID, "kid", kid, "err", err)
 				failed++
 				continue

@@ -186,3 +186,12 @@ func (r *reader) decryptNext() error {
 }
 
 func (r *reader) Close() error { return r.src.Close() }
+
+// Unopenable reports whether err says the stored object can never be opened
+// as it is: tampered, malformed, sealed with a key the keyring no longer
+// holds, or gone. Re-encryption leaves such an object where it is (and logs
+// it) instead of retrying it forever; any other error is worth a retry.
+func Unopenable(err error) bool {
+	return errors.Is(err, ErrTampered) || errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrMalformed) ||
+		errors.Is(err, blob.ErrNotFound)
+}

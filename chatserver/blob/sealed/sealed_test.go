@@ -431,3 +431,17 @@ func TestStaticKeys(t *testing.T) {
 		t.Fatal("root key equals the data key")
 	}
 }
+
+// Re-encryption skips what can never open and retries the rest.
+func TestUnopenable(t *testing.T) {
+	for _, err := range []error{ErrTampered, ErrUnknownKey, ErrMalformed, blob.ErrNotFound, fmt.Errorf("open a/1: %w", ErrTampered)} {
+		if !Unopenable(err) {
+			t.Errorf("Unopenable(%v) = false", err)
+		}
+	}
+	for _, err := range []error{nil, context.DeadlineExceeded, errors.New("connection reset"), blob.ErrTooLarge} {
+		if Unopenable(err) {
+			t.Errorf("Unopenable(%v) = true", err)
+		}
+	}
+}
