@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -204,10 +204,12 @@ func sqlitePath(raw string) (path, query string, err error) {
 }
 
 func openPostgres(raw string, opts Options) (*sql.DB, error) {
-	db, err := sql.Open("pgx", raw)
+	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
 		return nil, err
 	}
+	cfg.Tracer = opts.Tracer
+	db := stdlib.OpenDB(*cfg)
 	n := opts.MaxOpenConns
 	if n <= 0 {
 		n = 10

@@ -54,6 +54,9 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 		e := truncMicros(*m.ExpiresAt)
 		stored.ExpiresAt = &e
 	}
+	if db.d == postgresDialect && len(m.Attachments) == 0 {
+		return db.appendOneStatement(ctx, &stored, m.PushDue)
+	}
 	var prev *store.Message
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		if m.ClientID != "" {
@@ -120,6 +123,82 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 		return nil, false, db.wrap("append message", err)
 	}
 	return &stored, true, nil
+}
+
+// appendPG is AppendMessage on PostgreSQL in one statement, so one round
+// trip instead of seven (BEGIN, idempotency read, seq, insert, push outbox,
+// read marker, COMMIT). Every part of one statement commits or rolls back
+// together, and data-modifying CTEs all run whether or not the final SELECT
+// reads them. The UPDATE of conversations still serialises senders: a
+// concurrent one waits for the row lock and then re-reads last_seq (READ
+// COMMITTED re-checks the updated row), so seqs stay gapless. Two sends of one
+// client id that both miss "prev" (one snapshot) meet at the unique index:
+// the later statement fails whole and AppendMessage reads the winner.
+// $1 conversation, $2 sender, $3 client id (NULL: no idempotency), $4 id,
+// $5 sealed body, $6 key id, $7 created (µs), $8 reply to, $9 expires (µs or
+// NULL), $10 mentions, $11 push due (µs or NULL: no push job).
+const appendPG = `WITH prev AS (
+	SELECT ` + messageCols + ` FROM messages
+	WHERE conversation_id = $1 AND sender_id = $2 AND client_id = $3::text
+), conv AS (
+	UPDATE conversations
+	SET last_seq = last_seq + 1, last_activity = GREATEST(last_activity, $7::bigint)
+	WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM prev)
+	RETURNING last_seq, expire_after
+), ins AS (
+	INSERT INTO messages (conversation_id, seq, id, sender_id, client_id,
+		body_sealed, key_id, created_at, reply_to, expires_at, mentions)
+	SELECT $1, conv.last_seq, $4, $2, $3::text, $5, $6, $7::bigint, $8,
+		CASE WHEN $9::bigint IS NULL AND conv.expire_after > 0
+			THEN $7::bigint + conv.expire_after * 1000000 ELSE $9::bigint END,
+		$10
+	FROM conv
+	RETURNING ` + messageCols + `
+), push AS (
+	INSERT INTO push_jobs (message_id, conversation_id, seq, sender_id, stored_at, due_at)
+	SELECT ins.id, ins.conversation_id, ins.seq, ins.sender_id, ins.created_at, $11::bigint FROM ins
+	WHERE $11::bigint IS NOT NULL AND EXISTS (
+		SELECT 1 FROM members mb JOIN push_subscriptions ps ON ps.user_id = mb.user_id
+		WHERE mb.conversation_id = $1 AND mb.user_id <> $2)
+), mark AS (
+	UPDATE members SET read_seq = ins.seq FROM ins
+	WHERE members.conversation_id = $1 AND members.user_id = $2 AND members.read_seq < ins.seq
+)
+SELECT true, * FROM ins UNION ALL SELECT false, * FROM prev`
+
+// appendOneStatement runs appendPG; stored has the message with its times
+// truncated to microseconds (what the database keeps).
+func (db *DB) appendOneStatement(ctx context.Context, stored *store.Message, pushDue *time.Time) (*store.Message, bool, error) {
+	var due sql.NullInt64
+	if pushDue != nil {
+		due = sql.NullInt64{Int64: micros(*pushDue), Valid: true}
+	}
+	var created bool
+	out, err := scanMessage(prefixScanner{db.w.QueryRowContext(ctx, appendPG,
+		stored.ConversationID, stored.SenderID, nullString(stored.ClientID), stored.ID, stored.BodySealed,
+		stored.KeyID, micros(stored.CreatedAt), stored.ReplyTo, nullMicros(stored.ExpiresAt),
+		joinIDs(stored.Mentions), due), &created})
+	if err != nil && stored.ClientID != "" && errors.Is(db.d.errKind(err), store.ErrConflict) {
+		// Two sends of one client id raced past "prev"; the other committed.
+		if p, rerr := messageByClientID(ctx, db.w, stored.ConversationID, stored.SenderID, stored.ClientID); rerr == nil {
+			return p, false, nil
+		}
+	}
+	if err != nil {
+		// No row: the conversation does not exist (ErrNotFound).
+		return nil, false, db.wrap("append message", err)
+	}
+	return &out, created, nil
+}
+
+// prefixScanner scans one leading column into first, then the rest as asked.
+type prefixScanner struct {
+	s     scanner
+	first any
+}
+
+func (p prefixScanner) Scan(dest ...any) error {
+	return p.s.Scan(append([]any{p.first}, dest...)...)
 }
 
 // MessagesAfter returns messages with seq > afterSeq, ascending, at most limit.

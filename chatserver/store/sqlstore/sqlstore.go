@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/parley-chat/parley/chatserver/store"
 )
 
@@ -28,6 +30,9 @@ type Options struct {
 	MaxOpenConns int
 	// Logger receives migration progress; nil discards it.
 	Logger *slog.Logger
+	// Tracer, PostgreSQL only, sees every statement the pool sends (BEGIN
+	// and COMMIT included): tests count round trips with it.
+	Tracer pgx.QueryTracer
 }
 
 // DB is a store.Store backed by SQLite or PostgreSQL.
