@@ -350,6 +350,24 @@ func (s *Service) viewsFor(ctx context.Context, userID string, ms []store.Messag
 	return out
 }
 
+// newView is viewsFor for a message just stored, without the reads it cannot
+// need: nobody has reacted to it yet, and the message it replies to was read
+// by the send. Only its attachments are read, when it has any.
+func (s *Service) newView(ctx context.Context, m *store.Message, original *store.Message) protocol.Message {
+	out := s.view(m)
+	if len(m.Attachments) > 0 {
+		out.Attachments = s.attachmentViews(ctx, []string{m.ID})[m.ID]
+	}
+	if o := original; o != nil {
+		ref := &protocol.ReplyRef{ID: o.ID, Seq: o.Seq, SenderID: o.SenderID, Deleted: o.DeletedAt != nil}
+		if !ref.Deleted {
+			ref.Excerpt = excerpt(s.view(o).Body)
+		}
+		out.ReplyTo = ref
+	}
+	return out
+}
+
 // excerpt is the first ExcerptChars characters of body.
 func excerpt(body string) string {
 	if utf8.RuneCountInString(body) <= ExcerptChars {

@@ -263,8 +263,10 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 				Message: "you are sending messages too fast; wait a moment"}
 		}
 	}
+	var original *store.Message // what d.ReplyTo names
 	if d.ReplyTo != "" {
-		if _, err := s.store.MessageByID(ctx, convID, d.ReplyTo); errors.Is(err, store.ErrNotFound) {
+		original, err = s.store.MessageByID(ctx, convID, d.ReplyTo)
+		if errors.Is(err, store.ErrNotFound) {
 			return nil, false, apperr.New(apperr.NotFound, "replyTo names no message of this conversation")
 		} else if err != nil {
 			return nil, false, unavailable(err)
@@ -295,7 +297,14 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 	if created {
 		s.faults.Kill(faults.KillAfterStore)
 	}
-	view := s.viewsFor(ctx, "", []store.Message{*stored})[0]
+	var view protocol.Message
+	if created {
+		view = s.newView(ctx, stored, original)
+	} else {
+		// A retry: the original may have been edited, reacted to or replied
+		// to since.
+		view = s.viewsFor(ctx, "", []store.Message{*stored})[0]
+	}
 	if created && s.faults.Hit(faults.DropPublish) {
 		return &view, true, nil
 	}
