@@ -180,6 +180,7 @@ func (s *Service) AddMember(ctx context.Context, actorID, convID, userID string)
 		}
 		return nil, unavailable(err)
 	}
+	s.members.drop(convID) // other replicas learn it from the version (memberCache)
 	_ = s.audit.Record(ctx, audit.MemberAdded, actorID, convID, "", map[string]any{"user": userID})
 	for _, m := range append(members, store.Member{UserID: userID}) {
 		s.announceConversation(ctx, convID, m.UserID)
@@ -210,6 +211,7 @@ func (s *Service) RemoveMember(ctx context.Context, actorID, convID, userID stri
 	if err := s.store.RemoveMember(ctx, convID, userID); err != nil {
 		return unavailable(err)
 	}
+	s.members.drop(convID) // other replicas learn it from the version (memberCache)
 	_ = s.audit.Record(ctx, audit.MemberRemoved, actorID, convID, "", map[string]any{"user": userID})
 	s.events.Publish(ctx, delivery.Event{To: []string{userID}, Frame: protocol.RemovedFrame{ConversationID: convID}})
 	members, err := s.store.Members(ctx, convID)

@@ -53,6 +53,7 @@ type Store interface {
 
 	Member(ctx context.Context, convID, userID string) (*store.Member, error)
 	Members(ctx context.Context, convID string) ([]store.Member, error)
+	MembersVersioned(ctx context.Context, convID string) ([]store.Member, int64, error)
 	AddMember(ctx context.Context, m store.Member) error
 	RemoveMember(ctx context.Context, convID, userID string) error
 	SetMemberRole(ctx context.Context, convID, userID, role string) error
@@ -126,6 +127,7 @@ type Service struct {
 	faults   *faults.Set
 	// editWindow is how long after sending a sender may edit a message.
 	editWindow  time.Duration
+	members     *memberCache
 	attachments Attachments // nil: none configured
 	avatars     Avatars     // nil: none configured
 	push        Pusher      // nil: no pushes
@@ -165,7 +167,8 @@ func New(c Config) *Service {
 	}
 	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
 		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now,
-		faults: c.Faults, editWindow: window, attachments: c.Attachments, avatars: c.Avatars, push: c.Push}
+		faults: c.Faults, editWindow: window, attachments: c.Attachments, avatars: c.Avatars, push: c.Push,
+		members: newMemberCache(memberCacheSize)}
 }
 
 // MaxBodyChars is the message length limit in characters.
@@ -242,14 +245,26 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 			return nil, false, err
 		}
 	}
-	// One read serves both the membership check and the fan-out below.
-	members, err := s.store.Members(ctx, convID)
+	// The cached list serves the early membership check and the fan-out
+	// below; AppendMessage checks membership again, authoritatively, and
+	// says whether the list is still the one in force (memberCache).
+	entry, cached, err := s.cachedMembers(ctx, convID)
 	if err != nil {
 		return nil, false, unavailable(err)
 	}
-	if !slices.ContainsFunc(members, func(m store.Member) bool { return m.UserID == userID }) {
+	isMember := func(e memberEntry) bool {
+		return slices.ContainsFunc(e.members, func(m store.Member) bool { return m.UserID == userID })
+	}
+	if !isMember(entry) && cached {
+		// Perhaps added on another replica since it was cached.
+		if entry, err = s.readMembers(ctx, convID); err != nil {
+			return nil, false, unavailable(err)
+		}
+	}
+	if !isMember(entry) {
 		return nil, false, notFound()
 	}
+	members := entry.members
 	if err := s.refuseDeletedPeer(ctx, convID, userID, members); err != nil {
 		return nil, false, err
 	}
@@ -291,8 +306,24 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 		return nil, false, apperr.OnField(apperr.InvalidRequest, "attachments",
 			"an attachment is not one of your uploads ready to send (unknown, still uploading, expired or already sent)")
 	}
+	if errors.Is(err, store.ErrNotFound) {
+		// Removed (or the conversation deleted) since the list was cached.
+		s.members.drop(convID)
+		return nil, false, notFound()
+	}
 	if err != nil {
 		return nil, false, unavailable(err)
+	}
+	if stored.MembersVersion != entry.version {
+		// The members changed since the list was read: deliver to those in
+		// force now, never to someone removed before this message's seq.
+		// If that read fails, nobody gets it live rather than perhaps
+		// someone removed: the members catch up through their cursors.
+		s.members.drop(convID)
+		if entry, err = s.readMembers(ctx, convID); err != nil {
+			s.log.Error("send: members lookup failed after storing; members catch up by sync", "conversation", convID, "err", err)
+		}
+		members = entry.members
 	}
 	if created {
 		s.faults.Kill(faults.KillAfterStore)

@@ -194,6 +194,9 @@ type Message struct {
 	// Mentions are the ids of the members the text mentions (@username),
 	// parsed by the server from the text as sent; stored with the message.
 	Mentions []string
+	// MembersVersion is the conversation's membership version when the
+	// message took its seq (AppendMessage only; see MembersVersioned).
+	MembersVersion int64
 	// PushDue, on a new message, asks AppendMessage to enqueue a push job
 	// (PushJob) due then, in the same transaction, when another member of
 	// the conversation has a push subscription. Not read back.
@@ -321,6 +324,10 @@ type Store interface {
 	// Member returns ErrNotFound when userID is not a member of convID.
 	Member(ctx context.Context, convID, userID string) (*Member, error)
 	Members(ctx context.Context, convID string) ([]Member, error) // ordered by user id
+	// MembersVersioned is Members with the conversation's membership
+	// version, read together: every AddMember and RemoveMember raises it, so
+	// a list is current for a message when the versions are equal.
+	MembersVersioned(ctx context.Context, convID string) ([]Member, int64, error)
 	// AddMember: ErrConflict when already a member, ErrNotFound for an unknown
 	// conversation or user.
 	AddMember(ctx context.Context, m Member) error
@@ -348,7 +355,9 @@ type Store interface {
 	// writes has read what came before), in one transaction. If (ConversationID, SenderID,
 	// ClientID) was stored before, it returns that message and created=false and
 	// writes nothing; an empty ClientID is never idempotent. An unknown
-	// conversation gives ErrNotFound, a taken message id ErrConflict. When
+	// conversation, or a sender who is not a member of it, gives
+	// ErrNotFound, a taken message id ErrConflict. The stored message
+	// carries the conversation's MembersVersion at its seq. When
 	// m.ExpiresAt is nil and the conversation's ExpireAfter is set, the
 	// stored message expires at CreatedAt + ExpireAfter.
 	AppendMessage(ctx context.Context, m *Message) (stored *Message, created bool, err error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/chatserver/store"
@@ -131,13 +132,58 @@ func (db *DB) Members(ctx context.Context, convID string) ([]store.Member, error
 // AddMember stores m: ErrConflict when already a member, ErrNotFound when the
 // conversation or the user does not exist.
 func (db *DB) AddMember(ctx context.Context, m store.Member) error {
-	return db.wrap("add member", insertMember(ctx, db.w, m))
+	return db.wrap("add member", db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := bumpMembersVersion(ctx, tx, m.ConversationID); err != nil {
+			return err
+		}
+		return insertMember(ctx, tx, m)
+	}))
 }
 
 // RemoveMember deletes the membership; ErrNotFound when there is none.
 func (db *DB) RemoveMember(ctx context.Context, convID, userID string) error {
-	res, err := db.w.ExecContext(ctx, "DELETE FROM members WHERE conversation_id = $1 AND user_id = $2", convID, userID)
-	return db.wrap("remove member", mustAffect(res, err))
+	return db.wrap("remove member", db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := bumpMembersVersion(ctx, tx, convID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, "DELETE FROM members WHERE conversation_id = $1 AND user_id = $2", convID, userID)
+		return mustAffect(res, err)
+	}))
+}
+
+// bumpMembersVersion raises the conversation's membership version. It runs
+// first in its transaction: the conversation's row lock, then members, the
+// order AppendMessage takes them in, so the two never deadlock.
+func bumpMembersVersion(ctx context.Context, tx *sql.Tx, convID string) error {
+	res, err := tx.ExecContext(ctx, "UPDATE conversations SET members_version = members_version + 1 WHERE id = $1", convID)
+	return mustAffect(res, err)
+}
+
+// MembersVersioned implements store.Store in one statement (one snapshot).
+func (db *DB) MembersVersioned(ctx context.Context, convID string) ([]store.Member, int64, error) {
+	rows, err := db.r.QueryContext(ctx, "SELECT c.members_version, m."+strings.ReplaceAll(memberCols, ", ", ", m.")+
+		" FROM conversations c JOIN members m ON m.conversation_id = c.id WHERE c.id = $1 ORDER BY m.user_id", convID)
+	if err != nil {
+		return nil, 0, db.wrap("members", err)
+	}
+	defer rows.Close()
+	var version int64
+	ms := []store.Member{}
+	for rows.Next() {
+		m, err := scanMember(prefixScanner{rows, []any{&version}})
+		if err != nil {
+			return nil, 0, db.wrap("members", err)
+		}
+		ms = append(ms, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, db.wrap("members", err)
+	}
+	if len(ms) == 0 {
+		// No members (or no conversation): say so by the version too.
+		return ms, -1, nil
+	}
+	return ms, version, nil
 }
 
 // SetMemberRole implements store.Store.

@@ -63,7 +63,8 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 			p, err := messageByClientID(ctx, tx, m.ConversationID, m.SenderID, m.ClientID)
 			if err == nil {
 				prev = p
-				return nil
+				return tx.QueryRowContext(ctx, "SELECT members_version FROM conversations WHERE id = $1",
+					m.ConversationID).Scan(&prev.MembersVersion)
 			}
 			if !errors.Is(err, sql.ErrNoRows) {
 				return err
@@ -75,8 +76,9 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 		err := tx.QueryRowContext(ctx, `UPDATE conversations
 			SET last_seq = last_seq + 1,
 			    last_activity = CASE WHEN last_activity < $1 THEN $1 ELSE last_activity END
-			WHERE id = $2
-			RETURNING last_seq, expire_after`, micros(m.CreatedAt), m.ConversationID).Scan(&stored.Seq, &expireAfter)
+			WHERE id = $2 AND EXISTS (SELECT 1 FROM members WHERE conversation_id = $2 AND user_id = $3)
+			RETURNING last_seq, expire_after, members_version`, micros(m.CreatedAt), m.ConversationID, m.SenderID).Scan(
+			&stored.Seq, &expireAfter, &stored.MembersVersion)
 		if err != nil {
 			return err
 		}
@@ -144,7 +146,8 @@ const appendPG = `WITH prev AS (
 	UPDATE conversations
 	SET last_seq = last_seq + 1, last_activity = GREATEST(last_activity, $7::bigint)
 	WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM prev)
-	RETURNING last_seq, expire_after
+		AND EXISTS (SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2)
+	RETURNING last_seq, expire_after, members_version
 ), ins AS (
 	INSERT INTO messages (conversation_id, seq, id, sender_id, client_id,
 		body_sealed, key_id, created_at, reply_to, expires_at, mentions)
@@ -164,7 +167,8 @@ const appendPG = `WITH prev AS (
 	UPDATE members SET read_seq = ins.seq FROM ins
 	WHERE members.conversation_id = $1 AND members.user_id = $2 AND members.read_seq < ins.seq
 )
-SELECT true, * FROM ins UNION ALL SELECT false, * FROM prev`
+SELECT true, (SELECT members_version FROM conv), ins.* FROM ins
+UNION ALL SELECT false, (SELECT members_version FROM conversations WHERE id = $1), prev.* FROM prev`
 
 // appendOneStatement runs appendPG; stored has the message with its times
 // truncated to microseconds (what the database keeps).
@@ -173,11 +177,14 @@ func (db *DB) appendOneStatement(ctx context.Context, stored *store.Message, pus
 	if pushDue != nil {
 		due = sql.NullInt64{Int64: micros(*pushDue), Valid: true}
 	}
-	var created bool
+	var (
+		created bool
+		version int64
+	)
 	out, err := scanMessage(prefixScanner{db.w.QueryRowContext(ctx, appendPG,
 		stored.ConversationID, stored.SenderID, nullString(stored.ClientID), stored.ID, stored.BodySealed,
 		stored.KeyID, micros(stored.CreatedAt), stored.ReplyTo, nullMicros(stored.ExpiresAt),
-		joinIDs(stored.Mentions), due), &created})
+		joinIDs(stored.Mentions), due), []any{&created, &version}})
 	if err != nil && stored.ClientID != "" && errors.Is(db.d.errKind(err), store.ErrConflict) {
 		// Two sends of one client id raced past "prev"; the other committed.
 		if p, rerr := messageByClientID(ctx, db.w, stored.ConversationID, stored.SenderID, stored.ClientID); rerr == nil {
@@ -185,20 +192,22 @@ func (db *DB) appendOneStatement(ctx context.Context, stored *store.Message, pus
 		}
 	}
 	if err != nil {
-		// No row: the conversation does not exist (ErrNotFound).
+		// No row: the conversation does not exist or the sender is not a
+		// member (ErrNotFound).
 		return nil, false, db.wrap("append message", err)
 	}
+	out.MembersVersion = version
 	return &out, created, nil
 }
 
-// prefixScanner scans one leading column into first, then the rest as asked.
+// prefixScanner scans leading columns into first, then the rest as asked.
 type prefixScanner struct {
 	s     scanner
-	first any
+	first []any
 }
 
 func (p prefixScanner) Scan(dest ...any) error {
-	return p.s.Scan(append([]any{p.first}, dest...)...)
+	return p.s.Scan(append(p.first, dest...)...)
 }
 
 // MessagesAfter returns messages with seq > afterSeq, ascending, at most limit.

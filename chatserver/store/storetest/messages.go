@@ -14,6 +14,7 @@ var messageTests = []test{
 	{"AppendMessageIdempotent", testAppendMessageIdempotent},
 	{"AppendMessageErrors", testAppendMessageErrors},
 	{"AppendMessageConcurrent", testAppendMessageConcurrent},
+	{"MembersVersion", testMembersVersion},
 	{"AppendMessageConcurrentRetries", testAppendMessageConcurrentRetries},
 	{"MessagesPagination", testMessagesPagination},
 	{"MarkRead", testMarkRead},
@@ -391,4 +392,47 @@ func testConversationHeads(t *testing.T, s store.Store) {
 	if len(none) != 0 {
 		t.Errorf("ConversationHeads(nil) = %v, want empty", none)
 	}
+}
+
+// The membership version: raised by every add and remove (not by a failed
+// one), read with the members in one snapshot, and returned by a send as it
+// stood at the send's seq; a send from someone who is not (or no longer) a
+// member stores nothing.
+func testMembersVersion(t *testing.T, s store.Store) {
+	a, b, c := mustUser(t, s, "alice"), mustUser(t, s, "bob"), mustUser(t, s, "carol")
+	conv := mustGroup(t, s, t0, a, b)
+	members, v0, err := s.MembersVersioned(ctx(t), conv.ID)
+	wantNoErr(t, "MembersVersioned", err)
+	wantEq(t, "members", len(members), 2)
+	m := mustSend(t, s, conv, a, t0)
+	wantEq(t, "MembersVersion of a send", m.MembersVersion, v0)
+
+	_, _, err = s.AppendMessage(ctx(t), &store.Message{ConversationID: conv.ID, ID: newID("m"), SenderID: c.ID,
+		BodySealed: "v1.k1.x", KeyID: "k1", CreatedAt: t0})
+	wantErr(t, "send by a non-member", err, store.ErrNotFound)
+
+	wantNoErr(t, "AddMember", s.AddMember(ctx(t), store.Member{ConversationID: conv.ID, UserID: c.ID, Role: store.RoleMember, JoinedAt: t0}))
+	wantErr(t, "AddMember again", s.AddMember(ctx(t), store.Member{ConversationID: conv.ID, UserID: c.ID, Role: store.RoleMember, JoinedAt: t0}), store.ErrConflict)
+	members, v1, err := s.MembersVersioned(ctx(t), conv.ID)
+	wantNoErr(t, "MembersVersioned after add", err)
+	wantEq(t, "members after add", len(members), 3)
+	wantEq(t, "version after one add (the failed one rolled back)", v1, v0+1)
+	m = mustSend(t, s, conv, c, t0)
+	wantEq(t, "MembersVersion after add", m.MembersVersion, v1)
+
+	wantNoErr(t, "RemoveMember", s.RemoveMember(ctx(t), conv.ID, c.ID))
+	wantErr(t, "RemoveMember again", s.RemoveMember(ctx(t), conv.ID, c.ID), store.ErrNotFound)
+	members, v2, err := s.MembersVersioned(ctx(t), conv.ID)
+	wantNoErr(t, "MembersVersioned after remove", err)
+	wantEq(t, "members after remove", len(members), 2)
+	wantEq(t, "version after one remove", v2, v1+1)
+	_, _, err = s.AppendMessage(ctx(t), &store.Message{ConversationID: conv.ID, ID: newID("m"), SenderID: c.ID,
+		BodySealed: "v1.k1.x", KeyID: "k1", CreatedAt: t0})
+	wantErr(t, "send by a removed member", err, store.ErrNotFound)
+	got, err := s.Conversation(ctx(t), conv.ID)
+	wantNoErr(t, "Conversation", err)
+	wantEq(t, "LastSeq (the refused sends took none)", got.LastSeq, int64(2))
+	m = mustSend(t, s, conv, b, t0)
+	wantEq(t, "MembersVersion after remove", m.MembersVersion, v2)
+	wantEq(t, "seq", m.Seq, int64(3))
 }
