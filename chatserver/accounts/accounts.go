@@ -69,6 +69,7 @@ type Store interface {
 	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next *store.RefreshToken) error
 	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) (int64, error)
 	SessionRevoked(ctx context.Context, familyID string) (bool, error)
+	Credentials(ctx context.Context, userID, familyID string) (*store.Credentials, error)
 	RevokeUserRefreshTokens(ctx context.Context, userID, exceptFamily string, now time.Time) (int64, error)
 }
 
@@ -492,35 +493,27 @@ func (s *Service) Authenticate(ctx context.Context, accessToken string) (*Princi
 // issued are still accepted (the user exists, has not logged out everywhere
 // since, and the session has not ended).
 func (s *Service) StillValid(ctx context.Context, userID, session string, issued time.Time) error {
-	u, err := s.store.UserByID(ctx, userID)
+	c, err := s.store.Credentials(ctx, userID, session)
 	if errors.Is(err, store.ErrNotFound) {
 		return apperr.New(apperr.Unauthorized, "sign in again")
 	}
 	if err != nil {
 		return apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
 	}
-	if u.DeletedAt != nil || issued.Before(u.TokensValidAfter) {
+	if c.Deleted || issued.Before(c.TokensValidAfter) {
 		s.countFailure("ticket_revoked")
 		return apperr.New(apperr.Unauthorized, "sign in again")
 	}
-	return s.sessionLive(ctx, session, "ticket")
-}
-
-// sessionLive refuses credentials of a login that has ended (logout, or its
-// refresh token was reused): checked in the database on every use, so it
-// holds on every replica at once.
-func (s *Service) sessionLive(ctx context.Context, session, what string) error {
-	revoked, err := s.store.SessionRevoked(ctx, session)
-	if err != nil {
-		return apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
-	}
-	if revoked {
-		s.countFailure(what + "_session_ended")
+	if c.SessionEnded {
+		s.countFailure("ticket_session_ended")
 		return apperr.New(apperr.Unauthorized, "sign in again")
 	}
 	return nil
 }
 
+// authenticate checks a token's signature, then the user and the login in
+// the database on every use (one round trip: store.Credentials), so a logout
+// or a password change holds on every replica at once.
 func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal, error) {
 	unauth := apperr.New(apperr.Unauthorized, "sign in again")
 	c, err := s.tokens.Verify(tok, typ)
@@ -529,7 +522,8 @@ func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal
 		unauth.Cause = err
 		return nil, unauth
 	}
-	u, err := s.store.UserByID(ctx, c.Subject)
+	// One round trip: the user's row and the login's state together.
+	cr, err := s.store.Credentials(ctx, c.Subject, c.SessionID)
 	if errors.Is(err, store.ErrNotFound) {
 		s.countFailure(typ + "_user_gone")
 		return nil, unauth
@@ -537,18 +531,19 @@ func (s *Service) authenticate(ctx context.Context, tok, typ string) (*Principal
 	if err != nil {
 		return nil, apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable")
 	}
-	if u.DeletedAt != nil {
+	if cr.Deleted {
 		s.countFailure(typ + "_user_gone")
 		return nil, unauth
 	}
-	if c.Issued().Before(u.TokensValidAfter) {
+	if c.Issued().Before(cr.TokensValidAfter) {
 		s.countFailure(typ + "_revoked")
 		return nil, unauth
 	}
-	if err := s.sessionLive(ctx, c.SessionID, typ); err != nil {
-		return nil, err
+	if cr.SessionEnded {
+		s.countFailure(typ + "_session_ended")
+		return nil, unauth
 	}
-	return &Principal{UserID: u.ID, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt.Time, TokenID: c.ID}, nil
+	return &Principal{UserID: c.Subject, SessionID: c.SessionID, ExpiresAt: c.ExpiresAt.Time, TokenID: c.ID}, nil
 }
 
 // Me returns the user as they see themself.

@@ -311,6 +311,9 @@ type Store interface {
 	// ended: none of its tokens is unrevoked (an unknown family counts as
 	// ended). Access tokens of an ended login are refused.
 	SessionRevoked(ctx context.Context, familyID string) (bool, error)
+	// Credentials reads, in one round trip, what accepting credentials of
+	// userID's login familyID depends on; ErrNotFound for an unknown user.
+	Credentials(ctx context.Context, userID, familyID string) (*Credentials, error)
 	// RevokeUserRefreshTokens revokes every token of the user except those of
 	// exceptFamily (may be empty).
 	RevokeUserRefreshTokens(ctx context.Context, userID, exceptFamily string, now time.Time) (int64, error)
@@ -578,4 +581,13 @@ type PushStore interface {
 	NotifySettings(ctx context.Context, userIDs []string) (map[string]NotifySettings, error)
 	// SetNotifySettings replaces a user's settings; ErrNotFound for no such user.
 	SetNotifySettings(ctx context.Context, userID string, s NotifySettings) error
+}
+
+// Credentials is what accepting a user's credentials depends on.
+type Credentials struct {
+	TokensValidAfter time.Time // credentials issued before are refused (logout everywhere)
+	Deleted          bool      // the account is deleted
+	// SessionEnded: none of the login's refresh tokens is unrevoked (as
+	// SessionRevoked reports).
+	SessionEnded bool
 }

@@ -15,6 +15,7 @@ var tokenTests = []test{
 	{"RotateRefreshTokenRace", testRotateRefreshTokenRace},
 	{"RevokeRefreshFamily", testRevokeRefreshFamily},
 	{"RevokeUserRefreshTokens", testRevokeUserRefreshTokens},
+	{"Credentials", testCredentials},
 }
 
 func newToken(u *store.User, family, parent string) *store.RefreshToken {
@@ -209,4 +210,32 @@ func testRevokeUserRefreshTokens(t *testing.T, s store.Store) {
 	if got := tokenByHash(t, s, bobs.TokenHash); got.RevokedAt != nil {
 		t.Error("another user's token was revoked")
 	}
+}
+
+// Credentials: the user's TokensValidAfter and deletion and the login's
+// state, as UserByID and SessionRevoked report them, in one read.
+func testCredentials(t *testing.T, s store.Store) {
+	alice := mustUser(t, s, "alice")
+	mustToken(t, s, alice, "live")
+	mustToken(t, s, alice, "ended")
+	_, err := s.RevokeRefreshFamily(ctx(t), "ended", t0)
+	wantNoErr(t, "RevokeRefreshFamily", err)
+	for fam, ended := range map[string]bool{"live": false, "ended": true, "unknown": true} {
+		c, err := s.Credentials(ctx(t), alice.ID, fam)
+		wantNoErr(t, "Credentials "+fam, err)
+		wantEq(t, "SessionEnded "+fam, c.SessionEnded, ended)
+		wantEq(t, "Deleted "+fam, c.Deleted, false)
+		wantTime(t, "TokensValidAfter "+fam, c.TokensValidAfter, alice.TokensValidAfter)
+	}
+	later := t0.Add(time.Hour)
+	wantNoErr(t, "SetTokensValidAfter", s.SetTokensValidAfter(ctx(t), alice.ID, later))
+	c, err := s.Credentials(ctx(t), alice.ID, "live")
+	wantNoErr(t, "Credentials after logout everywhere", err)
+	wantTime(t, "TokensValidAfter after logout everywhere", c.TokensValidAfter, later)
+	wantNoErr(t, "DeleteUser", s.DeleteUser(ctx(t), alice.ID, later))
+	c, err = s.Credentials(ctx(t), alice.ID, "unknown")
+	wantNoErr(t, "Credentials of a deleted user", err)
+	wantEq(t, "Deleted", c.Deleted, true)
+	_, err = s.Credentials(ctx(t), "u-nobody", "live")
+	wantErr(t, "Credentials of an unknown user", err, store.ErrNotFound)
 }
