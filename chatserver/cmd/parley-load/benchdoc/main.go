@@ -308,6 +308,38 @@ func cpuOf(r *report, name string) (float64, bool) {
 	return 0, false
 }
 
+// cpuPerMessage is the server side's CPU per acked group message in the
+// better maximum-rate run (replicas, PostgreSQL, Redis; the load generator
+// left out) against the baseline server's, from the cores each used during
+// the traffic.
+func cpuPerMessage(gm, bm *report) (string, bool) {
+	if gm == nil || bm == nil || gm.Traffic == nil || bm.Traffic == nil || gm.Traffic.AckedPS <= 0 || bm.Traffic.AckedPS <= 0 {
+		return "", false
+	}
+	var srv, base float64
+	for _, c := range gm.CPU {
+		if strings.HasPrefix(c.Name, "server") {
+			srv += c.Cores
+		}
+	}
+	for _, c := range bm.CPU {
+		if strings.HasPrefix(c.Name, "server") {
+			base += c.Cores
+		}
+	}
+	pg, _ := cpuOf(gm, "postgres")
+	rc, _ := cpuOf(gm, "redis")
+	ms := func(cores, rate float64) float64 { return cores / rate * 1000 }
+	total := ms(srv+pg+rc, gm.Traffic.AckedPS)
+	b := ms(base, bm.Traffic.AckedPS)
+	if b <= 0 {
+		return "", false
+	}
+	return fmt.Sprintf("| server-side CPU per group message ≤ 1.5× the baseline's | replicas %s + PostgreSQL %s + Redis %s = %s ms vs %s ms for the baseline server: %s× | %s |\n",
+		f2(ms(srv, gm.Traffic.AckedPS)), f2(ms(pg, gm.Traffic.AckedPS)), f2(ms(rc, gm.Traffic.AckedPS)), f2(total), f2(b),
+		f1(total/b), verdict(total <= 1.5*b)), true
+}
+
 func targets(dir string, rs map[string]*report) string {
 	var b strings.Builder
 	b.WriteString("| target | measured | verdict |\n|---|---|---|\n")
@@ -333,6 +365,11 @@ func targets(dir string, rs map[string]*report) string {
 			f0(ratio*100), verdict(ratio >= 0.5))
 	} else {
 		b.WriteString("| group fan-out vs baseline | not measured | |\n")
+	}
+	if line, ok := cpuPerMessage(gm, bm); ok {
+		b.WriteString(line)
+	} else {
+		b.WriteString("| server-side CPU per group message ≤ 1.5× the baseline's | not measured | |\n")
 	}
 	if gh := rs["group-half"]; gh != nil && gh.Traffic != nil {
 		t := gh.Traffic
