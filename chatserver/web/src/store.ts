@@ -264,6 +264,10 @@ export class ChatStore {
     if (a === 'signedIn' && this.me.value?.id === m.userId) return;
     if (a === 'loading') return; // a refresh is already under way; it takes the new cookie
     if (a === 'signedIn') this.endSession(false, false);
+    // The message is the proof of a sign-in: this tab's view of localStorage may not show the
+    // other tab's note yet (Chromium syncs it between renderer processes asynchronously, and
+    // the message can come first), and restore() would then skip the refresh.
+    this.session.hold(m.userId);
     void this.restore();
   }
 

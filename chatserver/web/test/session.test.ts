@@ -96,6 +96,19 @@ describe('tabs of one browser', () => {
     expect(fetchFn).not.toHaveBeenCalled();
   });
 
+  it("a sign-in in another tab is followed even before this tab's storage shows its note", async () => {
+    // Two renderer processes: the note written by one reaches the other's localStorage
+    // later than the BroadcastChannel message can (seen in Chromium under load).
+    const hub = new Hub();
+    const refresh = () => json(200, session(jwt(900)));
+    const t1 = tab(new MemoryStorage(), hub, refresh);
+    const t2 = tab(new MemoryStorage(), hub, refresh);
+    for (const t of [t1, t2]) await t.store.restore();
+    await t1.store.login('alice', 'pw');
+    await vi.waitFor(() => expect(t2.store.auth.value).toBe('signedIn'));
+    expect(t2.fetchFn.mock.calls.some(([url]) => String(url).endsWith('/auth/refresh'))).toBe(true);
+  });
+
   it('signing out in one tab signs out the others; the session ending in one ends it in all', async () => {
     const storage = new MemoryStorage();
     const hub = new Hub();
