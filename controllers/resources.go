@@ -227,6 +227,7 @@ func ConfigMap(cc *chatv1alpha1.ChatCluster, s Settings) *corev1.ConfigMap {
 		data[settings.DatabaseURL.Env] = sqliteURL
 	}
 	attachmentsConfig(cc, data)
+	notificationsConfig(cc, data)
 	// Empty values would override the server's own defaults with "".
 	for k, v := range data {
 		if v == "" {
@@ -846,4 +847,19 @@ func toAnyMap(m map[string]string) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// notificationsConfig writes spec.notifications; nothing when it is unset, so
+// the ConfigMaps of clusters that do not use it (and their config hash) stay
+// as they were.
+func notificationsConfig(cc *chatv1alpha1.ChatCluster, data map[string]string) {
+	n := cc.Spec.Notifications
+	if n == nil {
+		return
+	}
+	data[settings.PushGrace.Env] = durOr(n.Grace, settings.PushGrace.Def).String()
+	data[settings.PushTTL.Env] = durOr(n.TTL, settings.PushTTL.Def).String()
+	if n.Contact != "" {
+		data[settings.PushContact.Env] = n.Contact
+	}
 }

@@ -334,6 +334,8 @@ func TestCRDAgreesWithServerSettings(t *testing.T) {
 		{"server.shutdownTimeout", settings.ShutdownTimeout},
 		{"attachments.uploadExpiry", settings.UploadExpiry},
 		{"attachments.maxVoiceLength", settings.MaxVoiceLength},
+		{"notifications.grace", settings.PushGrace},
+		{"notifications.ttl", settings.PushTTL},
 	} {
 		lo, hi := durationBounds(t, spec, c.path)
 		if lo != c.s.Min || hi != c.s.Max {
@@ -469,6 +471,9 @@ func TestOperatorDocAgreesWithServerSettings(t *testing.T) {
 		{"attachments.uploadExpiry", settings.UploadExpiry.Setting},
 		{"attachments.maxImageMegapixels", settings.MaxImageMegapixels.Setting},
 		{"attachments.maxVoiceLength", settings.MaxVoiceLength.Setting},
+		{"notifications.contact", settings.PushContact},
+		{"notifications.grace", settings.PushGrace.Setting},
+		{"notifications.ttl", settings.PushTTL.Setting},
 	} {
 		row, ok := rows[c.path]
 		if !ok {
@@ -484,6 +489,50 @@ func TestOperatorDocAgreesWithServerSettings(t *testing.T) {
 		}
 		if !strings.Contains(row, c.setting.Env) {
 			t.Errorf("docs/operator.md %s: %q does not name %s", c.path, row, c.setting.Env)
+		}
+	}
+}
+
+// spec.notifications reaches the server as asked, at the CRD's extremes and
+// with the contact forms its pattern admits; unset, the ConfigMap carries
+// none of it (so existing clusters are not rolled when the operator learns it).
+func TestNotificationsReachTheServer(t *testing.T) {
+	spec := specSchema(t)
+	graceLo, graceHi := durationBounds(t, spec, "notifications.grace")
+	ttlLo, ttlHi := durationBounds(t, spec, "notifications.ttl")
+	contact := regexp.MustCompile(field(t, spec, "notifications.contact").Pattern)
+	for _, c := range []chatv1alpha1.NotificationsSpec{
+		{Grace: durationPtr(graceLo), TTL: durationPtr(ttlLo), Contact: "mailto:ops@example.com"},
+		{Grace: durationPtr(graceHi), TTL: durationPtr(ttlHi), Contact: "https://status.example.com/push"},
+		{Grace: durationPtr(settings.PushGrace.Def), TTL: durationPtr(settings.PushTTL.Def), Contact: "https://example.com"},
+	} {
+		if !contact.MatchString(c.Contact) {
+			t.Fatalf("the CRD's pattern refuses %q", c.Contact)
+		}
+		cc := serverCluster()
+		cc.Spec.Notifications = &c
+		cm := ConfigMap(cc, Resolve(cc, "v1"))
+		cfg, err := config.Load(nil, func(k string) string { return cm.Data[k] })
+		if err != nil {
+			t.Fatalf("admission accepts %+v but the chat server would not start: %v", c, err)
+		}
+		if cfg.PushGrace != c.Grace.Duration || cfg.PushTTL != c.TTL.Duration || cfg.PushContact != c.Contact {
+			t.Errorf("asked for grace %s, ttl %s, contact %q; the server runs with %s, %s, %q",
+				c.Grace.Duration, c.TTL.Duration, c.Contact, cfg.PushGrace, cfg.PushTTL, cfg.PushContact)
+		}
+	}
+	// What the pattern refuses, the server would refuse too (a crash loop otherwise).
+	for _, bad := range []string{"ops@example.com", "http://example.com", "mailto:nobody", "https://", "ftp://x"} {
+		if contact.MatchString(bad) {
+			if _, err := settings.ParsePushContact(bad); err != nil {
+				t.Errorf("the CRD admits contact %q, which the server refuses: %v", bad, err)
+			}
+		}
+	}
+	cc := serverCluster()
+	for _, s := range []settings.Setting{settings.PushGrace.Setting, settings.PushTTL.Setting, settings.PushContact} {
+		if v, ok := ConfigMap(cc, Resolve(cc, "v1")).Data[s.Env]; ok {
+			t.Errorf("without spec.notifications the ConfigMap sets %s=%q", s.Env, v)
 		}
 	}
 }

@@ -139,6 +139,40 @@ type ChatClusterSpec struct {
 	// AttachmentsReady condition reports.
 	// +optional
 	Attachments *AttachmentsSpec `json:"attachments,omitempty"`
+
+	// Notifications tunes Web Push. Push needs no setting to work: the operator
+	// adds the VAPID key to the keyring once every chat server can load it. When
+	// unset the server's defaults apply.
+	// +optional
+	Notifications *NotificationsSpec `json:"notifications,omitempty"`
+}
+
+// NotificationsSpec tunes Web Push (docs/api.md, "Notifications"). The bounds
+// and defaults are the chat server's own (pkg/settings), checked against the
+// generated CRD by controllers/settings_test.go.
+type NotificationsSpec struct {
+	// Contact is where push services may write to the operators of this
+	// server about its pushes (the VAPID "sub"): mailto:address or an
+	// https:// URL. When unset the server's default applies: mailto:admin@localhost.
+	// +kubebuilder:validation:Pattern=`^(mailto:[^@\s]+@[^@\s]+|https://[^/\s]+(/\S*)?)$`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Contact string `json:"contact,omitempty"`
+
+	// Grace is how long after a message is stored its push waits, from 100ms
+	// to 10m: a member who reads it or opens the page meanwhile is not pushed.
+	// Default 3s.
+	// +kubebuilder:default="3s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('10m')",message="notifications.grace must be between 100ms and 10m"
+	// +optional
+	Grace *metav1.Duration `json:"grace,omitempty"`
+
+	// TTL is how long a push service keeps a push for a device that is
+	// offline (the TTL header), from 1m to 672h. Default 24h.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('672h')",message="notifications.ttl must be between 1m and 672h"
+	// +optional
+	TTL *metav1.Duration `json:"ttl,omitempty"`
 }
 
 // AttachmentsSpec selects the attachments store and sets the limits of uploads.
