@@ -62,9 +62,15 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 		if m.ClientID != "" {
 			p, err := messageByClientID(ctx, tx, m.ConversationID, m.SenderID, m.ClientID)
 			if err == nil {
+				// A retry, answered only to a sender still a member (no
+				// row: ErrNotFound).
+				if err := tx.QueryRowContext(ctx, `SELECT members_version FROM conversations WHERE id = $1
+					AND EXISTS (SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2)`,
+					m.ConversationID, m.SenderID).Scan(&p.MembersVersion); err != nil {
+					return err
+				}
 				prev = p
-				return tx.QueryRowContext(ctx, "SELECT members_version FROM conversations WHERE id = $1",
-					m.ConversationID).Scan(&prev.MembersVersion)
+				return nil
 			}
 			if !errors.Is(err, sql.ErrNoRows) {
 				return err
@@ -142,6 +148,7 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 const appendPG = `WITH prev AS (
 	SELECT ` + messageCols + ` FROM messages
 	WHERE conversation_id = $1 AND sender_id = $2 AND client_id = $3::text
+		AND EXISTS (SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2)
 ), conv AS (
 	UPDATE conversations
 	SET last_seq = last_seq + 1, last_activity = GREATEST(last_activity, $7::bigint)

@@ -417,8 +417,13 @@ func testMembersVersion(t *testing.T, s store.Store) {
 	wantNoErr(t, "MembersVersioned after add", err)
 	wantEq(t, "members after add", len(members), 3)
 	wantEq(t, "version after one add (the failed one rolled back)", v1, v0+1)
-	m = mustSend(t, s, conv, c, t0)
-	wantEq(t, "MembersVersion after add", m.MembersVersion, v1)
+	carolsMsg := mustSend(t, s, conv, c, t0)
+	wantEq(t, "MembersVersion after add", carolsMsg.MembersVersion, v1)
+	retry, created, err := s.AppendMessage(ctx(t), &store.Message{ConversationID: conv.ID, ID: newID("m"), SenderID: c.ID,
+		ClientID: carolsMsg.ClientID, BodySealed: "v1.k1.x", KeyID: "k1", CreatedAt: t0})
+	wantNoErr(t, "retry by a member", err)
+	wantEq(t, "retry created", created, false)
+	wantEq(t, "retry MembersVersion", retry.MembersVersion, v1)
 
 	wantNoErr(t, "RemoveMember", s.RemoveMember(ctx(t), conv.ID, c.ID))
 	wantErr(t, "RemoveMember again", s.RemoveMember(ctx(t), conv.ID, c.ID), store.ErrNotFound)
@@ -429,6 +434,10 @@ func testMembersVersion(t *testing.T, s store.Store) {
 	_, _, err = s.AppendMessage(ctx(t), &store.Message{ConversationID: conv.ID, ID: newID("m"), SenderID: c.ID,
 		BodySealed: "v1.k1.x", KeyID: "k1", CreatedAt: t0})
 	wantErr(t, "send by a removed member", err, store.ErrNotFound)
+	// Nor is a retry of what she sent while a member answered.
+	_, _, err = s.AppendMessage(ctx(t), &store.Message{ConversationID: conv.ID, ID: newID("m"), SenderID: c.ID,
+		ClientID: carolsMsg.ClientID, BodySealed: "v1.k1.x", KeyID: "k1", CreatedAt: t0})
+	wantErr(t, "retry by a removed member", err, store.ErrNotFound)
 	got, err := s.Conversation(ctx(t), conv.ID)
 	wantNoErr(t, "Conversation", err)
 	wantEq(t, "LastSeq (the refused sends took none)", got.LastSeq, int64(2))
