@@ -18,7 +18,8 @@ import (
 type memberCache struct {
 	mu      sync.Mutex
 	entries map[string]memberEntry
-	max     int
+	held    int // members in entries
+	max     int // bound on held
 }
 
 type memberEntry struct {
@@ -26,9 +27,10 @@ type memberEntry struct {
 	version int64
 }
 
-// memberCacheSize bounds the entries; past it the cache starts over (a
-// conversation costs ~100 bytes per member).
-const memberCacheSize = 10000
+// memberCacheSize bounds the members held, over all conversations; past it
+// the cache starts over. A member costs ~200 bytes (ids, role, times), so
+// this is ~40 MiB at most: 10,000 groups of 20, or 780 of 256.
+const memberCacheSize = 200_000
 
 func newMemberCache(max int) *memberCache {
 	return &memberCache{entries: map[string]memberEntry{}, max: max}
@@ -45,18 +47,23 @@ func (c *memberCache) get(convID string) (memberEntry, bool) {
 func (c *memberCache) put(convID string, e memberEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.entries[convID]; ok && old.version > e.version {
+	old, ok := c.entries[convID]
+	if ok && old.version > e.version {
 		return
 	}
-	if len(c.entries) >= c.max {
+	c.held -= len(old.members)
+	if c.held+len(e.members) > c.max {
 		clear(c.entries)
+		c.held = 0
 	}
 	c.entries[convID] = e
+	c.held += len(e.members)
 }
 
 // drop forgets a conversation whose members this replica just changed.
 func (c *memberCache) drop(convID string) {
 	c.mu.Lock()
+	c.held -= len(c.entries[convID].members)
 	delete(c.entries, convID)
 	c.mu.Unlock()
 }
