@@ -91,10 +91,7 @@ func (r *ChatClusterReconciler) probeKeyrings(ctx context.Context, cc *chatv1alp
 	if err != nil {
 		return keyPropagation{}, err
 	}
-	prober := r.KeyringProber
-	if prober == nil {
-		prober = HTTPKeyringProber{}
-	}
+	prober := r.keyringProber()
 	out := keyPropagation{probed: true, pods: make([]podKeyring, len(pods))}
 	sem := make(chan struct{}, maxConcurrentProbes)
 	var wg sync.WaitGroup
@@ -110,6 +107,14 @@ func (r *ChatClusterReconciler) probeKeyrings(ctx context.Context, cc *chatv1alp
 	return out, nil
 }
 
+// keyringProber is the configured prober, HTTPKeyringProber when none is.
+func (r *ChatClusterReconciler) keyringProber() KeyringProber {
+	if r.KeyringProber != nil {
+		return r.KeyringProber
+	}
+	return HTTPKeyringProber{}
+}
+
 // readyPodsAccept reports whether there are ready chat server pods and every
 // one of them says at /keyringz that it loads the optional keyring part
 // feature. A pod that does not answer counts as not accepting it.
@@ -118,10 +123,7 @@ func (r *ChatClusterReconciler) readyPodsAccept(ctx context.Context, cc *chatv1a
 	if err != nil || len(pods) == 0 {
 		return false, err
 	}
-	prober := r.KeyringProber
-	if prober == nil {
-		prober = HTTPKeyringProber{}
-	}
+	prober := r.keyringProber()
 	for i := range pods {
 		l, err := prober.LoadedKeyring(ctx, &pods[i])
 		if err != nil || !slices.Contains(l.Accepts, feature) {
