@@ -55,6 +55,7 @@ type options struct {
 	timeout         time.Duration
 	jsonOut         bool
 	blobs           blobOptions
+	soak            soakOptions
 }
 
 func main() {
@@ -73,7 +74,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	sources := fs.String("sources", "", "local addresses to connect from: a comma-separated list of 127.x.y.z, or a count N for 127.0.0.1..127.0.0.N (each gives ~28k ports)")
 	pids := fs.String("server-pids", "", "comma-separated PIDs of the servers, in -targets order: RSS per connection and CPU are read from /proc")
 	watch := fs.String("watch", "", "other processes to report CPU for: name=PID[,name=PID+] (+ adds the PID's direct children, e.g. PostgreSQL backends)")
-	fs.StringVar(&o.mode, "mode", "traffic", "traffic: connect, then send messages; idle: connect and hold; blobs: attachment upload and download throughput against the S3 server's own (no connections)")
+	fs.StringVar(&o.mode, "mode", "traffic", "traffic: connect, then send messages; idle: connect and hold; blobs: attachment upload and download throughput against the S3 server's own (no connections); soak: traffic at -rate for -duration with connection churn, sampling the servers, Redis and PostgreSQL (-soak-*)")
+	soakFlags(fs, &o.soak)
 	fs.IntVar(&o.blobs.files, "blob-files", 16, "blobs: files per phase")
 	fs.IntVar(&o.blobs.mib, "blob-mib", 16, "blobs: size of each file, in MiB")
 	fs.IntVar(&o.blobs.concurrency, "blob-concurrency", 4, "blobs: transfers at a time")
@@ -141,8 +143,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	switch {
-	case o.mode != "traffic" && o.mode != "idle" && o.mode != "blobs":
-		return nil, fmt.Errorf("-mode must be traffic, idle or blobs, not %q", o.mode)
+	case o.mode != "traffic" && o.mode != "idle" && o.mode != "blobs" && o.mode != "soak":
+		return nil, fmt.Errorf("-mode must be traffic, idle, blobs or soak, not %q", o.mode)
 	case o.mode == "blobs" && (o.blobs.files < 1 || o.blobs.files > 1000 || o.blobs.mib < 1 || o.blobs.mib > 1024 ||
 		o.blobs.concurrency < 1 || o.blobs.concurrency > 64 || o.blobs.rounds < 1 || o.blobs.rounds > 10):
 		return nil, errors.New("-blob-files must be 1..1000, -blob-mib 1..1024, -blob-concurrency 1..64, -blob-rounds 1..10")
@@ -160,6 +162,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-rate must be >= 0 and -group-fraction within 0..1")
 	case o.timeout <= 0 || o.timeout > 2*time.Hour:
 		return nil, errors.New("-timeout must be within 0..2h")
+	}
+	if o.mode == "soak" {
+		if err := o.soak.check(o); err != nil {
+			return nil, err
+		}
 	}
 	if o.label == "" {
 		o.label = o.mode
@@ -234,6 +241,7 @@ type report struct {
 	HoldSec    float64           `json:"holdSeconds,omitempty"`
 	Traffic    *trafficStats     `json:"traffic,omitempty"`
 	Blobs      *blobStats        `json:"blobs,omitempty"`
+	Soak       *soakStats        `json:"soak,omitempty"`
 	Servers    []serverMem       `json:"servers,omitempty"`
 	CPU        []cpuUse          `json:"cpu,omitempty"` // cores used during traffic or hold
 	Errors     map[string]int64  `json:"errors"`
@@ -287,6 +295,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		st, err := runBlobs(ctx, o, o.blobs, apis, users[0], errs)
 		rep.Blobs = st
 		return finish(o, rep, errs, stdout, stderr, err)
+	}
+	if o.mode == "soak" {
+		return runSoak(ctx, o, rep, apis, regAPIs, users, errs, stdout, stderr)
 	}
 
 	var live atomic.Pointer[traffic] // set once the connections are up

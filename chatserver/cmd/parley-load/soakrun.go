@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	crand "crypto/rand"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runSoak is -mode soak: scenario, connections, then traffic at -rate for
+// -duration with churn, token renewal and sampling; the growth check decides
+// the result, and a failed check is an error (non-zero exit).
+func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api, users []*user,
+	errs *errorCounts, stdout, stderr io.Writer) error {
+	convs, err := scenario(ctx, regAPIs, users, o.groupSize, o.regWorkers, errs)
+	if err != nil {
+		return err
+	}
+	s := &soakRun{o: o, errs: errs, reopen: make(chan *lconn, o.conns),
+		users: make([]atomic.Pointer[user], len(users)), byUser: make([][]int, len(users)),
+		sc: make([]*soakConn, o.conns)}
+	for i, u := range users {
+		s.users[i].Store(u)
+	}
+	for i := range s.sc {
+		s.sc[i] = &soakConn{seq: map[string]int64{}}
+		s.byUser[i%len(users)] = append(s.byUser[i%len(users)], i)
+	}
+	var live atomic.Pointer[soakRun] // set once the traffic exists
+	onFrame := func(c *lconn, data []byte) {
+		if r := live.Load(); r != nil {
+			r.onFrame(c, data)
+		}
+	}
+	s.cn = newConnector(apis, o.targets, o.sources, errs)
+	conns, cst := s.cn.connectAll(ctx, users, o.conns, o.dialWorkers, time.Now().Add(o.connectTimeout), onFrame, s.reopen)
+	rep.Connect = cst
+	logf(stderr, "connections: %d of %d in %.1fs (%.0f/s)", cst.Established, cst.Attempted, cst.Seconds, cst.PerSecond)
+	defer func() {
+		all := make([]*lconn, 0, len(s.sc))
+		for _, sc := range s.sc {
+			all = append(all, sc.cur.Load())
+		}
+		closeAll(all)
+	}()
+	if cst.Established == 0 {
+		return errNoOpenConns
+	}
+	for i, c := range conns {
+		s.sc[i].cur.Store(c)
+	}
+	s.t = newTraffic("L"+strings.ToLower(crand.Text()[:6]), conns, convs, o.users, o.bodyBytes, o.inflight, errs)
+	live.Store(s)
+	for _, c := range conns {
+		if c != nil {
+			s.sync(c, 10*time.Second)
+		}
+	}
+
+	smp, err := newSampler(ctx, o, apis)
+	if err != nil {
+		return err
+	}
+	defer smp.close()
+
+	self0, t0 := selfCPU(), time.Now()
+	serverWatch := make([]*watched, len(o.serverPIDs))
+	for i, pid := range o.serverPIDs {
+		serverWatch[i] = &watched{Name: fmt.Sprintf("server%d", i+1), PID: pid}
+	}
+	startCPU(append(serverWatch, o.watch...))
+	s.t.start = time.Now()
+	tctx, stop := context.WithTimeout(ctx, o.duration)
+	defer stop()
+	sendDone := make(chan struct{})
+	go func() {
+		s.send(tctx, o.rate, o.senders, o.groupFraction)
+		close(sendDone)
+	}()
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { // churn and token renewal
+		defer bg.Done()
+		rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+		tick := time.NewTicker(o.soak.churnEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tctx.Done():
+				return
+			case <-tick.C:
+				s.renewTokens(tctx, apis)
+				s.churnOnce(tctx, rng, onFrame)
+			}
+		}
+	}()
+	go func() { // a connection the server or the network closed is opened again
+		defer bg.Done()
+		for {
+			select {
+			case <-tctx.Done():
+				return
+			case c := <-s.reopen:
+				if s.sc[c.idx].cur.Load() == c {
+					s.lost.Add(1)
+					s.reconnect(tctx, c.idx, onFrame)
+				}
+			}
+		}
+	}()
+	smp.baseline(s)
+	tick := time.NewTicker(o.soak.sample)
+sampling:
+	for {
+		select {
+		case <-tctx.Done():
+			break sampling
+		case <-tick.C:
+			sm := smp.take(ctx, s)
+			s.st.Samples = append(s.st.Samples, sm)
+			logf(stderr, "soak %4.0fs: %s", sm.Seconds, sm.line())
+		}
+	}
+	tick.Stop()
+	<-sendDone
+	bg.Wait()
+	st := s.finish()
+	rep.Traffic = &st
+	rep.CPU = endCPU(append(serverWatch, o.watch...), self0, t0)
+	for _, sc := range s.sc {
+		if c := sc.cur.Load(); c != nil && !c.closed.Load() {
+			rep.StillOpen++
+		}
+	}
+	s.st.Rate, s.st.GroupFraction, s.st.Seconds = o.rate, o.groupFraction, st.Seconds
+	s.st.SampleSeconds, s.st.Churn, s.st.ChurnSeconds = o.soak.sample.Seconds(), o.soak.churn, o.soak.churnEvery.Seconds()
+	s.st.Churned, s.st.Lost, s.st.ReconnectFails = s.churned.Load(), s.lost.Load(), s.failed.Load()
+	s.st.Renewed, s.st.Duplicates, s.st.Resyncs = s.renewed.Load(), s.dups.Load(), s.resyncs.Load()
+	s.st.Checks = soakChecks(s.st.Samples, len(o.targets), o.soak.redisURL != "", o.soak.pgURL != "")
+	s.st.Pass = len(s.st.Checks) > 0
+	for _, c := range s.st.Checks {
+		s.st.Pass = s.st.Pass && c.Pass
+	}
+	rep.Soak = &s.st
+	var runErr error
+	if ctx.Err() != nil {
+		runErr = fmt.Errorf("soak interrupted: %w", ctx.Err())
+	}
+	if o.soak.doc != "" || o.soak.svg != "" {
+		if err := writeSoakDoc(o.soak, rep); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	for _, c := range s.st.Checks {
+		verdict := "ok"
+		if !c.Pass {
+			verdict = "FAIL"
+		}
+		logf(stderr, "soak check %-4s %s: first third %.1f, last third %.1f, limit %.1f (%s)", verdict, c.Series, c.First, c.Last, c.Limit, c.Tolerance)
+	}
+	if err := finish(o, rep, errs, stdout, stderr, runErr); err != nil {
+		return err
+	}
+	if !s.st.Pass {
+		logf(stderr, "soak: FAIL: %s", failedChecks(s.st.Checks))
+		return fmt.Errorf("soak: growth beyond tolerance: %s", failedChecks(s.st.Checks))
+	}
+	logf(stderr, "soak: PASS: no growth beyond tolerance in %d samples", len(s.st.Samples))
+	return nil
+}
+
+// finish waits for the answers and deliveries of what was sent (at most
+// -drain) and summarises the whole traffic phase.
+func (s *soakRun) finish() trafficStats {
+	t, o := s.t, s.o
+	st := trafficStats{Mode: "open", TargetRate: o.rate, GroupFraction: o.groupFraction}
+	for _, c := range t.convs {
+		if c.group {
+			st.Groups++
+			st.GroupSize = max(st.GroupSize, len(c.members))
+		} else {
+			st.Directs++
+		}
+	}
+	st.Seconds = time.Since(t.start).Seconds()
+	drainStart := time.Now()
+	for time.Since(drainStart) < o.drain {
+		if t.answered.Load() >= t.sent.Load() && t.delivered.Load() >= t.expected.Load() {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st.DrainSeconds = time.Since(drainStart).Seconds()
+	st.Sent, st.Acked, st.Expected = t.sent.Load(), t.acked.Load(), t.expected.Load()
+	st.Delivered, st.CrossDelivered = t.delivered.Load(), t.crossDelivered.Load()
+	st.LoadGeneratorBehind = t.behind.Load()
+	st.SentPerSecond = float64(st.Sent) / st.Seconds
+	st.AckedPerSecond = float64(st.Acked) / st.Seconds
+	st.DeliveredPerSecond = float64(st.Delivered) / st.Seconds
+	if st.Expected > 0 {
+		st.DeliveryRatio = float64(st.Delivered) / float64(st.Expected)
+	}
+	st.Delivery, st.CrossReplica, st.Ack = t.delivery.summary(), t.cross.summary(), t.ack.summary()
+	return st
+}
+
+func failedChecks(cs []growthCheck) string {
+	var out []string
+	for _, c := range cs {
+		if !c.Pass {
+			out = append(out, fmt.Sprintf("%s %.1f → %.1f (limit %.1f)", c.Series, c.First, c.Last, c.Limit))
+		}
+	}
+	if len(out) == 0 {
+		return "no checks (too few samples)"
+	}
+	return strings.Join(out, "; ")
+}
