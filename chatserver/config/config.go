@@ -48,6 +48,7 @@ type Config struct {
 	TrustedProxies   []*net.IPNet
 	ShutdownTimeout  time.Duration
 	DeliveryHold     time.Duration
+	SharedFanoutMin  int
 	PositionInterval time.Duration
 	PasswordWorkers  int
 	LogLevel         slog.Level
@@ -128,6 +129,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		RateMessages:     check(&p, settings.RateMessages.Parse, settings.RateMessages.Setting),
 		ShutdownTimeout:  check(&p, settings.ShutdownTimeout.Parse, settings.ShutdownTimeout.Setting),
 		DeliveryHold:     check(&p, settings.DeliveryHold.Parse, settings.DeliveryHold.Setting),
+		SharedFanoutMin:  check(&p, settings.SharedFanoutMin.Parse, settings.SharedFanoutMin.Setting),
 		PositionInterval: check(&p, settings.PositionInterval.Parse, settings.PositionInterval.Setting),
 		PasswordWorkers:  check(&p, settings.PasswordWorkers.Parse, settings.PasswordWorkers.Setting),
 		EditWindow:       check(&p, settings.EditWindow.Parse, settings.EditWindow.Setting),

@@ -25,6 +25,7 @@ var (
 		{settings.MaxAttachment, func(c *Config) int { return int(c.MaxAttachmentBytes >> 20) }},
 		{settings.AttachmentQuota, func(c *Config) int { return int(c.AttachmentQuota >> 20) }},
 		{settings.MaxImageMegapixels, func(c *Config) int { return int(c.MaxImagePixels / 1_000_000) }},
+		{settings.SharedFanoutMin, func(c *Config) int { return c.SharedFanoutMin }},
 	}
 	fuzzDurations = []struct {
 		s   settings.Duration

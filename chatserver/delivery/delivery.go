@@ -1,13 +1,15 @@
 // Package delivery carries events from the use cases to every connection of
-// their recipients, on every replica. It owns the topics (one per user), the
-// envelope that travels through the backplane, and frame encoding: an event is
-// encoded once, whatever the number of recipients.
+// their recipients, on every replica. It owns the topics (one per user, and a
+// few shared ones every replica subscribes), the envelope that travels through
+// the backplane, and frame encoding: an event is encoded once, whatever the
+// number of recipients.
 //
 // The path runs one way: a use case hands an Event to a Publisher, which
-// publishes one envelope per recipient topic on the backplane; the backplane
-// hands what it receives to its handler (the realtime hub), which opens and
-// verifies the envelope with a Codec and queues the frame on the user's
-// local connections.
+// publishes one envelope per recipient topic on the backplane (or, for an
+// event with many recipients, one shared envelope naming them all); the
+// backplane hands what it receives to its handler (the realtime hub), which
+// opens and verifies the envelope with a Codec and queues the frame on the
+// recipients' local connections.
 package delivery
 
 import (
@@ -16,7 +18,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +67,11 @@ func (p *Publisher) Publish(ctx context.Context, e Event) {
 		p.log.Error("delivery: encode failed", "err", err)
 		return
 	}
+	kind := "user"
+	if len(msgs) > 0 && isSharedTopic(msgs[0].Topic) {
+		kind = "shared"
+	}
+	p.metrics.Envelopes.WithLabelValues(kind).Add(float64(len(msgs)))
 	p.publish(ctx, msgs...)
 }
 
@@ -101,6 +110,42 @@ const userPrefix = "u:"
 // UserOf returns the user whose topic this is.
 func UserOf(topic string) (userID string, ok bool) { return strings.CutPrefix(topic, userPrefix) }
 
+// SharedShards is the number of shared topics. An event with many recipients
+// travels once, on the shared topic of its conversation, to every replica;
+// several topics rather than one spread that traffic over the masters of a
+// Redis Cluster (sharded pub/sub routes each topic to one of them).
+const SharedShards = 16
+
+const sharedPrefix = "s:"
+
+// SharedTopics are the topics every replica subscribes to, once, for shared
+// envelopes.
+func SharedTopics() []string {
+	out := make([]string, SharedShards)
+	for i := range out {
+		out[i] = sharedPrefix + strconv.Itoa(i)
+	}
+	return out
+}
+
+// sharedTopic is the shared topic of key (a conversation id, or a recipient's
+// for events outside a conversation): a conversation's events always take
+// the same one, so Redis keeps their order.
+func sharedTopic(key string) string {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return sharedPrefix + strconv.Itoa(int(h.Sum32()%SharedShards))
+}
+
+func isSharedTopic(topic string) bool {
+	n, ok := strings.CutPrefix(topic, sharedPrefix)
+	if !ok {
+		return false
+	}
+	i, err := strconv.Atoi(n)
+	return err == nil && i >= 0 && i < SharedShards && strconv.Itoa(i) == n
+}
+
 // Kind says what a received envelope asks for.
 type Kind byte
 
@@ -117,11 +162,19 @@ const (
 	kindFrame      byte = 'F' // a frame for the user's connections
 	kindOrdered    byte = 'O' // the same, with a place in its conversation's order
 	kindDisconnect byte = 'D' // close the user's connections (session to spare, newline, reason)
+	// Shared envelopes, on a shared topic: the recipients' ids, then the body
+	// of a frame or of an ordered frame.
+	kindSharedFrame   byte = 'f'
+	kindSharedOrdered byte = 'o'
 )
 
 // Received is an opened envelope.
 type Received struct {
+	// UserID is the recipient of an envelope on a user topic; To lists the
+	// recipients of a shared envelope (UserID is then empty). A replica hands
+	// the frame to those of them it has connections for.
 	UserID string
+	To     []string
 	Kind   Kind
 	Frame  []byte    // KindFrame: the encoded frame
 	Stored time.Time // KindFrame: store time of a message, or zero
@@ -175,11 +228,13 @@ const MaxAge = 2 * time.Minute
 // session to spare (or O and the only session to close), a newline, the
 // reason.
 type Codec struct {
-	auth Authenticator
-	now  func() time.Time
+	auth      Authenticator
+	now       func() time.Time
+	sharedMin int
 }
 
-// NewCodec returns a Codec; now may be nil (time.Now).
+// NewCodec returns a Codec; now may be nil (time.Now). It seals one envelope
+// per recipient until SetSharedMin says otherwise.
 func NewCodec(auth Authenticator, now func() time.Time) *Codec {
 	if now == nil {
 		now = time.Now
@@ -187,34 +242,87 @@ func NewCodec(auth Authenticator, now func() time.Time) *Codec {
 	return &Codec{auth: auth, now: now}
 }
 
+// SetSharedMin makes Seal put an event for n or more recipients in one shared
+// envelope naming them, published once on a shared topic that every replica
+// receives, instead of one envelope per recipient topic; 0 turns it off.
+// Shared envelopes are opened whatever this says, so replicas with different
+// settings work together. Call it before the codec is used.
+func (c *Codec) SetSharedMin(n int) { c.sharedMin = n }
+
+// maxShared bounds the recipients of one shared envelope (a larger event is
+// split): the count is a uint16 on the wire.
+const maxShared = 0xffff
+
 const (
 	fixedHeader = 18 // kind, issued, stored, key id length
 	tagLen      = 32
 )
 
 // Seal encodes e's frame once and returns one backplane message per
-// recipient, each tagged for its own topic.
+// recipient, each tagged for its own topic; or, for at least SetSharedMin
+// recipients, one shared message naming them all.
 func (c *Codec) Seal(e Event) ([]backplane.Message, error) {
 	frame, err := protocol.Encode(e.Frame)
 	if err != nil {
 		return nil, err
 	}
+	kind, body := kindFrame, frame
+	if e.Conversation != "" {
+		if e.Seq <= 0 || len(e.Conversation) > 0xffff {
+			return nil, fmt.Errorf("delivery: ordered event with seq %d and a conversation id of %d bytes", e.Seq, len(e.Conversation))
+		}
+		kind = kindOrdered
+		body = make([]byte, 10, 10+len(e.Conversation)+len(frame))
+		binary.BigEndian.PutUint64(body, uint64(e.Seq))
+		binary.BigEndian.PutUint16(body[8:], uint16(len(e.Conversation)))
+		body = append(body, e.Conversation...)
+		body = append(body, frame...)
+	}
+	if c.sharedMin > 0 && len(e.To) >= c.sharedMin {
+		return c.sealShared(kind, e, body)
+	}
 	topics := make([]string, len(e.To))
 	for i, to := range e.To {
 		topics[i] = UserTopic(to)
 	}
-	if e.Conversation == "" {
-		return c.seal(kindFrame, e.Stored, frame, topics...), nil
+	return c.seal(kind, e.Stored, body, topics...), nil
+}
+
+// sealShared seals body once for all of e's recipients, on the shared topic
+// of e's conversation. The recipient list is inside the tagged body: Redis
+// cannot add anyone to it.
+func (c *Codec) sealShared(kind byte, e Event, body []byte) ([]backplane.Message, error) {
+	if kind == kindFrame {
+		kind = kindSharedFrame
+	} else {
+		kind = kindSharedOrdered
 	}
-	if e.Seq <= 0 || len(e.Conversation) > 0xffff {
-		return nil, fmt.Errorf("delivery: ordered event with seq %d and a conversation id of %d bytes", e.Seq, len(e.Conversation))
+	key := e.Conversation
+	if key == "" {
+		key = e.To[0]
 	}
-	body := make([]byte, 10, 10+len(e.Conversation)+len(frame))
-	binary.BigEndian.PutUint64(body, uint64(e.Seq))
-	binary.BigEndian.PutUint16(body[8:], uint16(len(e.Conversation)))
-	body = append(body, e.Conversation...)
-	body = append(body, frame...)
-	return c.seal(kindOrdered, e.Stored, body, topics...), nil
+	topic := sharedTopic(key)
+	var out []backplane.Message
+	for to := e.To; len(to) > 0; {
+		n := min(len(to), maxShared)
+		size := 2 + len(body)
+		for _, id := range to[:n] {
+			if id == "" || len(id) > 0xff {
+				return nil, fmt.Errorf("delivery: recipient id of %d bytes", len(id))
+			}
+			size += 1 + len(id)
+		}
+		b := make([]byte, 2, size)
+		binary.BigEndian.PutUint16(b, uint16(n))
+		for _, id := range to[:n] {
+			b = append(b, byte(len(id)))
+			b = append(b, id...)
+		}
+		b = append(b, body...)
+		out = append(out, c.seal(kind, e.Stored, b, topic)...)
+		to = to[n:]
+	}
+	return out, nil
 }
 
 // seal writes one envelope per topic around body (hashed once).
@@ -245,8 +353,12 @@ func (c *Codec) seal(kind byte, stored time.Time, body []byte, topics ...string)
 func (c *Codec) Open(topic string, payload []byte) (Received, error) {
 	var r Received
 	var ok bool
+	shared := isSharedTopic(topic)
 	if r.UserID, ok = UserOf(topic); !ok {
-		return r, fmt.Errorf("%w: topic %q is not a user topic", ErrMalformed, topic)
+		r.UserID = ""
+		if !shared {
+			return r, fmt.Errorf("%w: topic %q is neither a user's nor a shared one", ErrMalformed, topic)
+		}
 	}
 	if len(payload) < fixedHeader {
 		return r, fmt.Errorf("%w: %d bytes", ErrMalformed, len(payload))
@@ -269,7 +381,23 @@ func (c *Codec) Open(topic string, payload []byte) (Received, error) {
 	if ns := int64(binary.BigEndian.Uint64(payload[9:17])); ns != 0 {
 		r.Stored = time.Unix(0, ns)
 	}
-	switch payload[0] {
+	kind := payload[0]
+	if shared != (kind == kindSharedFrame || kind == kindSharedOrdered) {
+		return r, fmt.Errorf("%w: kind %q on topic %q", ErrMalformed, kind, topic)
+	}
+	if shared {
+		to, rest, err := readRecipients(body)
+		if err != nil {
+			return r, err
+		}
+		r.To, body = to, rest
+		if kind == kindSharedFrame {
+			kind = kindFrame
+		} else {
+			kind = kindOrdered
+		}
+	}
+	switch kind {
 	case kindFrame:
 		r.Kind, r.Frame = KindFrame, body
 	case kindOrdered:
@@ -302,6 +430,32 @@ func (c *Codec) Open(topic string, payload []byte) (Received, error) {
 		return r, fmt.Errorf("%w: kind %q", ErrMalformed, payload[0])
 	}
 	return r, nil
+}
+
+// readRecipients reads the recipient list at the start of a shared body.
+func readRecipients(body []byte) (to []string, rest []byte, err error) {
+	if len(body) < 2 {
+		return nil, nil, fmt.Errorf("%w: short recipient list", ErrMalformed)
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	body = body[2:]
+	// Each id takes at least 2 bytes: a count larger than that is a lie, and
+	// must not size an allocation.
+	if n == 0 || n > len(body)/2 {
+		return nil, nil, fmt.Errorf("%w: %d recipients in %d bytes", ErrMalformed, n, len(body))
+	}
+	to = make([]string, n)
+	for i := range to {
+		if len(body) < 1 {
+			return nil, nil, fmt.Errorf("%w: short recipient list", ErrMalformed)
+		}
+		l := int(body[0])
+		if l == 0 || len(body) < 1+l {
+			return nil, nil, fmt.Errorf("%w: bad recipient id", ErrMalformed)
+		}
+		to[i], body = string(body[1:1+l]), body[1+l:]
+	}
+	return to, body, nil
 }
 
 // ResyncFrame is the encoded frame asking a client to catch up through its

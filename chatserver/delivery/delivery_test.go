@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -372,3 +373,121 @@ func (b *recordingBackplane) Healthy(context.Context) error             { return
 func (b *recordingBackplane) Close() error                              { return nil }
 
 var _ backplane.Backplane = (*recordingBackplane)(nil)
+
+// An event for many recipients crosses the backplane once, on its
+// conversation's shared topic, naming them all; what Redis could do to it
+// (move it to another topic, add a recipient, put it on a user topic) does
+// not open.
+func TestSharedEnvelope(t *testing.T) {
+	c := delivery.NewCodec(newAuth("k1"), nil)
+	c.SetSharedMin(3)
+	frame := protocol.MessageFrame{Message: &protocol.Message{ID: "m_1", ConversationID: "c_42", Seq: 7, Body: "hello"}}
+	to := []string{"u_a", "u_b", "u_c", "u_d"}
+	msgs, err := c.Seal(delivery.Event{To: to, Frame: frame, Conversation: "c_42", Seq: 7, Stored: stored})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || !slices.Contains(delivery.SharedTopics(), msgs[0].Topic) {
+		t.Fatalf("sealed %d messages on %q, want one on a shared topic", len(msgs), msgs[0].Topic)
+	}
+	r, err := c.Open(msgs[0].Topic, msgs[0].Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.To, to) || r.UserID != "" || r.Conversation != "c_42" || r.Seq != 7 || !r.Stored.Equal(stored) ||
+		!bytes.Equal(r.Frame, encode(t, frame)) {
+		t.Errorf("opened %+v", r)
+	}
+
+	// The same conversation always takes the same topic (Redis keeps the
+	// order of one channel); another may take another.
+	again, _ := c.Seal(delivery.Event{To: to, Frame: frame, Conversation: "c_42", Seq: 8})
+	if again[0].Topic != msgs[0].Topic {
+		t.Errorf("seq 8 on %q, seq 7 on %q", again[0].Topic, msgs[0].Topic)
+	}
+	topics := map[string]bool{}
+	for i := range 64 {
+		m, _ := c.Seal(delivery.Event{To: to, Frame: frame, Conversation: "c_" + strconv.Itoa(i), Seq: 1})
+		topics[m[0].Topic] = true
+	}
+	if len(topics) < delivery.SharedShards/2 {
+		t.Errorf("64 conversations used %d of %d shared topics", len(topics), delivery.SharedShards)
+	}
+
+	// Fewer recipients than the threshold: one envelope each, as before.
+	few, _ := c.Seal(delivery.Event{To: to[:2], Frame: frame, Conversation: "c_42", Seq: 7})
+	if len(few) != 2 || few[0].Topic != "u:u_a" || few[1].Topic != "u:u_b" {
+		t.Errorf("two recipients sealed as %d messages", len(few))
+	}
+	// Events outside a conversation (typing) share too.
+	typing, _ := c.Seal(delivery.Event{To: to, Frame: protocol.TypingFrame{ConversationID: "c_42", UserID: "u_a"}})
+	if r, err := c.Open(typing[0].Topic, typing[0].Payload); err != nil || len(typing) != 1 || r.Conversation != "" || len(r.To) != 4 {
+		t.Errorf("typing: %d messages, opened %+v, %v", len(typing), r, err)
+	}
+
+	other := "s:0"
+	if msgs[0].Topic == other {
+		other = "s:1"
+	}
+	if _, err := c.Open(other, msgs[0].Payload); !errors.Is(err, delivery.ErrForged) {
+		t.Errorf("moved to another shared topic: %v, want ErrForged", err)
+	}
+	if _, err := c.Open("u:u_a", msgs[0].Payload); !errors.Is(err, delivery.ErrForged) && !errors.Is(err, delivery.ErrMalformed) {
+		t.Errorf("moved to a user topic: %v, want it refused", err)
+	}
+	added := bytes.Replace(msgs[0].Payload, []byte("\x00\x04\x03u_a"), []byte("\x00\x05\x03u_x\x03u_a"), 1)
+	if bytes.Equal(added, msgs[0].Payload) {
+		t.Fatal("test did not find the recipient list")
+	}
+	if _, err := c.Open(msgs[0].Topic, added); !errors.Is(err, delivery.ErrForged) {
+		t.Errorf("a recipient added: %v, want ErrForged", err)
+	}
+	// A shared kind on a user topic, and a user kind on a shared topic, are
+	// malformed even with a valid tag.
+	if _, err := c.Open("u:u_a", c.SealRaw('o', stored, []byte("x"), "u:u_a").Payload); !errors.Is(err, delivery.ErrMalformed) {
+		t.Errorf("shared kind on a user topic: %v", err)
+	}
+	if _, err := c.Open("s:1", c.SealRaw('F', stored, []byte("x"), "s:1").Payload); !errors.Is(err, delivery.ErrMalformed) {
+		t.Errorf("user kind on a shared topic: %v", err)
+	}
+	for _, body := range []string{"", "\x00", "\x00\x00x", "\x00\x02\x01a", "\x00\x01\x00x", "\x00\x01\x05ab", "\xff\xff\x01a"} {
+		if _, err := c.Open("s:1", c.SealRaw('f', stored, []byte(body), "s:1").Payload); !errors.Is(err, delivery.ErrMalformed) {
+			t.Errorf("recipient list %q: %v, want ErrMalformed", body, err)
+		}
+	}
+	// An empty recipient id cannot be named.
+	if _, err := c.Seal(delivery.Event{To: []string{"u_a", "", "u_c"}, Frame: frame}); err == nil {
+		t.Error("sealed a shared envelope for an empty recipient id")
+	}
+}
+
+// A replica with sharing off still opens what a replica with it on sealed
+// (replicas may differ during a rolling change of the setting), and more
+// than 65,535 recipients split into several envelopes that name each once.
+func TestSharedEnvelopeSplitsAndOpensAnywhere(t *testing.T) {
+	on := delivery.NewCodec(newAuth("k1"), nil)
+	on.SetSharedMin(1)
+	off := delivery.NewCodec(newAuth("k1"), nil)
+	to := make([]string, 70000)
+	for i := range to {
+		to[i] = "u_" + strconv.Itoa(i)
+	}
+	msgs, err := on.Seal(delivery.Event{To: to, Frame: protocol.ResyncFrame{}, Conversation: "c_1", Seq: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 {
+		t.Fatalf("%d envelopes for 70,000 recipients, want 2", len(msgs))
+	}
+	var got []string
+	for _, m := range msgs {
+		r, err := off.Open(m.Topic, m.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.To...)
+	}
+	if !slices.Equal(got, to) {
+		t.Errorf("the envelopes named %d recipients, want the 70,000 in order", len(got))
+	}
+}

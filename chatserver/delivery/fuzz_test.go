@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -93,6 +94,25 @@ func FuzzCodecOpen(f *testing.F) {
 		m := c.SealRaw('O', stored, body, "u:u_b")
 		f.Add(m.Topic, m.Payload)
 	}
+	shared := fuzzCodec(k, fuzzIssued)
+	shared.SetSharedMin(2)
+	for _, e := range []delivery.Event{
+		{To: []string{"u_a", "u_b", "u_c"}, Frame: protocol.MessageFrame{Message: &protocol.Message{ID: "m_1", Seq: 7, Body: "hello"}},
+			Conversation: "c_1", Seq: 7, Stored: stored},
+		{To: []string{"u_a", "u_b"}, Frame: protocol.TypingFrame{ConversationID: "c_1", UserID: "u_a"}},
+	} {
+		msgs, err := shared.Seal(e)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(msgs[0].Topic, msgs[0].Payload)
+		f.Add("s:99", msgs[0].Payload)
+		f.Add("u:u_a", msgs[0].Payload)
+	}
+	for _, body := range []string{"\x00\x01\x03u_a", "\x00\x00", "\x00\x05\x01a", "\xff\xff\x01a\x01b", "\x00\x01\x00"} {
+		m := c.SealRaw('f', time.Time{}, []byte(body), "s:3")
+		f.Add(m.Topic, m.Payload)
+	}
 	f.Add("u:u_b", []byte{})
 	f.Add("u:u_b", []byte("F\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03d-1"))
 
@@ -104,7 +124,16 @@ func FuzzCodecOpen(f *testing.F) {
 			}
 			return
 		}
-		if delivery.UserTopic(r.UserID) != topic {
+		var list []byte
+		if r.To != nil {
+			if r.UserID != "" || !slices.Contains(delivery.SharedTopics(), topic) || r.Kind != delivery.KindFrame {
+				t.Fatalf("Open(%q) gave user %q, %d recipients, kind %q", topic, r.UserID, len(r.To), r.Kind)
+			}
+			list = binary.BigEndian.AppendUint16(nil, uint16(len(r.To)))
+			for _, id := range r.To {
+				list = append(append(list, byte(len(id))), id...)
+			}
+		} else if delivery.UserTopic(r.UserID) != topic {
 			t.Fatalf("Open(%q) gave user %q", topic, r.UserID)
 		}
 		var kind byte
@@ -135,6 +164,10 @@ func FuzzCodecOpen(f *testing.F) {
 			body = []byte(mode + "\n" + r.Reason)
 		default:
 			t.Fatalf("Open(%q) gave kind %q", payload, r.Kind)
+		}
+		if list != nil {
+			kind += 'a' - 'A' // the shared kinds are the lower-case letters
+			body = append(list, body...)
 		}
 		issued := time.Unix(0, int64(binary.BigEndian.Uint64(payload[1:9])))
 		again := fuzzCodec(k, issued).SealRaw(kind, r.Stored, body, topic)

@@ -233,6 +233,9 @@ func (c *cluster) start(extraEnv ...string) *replica {
 		"PARLEY_RATE_MESSAGES=100000/1m",
 		"PARLEY_SHUTDOWN_TIMEOUT=5s",
 		"PARLEY_LOG_LEVEL=info",
+		// Groups of 3 or more share one envelope per event, direct
+		// conversations take the user topics: both paths in every test.
+		"PARLEY_SHARED_FANOUT_MIN=3",
 	)
 	if c.redisURL != "" {
 		env = append(env, "PARLEY_REDIS_URL="+c.redisURL)

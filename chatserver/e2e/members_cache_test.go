@@ -19,10 +19,21 @@ import (
 // with a stream of sends: nothing sent after a removal returned reaches the
 // removed member, and a member still in gets all of it live (unless told to
 // catch up by sync).
+//
+// It runs twice: with an envelope per member (the backplane's topic of each
+// user) and with one shared envelope per message naming the members at its
+// seq (-shared-fanout-min 2): either way the list is decided by the sender's
+// replica from the version the store returned.
 func TestRemovedMemberGetsNothingAfterRemoval(t *testing.T) {
 	skipShort(t)
+	for _, mode := range []struct{ name, min string }{{"per-user", "0"}, {"shared", "2"}} {
+		t.Run(mode.name, func(t *testing.T) { removedMemberGetsNothing(t, "PARLEY_SHARED_FANOUT_MIN="+mode.min) })
+	}
+}
+
+func removedMemberGetsNothing(t *testing.T, fanout string) {
 	redis := startRedis(t)
-	c := newCluster(t, chattest.PostgresDatabase(t), redis.url(), "PARLEY_RATE_MESSAGES=100000/1s")
+	c := newCluster(t, chattest.PostgresDatabase(t), redis.url(), "PARLEY_RATE_MESSAGES=100000/1s", fanout)
 	r0, r1 := c.start(), c.start()
 	alice := r0.Register("alice")
 	bob := r1.Register("bob")

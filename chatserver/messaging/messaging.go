@@ -255,8 +255,13 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 	isMember := func(e memberEntry) bool {
 		return slices.ContainsFunc(e.members, func(m store.Member) bool { return m.UserID == userID })
 	}
+	lookup := "miss"
+	if cached {
+		lookup = "hit"
+	}
 	if !isMember(entry) && cached {
 		// Perhaps added on another replica since it was cached.
+		lookup = "stale"
 		if entry, err = s.readMembers(ctx, convID); err != nil {
 			return nil, false, unavailable(err)
 		}
@@ -320,11 +325,13 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 		// If that read fails, nobody gets it live rather than perhaps
 		// someone removed: the members catch up through their cursors.
 		s.members.drop(convID)
+		lookup = "stale"
 		if entry, err = s.readMembers(ctx, convID); err != nil {
 			s.log.Error("send: members lookup failed after storing; members catch up by sync", "conversation", convID, "err", err)
 		}
 		members = entry.members
 	}
+	s.metrics.MembersCache.WithLabelValues(lookup).Inc()
 	if created {
 		s.faults.Kill(faults.KillAfterStore)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/audit"
 	"github.com/parley-chat/parley/chatserver/delivery"
@@ -566,4 +568,41 @@ func TestSync(t *testing.T) {
 	}
 	_, err = f.svc.Sync(t.Context(), bob, map[string]int64{long: -1}, func(protocol.ServerFrame) error { return nil })
 	wantCode(t, "negative cursor", err, apperr.InvalidRequest)
+}
+
+// parley_members_cache_total says how the members cache served each send: a
+// miss reads the list, a hit does not, and a list changed by another replica
+// (a second service on the same store) is found stale and read again.
+func TestMembersCacheMetric(t *testing.T) {
+	f := newFixture(t)
+	alice, bob, carol := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol")
+	g := f.group(t, alice, bob, carol)
+	count := func(result string) float64 {
+		return testutil.ToFloat64(f.metrics.MembersCache.WithLabelValues(result))
+	}
+	f.send(t, bob, g, "one")
+	f.send(t, bob, g, "two")
+	f.send(t, bob, g, "three")
+	if count("miss") != 1 || count("hit") != 2 || count("stale") != 0 {
+		t.Fatalf("miss %v, hit %v, stale %v; want 1, 2, 0", count("miss"), count("hit"), count("stale"))
+	}
+	keys, err := keyring.LoadOrGenerate(t.TempDir(), keyring.Options{Reserver: f.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := messaging.New(messaging.Config{Store: f.db, Keys: keys, Events: &sink{}, Presence: presence.NewMemory(nil),
+		Audit: audit.New(f.db, slog.New(slog.DiscardHandler), nil), Logger: slog.New(slog.DiscardHandler), MaxBodyChars: maxBody})
+	if err := other.RemoveMember(t.Context(), alice, g, carol); err != nil {
+		t.Fatal(err)
+	}
+	f.events.take()
+	f.send(t, bob, g, "four")
+	if count("stale") != 1 {
+		t.Errorf("stale %v after another replica removed a member, want 1", count("stale"))
+	}
+	for _, e := range f.events.take() {
+		if slices.Contains(e.To, carol) {
+			t.Errorf("the send after carol's removal went to her: %+v", e)
+		}
+	}
 }

@@ -35,6 +35,8 @@ type Metrics struct {
 	PositionCheck        prometheus.Histogram
 	BackplaneRejected    *prometheus.CounterVec // what: envelope reason: malformed, forged, stale; ticket: forged
 	BackplaneErrors      prometheus.Counter
+	Envelopes            *prometheus.CounterVec // kind: user, shared
+	MembersCache         *prometheus.CounterVec // result: hit, miss, stale
 	BackplaneUp          prometheus.Gauge
 	AuditEvents          *prometheus.CounterVec // event
 	MessagesExpired      prometheus.Counter     // disappearing messages deleted by this replica
@@ -120,6 +122,10 @@ func New() *Metrics {
 			Name: "parley_redis_rejected_total", Help: "Data read from Redis that did not verify and was dropped: backplane envelopes (malformed, forged: not made with the keyring or for another topic, stale: a replay) and WebSocket tickets (forged)."}, []string{"reason"}),
 		BackplaneErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_backplane_errors_total", Help: "Backplane publish or subscribe errors."}),
+		Envelopes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_backplane_envelopes_total", Help: "Envelopes published to the backplane, by kind (user: one per recipient, on the user's topic; shared: one for many recipients, on a shared topic every replica receives)."}, []string{"kind"}),
+		MembersCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_members_cache_total", Help: "Sends by how the replica's cache of the conversation's members served them (hit; miss: not cached, read; stale: cached at another membership version, read again)."}, []string{"result"}),
 		BackplaneUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "parley_backplane_up", Help: "1 while the backplane's subscription is connected; 0 while degraded."}),
 		AuditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -162,7 +168,7 @@ func New() *Metrics {
 		m.HTTPDuration, m.PasswordHashWait, m.KeyringSeals, m.KeyringRotationDue,
 		m.KeyringReloads, m.KeyringRowsRemaining, m.KeyringLoaded, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
 		m.BackplaneRejected, m.DeliveryHeld, m.DeliveryDuplicates, m.DeliveryResyncs, m.DeliveryUnsynced, m.PositionCheck,
-		m.MessagesExpired, m.ExpiryBacklog,
+		m.MessagesExpired, m.ExpiryBacklog, m.Envelopes, m.MembersCache,
 	)
 	return m
 }

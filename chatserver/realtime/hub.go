@@ -257,8 +257,36 @@ func (h *Hub) conns(userID string) []*conn {
 	return out
 }
 
+// connsOf returns the local connections of the users listed (most of a
+// shared envelope's recipients may be on other replicas).
+func (h *Hub) connsOf(users []string) []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*conn
+	for _, u := range users {
+		for c := range h.users[u] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// SubscribeShared subscribes this replica to the shared topics, on which
+// events for many recipients travel once (delivery.Codec.SetSharedMin). Call
+// it once, after the backplane was started with the hub as its handler; a
+// failure is logged and the backplane subscribes again when Redis returns.
+func (h *Hub) SubscribeShared(ctx context.Context) {
+	for _, t := range delivery.SharedTopics() {
+		if err := h.bp.Subscribe(ctx, t); err != nil {
+			h.log.Error("backplane subscribe failed", "topic", t, "err", err)
+			h.metrics.BackplaneErrors.Inc()
+		}
+	}
+}
+
 // HandlePublication implements backplane.Handler: it hands an event to every
-// local connection of the topic's user without ever blocking on a slow one.
+// local connection of its recipients (the topic's user, or those a shared
+// envelope lists) without ever blocking on a slow one.
 func (h *Hub) HandlePublication(topic string, payload []byte) {
 	r, err := h.codec.Open(topic, payload)
 	if err != nil {
@@ -274,7 +302,13 @@ func (h *Hub) HandlePublication(topic string, payload []byte) {
 		h.log.Warn("dropped a backplane payload", "reason", reason, "err", err)
 		return
 	}
-	for _, c := range h.conns(r.UserID) {
+	var conns []*conn
+	if r.To != nil {
+		conns = h.connsOf(r.To)
+	} else {
+		conns = h.conns(r.UserID)
+	}
+	for _, c := range conns {
 		switch r.Kind {
 		case delivery.KindFrame:
 			if r.Conversation != "" {

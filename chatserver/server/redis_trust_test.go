@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/internal/chattest"
 )
 
@@ -65,6 +67,20 @@ func TestRedisWritesWithoutTheKeyringAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The same, as a shared envelope naming alice, on every shared topic
+	// (which every replica subscribes to).
+	shared := binary.BigEndian.AppendUint64([]byte{'f'}, uint64(time.Now().UnixNano()))
+	shared = binary.BigEndian.AppendUint64(shared, 0)
+	shared = append(shared, 2, 'k', '1')
+	shared = append(shared, make([]byte, 32)...)
+	shared = binary.BigEndian.AppendUint16(shared, 1)
+	shared = append(append(shared, byte(len(alice.User.ID))), alice.User.ID...)
+	shared = append(shared, frame...)
+	for i := range delivery.SharedShards {
+		if err := rc.Publish(ctx, "s:"+strconv.Itoa(i), shared).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A genuine message after them arrives; the forged ones never do.
 	bob.Send(conv.ID, "genuine")
 	for {
@@ -80,10 +96,10 @@ func TestRedisWritesWithoutTheKeyringAreRefused(t *testing.T) {
 	}
 	defer res.Body.Close()
 	m, _ := io.ReadAll(res.Body)
-	// Both envelopes fail the tag check (the old format's bytes are read as
+	// All 18 envelopes fail the tag check (the old format's bytes are read as
 	// a key id and a tag that do not verify).
 	for _, want := range []string{`parley_redis_rejected_total{reason="ticket_forged"} 2`,
-		`parley_redis_rejected_total{reason="forged"} 2`} {
+		`parley_redis_rejected_total{reason="forged"} 18`} {
 		must(t, strings.Contains(string(m), want), "metrics lack %s", want)
 	}
 }

@@ -199,6 +199,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	// handler, hands them to connections.
 	// Envelopes are tagged with the keyring: Redis is not trusted.
 	codec := delivery.NewCodec(s.keys, opts.Now)
+	codec.SetSharedMin(cfg.SharedFanoutMin)
 	events := delivery.NewPublisher(s.bp, codec, log, s.metrics)
 	pres := presence.NewService(tracker, db, events, log, opts.Now)
 	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog, Sockets: events,
@@ -231,6 +232,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if err := s.bp.Start(s.hub); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	s.hub.SubscribeShared(ctx)
 
 	api := httpapi.New(httpapi.Config{Accounts: acc, Messages: msgs, Hub: s.hub, Metrics: s.metrics, Logger: log,
 		LoginLimit: loginLimit, TrustedProxies: cfg.TrustedProxies, Web: opts.Web, RefreshTTL: cfg.RefreshTokenTTL,

@@ -190,6 +190,8 @@ var (
 		"how long a graceful shutdown may take")
 	DeliveryHold = durationSetting("delivery-hold", "PARLEY_DELIVERY_HOLD", 500*time.Millisecond, 10*time.Millisecond, 5*time.Second,
 		"how long a live message waits for its predecessor in its conversation before the client is told to sync it")
+	SharedFanoutMin = intSetting("shared-fanout-min", "PARLEY_SHARED_FANOUT_MIN", 8, 0, 1000000,
+		"an event for this many recipients or more crosses the backplane once, naming them, to every replica, instead of once per recipient; 0: never (see docs/architecture.md, \"One publish for many recipients\")")
 	PositionInterval = durationSetting("position-interval", "PARLEY_POSITION_INTERVAL", 2*time.Second, 100*time.Millisecond, time.Minute,
 		"how often each replica checks that its connections were sent every stored message (a hole is found within twice this plus -delivery-hold)")
 	EditWindow = durationSetting("edit-window", "PARLEY_EDIT_WINDOW", 24*time.Hour, time.Minute, 30*24*time.Hour,
@@ -238,7 +240,7 @@ func All() []Setting {
 		KeyringDir, KeyringReload.Setting, ResealInterval.Setting, AllowedOrigins,
 		AccessTokenTTL.Setting, RefreshTokenTTL.Setting, MaxMessageChars.Setting, MaxFrameBytes.Setting,
 		MaxConnections.Setting, RateLogin.Setting, RateMessages.Setting, TrustedProxies,
-		ShutdownTimeout.Setting, DeliveryHold.Setting, PositionInterval.Setting,
+		ShutdownTimeout.Setting, DeliveryHold.Setting, SharedFanoutMin.Setting, PositionInterval.Setting,
 		EditWindow.Setting, ExpiryInterval.Setting,
 		AttachmentsStore, AttachmentsDir, S3Endpoint, S3Bucket, S3Region, S3PathStyle.Setting,
 		MaxAttachment.Setting, AttachmentQuota.Setting, UploadExpiry.Setting, MaxImageMegapixels.Setting, MaxVoiceLength.Setting,
