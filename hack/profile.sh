@@ -7,6 +7,9 @@
 # -json), r1.cpu and r2.cpu (go tool pprof -top -cum), commits.txt.
 # SRC=/path/to/other/checkout profiles another build (an A/B against an older
 # commit: git worktree add /tmp/old <commit>; SRC=/tmp/old hack/profile.sh old).
+# SERVER_ARGS adds flags to both replicas (e.g. "-shared-fanout-min 0");
+# USERS, CONNS and GROUP change the shape (default 600, 1200, 20: GROUP=1000
+# USERS=1000 CONNS=1000 is one 1,000-member group, one connection each).
 # Needs make postgres-up; uses no S3 (no attachments in this run).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -42,8 +45,9 @@ redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$
 redis_pid=$!
 pids+=("$redis_pid")
 for _ in $(seq 1 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+read -r -a server_args <<<"${SERVER_ARGS:-}"
 common=(-database-url "$db_url" -redis-url "redis://127.0.0.1:$rport/0" -rate-messages 100000/1s -rate-login 100000/1s
-  -max-connections 200000 -log-level warn)
+  -max-connections 200000 -log-level warn "${server_args[@]}")
 wait_ready() { for _ in $(seq 1 150); do curl -sf -o /dev/null "$1/readyz" && return 0; sleep 0.2; done; return 1; }
 p1="$(free_port)" q1="$(free_port)" p2="$(free_port)" q2="$(free_port)"
 "$out/profserver" -pprof-addr "127.0.0.1:$q1" -addr "127.0.0.1:$p1" -data-dir "$work/r1" "${common[@]}" >"$out/r1.log" 2>&1 &
@@ -55,8 +59,8 @@ s2=$!
 pids+=("$s2")
 wait_ready "http://127.0.0.1:$p2"
 targets="http://127.0.0.1:$p1,http://127.0.0.1:$p2"
-load=("$out/parley-load" -users 600 -cache "$work/users.json" -register-workers 8 -json -targets "$targets"
-  -conns 1200 -group-size 20 -inflight 64 -senders 16 -group-fraction 1 -rate 0)
+load=("$out/parley-load" -users "${USERS:-600}" -cache "$work/users.json" -register-workers 8 -json -targets "$targets"
+  -conns "${CONNS:-1200}" -group-size "${GROUP:-20}" -inflight 64 -senders 16 -group-fraction 1 -rate 0)
 # A short run first registers the users and creates the conversations.
 "${load[@]}" -label warm -duration 3s >"$out/warm.json"
 commits() { psql -tA "$pg_admin" -c "select xact_commit from pg_stat_database where datname='$db'"; }
@@ -71,5 +75,6 @@ wait "$prof1" "$prof2" || true
 c1="$(commits)"
 {
   echo "PostgreSQL commits during the run (set-up and sync included): $((c1 - c0))"
+  echo "Redis: $(redis-cli -p "$rport" info commandstats | grep -E '^cmdstat_(publish|spublish):' | tr -d '\r')"
   echo "load average at the end: $(cat /proc/loadavg)"
 } | tee "$out/commits.txt"
