@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/chatserver/delivery"
 	"github.com/parley-chat/parley/chatserver/internal/chattest"
 )
 
@@ -115,6 +116,23 @@ func TestRedisCluster(t *testing.T) {
 		must(t, strings.TrimSpace(redisCLI(t, "-p", port, "pubsub", "channels")) == "", "classic channels on %s", a)
 	}
 	must(t, owners == 1, "bob's topic is a shard channel on %d masters, want 1", owners)
+	// The shared topics (events for many recipients) are shard channels too,
+	// each on one master, spread over the masters.
+	shared, holders := map[string]int{}, 0
+	for _, a := range addrs {
+		n := 0
+		for _, ch := range strings.Fields(redisCLI(t, "-p", strings.Split(a, ":")[1], "pubsub", "shardchannels", "s:*")) {
+			shared[ch]++
+			n++
+		}
+		if n > 0 {
+			holders++
+		}
+	}
+	for _, topic := range delivery.SharedTopics() {
+		must(t, shared[topic] == 1, "shared topic %s is a shard channel on %d masters, want 1", topic, shared[topic])
+	}
+	must(t, holders >= 2, "the %d shared topics are all on one master", len(shared))
 
 	// Resharding: move the slot of Bob's topic to another master. Redis drops
 	// the shard subscription; the replica subscribes again on the new owner.
