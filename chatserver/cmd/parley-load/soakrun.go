@@ -37,6 +37,12 @@ func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api,
 			r.onFrame(c, data)
 		}
 	}
+	// Tokens that expire soon (a cache, a short -access-token-ttl) are
+	// renewed before the connections are opened with them.
+	s.renewTokens(ctx, apis)
+	for i := range users {
+		users[i] = s.users[i].Load()
+	}
 	s.cn = newConnector(apis, o.targets, o.sources, errs)
 	conns, cst := s.cn.connectAll(ctx, users, o.conns, o.dialWorkers, time.Now().Add(o.connectTimeout), onFrame, s.reopen)
 	rep.Connect = cst
@@ -82,6 +88,11 @@ func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api,
 		s.send(tctx, o.rate, o.senders, o.groupFraction)
 		close(sendDone)
 	}()
+	// Churn stops with the traffic; token renewal and reopening lost
+	// connections go on through the drain (bgCtx), and what they started is
+	// finished under the run's ctx, so the end of the traffic cancels nothing.
+	bgCtx, stopBG := context.WithCancel(ctx)
+	defer stopBG()
 	var bg sync.WaitGroup
 	bg.Add(2)
 	go func() { // churn and token renewal
@@ -91,11 +102,13 @@ func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api,
 		defer tick.Stop()
 		for {
 			select {
-			case <-tctx.Done():
+			case <-bgCtx.Done():
 				return
 			case <-tick.C:
-				s.renewTokens(tctx, apis)
-				s.churnOnce(tctx, rng, onFrame)
+				s.renewTokens(ctx, apis)
+				if tctx.Err() == nil {
+					s.churnOnce(ctx, rng, onFrame)
+				}
 			}
 		}
 	}()
@@ -103,12 +116,12 @@ func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api,
 		defer bg.Done()
 		for {
 			select {
-			case <-tctx.Done():
+			case <-bgCtx.Done():
 				return
 			case c := <-s.reopen:
 				if s.sc[c.idx].cur.Load() == c {
 					s.lost.Add(1)
-					s.reconnect(tctx, c.idx, onFrame)
+					s.reconnect(ctx, c.idx, onFrame)
 				}
 			}
 		}
@@ -128,8 +141,9 @@ sampling:
 	}
 	tick.Stop()
 	<-sendDone
-	bg.Wait()
 	st := s.finish()
+	stopBG()
+	bg.Wait()
 	rep.Traffic = &st
 	rep.CPU = endCPU(append(serverWatch, o.watch...), self0, t0)
 	for _, sc := range s.sc {
