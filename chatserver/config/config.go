@@ -49,6 +49,7 @@ type Config struct {
 	ShutdownTimeout  time.Duration
 	DeliveryHold     time.Duration
 	SharedFanoutMin  int
+	MaxGroupMembers  int
 	PositionInterval time.Duration
 	PasswordWorkers  int
 	LogLevel         slog.Level
@@ -130,6 +131,7 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		ShutdownTimeout:  check(&p, settings.ShutdownTimeout.Parse, settings.ShutdownTimeout.Setting),
 		DeliveryHold:     check(&p, settings.DeliveryHold.Parse, settings.DeliveryHold.Setting),
 		SharedFanoutMin:  check(&p, settings.SharedFanoutMin.Parse, settings.SharedFanoutMin.Setting),
+		MaxGroupMembers:  check(&p, settings.MaxGroupMembers.Parse, settings.MaxGroupMembers.Setting),
 		PositionInterval: check(&p, settings.PositionInterval.Parse, settings.PositionInterval.Setting),
 		PasswordWorkers:  check(&p, settings.PasswordWorkers.Parse, settings.PasswordWorkers.Setting),
 		EditWindow:       check(&p, settings.EditWindow.Parse, settings.EditWindow.Setting),

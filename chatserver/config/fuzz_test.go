@@ -26,6 +26,7 @@ var (
 		{settings.AttachmentQuota, func(c *Config) int { return int(c.AttachmentQuota >> 20) }},
 		{settings.MaxImageMegapixels, func(c *Config) int { return int(c.MaxImagePixels / 1_000_000) }},
 		{settings.SharedFanoutMin, func(c *Config) int { return c.SharedFanoutMin }},
+		{settings.MaxGroupMembers, func(c *Config) int { return c.MaxGroupMembers }},
 	}
 	fuzzDurations = []struct {
 		s   settings.Duration

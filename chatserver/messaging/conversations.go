@@ -85,8 +85,8 @@ func (s *Service) CreateGroup(ctx context.Context, userID, title string, memberI
 			set[id] = true
 		}
 	}
-	if len(set)+1 > MaxGroupMembers {
-		return nil, apperr.New(apperr.InvalidRequest, "a group has at most %d members", MaxGroupMembers)
+	if len(set)+1 > s.maxMembers {
+		return nil, apperr.New(apperr.InvalidRequest, "a group has at most %d members", s.maxMembers)
 	}
 	others := make([]string, 0, len(set))
 	for id := range set {
@@ -170,8 +170,8 @@ func (s *Service) AddMember(ctx context.Context, actorID, convID, userID string)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if len(members) >= MaxGroupMembers {
-		return nil, apperr.New(apperr.InvalidRequest, "a group has at most %d members", MaxGroupMembers)
+	if len(members) >= s.maxMembers {
+		return nil, apperr.New(apperr.InvalidRequest, "a group has at most %d members", s.maxMembers)
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if err := s.store.AddMember(ctx, store.Member{ConversationID: convID, UserID: userID, Role: store.RoleMember, JoinedAt: now}); err != nil {

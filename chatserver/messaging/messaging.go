@@ -29,11 +29,13 @@ import (
 
 // Limits.
 const (
-	MaxGroupMembers = 256
-	MaxTitleChars   = 100
-	MaxHistoryLimit = 200
-	DefaultHistory  = 50
-	MaxSyncConvs    = 1000
+	// DefaultMaxGroupMembers is the group size limit when Config leaves it 0
+	// (-max-group-members).
+	DefaultMaxGroupMembers = 1000
+	MaxTitleChars          = 100
+	MaxHistoryLimit        = 200
+	DefaultHistory         = 50
+	MaxSyncConvs           = 1000
 )
 
 var clientIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -123,8 +125,10 @@ type Service struct {
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	maxChars int
-	now      func() time.Time
-	faults   *faults.Set
+	// maxMembers bounds a group's members.
+	maxMembers int
+	now        func() time.Time
+	faults     *faults.Set
 	// editWindow is how long after sending a sender may edit a message.
 	editWindow  time.Duration
 	members     *memberCache
@@ -144,12 +148,15 @@ type Config struct {
 	Metrics      *metrics.Metrics
 	Logger       *slog.Logger
 	MaxBodyChars int
-	Now          func() time.Time
-	Faults       *faults.Set   // test builds only (package faults); nil: none
-	EditWindow   time.Duration // 0: DefaultEditWindow
-	Attachments  Attachments   // nil: blobs are not deleted (tests without a blob store)
-	Avatars      Avatars       // nil: profile photos are not purged (tests without a blob store)
-	Push         Pusher        // nil: new messages enqueue no push
+	// MaxGroupMembers bounds a group's members, its creator included
+	// [DefaultMaxGroupMembers].
+	MaxGroupMembers int
+	Now             func() time.Time
+	Faults          *faults.Set   // test builds only (package faults); nil: none
+	EditWindow      time.Duration // 0: DefaultEditWindow
+	Attachments     Attachments   // nil: blobs are not deleted (tests without a blob store)
+	Avatars         Avatars       // nil: profile photos are not purged (tests without a blob store)
+	Push            Pusher        // nil: new messages enqueue no push
 }
 
 // DefaultEditWindow is how long a sender may edit a message by default.
@@ -165,10 +172,14 @@ func New(c Config) *Service {
 	if window <= 0 {
 		window = DefaultEditWindow
 	}
+	maxMembers := c.MaxGroupMembers
+	if maxMembers <= 0 {
+		maxMembers = DefaultMaxGroupMembers
+	}
 	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
 		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now,
 		faults: c.Faults, editWindow: window, attachments: c.Attachments, avatars: c.Avatars, push: c.Push,
-		members: newMemberCache(memberCacheSize)}
+		members: newMemberCache(memberCacheSize), maxMembers: maxMembers}
 }
 
 // MaxBodyChars is the message length limit in characters.

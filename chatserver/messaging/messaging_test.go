@@ -606,3 +606,32 @@ func TestMembersCacheMetric(t *testing.T) {
 		}
 	}
 }
+
+// -max-group-members bounds a group at creation and when members are added,
+// the creator included; the refusal names the limit and changes nothing.
+func TestMaxGroupMembers(t *testing.T) {
+	f := newFixture(t)
+	a, b, c, d := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol"), f.user(t, "dave")
+	keys, err := keyring.LoadOrGenerate(t.TempDir(), keyring.Options{Reserver: f.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := messaging.New(messaging.Config{Store: f.db, Keys: keys, Events: &sink{}, Presence: presence.NewMemory(nil),
+		Audit: audit.New(f.db, slog.New(slog.DiscardHandler), nil), Logger: slog.New(slog.DiscardHandler),
+		MaxBodyChars: maxBody, MaxGroupMembers: 3})
+	_, err = svc.CreateGroup(t.Context(), a, "four", []string{b, c, d})
+	wantCode(t, "a group of 4 with a limit of 3", err, apperr.InvalidRequest)
+	if err == nil || !strings.Contains(err.Error(), "at most 3 members") {
+		t.Errorf("refusal %q does not name the limit", err)
+	}
+	g, err := svc.CreateGroup(t.Context(), a, "three", []string{b, c})
+	if err != nil {
+		t.Fatalf("a group of 3 with a limit of 3: %v", err)
+	}
+	_, err = svc.AddMember(t.Context(), a, g.ID, d)
+	wantCode(t, "adding a 4th member", err, apperr.InvalidRequest)
+	ms, err := f.db.Members(t.Context(), g.ID)
+	if err != nil || len(ms) != 3 {
+		t.Errorf("after the refused add: %d members, %v; want 3", len(ms), err)
+	}
+}

@@ -218,7 +218,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		Contact: cfg.PushContact, AllowLoopbackHTTP: cfg.PushAllowLoopback, Now: opts.Now})
 	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres, Attachments: atts, Avatars: avs,
 		Audit: auditLog, MessageLimit: msgLimit, Metrics: s.metrics,
-		Logger: log, MaxBodyChars: cfg.MaxMessageChars, Now: opts.Now, Faults: faults.FromEnv(os.Getenv),
+		Logger: log, MaxBodyChars: cfg.MaxMessageChars, MaxGroupMembers: cfg.MaxGroupMembers, Now: opts.Now, Faults: faults.FromEnv(os.Getenv),
 		EditWindow: cfg.EditWindow, Push: s.push})
 	s.push.SetTexts(msgs)
 	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log).WithAttachments(atts).WithAvatars(avs)

@@ -179,6 +179,8 @@ var (
 	MaxFrameBytes = intSetting("max-frame-bytes", "PARLEY_MAX_FRAME_BYTES", 32768, 1024, 4<<20,
 		fmt.Sprintf("largest WebSocket frame a client may send, in bytes; at least %d × -max-message-chars + %d",
 			escapedCharBytes, frameOverheadBytes))
+	MaxGroupMembers = intSetting("max-group-members", "PARLEY_MAX_GROUP_MEMBERS", 1000, 2, 100000,
+		"most members of a group, its creator included")
 	MaxConnections = intSetting("max-connections", "PARLEY_MAX_CONNECTIONS", 10000, 1, 10000000,
 		"most WebSocket connections this process accepts")
 	RateLogin = rateSetting("rate-login", "PARLEY_RATE_LOGIN", Rate{N: 10, Per: 5 * time.Minute},
@@ -239,7 +241,7 @@ func All() []Setting {
 		RedisURL, RedisAddrs, RedisMaster, RedisPassword, RedisTLS.Setting,
 		KeyringDir, KeyringReload.Setting, ResealInterval.Setting, AllowedOrigins,
 		AccessTokenTTL.Setting, RefreshTokenTTL.Setting, MaxMessageChars.Setting, MaxFrameBytes.Setting,
-		MaxConnections.Setting, RateLogin.Setting, RateMessages.Setting, TrustedProxies,
+		MaxGroupMembers.Setting, MaxConnections.Setting, RateLogin.Setting, RateMessages.Setting, TrustedProxies,
 		ShutdownTimeout.Setting, DeliveryHold.Setting, SharedFanoutMin.Setting, PositionInterval.Setting,
 		EditWindow.Setting, ExpiryInterval.Setting,
 		AttachmentsStore, AttachmentsDir, S3Endpoint, S3Bucket, S3Region, S3PathStyle.Setting,
