@@ -12,6 +12,7 @@ import (
 // reconcile, so a CRD installed later is noticed without restarting the operator.
 type Capabilities interface {
 	ServiceMonitors(ctx context.Context) (bool, error)
+	PrometheusRules(ctx context.Context) (bool, error)
 	CustomMetrics(ctx context.Context) (bool, error)
 }
 
@@ -23,6 +24,11 @@ type DiscoveryCapabilities struct {
 // ServiceMonitors reports whether monitoring.coreos.com/v1 serves servicemonitors.
 func (d DiscoveryCapabilities) ServiceMonitors(ctx context.Context) (bool, error) {
 	return d.serves("monitoring.coreos.com/v1", "servicemonitors")
+}
+
+// PrometheusRules reports whether monitoring.coreos.com/v1 serves prometheusrules.
+func (d DiscoveryCapabilities) PrometheusRules(ctx context.Context) (bool, error) {
+	return d.serves("monitoring.coreos.com/v1", "prometheusrules")
 }
 
 // CustomMetrics reports whether the custom metrics API is served (e.g. by prometheus-adapter).

@@ -75,7 +75,7 @@ type ChatClusterReconciler struct {
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors;prometheusrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -100,17 +100,21 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	cc := &chatv1alpha1.ChatCluster{}
 	if err := r.Client.Get(ctx, req.NamespacedName, cc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Metrics.State.Forget(req.Namespace, req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	// No finalizer: owner references let the garbage collector remove the
 	// children, so deletion never waits on the operator.
 	if !cc.DeletionTimestamp.IsZero() {
+		r.Metrics.State.Forget(cc.Namespace, cc.Name)
 		return ctrl.Result{}, nil
 	}
-	if cc.Annotations[chatv1alpha1.AnnotationPaused] == "true" {
-		log.V(1).Info("reconciliation paused by annotation")
+	if why := pausedBy(cc); why != "" {
+		log.V(1).Info("reconciliation paused", "by", why)
 		paused = true
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.reportPaused(ctx, cc, why)
 	}
 
 	before := cc.Status.DeepCopy()
@@ -121,6 +125,7 @@ func (r *ChatClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonReconcileError, err.Error())
 	}
 	cc.Status.ObservedGeneration = cc.Generation
+	r.Metrics.State.observeCluster(cc)
 	if !equality.Semantic.DeepEqual(*before, cc.Status) {
 		orig := cc.DeepCopy()
 		orig.Status = *before
@@ -150,6 +155,7 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 	a := applier{c: r.Client}
 	var q requeue
 	r.initConditions(cc)
+	r.setCond(cc, chatv1alpha1.ConditionPaused, metav1.ConditionFalse, ReasonNotPaused, "the operator reconciles this ChatCluster")
 	cc.Status.Selector = labels.SelectorFromSet(selectorLabels(cc, "chatserver")).String()
 	cc.Status.Endpoint = Endpoint(cc)
 
@@ -258,6 +264,9 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 	// Monitoring decides the pod annotations, so it goes before the Deployment.
 	smOn, err := r.reconcileServiceMonitor(ctx, cc, a, &q)
 	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcilePrometheusRule(ctx, cc, a, &q, smOn); err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -404,6 +413,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 			r.event(cc, corev1.EventTypeNormal, ReasonKeysCreated, ActionRotateKeys, "created keyring Secret %s with JWT key %s and data key %s", keysSecretName(cc), f.JWT[0].ID, f.Data[0].ID)
 		}
 		setKeysStatus(cc, f)
+		r.Metrics.State.observeKeys(cc, f, s.PropagationWindow)
 		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeysCreated, "keyring created")
 		r.reportPropagation(cc, keyPropagation{}, f, nil, now, s.PropagationWindow)
 		return now.Add(s.JWTInterval - s.PropagationWindow), r.finishKeyringGuard(ctx, cc, guard)
@@ -479,6 +489,7 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		r.Metrics.Rotations.WithLabelValues(string(ev.Kind), ev.Step()).Inc()
 	}
 	setKeysStatus(cc, res.File)
+	r.Metrics.State.observeKeys(cc, res.File, s.PropagationWindow)
 	r.reportPropagation(cc, prop, res.File, res.Events, now, s.PropagationWindow)
 	if len(cc.Status.Keys.StagedKeyIDs) > 0 {
 		r.setCond(cc, chatv1alpha1.ConditionKeysReady, metav1.ConditionTrue, ReasonKeyStaged,
@@ -668,7 +679,7 @@ var allConditions = []string{
 	chatv1alpha1.ConditionReady, chatv1alpha1.ConditionAvailable, chatv1alpha1.ConditionProgressing,
 	chatv1alpha1.ConditionDegraded, chatv1alpha1.ConditionKeysReady, chatv1alpha1.ConditionRedisReady,
 	chatv1alpha1.ConditionServiceMonitorReady, chatv1alpha1.ConditionKeysPropagated,
-	chatv1alpha1.ConditionAttachmentsReady,
+	chatv1alpha1.ConditionAttachmentsReady, chatv1alpha1.ConditionPrometheusRuleReady, chatv1alpha1.ConditionPaused,
 }
 
 // initConditions gives every condition a value on the first reconcile, so a

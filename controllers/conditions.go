@@ -79,7 +79,12 @@ const (
 	ReasonAttachmentsClaimNotFound  Reason = "AttachmentsClaimNotFound"
 	ReasonAttachmentsClaimNotShared Reason = "AttachmentsClaimNotShared"
 
-	// ServiceMonitorReady.
+	// Paused (True: Paused, also Ready, Available, Progressing and Degraded
+	// Unknown while the operator does not observe them; False: NotPaused).
+	ReasonPaused    Reason = "Paused"
+	ReasonNotPaused Reason = "NotPaused"
+
+	// ServiceMonitorReady and PrometheusRuleReady.
 	ReasonApplied         Reason = "Applied"
 	ReasonCRDNotInstalled Reason = "CRDNotInstalled"
 	ReasonDisabled        Reason = "Disabled"

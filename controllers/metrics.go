@@ -12,6 +12,8 @@ type Metrics struct {
 	Reconciles *prometheus.CounterVec
 	Errors     *prometheus.CounterVec
 	Rotations  *prometheus.CounterVec
+	// State: gauges of each ChatCluster's state (state_metrics.go).
+	State *StateMetrics
 }
 
 // NewMetrics creates and registers the operator metrics.
@@ -29,8 +31,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "parley_operator_key_rotations_total",
 			Help: "Key rotation steps, by key kind (jwt, data) and step (staged, activated, removed).",
 		}, []string{"kind", "step"}),
+		State: newStateMetrics(),
 	}
-	for _, c := range []prometheus.Collector{m.Reconciles, m.Errors, m.Rotations} {
+	for _, c := range append([]prometheus.Collector{m.Reconciles, m.Errors, m.Rotations}, m.State.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register operator metrics: %w", err)
 		}

@@ -830,6 +830,11 @@ func ServiceMonitor(cc *chatv1alpha1.ChatCluster) *unstructured.Unstructured {
 				"port":     "metrics",
 				"path":     "/metrics",
 				"interval": interval,
+				// The alerts and dashboard (config/monitoring) group by
+				// ChatCluster: several may share a namespace.
+				"relabelings": []any{map[string]any{
+					"action": "replace", "targetLabel": "chatcluster", "replacement": cc.Name,
+				}},
 			}},
 		},
 	}}

@@ -12,7 +12,8 @@ const (
 	// starts one more rotation; the operator records the value it handled on the
 	// keyring Secret, so the annotation can stay in place.
 	AnnotationRotateKeysNow = "chat.parley.dev/rotate-keys-now"
-	// AnnotationPaused set to "true" stops reconciliation: the operator changes nothing.
+	// AnnotationPaused set to "true" stops reconciliation, like spec.paused: the
+	// operator changes no child and reports only the Paused condition.
 	AnnotationPaused = "chat.parley.dev/paused"
 	// AnnotationHibernate set to "true" scales the chat servers to zero replicas and
 	// removes the autoscaler, keeping data, keys and configuration.
@@ -45,6 +46,9 @@ const (
 	ConditionKeysReady           = "KeysReady"
 	ConditionRedisReady          = "RedisReady"
 	ConditionServiceMonitorReady = "ServiceMonitorReady"
+	// ConditionPrometheusRuleReady is True when the operator keeps a
+	// PrometheusRule with Parley's alerts for this ChatCluster.
+	ConditionPrometheusRuleReady = "PrometheusRuleReady"
 	// ConditionKeysPropagated is True when no staged key waits for chat server
 	// pods to load it; False while a promotion waits (reasons Waiting and
 	// KeyPropagationLagging).
@@ -54,6 +58,10 @@ const (
 	// volume, or S3); False when they would be lost or split between replicas,
 	// or when the store's claim or Secret is missing.
 	ConditionAttachmentsReady = "AttachmentsReady"
+	// ConditionPaused is True while spec.paused (or the paused annotation) stops
+	// reconciliation; Ready, Available, Progressing and Degraded are then
+	// Unknown (reason Paused), since the operator no longer observes them.
+	ConditionPaused = "Paused"
 )
 
 // ChatClusterSpec is the desired state of a Parley chat platform.
@@ -62,6 +70,13 @@ const (
 // +kubebuilder:validation:XValidation:rule="has(self.redis) || ((!has(self.replicas) || self.replicas <= 1) && !has(self.autoscaling))",message="more than one replica needs spec.redis (managed or external) as the message backplane between replicas"
 // +kubebuilder:validation:XValidation:rule="!has(self.attachments) || !has(self.attachments.volume) || ((!has(self.replicas) || self.replicas <= 1) && (!has(self.autoscaling) || self.autoscaling.maxReplicas <= 1)) || (has(self.attachments.volume.accessModes) && self.attachments.volume.accessModes.exists(m, m == 'ReadWriteMany'))",message="spec.attachments.volume is mounted by every replica: with more than one replica (or autoscaling above one) its accessModes must include ReadWriteMany, or use spec.attachments.s3"
 type ChatClusterSpec struct {
+	// Paused stops reconciliation: the operator changes none of the children
+	// (a spec change waits until paused is false again) and reports the Paused
+	// condition instead of health it no longer observes. The chat servers keep
+	// running as they are. The chat.parley.dev/paused annotation does the same.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+
 	// Image of the chat server. Defaults to ghcr.io/parley-chat/chatserver at the
 	// operator's own version. Changing it rolls the pods one at a time with no
 	// loss of capacity (maxUnavailable 0).
@@ -685,6 +700,13 @@ type MonitoringSpec struct {
 	// +optional
 	ServiceMonitor bool `json:"serviceMonitor,omitempty"`
 
+	// PrometheusRule creates a monitoring.coreos.com/v1 PrometheusRule with
+	// Parley's alerts (docs/runbooks/), scoped to this ChatCluster, when the
+	// Prometheus Operator's CRD is installed. The alerts read the chatcluster
+	// label that the operator's ServiceMonitor adds, so it needs serviceMonitor.
+	// +optional
+	PrometheusRule bool `json:"prometheusRule,omitempty"`
+
 	// Interval between scrapes. Default 30s.
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Pattern=`^[0-9]+(ms|s|m)$`
@@ -699,7 +721,8 @@ type ChatClusterStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, Available, Progressing, Degraded, KeysReady, RedisReady,
-	// ServiceMonitorReady, KeysPropagated and AttachmentsReady.
+	// ServiceMonitorReady, PrometheusRuleReady, KeysPropagated, AttachmentsReady
+	// and Paused.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -794,7 +817,9 @@ type RecordedKey struct {
 // +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
 // +kubebuilder:resource:shortName=chat;chats,categories=parley
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,description="Why Ready is what it is: Ready, RollingOut, Unavailable, KeysNotReady, RedisNotReady, Hibernating, Paused, ..."
+// +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.desiredReplicas`
+// +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.version`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -262,6 +262,12 @@ func TestHibernateAndPause(t *testing.T) {
 		cc.Annotations = map[string]string{chatv1alpha1.AnnotationPaused: "true"}
 		cc.Spec.Image = "ghcr.io/parley-chat/chatserver:v9"
 	})
+	// The first paused reconcile reports the pause in status (Paused=True);
+	// after that a paused reconcile writes nothing at all.
+	f.reconcile("chat")
+	if c := cond(f.chat("chat"), "Paused"); c.Status != metav1.ConditionTrue {
+		t.Errorf("Paused = %+v, want True", c)
+	}
 	f.resetWrites()
 	f.reconcile("chat")
 	if w := f.writesSinceReset(); len(w) != 0 {

@@ -116,6 +116,11 @@ func TestServiceMonitorFollowsCRDAndSpec(t *testing.T) {
 	if len(eps) != 1 || eps[0].(map[string]any)["port"] != "metrics" || eps[0].(map[string]any)["path"] != "/metrics" {
 		t.Errorf("endpoints = %v, want port metrics (the chat servers' own metrics listener)", eps)
 	}
+	// The alerts and dashboard group the chat servers' series by ChatCluster.
+	relabel, _, _ := unstructured.NestedSlice(eps[0].(map[string]any), "relabelings")
+	if len(relabel) != 1 || relabel[0].(map[string]any)["targetLabel"] != "chatcluster" || relabel[0].(map[string]any)["replacement"] != "chat" {
+		t.Errorf("relabelings = %v, want chatcluster=chat", relabel)
+	}
 	// It selects the metrics Service, not the client-facing one.
 	sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
 	for name, want := range map[string]bool{"chat-metrics": true, "chat": false} {
