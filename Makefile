@@ -67,7 +67,7 @@ vet: lint # the old name
 test: test-unit lint verify-generated ## Fast tests, lint and generated-file drift; then install and start what the tests need and run them all
 	$(MAKE) --no-print-directory test-full
 
-test-full: deps postgres-up redis-up s3-up test-assets web helm ## Every test, with the services (make test without its fast checks first)
+test-full: deps postgres-up redis-up s3-up test-assets web helm promtool ## Every test, with the services (make test without its fast checks first)
 	set -a; source tmp/postgres/env; source tmp/redis/env; source tmp/s3/env; set +a; \
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)"; \
 	rc=0; \
@@ -139,6 +139,7 @@ verify-generated: $(CONTROLLER_GEN) ## Fail if config/crd, config/rbac, the deep
 	check $$out/crd $(CHART)/crds; \
 	check $$out/rbac/role.yaml config/rbac/role.yaml; \
 	check $$out/rbac/role.yaml $(CHART)/files/role.yaml; \
+	for f in $(MONITORING_FILES); do check config/monitoring/$$f $(CHART)/files/$$f; done; \
 	for p in $$pkgs; do check $$out/$$p/zz_generated.deepcopy.go $$p/zz_generated.deepcopy.go; done; \
 	if [ $$stale = 1 ]; then \
 		echo >&2; \
@@ -159,9 +160,15 @@ deploy: manifests ## Deploy the operator (config/default) into the cluster of th
 	kubectl apply --server-side -k config/default
 
 ## ---------------------------------------------------------------- benchmarks
-.PHONY: bench bench-go
+.PHONY: bench bench-go soak scale-sim
 bench: deps ## Load test: 2 replicas + Redis + PostgreSQL + S3 on loopback, with baselines (bare broadcast, Redis PUBLISH, raw S3 PUT/GET); figures into docs/benchmarks.md
 	hack/bench.sh
+
+soak: deps ## 30-minute soak at half the maximum rate with connection churn (2 replicas + Redis + PostgreSQL on loopback): fails on growth of goroutines, heap, RSS, open files, Redis or PostgreSQL connections; samples and chart into docs/benchmarks.md (SOAK_DURATION, SOAK_RATE, ... in hack/soak.sh)
+	hack/soak.sh
+
+scale-sim: deps ## Reduced-scale check of docs/scaling.md's capacity model: 5 small replicas + Redis + PostgreSQL on loopback, per-replica CPU, Redis publishes and PostgreSQL CPU against the model's predictions (at most 5 minutes)
+	hack/scale-sim.sh
 
 bench-go: postgres-up s3-up ## Go benchmarks of the hot paths (seal/open, store append, fan-out, blob sealing, raw vs sealed S3 PUT/GET); output into docs/benchmarks.md
 	mkdir -p tmp/bench
@@ -180,16 +187,28 @@ CHART := charts/parley-operator
 helm: ## Build or reuse Helm 3 in bin/helm (go install from the Go module proxy, pinned in hack/helm.sh)
 	hack/helm.sh ensure
 
-chart-manifests: manifests ## Copy the CRD and the operator's ClusterRole rules from config/ into the chart
+chart-manifests: manifests ## Copy the CRD, the operator's ClusterRole rules, the alerts and the dashboard from config/ into the chart
 	rm -f $(CHART)/crds/*.yaml
 	cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/role.yaml
+	for f in $(MONITORING_FILES); do cp config/monitoring/$$f $(CHART)/files/$$f; done
 
 helm-lint: helm ## helm lint --strict the chart
 	$(BIN)/helm lint --strict $(CHART)
 
-test-helm: helm test-assets ## The chart's tests only: drift, lint, template, install/upgrade/uninstall on envtest
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)" $(GO) test -count=1 ./charts/...
+test-helm: helm promtool test-assets ## The chart's tests only: drift, lint, template, install/upgrade/uninstall on envtest; the alerts (test-alerts)
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)" $(GO) test -count=1 ./charts/... ./config/monitoring/...
+
+## ---------------------------------------------------------------- alerts and dashboard
+.PHONY: promtool test-alerts
+# The one source of the alerts and the dashboard; the chart carries copies (chart-manifests).
+MONITORING_FILES := alerts.yaml dashboard.json
+
+promtool: ## Build or reuse Prometheus' promtool in bin/promtool (go install from the Go module proxy, pinned in hack/promtool.sh)
+	hack/promtool.sh ensure
+
+test-alerts: promtool ## promtool check/test rules on config/monitoring (fixtures per alert), metric names against both registries, runbooks, chart copies
+	$(GO) test -count=1 ./config/monitoring/...
 
 ## ---------------------------------------------------------------- real cluster
 .PHONY: e2e-cluster e2e-cluster-down

@@ -17,6 +17,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+# shellcheck source=hack/lib-stack.sh
+. "$root/hack/lib-stack.sh"
 
 users="${BENCH_USERS:-600}"
 idle_conns="${BENCH_IDLE_CONNS:-18000}"
@@ -45,15 +47,8 @@ db=""
 cleanup() {
   local rc=$?
   set +e
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill "${pids[$i]}" 2>/dev/null
-  done
-  for p in "${pids[@]}"; do
-    wait "$p" 2>/dev/null
-  done
-  if [ -n "$db" ] && [ -n "$pg_admin" ]; then
-    psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
-  fi
+  stack_stop
+  stack_drop_database
   [ -n "$pg_started" ] && hack/postgres.sh stop
   [ -n "$s3_started" ] && hack/s3-server.sh stop
   rm -rf "$work"
@@ -62,21 +57,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "bench: $(date -u +%H:%M:%S) $*" >&2; }
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_ready() { # url pid
-  for _ in $(seq 1 150); do
-    curl -sf -o /dev/null "$1/readyz" && return 0
-    kill -0 "$2" 2>/dev/null || { echo "bench: process $2 for $1 exited" >&2; return 1; }
-    sleep 0.2
-  done
-  echo "bench: $1 not ready after 30 s" >&2
-  return 1
-}
+log() { stack_log "$@"; }
 
 for tool in redis-server redis-cli redis-benchmark psql python3 curl; do
   command -v "$tool" >/dev/null || { echo "bench: $tool not found (run make deps)" >&2; exit 1; }
@@ -98,17 +79,7 @@ usage="$(bin/chatserver -h 2>&1 || true)"
 grep -q -- '-redis-url' <<<"$usage" || { echo "bench: bin/chatserver has no -redis-url flag" >&2; exit 1; }
 
 # PostgreSQL: the test server (started here if it is not running), a fresh database.
-pg_data="$root/tmp/postgres/data"
-pg_running_url="$(sed -n 's/^PARLEY_TEST_POSTGRES_URL=//p' "$root/tmp/postgres/env" 2>/dev/null || true)"
-if [ -z "$pg_running_url" ] || ! psql -q "$pg_running_url" -c 'select 1' >/dev/null 2>&1; then
-  pg_started=1 # not running: started here, stopped at the end
-fi
-pg_env="$(hack/postgres.sh start)"
-pg_admin="$(sed -n 's/^PARLEY_TEST_POSTGRES_URL=//p' <<<"$pg_env")"
-db="parley_bench_$(date +%s)_$$"
-psql -q "$pg_admin" -c "CREATE DATABASE $db" >/dev/null
-db_url="$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$pg_admin" "$db")"
-pg_pid="$(head -1 "$pg_data/postmaster.pid")"
+stack_postgres parley_bench
 
 # S3: the test server (started here if it is not running); the replicas keep
 # attachments in its bucket, under keys of their own.
@@ -125,31 +96,16 @@ s3_pid="$(cat "$root/tmp/s3/versitygw.pid")"
 export PARLEY_S3_ACCESS_KEY="$PARLEY_TEST_S3_ACCESS_KEY" PARLEY_S3_SECRET_KEY="$PARLEY_TEST_S3_SECRET_KEY"
 
 # Redis: own port and folder, no persistence.
-rport="$(free_port)"
-mkdir -p "$work/redis"
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work/redis" \
-  --logfile "$work/redis/redis.log" --daemonize no &
-redis_pid=$!
-pids+=("$redis_pid")
-for _ in $(seq 1 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$rport" ping >/dev/null
+stack_redis
 
 # Two replicas sharing PostgreSQL, Redis and one keyring.
 common=(-database-url "$db_url" -redis-url "redis://127.0.0.1:$rport/0"
   -rate-messages 100000/1s -rate-login 100000/1s -max-connections 200000 -log-level warn
   -attachments-store s3 -s3-endpoint "$PARLEY_TEST_S3_ENDPOINT" -s3-bucket "$PARLEY_TEST_S3_BUCKET" -s3-path-style=true)
-p1="$(free_port)"
-bin/chatserver -addr "127.0.0.1:$p1" -data-dir "$work/r1" "${common[@]}" >"$work/r1.log" 2>&1 &
-s1=$!
-pids+=("$s1")
-wait_ready "http://127.0.0.1:$p1" "$s1"
-p2="$(free_port)"
-bin/chatserver -addr "127.0.0.1:$p2" -data-dir "$work/r2" -keyring-dir "$work/r1/keyring" "${common[@]}" >"$work/r2.log" 2>&1 &
-s2=$!
-pids+=("$s2")
-wait_ready "http://127.0.0.1:$p2" "$s2"
-r1="http://127.0.0.1:$p1"
-r2="http://127.0.0.1:$p2"
+stack_replica r1 "${common[@]}"
+r1="$replica_url" s1="$replica_pid"
+stack_replica r2 -keyring-dir "$work/r1/keyring" "${common[@]}"
+r2="$replica_url" s2="$replica_pid"
 log "replicas $r1 (pid $s1) and $r2 (pid $s2), Redis :$rport (pid $redis_pid), database $db"
 
 {

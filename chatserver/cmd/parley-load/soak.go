@@ -208,13 +208,25 @@ func (s *soakRun) sync(c *lconn, wait time.Duration) {
 // sendOne sends one message from a random open connection that is not being churned.
 func (s *soakRun) sendOne(rng *rand.Rand, groupFraction float64) {
 	t := s.t
+	// In flight is counted before draining is checked, and reconnect sets
+	// draining before it waits for in flight to reach 0: so either reconnect
+	// waits for this send's answer, or this send sees draining and picks
+	// another connection; never a write to a connection being closed.
 	var c *lconn
+	var sc *soakConn
 	for range 8 {
-		sc := s.sc[rng.IntN(len(s.sc))]
-		if cc := sc.cur.Load(); cc != nil && !sc.draining.Load() && !cc.closed.Load() {
-			c = cc
-			break
+		sc = s.sc[rng.IntN(len(s.sc))]
+		cc := sc.cur.Load()
+		if cc == nil {
+			continue
 		}
+		sc.inflight.Add(1)
+		if sc.draining.Load() || cc.closed.Load() {
+			sc.inflight.Add(-1)
+			continue
+		}
+		c = cc
+		break
 	}
 	if c == nil {
 		t.errs.add("send_no_open_connection")
@@ -226,6 +238,7 @@ func (s *soakRun) sendOne(rng *rand.Rand, groupFraction float64) {
 		list = t.groups[c.user]
 	}
 	if len(list) == 0 {
+		sc.inflight.Add(-1)
 		t.errs.add("send_no_conversation")
 		t.answer()
 		return
@@ -242,8 +255,6 @@ func (s *soakRun) sendOne(rng *rand.Rand, groupFraction float64) {
 	frame = append(frame, `","body":"`...)
 	frame = append(frame, t.body...)
 	frame = append(frame, `"}`...)
-	sc := s.sc[c.idx]
-	sc.inflight.Add(1)
 	if err := c.write(frame, 5*time.Second); err != nil {
 		sc.inflight.Add(-1)
 		t.errs.addErr("send_write", err)

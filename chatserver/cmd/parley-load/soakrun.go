@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,6 +141,12 @@ sampling:
 		}
 	}
 	tick.Stop()
+	// The last interval, unless a sample was just taken.
+	if n := len(s.st.Samples); n == 0 || time.Since(s.t.start).Seconds()-s.st.Samples[n-1].Seconds > o.soak.sample.Seconds()/2 {
+		sm := smp.take(ctx, s)
+		s.st.Samples = append(s.st.Samples, sm)
+		logf(stderr, "soak %4.0fs: %s", sm.Seconds, sm.line())
+	}
 	<-sendDone
 	st := s.finish()
 	stopBG()
@@ -164,6 +171,10 @@ sampling:
 	var runErr error
 	if ctx.Err() != nil {
 		runErr = fmt.Errorf("soak interrupted: %w", ctx.Err())
+	}
+	rep.Errors, rep.ErrorText = errs.snapshot(), errs.sampleSnapshot() // finish sets them again
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		rep.LoadAvgEnd = strings.TrimSpace(string(la))
 	}
 	if o.soak.doc != "" || o.soak.svg != "" {
 		if err := writeSoakDoc(o.soak, rep); err != nil && runErr == nil {
