@@ -197,8 +197,10 @@ func (r rendered) decodeAll(t *testing.T) {
 			obj = &rbacv1.RoleBinding{}
 		case "ChatCluster":
 			obj = &chatv1alpha1.ChatCluster{}
-		case "ServiceMonitor":
-			obj = &map[string]any{} // no Go type here; checked in TestTemplateServiceMonitor
+		case "ServiceMonitor", "PrometheusRule":
+			obj = &map[string]any{} // no Go type here; checked in TestTemplateServiceMonitor, TestTemplateAlertsAndDashboard
+		case "ConfigMap":
+			obj = &corev1.ConfigMap{}
 		default:
 			t.Errorf("unexpected kind %s/%s in the chart", d.Kind, d.Name)
 			continue
@@ -491,7 +493,9 @@ func TestTemplateNonDefaults(t *testing.T) {
 		"ChatCluster/team-chat",
 		"ClusterRole/chat-operator",
 		"ClusterRoleBinding/chat-operator",
+		"ConfigMap/chat-operator-dashboard",
 		"Deployment/chat-operator",
+		"PrometheusRule/chat-operator",
 		"Role/chat-operator-leader-election",
 		"RoleBinding/chat-operator-leader-election",
 		"Service/chat-operator-metrics",
@@ -661,7 +665,7 @@ func TestTemplateServiceMonitor(t *testing.T) {
 			Spec struct {
 				Selector          struct{ MatchLabels map[string]string }
 				NamespaceSelector struct{ MatchNames []string }
-				Endpoints         []map[string]string
+				Endpoints         []map[string]any
 			} `json:"spec"`
 		}
 		if err := yaml.Unmarshal(ds[0].raw, &sm); err != nil {
@@ -677,9 +681,70 @@ func TestTemplateServiceMonitor(t *testing.T) {
 		if sm.APIVersion != "monitoring.coreos.com/v1" || sm.Metadata.Namespace != namespace ||
 			!slices.Equal(sm.Spec.NamespaceSelector.MatchNames, []string{namespace}) || len(sm.Spec.Endpoints) != 1 ||
 			sm.Spec.Endpoints[0]["port"] != svc.Spec.Ports[0].Name || sm.Spec.Endpoints[0]["path"] != "/metrics" ||
-			sm.Spec.Endpoints[0]["interval"] != "30s" {
+			sm.Spec.Endpoints[0]["interval"] != "30s" || sm.Spec.Endpoints[0]["honorLabels"] != true {
 			t.Errorf("ServiceMonitor %+v", sm)
 		}
+	}
+}
+
+// The PrometheusRule carries config/monitoring/alerts.yaml's groups unchanged
+// (rendered only with monitoring.coreos.com/v1 or force, like the ServiceMonitor);
+// the dashboard ConfigMap carries dashboard.json with Grafana's sidecar label.
+func TestTemplateAlertsAndDashboard(t *testing.T) {
+	if r := template(t, "--api-versions", "monitoring.coreos.com/v1"); len(r.find("PrometheusRule")) != 0 || len(r.find("ConfigMap")) != 0 {
+		t.Errorf("rendered %v with prometheusRule and grafanaDashboard off", r.kinds())
+	}
+	if r := template(t, "--set", "prometheusRule.enabled=true"); len(r.find("PrometheusRule")) != 0 {
+		t.Error("PrometheusRule rendered although monitoring.coreos.com/v1 is not served")
+	}
+	var source struct {
+		Groups []any `json:"groups"`
+	}
+	if err := yaml.Unmarshal(readFile(t, filepath.Join("..", "config", "monitoring", "alerts.yaml")), &source); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--set", "prometheusRule.enabled=true,grafanaDashboard.enabled=true,prometheusRule.labels.release=kp", "--api-versions", "monitoring.coreos.com/v1"},
+		{"--set", "prometheusRule.enabled=true,prometheusRule.force=true,grafanaDashboard.enabled=true,prometheusRule.labels.release=kp"},
+	} {
+		r := template(t, args...)
+		var pr struct {
+			APIVersion string `json:"apiVersion"`
+			Metadata   struct {
+				Namespace string            `json:"namespace"`
+				Labels    map[string]string `json:"labels"`
+			} `json:"metadata"`
+			Spec struct {
+				Groups []any `json:"groups"`
+			} `json:"spec"`
+		}
+		ds := r.find("PrometheusRule")
+		if len(ds) != 1 {
+			t.Fatalf("%v: rendered %v, want a PrometheusRule", args, r.kinds())
+		}
+		if err := yaml.Unmarshal(ds[0].raw, &pr); err != nil {
+			t.Fatal(err)
+		}
+		if pr.APIVersion != "monitoring.coreos.com/v1" || pr.Metadata.Namespace != namespace || pr.Metadata.Labels["release"] != "kp" {
+			t.Errorf("PrometheusRule %+v", pr)
+		}
+		if len(source.Groups) == 0 || !reflect.DeepEqual(pr.Spec.Groups, source.Groups) {
+			t.Errorf("PrometheusRule groups differ from config/monitoring/alerts.yaml:\n%s", ds[0].raw)
+		}
+		var cm corev1.ConfigMap
+		r.one(t, "ConfigMap", &cm)
+		if cm.Labels["grafana_dashboard"] != "1" || cm.Namespace != namespace {
+			t.Errorf("dashboard ConfigMap %s/%s labels %v", cm.Namespace, cm.Name, cm.Labels)
+		}
+		if want := string(readFile(t, filepath.Join("..", "config", "monitoring", "dashboard.json"))); cm.Data["parley.json"] != strings.TrimSuffix(want, "\n") {
+			t.Error("dashboard ConfigMap does not carry config/monitoring/dashboard.json")
+		}
+	}
+	r := template(t, "--set", "grafanaDashboard.enabled=true,grafanaDashboard.namespace=monitoring")
+	var cm corev1.ConfigMap
+	r.one(t, "ConfigMap", &cm)
+	if cm.Namespace != "monitoring" {
+		t.Errorf("dashboard ConfigMap in %q, want monitoring", cm.Namespace)
 	}
 }
 

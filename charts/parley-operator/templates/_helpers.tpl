@@ -61,3 +61,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 true
 {{- end }}
 {{- end }}
+
+{{/*
+Render the PrometheusRule when asked and the cluster serves monitoring.coreos.com/v1
+(or when forced, for offline rendering).
+*/}}
+{{- define "parley-operator.prometheusRule" -}}
+{{- if and .Values.prometheusRule.enabled (or .Values.prometheusRule.force (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) -}}
+true
+{{- end }}
+{{- end }}
