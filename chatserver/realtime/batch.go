@@ -81,11 +81,20 @@ func (b *batchConn) flush() error {
 	return err
 }
 
-// hijacker hands gorilla's upgrader a batchConn in place of the socket.
+// hijacker hands gorilla's upgrader a batchConn in place of the socket, and a
+// read buffer of our own (gorilla reads through the hijacked reader when the
+// upgrader's ReadBufferSize is 0), so the reader can tell when the buffer is
+// empty and wait for the socket in a shallow frame (idleWait).
 type hijacker struct {
 	http.ResponseWriter
 	conn *batchConn
+	in   *bufio.Reader // nil when the client sent data before the handshake ended
 }
+
+// readBufferSize is the connection's read buffer: a frame header and a
+// control frame fit, and larger payloads are read past it straight into the
+// message. gorilla uses a hijacked reader only when it holds more than 256.
+const readBufferSize = 512
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
@@ -93,7 +102,11 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	h.conn = &batchConn{Conn: c}
-	return h.conn, rw, nil
+	if rw.Reader.Buffered() > 0 {
+		return h.conn, rw, nil // rare: gorilla reads what net/http buffered first
+	}
+	h.in = bufio.NewReaderSize(h.conn, readBufferSize)
+	return h.conn, bufio.NewReadWriter(h.in, rw.Writer), nil
 }
 
 // Unwrap lets http.ResponseController reach the writer's other methods.

@@ -32,6 +32,7 @@ type conn struct {
 	hub       *Hub
 	ws        *websocket.Conn
 	out       *batchConn // ws's socket; nil in tests without one
+	idle      *idleWait  // nil: the reader waits inside gorilla
 	id        string
 	userID    string
 	sessionID string
@@ -87,7 +88,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	hj := &hijacker{ResponseWriter: w}
-	ws, err := h.upgrader.Upgrade(hj, r, nil)
+	// ReadBufferSize 0: gorilla reads through the hijacker's buffer, which
+	// the reader's idle wait checks (batch.go, idle_linux.go).
+	up := h.upgrader
+	up.ReadBufferSize = 0
+	ws, err := up.Upgrade(hj, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
@@ -108,6 +113,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(h, ws, p)
 	c.out = hj.conn
+	c.idle = newIdleWait(hj.in, hj.conn.Conn)
 	// "ready" is queued before the connection can receive anything, so it is
 	// always the first frame, even when a message arrives during registration.
 	ready, err := protocol.Encode(readyFrame(p))
@@ -423,6 +429,7 @@ func (c *conn) readLoop(ctx context.Context) {
 			c.close(websocket.CloseGoingAway, "server shutting down; reconnect")
 			return
 		}
+		c.idle.wait()
 		typ, data, err := c.ws.ReadMessage()
 		if err != nil {
 			switch {

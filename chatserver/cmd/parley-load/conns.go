@@ -153,6 +153,9 @@ type connectStats struct {
 	Seconds     float64 `json:"seconds"`
 	PerSecond   float64 `json:"perSecond"` // established per second, ticket + upgrade + ready included
 	SetupMs     latency `json:"setupLatency"`
+	// GeneratorCores is this process's CPU during the set-up: it shares the
+	// machine with the replica, so it bounds the rate measured.
+	GeneratorCores float64 `json:"generatorCores"`
 }
 
 // connectAll opens n connections with a bounded pool. Connection i belongs to
@@ -164,7 +167,7 @@ func (cn *connector) connectAll(ctx context.Context, users []*user, n, workers i
 	var hist histogram
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), selfCPU()
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	for range workers {
@@ -208,6 +211,7 @@ func (cn *connector) connectAll(ctx context.Context, users []*user, n, workers i
 	}
 	if st.Seconds > 0 {
 		st.PerSecond = float64(st.Established) / st.Seconds
+		st.GeneratorCores = (selfCPU() - cpu0) / st.Seconds
 	}
 	return conns, st
 }
