@@ -226,9 +226,7 @@ func (s *Service) leaveGroup(ctx context.Context, userID, convID string) (bool, 
 		return false, fmt.Errorf("messaging: account purge: leave %s: %w", convID, err)
 	}
 	_ = s.audit.Record(ctx, audit.MemberRemoved, userID, convID, "", map[string]any{"user": userID, "reason": "account_deleted"})
-	for _, m := range others {
-		s.announceConversation(ctx, convID, m.UserID)
-	}
+	s.announceToMembers(ctx, convID, "")
 	return false, nil
 }
 

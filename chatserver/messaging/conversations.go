@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 
@@ -118,10 +119,30 @@ func (s *Service) CreateGroup(ctx context.Context, userID, title string, memberI
 		return nil, unavailable(err)
 	}
 	_ = s.audit.Record(ctx, audit.ConvCreated, userID, id, "", map[string]any{"kind": store.KindGroup, "members": len(members)})
-	for _, o := range others {
-		s.announceConversation(ctx, id, o)
-	}
+	s.announceToMembers(ctx, id, userID)
 	return s.Conversation(ctx, userID, id)
+}
+
+// announceToMembers sends every member of convID but skip a "conversation"
+// frame with their own view of it. The views are read together (two
+// queries) and built together (users, presence and files looked up once),
+// so a change to a group of 1,000 does not cost 1,000 reads of 1,000
+// members each.
+func (s *Service) announceToMembers(ctx context.Context, convID, skip string) {
+	sums, err := s.store.MemberSummaries(ctx, convID)
+	if err != nil {
+		s.log.Warn("announce conversation failed", "conversation", convID, "err", err)
+		return
+	}
+	sums = slices.DeleteFunc(sums, func(c store.ConversationSummary) bool { return c.Viewer == skip })
+	views, err := s.views(ctx, sums)
+	if err != nil {
+		s.log.Warn("announce conversation failed", "conversation", convID, "err", err)
+		return
+	}
+	for i := range views {
+		s.events.Publish(ctx, delivery.Event{To: []string{sums[i].Viewer}, Frame: protocol.ConversationFrame{Conversation: &views[i]}})
+	}
 }
 
 // announceConversation sends userID a "conversation" frame with its view of convID.
@@ -182,9 +203,7 @@ func (s *Service) AddMember(ctx context.Context, actorID, convID, userID string)
 	}
 	s.members.drop(convID) // other replicas learn it from the version (memberCache)
 	_ = s.audit.Record(ctx, audit.MemberAdded, actorID, convID, "", map[string]any{"user": userID})
-	for _, m := range append(members, store.Member{UserID: userID}) {
-		s.announceConversation(ctx, convID, m.UserID)
-	}
+	s.announceToMembers(ctx, convID, "")
 	return s.Conversation(ctx, actorID, convID)
 }
 
@@ -214,12 +233,7 @@ func (s *Service) RemoveMember(ctx context.Context, actorID, convID, userID stri
 	s.members.drop(convID) // other replicas learn it from the version (memberCache)
 	_ = s.audit.Record(ctx, audit.MemberRemoved, actorID, convID, "", map[string]any{"user": userID})
 	s.events.Publish(ctx, delivery.Event{To: []string{userID}, Frame: protocol.RemovedFrame{ConversationID: convID}})
-	members, err := s.store.Members(ctx, convID)
-	if err == nil {
-		for _, m := range members {
-			s.announceConversation(ctx, convID, m.UserID)
-		}
-	}
+	s.announceToMembers(ctx, convID, "")
 	return nil
 }
 
@@ -282,6 +296,9 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 		}
 	}
 	files := s.attachmentViews(ctx, lastIDs)
+	// Summaries of one conversation (every member's view of it) share one
+	// member list: built once, shared read-only by their views.
+	memberViews := map[string][]protocol.Member{}
 	out := make([]protocol.Conversation, 0, len(sums))
 	for _, c := range sums {
 		v := protocol.Conversation{ID: c.ID, Kind: c.Kind, LastSeq: c.LastSeq, ReadSeq: c.ReadSeq, Unread: c.Unread,
@@ -302,6 +319,11 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 			mu := c.MutedUntil.UTC()
 			v.MutedUntil = &mu
 		}
+		if ms, ok := memberViews[c.ID]; ok {
+			v.Members = ms
+			out = append(out, v)
+			continue
+		}
 		for _, mem := range c.Members {
 			id := mem.UserID
 			u := users[id]
@@ -316,6 +338,7 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 			}
 			v.Members = append(v.Members, m)
 		}
+		memberViews[c.ID] = v.Members
 		out = append(out, v)
 	}
 	return out, nil

@@ -52,6 +52,7 @@ type Store interface {
 	ConversationByDirectKey(ctx context.Context, directKey string) (*store.Conversation, error)
 	ListConversations(ctx context.Context, userID string) ([]store.ConversationSummary, error)
 	ConversationSummary(ctx context.Context, userID, convID string) (*store.ConversationSummary, error)
+	MemberSummaries(ctx context.Context, convID string) ([]store.ConversationSummary, error)
 
 	Member(ctx context.Context, convID, userID string) (*store.Member, error)
 	Members(ctx context.Context, convID string) ([]store.Member, error)

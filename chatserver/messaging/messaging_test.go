@@ -635,3 +635,101 @@ func TestMaxGroupMembers(t *testing.T) {
 		t.Errorf("after the refused add: %d members, %v; want 3", len(ms), err)
 	}
 }
+
+// countingStore counts the reads a membership announcement makes.
+type countingStore struct {
+	*sqlstore.DB
+	summaries, users atomic.Int64
+}
+
+func (c *countingStore) ConversationSummary(ctx context.Context, userID, convID string) (*store.ConversationSummary, error) {
+	c.summaries.Add(1)
+	return c.DB.ConversationSummary(ctx, userID, convID)
+}
+
+func (c *countingStore) MemberSummaries(ctx context.Context, convID string) ([]store.ConversationSummary, error) {
+	c.summaries.Add(1)
+	return c.DB.MemberSummaries(ctx, convID)
+}
+
+func (c *countingStore) UsersByIDs(ctx context.Context, ids []string) ([]store.User, error) {
+	c.users.Add(1)
+	return c.DB.UsersByIDs(ctx, ids)
+}
+
+// Creating a group, adding, removing and renaming tell every member with
+// their own view, read and built once for the whole group: the reads do not
+// grow with the number of members (a group of 1,000 took over 30 s to create
+// when each member's view was read on its own).
+func TestMembershipAnnouncementsReadOnceForTheGroup(t *testing.T) {
+	f := newFixture(t)
+	cs := &countingStore{DB: f.db}
+	keys, err := keyring.LoadOrGenerate(t.TempDir(), keyring.Options{Reserver: f.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := &sink{}
+	svc := messaging.New(messaging.Config{Store: cs, Keys: keys, Events: events, Presence: presence.NewMemory(nil),
+		Audit: audit.New(f.db, slog.New(slog.DiscardHandler), nil), Logger: slog.New(slog.DiscardHandler), MaxBodyChars: maxBody})
+	owner := f.user(t, "owner")
+	var members []string
+	for i := range 40 {
+		members = append(members, f.user(t, fmt.Sprint("m", i)))
+	}
+	late := f.user(t, "late")
+	reads := func() int64 { return cs.summaries.Swap(0) + cs.users.Swap(0) }
+	frames := func() map[string]protocol.Conversation {
+		got := map[string]protocol.Conversation{}
+		for _, e := range events.take() {
+			if cf, ok := e.Frame.(protocol.ConversationFrame); ok && len(e.To) == 1 {
+				got[e.To[0]] = *cf.Conversation
+			}
+		}
+		return got
+	}
+
+	g, err := svc.CreateGroup(t.Context(), owner, "forty", members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := reads(); n > 6 {
+		t.Errorf("creating a group of 41 read summaries and users %d times, want a handful", n)
+	}
+	if got := frames(); len(got) != 40 || len(got[members[0]].Members) != 41 {
+		t.Errorf("creation told %d members (first saw %d members), want 40 and 41", len(got), len(got[members[0]].Members))
+	}
+	// Per-member fields stay each member's own: bob's unread count after
+	// a message from someone else, the sender's own is 0.
+	if _, _, err := svc.Send(t.Context(), members[0], g.ID, "", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	events.take()
+	reads()
+	if _, err := svc.AddMember(t.Context(), owner, g.ID, late); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads(); n > 8 {
+		t.Errorf("adding a member to a group of 41 read summaries and users %d times, want a handful", n)
+	}
+	got := frames()
+	if len(got) != 42 || got[members[1]].Unread != 1 || got[members[0]].Unread != 0 || got[late].Unread != 1 ||
+		len(got[late].Members) != 42 {
+		t.Errorf("add told %d members; unread: m1 %d (want 1), sender %d (want 0), newcomer %d (want 1); newcomer saw %d members",
+			len(got), got[members[1]].Unread, got[members[0]].Unread, got[late].Unread, len(got[late].Members))
+	}
+	if err := svc.RemoveMember(t.Context(), owner, g.ID, late); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads(); n > 6 {
+		t.Errorf("removing a member read summaries and users %d times", n)
+	}
+	if got := frames(); len(got) != 41 {
+		t.Errorf("removal told %d members, want the 41 left", len(got))
+	}
+	if _, err := svc.RenameGroup(t.Context(), owner, g.ID, "renamed"); err != nil {
+		t.Fatal(err)
+	}
+	if got := frames(); len(got) != 41 || got[members[5]].Title != "renamed" {
+		t.Errorf("rename told %d members", len(got))
+	}
+}

@@ -88,13 +88,7 @@ func (s *Service) RenameGroup(ctx context.Context, actorID, convID, title string
 		return nil, unavailable(err)
 	}
 	_ = s.audit.Record(ctx, audit.ConvRenamed, actorID, convID, "", nil)
-	members, err := s.store.Members(ctx, convID)
-	if err != nil {
-		s.log.Warn("rename: members lookup failed", "conversation", convID, "err", err)
-	}
-	for _, m := range members {
-		s.announceConversation(ctx, convID, m.UserID)
-	}
+	s.announceToMembers(ctx, convID, "")
 	return s.Conversation(ctx, actorID, convID)
 }
 

@@ -238,6 +238,7 @@ type ReactionCount struct {
 // ConversationSummary is one row of a user's conversation list.
 type ConversationSummary struct {
 	Conversation
+	Viewer      string // the member whose view this is (Role, ReadSeq, MutedUntil, Unread are theirs)
 	Role        string
 	ReadSeq     int64
 	MutedUntil  time.Time // this user's mute of the conversation (Member.MutedUntil)
@@ -348,6 +349,11 @@ type Store interface {
 	// ConversationSummary returns one conversation as ListConversations shows
 	// it; ErrNotFound when userID is not a member of convID.
 	ConversationSummary(ctx context.Context, userID, convID string) (*ConversationSummary, error)
+	// MemberSummaries returns the conversation as each of its members sees
+	// it (ConversationSummary of every member, ordered by user id), read in
+	// one snapshot with the member list read once: announcing a change to a
+	// large group costs two queries, not one per member.
+	MemberSummaries(ctx context.Context, convID string) ([]ConversationSummary, error)
 	// ConversationPeers returns the distinct ids of users sharing at least one
 	// conversation with userID (not userID itself): the audience of presence.
 	ConversationPeers(ctx context.Context, userID string) ([]string, error)

@@ -27,6 +27,32 @@ func (db *DB) ConversationSummary(ctx context.Context, userID, convID string) (*
 	return &list[0], nil
 }
 
+// MemberSummaries implements store.Store.
+func (db *DB) MemberSummaries(ctx context.Context, convID string) ([]store.ConversationSummary, error) {
+	tx, err := db.r.BeginTx(ctx, db.d.snapshot)
+	if err != nil {
+		return nil, db.wrap("member summaries", err)
+	}
+	defer tx.Rollback() // read-only
+	list, _, err := listSummariesWhere(ctx, tx, `m.conversation_id = $1 AND $2 = ''`, convID, "", `m.user_id`)
+	if err != nil {
+		return nil, db.wrap("member summaries", err)
+	}
+	if len(list) == 0 {
+		return list, nil
+	}
+	// The member list once; every summary shares it (read-only).
+	one := []store.ConversationSummary{{}}
+	one[0].ID = convID
+	if err := listMemberIDs(ctx, tx, list[0].Viewer, convID, one, map[string]int{convID: 0}); err != nil {
+		return nil, db.wrap("member summaries: members", err)
+	}
+	for i := range list {
+		list[i].MemberIDs, list[i].Members = one[0].MemberIDs, one[0].Members
+	}
+	return list, nil
+}
+
 // summaries reads userID's conversations, or only convID when it is not empty.
 func (db *DB) summaries(ctx context.Context, userID, convID string) ([]store.ConversationSummary, error) {
 	tx, err := db.r.BeginTx(ctx, db.d.snapshot)
@@ -54,7 +80,13 @@ func (db *DB) summaries(ctx context.Context, userID, convID string) ([]store.Con
 // the one with the highest seq (last_seq may be a change event's), a walk
 // of the same key from its end.
 func listSummaries(ctx context.Context, q querier, userID, convID string) ([]store.ConversationSummary, map[string]int, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+convCols+`, m.role, m.read_seq, m.muted_until,
+	return listSummariesWhere(ctx, q, `m.user_id = $1 AND ($2 = '' OR c.id = $2)`, userID, convID, `c.last_activity DESC, c.id`)
+}
+
+// listSummariesWhere reads summaries of the member rows m that where selects
+// (with two parameters), in order.
+func listSummariesWhere(ctx context.Context, q querier, where, p1, p2, order string) ([]store.ConversationSummary, map[string]int, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+convCols+`, m.user_id, m.role, m.read_seq, m.muted_until,
 			(SELECT COUNT(*) FROM messages u
 			 WHERE u.conversation_id = c.id AND u.seq > m.read_seq AND u.sender_id <> m.user_id
 			   AND u.deleted_at IS NULL),
@@ -64,8 +96,8 @@ func listSummaries(ctx context.Context, q querier, userID, convID string) ([]sto
 		JOIN conversations c ON c.id = m.conversation_id
 		LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq =
 			(SELECT MAX(n.seq) FROM messages n WHERE n.conversation_id = c.id)
-		WHERE m.user_id = $1 AND ($2 = '' OR c.id = $2)
-		ORDER BY c.last_activity DESC, c.id`, userID, convID)
+		WHERE `+where+`
+		ORDER BY `+order, p1, p2)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -84,7 +116,7 @@ func listSummaries(ctx context.Context, q querier, userID, convID string) ([]sto
 			muted    int64
 		)
 		dest, finish := convDest(&s.Conversation)
-		dest = append(dest, &s.Role, &s.ReadSeq, &muted, &s.Unread,
+		dest = append(dest, &s.Viewer, &s.Role, &s.ReadSeq, &muted, &s.Unread,
 			&lastSeq, &lm.id, &lm.senderID, &lm.clientID, &lm.body, &lm.keyID, &lastTime,
 			&lm.replyTo, &edited, &expires, &deleted, &lm.deletedBy, &lm.deleteReason, &lm.mentions)
 		if err := rows.Scan(dest...); err != nil {

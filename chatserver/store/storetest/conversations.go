@@ -223,6 +223,23 @@ func testListConversations(t *testing.T, s store.Store) {
 	_, err = s.ConversationSummary(ctx(t), a.ID, notMine.ID)
 	wantErr(t, "ConversationSummary of a non-member", err, store.ErrNotFound)
 
+	// Every member's view at once reads as each member's ConversationSummary.
+	all, err := s.MemberSummaries(ctx(t), bs.ID)
+	wantNoErr(t, "MemberSummaries", err)
+	var viewers []string
+	for _, got := range all {
+		viewers = append(viewers, got.Viewer)
+		want, err := s.ConversationSummary(ctx(t), got.Viewer, bs.ID)
+		wantNoErr(t, "ConversationSummary", err)
+		if !reflect.DeepEqual(got, *want) {
+			t.Errorf("MemberSummaries: %s sees %+v, want %+v", got.Viewer, got, *want)
+		}
+	}
+	wantStrings(t, "MemberSummaries viewers", viewers, sorted(a.ID, b.ID, c.ID))
+	none, err := s.MemberSummaries(ctx(t), "c_nonexistent")
+	wantNoErr(t, "MemberSummaries of no conversation", err)
+	wantEq(t, "MemberSummaries of no conversation", len(none), 0)
+
 	// Reading up to seq 2 leaves seq 4 (bob) unread; seq 3 (carol) is read,
 	// and seq 2 is alice's own.
 	_, err = s.MarkRead(ctx(t), busy.ID, a.ID, 3)
