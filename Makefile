@@ -136,7 +136,7 @@ verify-generated: $(CONTROLLER_GEN) ## Fail if config/crd, config/rbac, the deep
 	stale=0; \
 	check() { [ ! -e "$$1" ] && [ ! -e "$$2" ] || diff -ruN "$$1" "$$2" || stale=1; }; \
 	check $$out/crd config/crd/bases; \
-	check $$out/crd $(CHART)/crds; \
+	check $$out/crd $(CHART)/files/crds; \
 	check $$out/rbac/role.yaml config/rbac/role.yaml; \
 	check $$out/rbac/role.yaml $(CHART)/files/role.yaml; \
 	for f in $(MONITORING_FILES); do check config/monitoring/$$f $(CHART)/files/$$f; done; \
@@ -188,8 +188,9 @@ helm: ## Build or reuse Helm 3 in bin/helm (go install from the Go module proxy,
 	hack/helm.sh ensure
 
 chart-manifests: manifests ## Copy the CRD, the operator's ClusterRole rules, the alerts and the dashboard from config/ into the chart
-	rm -f $(CHART)/crds/*.yaml
-	cp config/crd/bases/*.yaml $(CHART)/crds/
+	mkdir -p $(CHART)/files/crds
+	rm -f $(CHART)/files/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/files/crds/
 	cp config/rbac/role.yaml $(CHART)/files/role.yaml
 	for f in $(MONITORING_FILES); do cp config/monitoring/$$f $(CHART)/files/$$f; done
 

@@ -48,7 +48,7 @@ func TestSchemaAttachmentsMatchesCRD(t *testing.T) {
 		t.Fatal("values.schema.json has no chatCluster.spec.attachments")
 	}
 	var crd apiextensionsv1.CustomResourceDefinition
-	b, err := os.ReadFile(filepath.Join(chart, "crds", "chat.parley.dev_chatclusters.yaml"))
+	b, err := os.ReadFile(filepath.Join(chart, "files", "crds", "chat.parley.dev_chatclusters.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func compareSchema(t *testing.T, path string, crd *apiextensionsv1.JSONSchemaPro
 // stores, neither, a misspelt key and out-of-range limits before anything
 // reaches the cluster.
 func TestTemplateChatClusterAttachments(t *testing.T) {
-	base := []string{"--set", "chatCluster.enabled=true", "--set", "chatCluster.spec.replicas=1"}
+	base := []string{"--set", "chatCluster.enabled=true", "--set", "chatCluster.spec.replicas=1", "--api-versions", chatClusterAPI}
 	r := template(t, append(base,
 		"--set", "chatCluster.spec.attachments.s3.endpoint=https://s3.example.com",
 		"--set", "chatCluster.spec.attachments.s3.bucket=parley-files",

@@ -24,6 +24,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -201,6 +202,8 @@ func (r rendered) decodeAll(t *testing.T) {
 			obj = &map[string]any{} // no Go type here; checked in TestTemplateServiceMonitor, TestTemplateAlertsAndDashboard
 		case "ConfigMap":
 			obj = &corev1.ConfigMap{}
+		case "CustomResourceDefinition":
+			obj = &apiextensionsv1.CustomResourceDefinition{}
 		default:
 			t.Errorf("unexpected kind %s/%s in the chart", d.Kind, d.Name)
 			continue
@@ -208,7 +211,7 @@ func (r rendered) decodeAll(t *testing.T) {
 		if err := yaml.UnmarshalStrict(d.raw, obj); err != nil {
 			t.Errorf("%s %s does not decode strictly: %v", d.Kind, d.Name, err)
 		}
-		cluster := d.Kind == "ClusterRole" || d.Kind == "ClusterRoleBinding"
+		cluster := d.Kind == "ClusterRole" || d.Kind == "ClusterRoleBinding" || d.Kind == "CustomResourceDefinition"
 		if cluster != (d.Namespace == "") {
 			t.Errorf("%s %s: namespace %q (cluster-scoped %v)", d.Kind, d.Name, d.Namespace, cluster)
 		}
@@ -252,7 +255,7 @@ func appVersion(t *testing.T) string {
 	return c.AppVersion
 }
 
-// The chart's crds/ and files/role.yaml are copies of what `make manifests` generates;
+// The chart's files/crds/ and files/role.yaml are copies of what `make manifests` generates;
 // `make chart-manifests` refreshes them. A difference means the chart would install an
 // API or permissions other than the operator's.
 func TestChartCopiesMatchConfig(t *testing.T) {
@@ -261,7 +264,7 @@ func TestChartCopiesMatchConfig(t *testing.T) {
 	if err != nil || len(want) == 0 {
 		t.Fatalf("no CRDs in config/crd/bases (%v)", err)
 	}
-	got, err := filepath.Glob(filepath.Join(chart, "crds", "*"))
+	got, err := filepath.Glob(filepath.Join(chart, "files", "crds", "*"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,10 +277,10 @@ func TestChartCopiesMatchConfig(t *testing.T) {
 		return out
 	}
 	if !slices.Equal(base(want), base(got)) {
-		t.Errorf("chart crds/ holds %v, config/crd/bases holds %v: %s", base(got), base(want), fix)
+		t.Errorf("chart files/crds/ holds %v, config/crd/bases holds %v: %s", base(got), base(want), fix)
 	}
 	for _, w := range want {
-		g := filepath.Join(chart, "crds", filepath.Base(w))
+		g := filepath.Join(chart, "files", "crds", filepath.Base(w))
 		if b, err := os.ReadFile(g); err != nil || !bytes.Equal(b, readFile(t, w)) {
 			t.Errorf("%s differs from %s (%v): %s", g, w, err, fix)
 		}
@@ -385,6 +388,7 @@ func TestTemplateDefaults(t *testing.T) {
 	wantKinds := []string{
 		"ClusterRole/parley-parley-operator",
 		"ClusterRoleBinding/parley-parley-operator",
+		"CustomResourceDefinition/chatclusters.chat.parley.dev",
 		"Deployment/parley-parley-operator",
 		"Role/parley-parley-operator-leader-election",
 		"RoleBinding/parley-parley-operator-leader-election",
@@ -392,10 +396,23 @@ func TestTemplateDefaults(t *testing.T) {
 		"ServiceAccount/parley-parley-operator",
 	}
 	if got := r.kinds(); !slices.Equal(got, wantKinds) {
-		t.Fatalf("rendered %v, want %v (no CRD: crds/ is not templated; no ServiceMonitor or ChatCluster by default)", got, wantKinds)
+		t.Fatalf("rendered %v, want %v (no ServiceMonitor or ChatCluster by default)", got, wantKinds)
+	}
+	// The CRD is a template (so helm upgrade upgrades it): config/crd/bases as
+	// generated, kept by helm uninstall.
+	var crd, base apiextensionsv1.CustomResourceDefinition
+	r.one(t, "CustomResourceDefinition", &crd)
+	if err := yaml.Unmarshal(readFile(t, filepath.Join("..", "config", "crd", "bases", "chat.parley.dev_chatclusters.yaml")), &base); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(crd.Spec, base.Spec) || crd.Annotations["controller-gen.kubebuilder.io/version"] == "" {
+		t.Error("the rendered CRD differs from config/crd/bases")
+	}
+	if crd.Annotations["helm.sh/resource-policy"] != "keep" || crd.Labels["app.kubernetes.io/managed-by"] != "Helm" {
+		t.Errorf("CRD labels %v annotations %v: want the chart's labels and helm.sh/resource-policy: keep", crd.Labels, crd.Annotations)
 	}
 	for _, d := range r {
-		if d.Kind != "ClusterRole" && d.Kind != "ClusterRoleBinding" && d.Namespace != namespace {
+		if d.Kind != "ClusterRole" && d.Kind != "ClusterRoleBinding" && d.Kind != "CustomResourceDefinition" && d.Namespace != namespace {
 			t.Errorf("%s %s in namespace %q, want the release namespace %s", d.Kind, d.Name, d.Namespace, namespace)
 		}
 	}
@@ -487,7 +504,7 @@ func TestTemplateDefaults(t *testing.T) {
 }
 
 func TestTemplateNonDefaults(t *testing.T) {
-	r := template(t, "-f", filepath.Join("testdata", "nondefault-values.yaml"))
+	r := template(t, "-f", filepath.Join("testdata", "nondefault-values.yaml"), "--api-versions", chatClusterAPI)
 	r.decodeAll(t)
 	wantKinds := []string{
 		"ChatCluster/team-chat",
@@ -595,7 +612,7 @@ func TestTemplateNonDefaults(t *testing.T) {
 // named existing ServiceAccount and the chart creates no RBAC.
 func TestTemplateOptionalObjectsOff(t *testing.T) {
 	r := template(t, "--set", "metrics.enabled=false,metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.force=true",
-		"--set", "rbac.create=false,serviceAccount.create=false,serviceAccount.name=existing-sa")
+		"--set", "rbac.create=false,serviceAccount.create=false,serviceAccount.name=existing-sa,crds.install=false")
 	r.decodeAll(t)
 	if got := r.kinds(); !slices.Equal(got, []string{"Deployment/parley-parley-operator"}) {
 		t.Fatalf("rendered %v, want only the Deployment", got)
@@ -748,6 +765,9 @@ func TestTemplateAlertsAndDashboard(t *testing.T) {
 	}
 }
 
+// chatClusterAPI stands for discovery serving the ChatCluster kind (--api-versions).
+const chatClusterAPI = "chat.parley.dev/v1alpha1/ChatCluster"
+
 // chartValues reads the chart's values.yaml.
 func chartValues(t *testing.T) map[string]any {
 	t.Helper()
@@ -760,7 +780,12 @@ func chartValues(t *testing.T) map[string]any {
 
 // The sample ChatCluster is off by default; on, it carries values.yaml's spec unchanged.
 func TestTemplateChatClusterFromValues(t *testing.T) {
-	r := template(t, "--set", "chatCluster.enabled=true")
+	// Not before the API is served: on a first install the release itself creates
+	// the CRD, and Helm cannot build an object of a kind not yet served.
+	if r := template(t, "--set", "chatCluster.enabled=true"); len(r.find("ChatCluster")) != 0 {
+		t.Errorf("ChatCluster rendered before chat.parley.dev/v1alpha1 is served: %v", r.kinds())
+	}
+	r := template(t, "--set", "chatCluster.enabled=true", "--api-versions", chatClusterAPI)
 	r.decodeAll(t)
 	ds := r.find("ChatCluster")
 	if len(ds) != 1 || ds[0].Name != "parley" || ds[0].Namespace != namespace {

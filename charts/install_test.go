@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -136,12 +137,19 @@ var serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", 
 // that accepts any spec, so discovery serves monitoring.coreos.com/v1.
 func installServiceMonitorCRD(t *testing.T) {
 	t.Helper()
+	installMonitoringCRD(t, "servicemonitors", "servicemonitor", "ServiceMonitor")
+}
+
+// installMonitoringCRD installs a stand-in for one of the Prometheus Operator's
+// CRDs that accepts any object.
+func installMonitoringCRD(t *testing.T, plural, singular, kind string) {
+	t.Helper()
 	preserve := true
 	crd := &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "servicemonitors.monitoring.coreos.com"},
+		ObjectMeta: metav1.ObjectMeta{Name: plural + ".monitoring.coreos.com"},
 		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
 			Group: "monitoring.coreos.com",
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "servicemonitors", Singular: "servicemonitor", Kind: "ServiceMonitor", ListKind: "ServiceMonitorList"},
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: plural, Singular: singular, Kind: kind, ListKind: kind + "List"},
 			Scope: apiextensionsv1.NamespaceScoped,
 			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
 				Name: "v1", Served: true, Storage: true,
@@ -152,9 +160,9 @@ func installServiceMonitorCRD(t *testing.T) {
 		},
 	}
 	if err := k8s.Create(context.Background(), crd); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatalf("create ServiceMonitor CRD: %v", err)
+		t.Fatalf("create %s CRD: %v", kind, err)
 	}
-	eventually(t, "ServiceMonitor CRD established", func() error { return established(crd.Name) })
+	eventually(t, kind+" CRD established", func() error { return established(crd.Name) })
 }
 
 func established(name string) error {
@@ -176,12 +184,14 @@ func helmKube(t *testing.T, args ...string) string {
 	return mustHelm(t, append(args, "--kubeconfig", kubeconfig)...)
 }
 
-// The chart installed with `helm install` on a real kube-apiserver: the CRD from crds/
-// is established and is the generated one, the operator's objects carry the values'
-// settings, the chart's sample ChatCluster is accepted (with the API server's
-// defaults) and an invalid one refused by the CRD's CEL rules; `helm upgrade` with a
-// changed value updates the Deployment; `helm uninstall` removes the release's objects
-// and leaves the CRD (Helm never deletes crds/).
+// The chart installed with `helm install` on a real kube-apiserver: the CRD (a
+// template of the release) is established and is the generated one, the operator's
+// objects, the PrometheusRule and the dashboard carry the values' settings, an
+// invalid ChatCluster is refused by the CRD's CEL rules; `helm upgrade` with a
+// changed value updates the Deployment and creates the chart's sample ChatCluster
+// (accepted, with the API server's defaults); `helm upgrade` to a chart whose CRD
+// has a new field upgrades the CRD; `helm uninstall` removes the release's objects
+// and leaves the CRD (helm.sh/resource-policy: keep) with the other ChatClusters.
 func TestInstallUpgradeUninstall(t *testing.T) {
 	helmBin(t)
 	startEnv(t)
@@ -194,6 +204,7 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		t.Errorf("dry run without monitoring.coreos.com/v1: want no ServiceMonitor and a note saying why:\n%s", dry)
 	}
 	installServiceMonitorCRD(t)
+	installMonitoringCRD(t, "prometheusrules", "prometheusrule", "PrometheusRule")
 	values := filepath.Join("testdata", "install-values.yaml")
 	start := time.Now()
 	notes := helmKube(t, "install", release, chart, "--namespace", namespace, "--create-namespace", "--wait=false", "-f", values)
@@ -204,11 +215,15 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		t.Errorf("the ChatCluster in the NOTES is refused: %v", err)
 	}
 
-	// The CRD: established, and the one config/crd/bases holds (same schema and CEL rules).
+	// The CRD, a template of the release: established, and the one config/crd/bases
+	// holds (same schema and CEL rules), kept by helm uninstall.
 	const crdName = "chatclusters.chat.parley.dev"
 	eventually(t, "ChatCluster CRD established", func() error { return established(crdName) })
 	var live apiextensionsv1.CustomResourceDefinition
 	get(t, client.ObjectKey{Name: crdName}, &live)
+	if live.Annotations["helm.sh/resource-policy"] != "keep" || live.Annotations["meta.helm.sh/release-name"] != release {
+		t.Errorf("CRD annotations %v: want the release's, with helm.sh/resource-policy: keep", live.Annotations)
+	}
 	var want apiextensionsv1.CustomResourceDefinition
 	if err := yaml.Unmarshal(readFile(t, filepath.Join("..", "config", "crd", "bases", "chat.parley.dev_chatclusters.yaml")), &want); err != nil {
 		t.Fatal(err)
@@ -272,16 +287,31 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	sm.SetGroupVersionKind(serviceMonitorGVK)
 	get(t, key, sm)
 
-	// The chart's sample ChatCluster (values.yaml chatCluster.spec) was accepted and
-	// defaulted by the installed CRD.
+	// The alerts and the dashboard (install-values turns them on).
+	pr := &unstructured.Unstructured{}
+	pr.SetGroupVersionKind(schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"})
+	get(t, key, pr)
+	if groups, _, _ := unstructured.NestedSlice(pr.Object, "spec", "groups"); len(groups) == 0 {
+		t.Error("the PrometheusRule has no rule groups")
+	}
+	dash := &corev1.ConfigMap{}
+	get(t, client.ObjectKey{Namespace: namespace, Name: name + "-dashboard"}, dash)
+	if dash.Labels["grafana_dashboard"] != "1" || !strings.Contains(dash.Data["parley.json"], `"uid": "parley-chat"`) {
+		t.Errorf("dashboard ConfigMap labels %v", dash.Labels)
+	}
+
+	// The chart's sample ChatCluster waits for an upgrade: on the first install the
+	// release itself created the CRD, and the NOTES say so.
 	var cc chatv1alpha1.ChatCluster
-	get(t, client.ObjectKey{Namespace: namespace, Name: "parley"}, &cc)
-	if cc.Spec.Database.SQLite == nil || cc.Spec.RateLimits.Login != "10/5m" {
-		t.Errorf("sample ChatCluster spec %+v: want SQLite and the CRD's default rate limits", cc.Spec)
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "parley"}, &cc); !apierrors.IsNotFound(err) {
+		t.Errorf("sample ChatCluster on the first install: err %v, want not found", err)
+	}
+	if !strings.Contains(notes, "helm upgrade parley <chart> -n parley-system --reuse-values") {
+		t.Errorf("NOTES do not say how to create the sample ChatCluster:\n%s", notes)
 	}
 
 	// An invalid spec rendered by the chart is refused by the CRD's CEL rules.
-	bad := template(t, "--set", "chatCluster.enabled=true,chatCluster.name=too-many,chatCluster.spec.replicas=3").find("ChatCluster")
+	bad := template(t, "--set", "chatCluster.enabled=true,chatCluster.name=too-many,chatCluster.spec.replicas=3", "--api-versions", chatClusterAPI).find("ChatCluster")
 	if len(bad) != 1 {
 		t.Fatal("no ChatCluster rendered")
 	}
@@ -312,6 +342,48 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	if status := helmKube(t, "status", release, "--namespace", namespace, "-o", "json"); !strings.Contains(status, `"version":2`) {
 		t.Errorf("release is not at revision 2 after the upgrade: %s", status)
 	}
+	// Now the API is served, the sample ChatCluster (values.yaml chatCluster.spec) is
+	// created, accepted and defaulted by the installed CRD.
+	get(t, client.ObjectKey{Namespace: namespace, Name: "parley"}, &cc)
+	if cc.Spec.Database.SQLite == nil || cc.Spec.RateLimits.Login != "10/5m" {
+		t.Errorf("sample ChatCluster spec %+v: want SQLite and the CRD's default rate limits", cc.Spec)
+	}
+
+	// helm upgrade upgrades the CRD: a chart whose CRD has a new spec field
+	// (upgradeProbe) makes the live CRD serve it, and a ChatCluster keeps its value
+	// (an un-upgraded CRD would prune it).
+	newer := chartWithNewCRDField(t, "upgradeProbe")
+	helmKube(t, "upgrade", release, newer, "--namespace", namespace, "--wait=false", "-f", values)
+	eventually(t, "the upgraded CRD to serve spec.upgradeProbe", func() error {
+		var crd apiextensionsv1.CustomResourceDefinition
+		if err := k8s.Get(ctx, client.ObjectKey{Name: crdName}, &crd); err != nil {
+			return err
+		}
+		if _, ok := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"].Properties["upgradeProbe"]; !ok {
+			return fmt.Errorf("spec.upgradeProbe not in the CRD's schema")
+		}
+		return established(crdName)
+	})
+	probe := &unstructured.Unstructured{}
+	probe.SetGroupVersionKind(chatv1alpha1.GroupVersion.WithKind("ChatCluster"))
+	probe.SetNamespace(namespace)
+	probe.SetName("probe")
+	probe.Object["spec"] = map[string]any{"upgradeProbe": "kept", "database": map[string]any{"sqlite": map[string]any{}}}
+	eventually(t, "a ChatCluster with spec.upgradeProbe to keep it", func() error {
+		_ = k8s.Delete(ctx, probe.DeepCopy())
+		if err := k8s.Create(ctx, probe.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(probe.GroupVersionKind())
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(probe), got); err != nil {
+			return err
+		}
+		if v, _, _ := unstructured.NestedString(got.Object, "spec", "upgradeProbe"); v != "kept" {
+			return fmt.Errorf("spec.upgradeProbe = %q (pruned: the CRD was not upgraded)", v)
+		}
+		return nil
+	})
 
 	// helm uninstall removes the release's objects; the CRD stays.
 	helmKube(t, "uninstall", release, "--namespace", namespace)
@@ -324,7 +396,8 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-leader-election"}},
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-leader-election"}},
 		&chatv1alpha1.ChatCluster{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "parley"}},
-		sm,
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-dashboard"}},
+		sm, pr,
 	}
 	for _, o := range gone {
 		eventually(t, fmt.Sprintf("%T %s removed by helm uninstall", o, o.GetName()), func() error {
@@ -335,12 +408,43 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 			return fmt.Errorf("still there (err %v)", err)
 		})
 	}
+	// The CRD stays (helm.sh/resource-policy: keep), as upgraded, and so do the
+	// ChatClusters the release did not create.
 	if err := established(crdName); err != nil {
-		t.Errorf("after uninstall: %v (Helm keeps CRDs from crds/)", err)
+		t.Errorf("after uninstall: %v (the CRD carries helm.sh/resource-policy: keep)", err)
+	}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(probe), probe); err != nil {
+		t.Errorf("a ChatCluster not created by the release is gone after uninstall: %v", err)
 	}
 	if out := helmKube(t, "list", "--all-namespaces", "-q"); slices.Contains(strings.Fields(out), release) {
 		t.Errorf("release still listed after uninstall: %q", out)
 	}
+}
+
+// chartWithNewCRDField copies the chart into a temporary folder with one more
+// string field in the CRD's spec schema: the next chart version's CRD.
+func chartWithNewCRDField(t *testing.T, field string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "parley-operator")
+	if err := os.CopyFS(dst, os.DirFS(chart)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dst, "files", "crds", "chat.parley.dev_chatclusters.yaml")
+	var crd apiextensionsv1.CustomResourceDefinition
+	if err := yaml.UnmarshalStrict(readFile(t, path), &crd); err != nil {
+		t.Fatal(err)
+	}
+	spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
+	spec.Properties[field] = apiextensionsv1.JSONSchemaProps{Type: "string", Description: "Added by the next chart version."}
+	crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"] = spec
+	b, err := yaml.Marshal(&crd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
 
 // notesChatCluster extracts the example ChatCluster from the install NOTES: the
@@ -368,4 +472,64 @@ func notesChatCluster(t *testing.T, notes string) *unstructured.Unstructured {
 		t.Fatalf("the NOTES' example is %s %q", obj.GetKind(), obj.GetName())
 	}
 	return obj
+}
+
+// A release installed by an older chart, whose CRD came from crds/ and carries no
+// Helm ownership: helm refuses to take the CRD over until the label and
+// annotations the chart README and docs/operator.md give are set (with kubectl, as
+// written there); then the release adopts the CRD, and uninstalling it keeps it.
+func TestAdoptCRDFromOlderChart(t *testing.T) {
+	helmBin(t)
+	startEnv(t)
+	ctx := context.Background()
+	const crdName = "chatclusters.chat.parley.dev"
+	const rel, ns = "legacy", "legacy-system"
+
+	// The CRD as the older chart's crds/ left it: no Helm label or annotations.
+	var old apiextensionsv1.CustomResourceDefinition
+	if err := yaml.Unmarshal(readFile(t, filepath.Join("..", "config", "crd", "bases", "chat.parley.dev_chatclusters.yaml")), &old); err != nil {
+		t.Fatal(err)
+	}
+	live := &apiextensionsv1.CustomResourceDefinition{}
+	switch err := k8s.Get(ctx, client.ObjectKey{Name: crdName}, live); {
+	case apierrors.IsNotFound(err):
+		if err := k8s.Create(ctx, &old); err != nil {
+			t.Fatal(err)
+		}
+	case err != nil:
+		t.Fatal(err)
+	default: // left by an earlier test's release: strip Helm's ownership
+		delete(live.Labels, "app.kubernetes.io/managed-by")
+		for _, a := range []string{"meta.helm.sh/release-name", "meta.helm.sh/release-namespace", "helm.sh/resource-policy"} {
+			delete(live.Annotations, a)
+		}
+		if err := k8s.Update(ctx, live); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "ChatCluster CRD established", func() error { return established(crdName) })
+
+	install := []string{"upgrade", "--install", rel, chart, "--namespace", ns, "--create-namespace", "--wait=false", "--kubeconfig", kubeconfig}
+	if _, err := helm(t, install...); err == nil || !strings.Contains(err.Error(), "cannot be imported into the current release") {
+		t.Fatalf("helm with an unowned CRD: err %v, want the ownership refusal the docs quote", err)
+	}
+
+	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	for _, args := range [][]string{
+		{"label", "crd", crdName, "app.kubernetes.io/managed-by=Helm"},
+		{"annotate", "crd", crdName, "meta.helm.sh/release-name=" + rel, "meta.helm.sh/release-namespace=" + ns},
+	} {
+		if out, err := exec.Command(kubectl, append(args, "--kubeconfig", kubeconfig)...).CombinedOutput(); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	helmKube(t, install[:len(install)-2]...)
+	get(t, client.ObjectKey{Name: crdName}, live)
+	if live.Annotations["meta.helm.sh/release-name"] != rel || live.Annotations["helm.sh/resource-policy"] != "keep" {
+		t.Errorf("adopted CRD annotations %v: want release %s and the keep policy", live.Annotations, rel)
+	}
+	helmKube(t, "uninstall", rel, "--namespace", ns)
+	if err := established(crdName); err != nil {
+		t.Errorf("after uninstalling the adopting release: %v", err)
+	}
 }
