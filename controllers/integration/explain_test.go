@@ -27,6 +27,8 @@ func TestExplainAttachments(t *testing.T) {
 		"chatcluster.spec.attachments.volume":               {"With more than one replica it must be ReadWriteMany", "claimName", "accessModes"},
 		"chatcluster.spec.attachments.s3":                   {"credentialsSecret", "caSecret", "insecure", "pathStyle", "The bucket must exist"},
 		"chatcluster.spec.attachments.s3.credentialsSecret": {"secretKeyRef", "never copied into the Deployment", "IAM role"},
+		"chatcluster.spec.paused":                           {"Paused stops reconciliation", "Paused condition", "chat.parley.dev/paused annotation"},
+		"chatcluster.spec.monitoring.prometheusRule":        {"PrometheusRule", "docs/runbooks", "chatcluster label"},
 	} {
 		got := explain(field)
 		for _, w := range wants {
