@@ -168,14 +168,37 @@ func (a *API) Handler() http.Handler {
 	v1.HEAD("/attachments/:id", a.download(false))
 	v1.GET("/attachments/:id/thumbnail", a.download(true))
 	v1.HEAD("/attachments/:id/thumbnail", a.download(true))
-
+	// GET never reaches gin (upgradeFirst); the route stays so that other
+	// methods get 405, as on every route.
 	v1.GET("/ws", gin.WrapH(a.hub))
 
 	r.NoMethod(func(c *gin.Context) {
 		writeErr(c, apperr.New(apperr.InvalidRequest, "method %s not allowed here", c.Request.Method))
 	})
 	r.NoRoute(a.static)
-	return r
+	return upgradeFirst{hub: a.hub, rest: r}
+}
+
+// wsPath is the WebSocket upgrade (docs/api.md).
+const wsPath = "/api/v1/ws"
+
+// upgradeFirst sends the WebSocket upgrade straight to the hub, past gin
+// and its middlewares: request id, access log, security headers and body
+// limit do nothing for a 101 answer written by the upgrader, and they were
+// work on every connection set-up (docs/benchmarks.md, "Issue 15: set-up
+// and idle memory"). The hub counts its outcomes itself
+// (parley_ws_connections_total).
+type upgradeFirst struct {
+	hub  http.Handler
+	rest http.Handler
+}
+
+func (u upgradeFirst) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == wsPath && r.Method == http.MethodGet {
+		u.hub.ServeHTTP(w, r)
+		return
+	}
+	u.rest.ServeHTTP(w, r)
 }
 
 // MetricsHandler serves the Prometheus metrics.
