@@ -150,14 +150,22 @@ func (h *Hub) count(result string) {
 }
 
 // ticket redeems a ticket secret, once, and checks that its session was not
-// ended (logout everywhere, password change) since it was issued.
+// ended (logout everywhere, password change) since it was issued: through
+// the revocations the ticket store read with it, or else in the database.
 func (h *Hub) ticket(ctx context.Context, secret string) (*accounts.Principal, error) {
 	t, err := h.tickets.Take(ctx, ticketKey(secret))
 	if err != nil {
 		return nil, err
 	}
-	if err := h.accounts.StillValid(ctx, t.UserID, t.SessionID, t.Issued); err != nil {
-		return nil, err
+	switch {
+	case !t.RevocationsChecked:
+		if err := h.accounts.StillValid(ctx, t.UserID, t.SessionID, t.Issued); err != nil {
+			return nil, err
+		}
+	case t.RevokedSinceIssue():
+		// The access token bought it before a logout, password change or
+		// deletion (RevokingDisconnector): the database says the same.
+		return nil, errors.New("realtime: ticket revoked")
 	}
 	return &accounts.Principal{UserID: t.UserID, SessionID: t.SessionID, ExpiresAt: t.AccessExpires}, nil
 }

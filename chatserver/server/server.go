@@ -147,6 +147,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	var (
 		tracker    presence.Tracker
 		tickets    realtime.Tickets
+		revoker    realtime.Revoker  // records revocations where tickets are redeemed (nil: no Redis)
 		loginLimit ratelimit.Limiter = ratelimit.NewMemory(cfg.RateLogin, opts.Now)
 		msgLimit   ratelimit.Limiter = ratelimit.NewMemory(cfg.RateMessages, opts.Now)
 		degradable                   = map[string]httpapi.Checker{}
@@ -171,7 +172,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		loginLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "login", cfg.RateLogin), Secondary: loginLimit, OnError: onErr, Breaker: redisDown}
 		msgLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "msg", cfg.RateMessages), Secondary: msgLimit, OnError: onErr, Breaker: redisDown}
 		tracker = presence.NewRedis(rc, presenceTTL, opts.Now)
-		tickets = realtime.FallbackTickets{Primary: realtime.NewRedisTickets(rc, s.keys, s.metrics), Secondary: realtime.NewMemoryTickets(), Breaker: redisDown}
+		redisTickets := realtime.NewRedisTickets(rc, s.keys, s.metrics)
+		tickets = realtime.FallbackTickets{Primary: redisTickets, Secondary: realtime.NewMemoryTickets(), Breaker: redisDown}
+		revoker = redisTickets
 		rbp := backplane.NewRedis(rc, backplane.RedisOptions{Logger: log, Metrics: s.metrics, Breaker: redisDown})
 		s.bp = rbp
 		// Redis counts as back when it answers and this replica's
@@ -202,7 +205,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	codec.SetSharedMin(cfg.SharedFanoutMin)
 	events := delivery.NewPublisher(s.bp, codec, log, s.metrics)
 	pres := presence.NewService(tracker, db, events, log, opts.Now)
-	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog, Sockets: events,
+	var sockets accounts.Disconnector = events
+	if revoker != nil {
+		// A ticket is then redeemed without a database read (issue 15).
+		sockets = realtime.RevokingDisconnector{Next: events, Tickets: revoker, Log: log, Now: opts.Now}
+	}
+	acc := accounts.New(accounts.Config{Store: db, Hasher: hasher, Tokens: tokens, Audit: auditLog, Sockets: sockets,
 		Metrics: s.metrics, Logger: log, RefreshTTL: cfg.RefreshTokenTTL, Now: opts.Now})
 	if err := s.openBlobs(ctx); err != nil {
 		return nil, err
