@@ -13,7 +13,8 @@
 #   BENCH_IDLE_HOLD (20s), BENCH_CONNS (1200), BENCH_GROUP_SIZE (20),
 #   BENCH_DURATION (15s), BENCH_INFLIGHT (64), BENCH_BLOB_FILES (16),
 #   BENCH_BLOB_MIB (16), BENCH_BLOB_CONCURRENCY (4), BENCH_LARGE_GROUP (1000:
-#   the members of the one large group, one connection each).
+#   the members of the one large group, one connection each), BENCH_LARGE_RATE
+#   (20 messages/s into it, open loop: 20,000 deliveries/s).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -31,6 +32,7 @@ blob_files="${BENCH_BLOB_FILES:-16}"
 blob_mib="${BENCH_BLOB_MIB:-16}"
 blob_conc="${BENCH_BLOB_CONCURRENCY:-4}"
 large="${BENCH_LARGE_GROUP:-1000}"
+large_rate="${BENCH_LARGE_RATE:-20}"
 
 out="$root/tmp/bench"
 run="$out/run"
@@ -119,7 +121,7 @@ log "replicas $r1 (pid $s1) and $r2 (pid $s2), Redis :$rport (pid $redis_pid), d
   echo "PostgreSQL: $(psql -tA "$pg_admin" -c 'show server_version') (hack/postgres.sh: fsync=off, synchronous_commit=off)"
   echo "open-file limit: $fd_limit"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared with other builds)"
-  echo "command: make bench (hack/bench.sh; BENCH_USERS=$users BENCH_IDLE_CONNS=$idle_conns BENCH_IDLE_HOLD=$idle_hold BENCH_CONNS=$conns BENCH_GROUP_SIZE=$group_size BENCH_DURATION=$duration BENCH_INFLIGHT=$inflight BENCH_LARGE_GROUP=$large)"
+  echo "command: make bench (hack/bench.sh; BENCH_USERS=$users BENCH_IDLE_CONNS=$idle_conns BENCH_IDLE_HOLD=$idle_hold BENCH_CONNS=$conns BENCH_GROUP_SIZE=$group_size BENCH_DURATION=$duration BENCH_INFLIGHT=$inflight BENCH_LARGE_GROUP=$large BENCH_LARGE_RATE=$large_rate)"
   echo "replicas: bin/chatserver ${common[*]//$db_url/postgres://…/$db} (2 processes, PostgreSQL pool 20 each)"
 } >"$run/meta.txt"
 
@@ -154,15 +156,17 @@ for i in 1 2; do
   log "baseline: bare broadcast, as fast as acks allow ($i of 2)"
   "${baseline[@]}" -label "baseline-max-$i" -user-prefix "base$i" >"$run/baseline-max-$i.json"
 done
-# 2b. One large group (each message to every member), and the baseline with
-#     the same shape: the figure behind the shared envelopes' threshold.
-log "one group of $large members, as fast as acks allow, and the baseline"
+# 2b. One large group (each message to every member) at a fixed rate (acks
+#     do not wait for the fan-out, so a closed loop would only measure how
+#     fast the slow-consumer policy drops connections), and the baseline with
+#     the same shape and rate: the figure behind the shared envelopes.
+log "one group of $large members at $large_rate messages/s, and the baseline"
 bin/parley-load -users "$large" -cache "$work/users.json" -register-workers 8 -json -label large-group \
   -targets "$r1,$r2" -conns "$large" -group-size "$large" -duration "$duration" -inflight "$inflight" -senders 16 \
-  -server-pids "$s1,$s2" -watch "redis=$redis_pid,postgres=$pg_pid+" -group-fraction 1 -rate 0 >"$run/large-group.json"
+  -server-pids "$s1,$s2" -watch "redis=$redis_pid,postgres=$pg_pid+" -group-fraction 1 -rate "$large_rate" >"$run/large-group.json"
 bin/parley-load -users "$large" -register-workers 8 -json -label baseline-large -user-prefix basel \
   -targets "http://127.0.0.1:$pb" -conns "$large" -group-size "$large" -duration "$duration" -inflight "$inflight" -senders 16 \
-  -server-pids "$sb" -group-fraction 1 -rate 0 >"$run/baseline-large.json"
+  -server-pids "$sb" -group-fraction 1 -rate "$large_rate" >"$run/baseline-large.json"
 kill "$sb"
 half="$(python3 -c 'import json,sys; print(max(1, round(max(json.load(open(f))["traffic"]["ackedPerSecond"] for f in sys.argv[1:]) / 2)))' \
   "$run/group-max-1.json" "$run/group-max-2.json")"

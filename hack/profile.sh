@@ -9,7 +9,8 @@
 # commit: git worktree add /tmp/old <commit>; SRC=/tmp/old hack/profile.sh old).
 # SERVER_ARGS adds flags to both replicas (e.g. "-shared-fanout-min 0");
 # USERS, CONNS and GROUP change the shape (default 600, 1200, 20: GROUP=1000
-# USERS=1000 CONNS=1000 is one 1,000-member group, one connection each).
+# USERS=1000 CONNS=1000 is one 1,000-member group, one connection each);
+# RATE fixes the message rate (open loop; default 0: as fast as acks allow).
 # Needs make postgres-up; uses no S3 (no attachments in this run).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -60,7 +61,7 @@ pids+=("$s2")
 wait_ready "http://127.0.0.1:$p2"
 targets="http://127.0.0.1:$p1,http://127.0.0.1:$p2"
 load=("$out/parley-load" -users "${USERS:-600}" -cache "$work/users.json" -register-workers 8 -json -targets "$targets"
-  -conns "${CONNS:-1200}" -group-size "${GROUP:-20}" -inflight 64 -senders 16 -group-fraction 1 -rate 0)
+  -conns "${CONNS:-1200}" -group-size "${GROUP:-20}" -inflight 64 -senders 16 -group-fraction 1 -rate "${RATE:-0}")
 # A short run first registers the users and creates the conversations.
 "${load[@]}" -label warm -duration 3s >"$out/warm.json"
 commits() { psql -tA "$pg_admin" -c "select xact_commit from pg_stat_database where datname='$db'"; }
