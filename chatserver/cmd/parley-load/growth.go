@@ -42,12 +42,23 @@ type growthCheck struct {
 }
 
 // checkGrowth compares the mean of the last third of series with that of
-// the first third; fewer than 3 samples cannot pass.
+// the first third; fewer than 3 samples, or a sample that could not be read
+// (negative: the sampler stores -1), cannot pass.
 func checkGrowth(name string, series []float64, tol tolerance) growthCheck {
 	c := growthCheck{Series: name, Samples: len(series), Tolerance: tol.String()}
 	k := len(series) / 3
 	if k == 0 {
 		c.Tolerance = "fewer than 3 samples: no verdict"
+		return c
+	}
+	missing := 0
+	for _, v := range series {
+		if v < 0 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		c.Tolerance = fmt.Sprintf("%d of %d samples could not be read: no verdict", missing, len(series))
 		return c
 	}
 	c.First, c.Last = mean(series[:k]), mean(series[len(series)-k:])
@@ -81,7 +92,7 @@ func soakChecks(samples []soakSample, replicas int, redis, postgres bool) []grow
 				if r < len(s.Replicas) {
 					return f(s.Replicas[r])
 				}
-				return 0
+				return -1
 			})
 		}
 		name := fmt.Sprintf("replica %d ", r+1)

@@ -17,10 +17,10 @@ import (
 
 // replicaSample is one chat server at one sampling instant.
 type replicaSample struct {
-	Goroutines   float64 `json:"goroutines"`   // go_goroutines
-	HeapInuseMiB float64 `json:"heapInuseMiB"` // go_memstats_heap_inuse_bytes
-	RSSMiB       float64 `json:"rssMiB"`       // VmRSS from /proc
-	FDs          int     `json:"fds"`          // entries of /proc/<pid>/fd
+	Goroutines   float64 `json:"goroutines"`   // go_goroutines; -1: not read
+	HeapInuseMiB float64 `json:"heapInuseMiB"` // go_memstats_heap_inuse_bytes; -1: not read
+	RSSMiB       float64 `json:"rssMiB"`       // VmRSS from /proc; -1: not read
+	FDs          int     `json:"fds"`          // entries of /proc/<pid>/fd; -1: not read
 	Cores        float64 `json:"cores"`        // CPU used since the previous sample
 	Conns        int     `json:"conns"`        // this generator's open connections to it
 }
@@ -141,15 +141,18 @@ func (sm *sampler) take(ctx context.Context, s *soakRun) soakSample {
 		}
 	}
 	for i, pid := range sm.o.serverPIDs {
-		r := replicaSample{Conns: open[i]}
-		vals, err := sm.scrape(ctx, sm.apis[i].base+"/metrics")
-		if err != nil {
+		// -1: could not be read (the growth check then gives no verdict).
+		r := replicaSample{Conns: open[i], Goroutines: -1, HeapInuseMiB: -1, RSSMiB: -1, FDs: -1}
+		if vals, err := sm.scrape(ctx, sm.apis[i].base+"/metrics"); err == nil {
+			r.Goroutines = vals["go_goroutines"]
+			r.HeapInuseMiB = vals["go_memstats_heap_inuse_bytes"] / (1 << 20)
+		} else {
 			s.errs.addErr("sample_metrics", err)
 		}
-		r.Goroutines = vals["go_goroutines"]
-		r.HeapInuseMiB = vals["go_memstats_heap_inuse_bytes"] / (1 << 20)
 		if kib, err := rssKiB(pid); err == nil {
 			r.RSSMiB = float64(kib) / 1024
+		} else {
+			s.errs.addErr("sample_rss", err)
 		}
 		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
 			r.FDs = len(fds)

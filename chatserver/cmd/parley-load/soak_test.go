@@ -44,6 +44,11 @@ func TestCheckGrowth(t *testing.T) {
 	if c := checkGrowth("short", []float64{1, 2}, tolHeap); c.Pass || c.Samples != 2 {
 		t.Errorf("two samples gave a verdict: %+v", c)
 	}
+	// A sample that could not be read (-1) leaves no verdict, so a sampler
+	// that reads nothing cannot pass.
+	if c := checkGrowth("unread", []float64{600, 600, -1, 600, 600, 600}, tolGoroutines); c.Pass {
+		t.Errorf("a missing sample passed: %+v", c)
+	}
 	// A drop is never a failure.
 	if c := checkGrowth("drop", []float64{300, 300, 300, 200, 200, 200}, tolRSS); !c.Pass {
 		t.Errorf("a drop failed: %+v", c)

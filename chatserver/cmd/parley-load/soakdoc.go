@@ -264,7 +264,7 @@ func drawPanel(b *strings.Builder, ox, oy, w, h float64, title string, xs []floa
 	}
 	ymax = niceMax(ymax * 1.05)
 	X := func(x float64) float64 { return ox + left + x/xmax*pw }
-	Y := func(y float64) float64 { return oy + top + ph - y/ymax*ph }
+	Y := func(y float64) float64 { return oy + top + ph - max(y, 0)/ymax*ph } // -1 (not read) drawn at 0
 	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-weight="bold">%s</text>`+"\n", ox+left, oy+14, html.EscapeString(title))
 	fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#999"/>`+"\n", ox+left, oy+top, pw, ph)
 	for _, f := range []float64{0, 0.5, 1} {
