@@ -598,11 +598,13 @@ func HPA(cc *chatv1alpha1.ChatCluster, s Settings, customMetrics bool) *autoscal
 		},
 	}}
 	if as.TargetConnectionsPerPod != nil && customMetrics {
+		// The gauge each chat server exports, as prometheus-adapter serves it
+		// per pod under its own name.
 		q := resource.NewQuantity(int64(*as.TargetConnectionsPerPod), resource.DecimalSI)
 		metrics = append(metrics, autoscalingv2.MetricSpec{
 			Type: autoscalingv2.PodsMetricSourceType,
 			Pods: &autoscalingv2.PodsMetricSource{
-				Metric: autoscalingv2.MetricIdentifier{Name: "parley_connections"},
+				Metric: autoscalingv2.MetricIdentifier{Name: ConnectionsMetric},
 				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: q},
 			},
 		})
@@ -868,3 +870,7 @@ func notificationsConfig(cc *chatv1alpha1.ChatCluster, data map[string]string) {
 		data[settings.PushContact.Env] = n.Contact
 	}
 }
+
+// ConnectionsMetric is the chat server's gauge of open WebSocket connections,
+// the per-pod custom metric spec.autoscaling.targetConnectionsPerPod reads.
+const ConnectionsMetric = "parley_ws_connections"

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	chatv1alpha1 "github.com/parley-chat/parley/api/v1alpha1"
+	chatmetrics "github.com/parley-chat/parley/chatserver/metrics"
 	"github.com/parley-chat/parley/pkg/settings"
 )
 
@@ -89,8 +90,21 @@ func TestHPACustomMetricOnlyWhenServed(t *testing.T) {
 		t.Errorf("%d metrics without the custom metrics API, want CPU only", n)
 	}
 	m := HPA(cc, s, true).Spec.Metrics
-	if len(m) != 2 || m[1].Pods == nil || m[1].Pods.Metric.Name != "parley_connections" || m[1].Pods.Target.AverageValue.Value() != 400 {
+	if len(m) != 2 || m[1].Pods == nil || m[1].Pods.Metric.Name != ConnectionsMetric || m[1].Pods.Target.AverageValue.Value() != 400 {
 		t.Errorf("metrics with custom metrics API = %+v", m)
+	}
+	// The metric is one the chat server exports (it was once named
+	// parley_connections, which no server had).
+	families, err := chatmetrics.New().Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range families {
+		found = found || f.GetName() == ConnectionsMetric
+	}
+	if !found {
+		t.Errorf("the HPA reads %q, which the chat server does not export", ConnectionsMetric)
 	}
 }
 

@@ -408,7 +408,7 @@ type AutoscalingSpec struct {
 
 	// TargetConnectionsPerPod is the average number of open WebSocket connections per
 	// pod the autoscaler aims for, read from the per-pod custom metric
-	// parley_connections. Used only when the custom metrics API
+	// parley_ws_connections. Used only when the custom metrics API
 	// (custom.metrics.k8s.io) is served, for example by prometheus-adapter.
 	// +kubebuilder:validation:Minimum=1
 	// +optional
