@@ -11,9 +11,17 @@ import (
 
 // PeerLister finds the audience of a user's presence.
 type PeerLister interface {
-	// ConversationPeers returns the users sharing a conversation with userID.
-	ConversationPeers(ctx context.Context, userID string) ([]string, error)
+	// PresencePeers returns the users sharing with userID a conversation of
+	// at most maxMembers members.
+	PresencePeers(ctx context.Context, userID string, maxMembers int) ([]string, error)
 }
+
+// MaxAnnounceGroup is the largest conversation through which presence is
+// pushed. In a larger group every member's arrival would be a frame to every
+// other member (a million frames when a 1,000-member group connects); its
+// members read each other's status when they load the conversation
+// (conversation views carry it) instead.
+const MaxAnnounceGroup = 100
 
 // Events is where presence changes go.
 type Events interface {
@@ -93,7 +101,7 @@ func (s *Service) Status(ctx context.Context, userIDs []string) (map[string]Stat
 // backplane has the frame, a status read after it sees every transition made
 // before, so the last frame any peer gets matches the tracker.
 func (s *Service) announce(ctx context.Context, userID, status string) {
-	peers, err := s.peers.ConversationPeers(ctx, userID)
+	peers, err := s.peers.PresencePeers(ctx, userID, MaxAnnounceGroup)
 	if err != nil {
 		s.log.Warn("presence: peers lookup failed", "err", err)
 		return

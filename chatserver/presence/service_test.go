@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -12,7 +13,12 @@ import (
 
 type staticPeers []string
 
-func (p staticPeers) ConversationPeers(context.Context, string) ([]string, error) { return p, nil }
+func (p staticPeers) PresencePeers(_ context.Context, _ string, max int) ([]string, error) {
+	if max != MaxAnnounceGroup {
+		return nil, fmt.Errorf("peers of conversations up to %d members asked, want %d", max, MaxAnnounceGroup)
+	}
+	return p, nil
+}
 
 // recorder keeps the presence frames in the order the backplane got them. The
 // hook for the n-th call runs before that frame lands: another replica's

@@ -357,6 +357,11 @@ type Store interface {
 	// ConversationPeers returns the distinct ids of users sharing at least one
 	// conversation with userID (not userID itself): the audience of presence.
 	ConversationPeers(ctx context.Context, userID string) ([]string, error)
+	// PresencePeers returns the users sharing with userID a conversation of
+	// at most maxMembers members: the audience of their presence (pushing it
+	// through larger groups would cost every member's arrival a frame to
+	// every other member).
+	PresencePeers(ctx context.Context, userID string, maxMembers int) ([]string, error)
 
 	// Messages.
 	// AppendMessage stores m with Seq = LastSeq+1 of its conversation, bumps

@@ -236,6 +236,29 @@ func (db *DB) ConversationPeers(ctx context.Context, userID string) ([]string, e
 	return ids, db.wrap("conversation peers", rows.Err())
 }
 
+// PresencePeers implements store.Store. The size of each of the user's
+// conversations is counted on the members primary key.
+func (db *DB) PresencePeers(ctx context.Context, userID string, maxMembers int) ([]string, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT o.user_id
+		FROM members me JOIN members o ON o.conversation_id = me.conversation_id
+		WHERE me.user_id = $1 AND o.user_id <> $1
+		  AND (SELECT COUNT(*) FROM members n WHERE n.conversation_id = me.conversation_id) <= $2
+		ORDER BY o.user_id`, userID, maxMembers)
+	if err != nil {
+		return nil, db.wrap("presence peers", err)
+	}
+	defer rows.Close()
+	ids := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, db.wrap("presence peers", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, db.wrap("presence peers", rows.Err())
+}
+
 // ConversationHeads implements store.Store: one query per maxInList ids.
 func (db *DB) ConversationHeads(ctx context.Context, ids []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(ids))

@@ -295,4 +295,16 @@ func testConversationPeers(t *testing.T, s store.Store) {
 	peers, err = s.ConversationPeers(ctx(t), "nobody")
 	wantNoErr(t, "ConversationPeers nobody", err)
 	wantEq(t, "len(peers of nobody)", len(peers), 0)
+
+	// Presence goes only through conversations of at most maxMembers:
+	// carol shares only the 3-member group with alice, bob also a pair.
+	peers, err = s.PresencePeers(ctx(t), a.ID, 3)
+	wantNoErr(t, "PresencePeers 3", err)
+	wantStrings(t, "alice's presence peers, groups up to 3", peers, sorted(b.ID, c.ID))
+	peers, err = s.PresencePeers(ctx(t), a.ID, 2)
+	wantNoErr(t, "PresencePeers 2", err)
+	wantStrings(t, "alice's presence peers, conversations up to 2", peers, []string{b.ID})
+	peers, err = s.PresencePeers(ctx(t), a.ID, 1)
+	wantNoErr(t, "PresencePeers 1", err)
+	wantEq(t, "alice's presence peers, conversations up to 1", len(peers), 0)
 }
