@@ -60,14 +60,14 @@ stack_redis() {
   redis-cli -p "$rport" ping >/dev/null
 }
 
-# stack_replica NAME ARGS...: bin/chatserver on a free loopback port with
-# data folder $work/NAME and ARGS, log $work/NAME.log; waits until ready.
-# Sets replica_url and replica_pid; appends to pids.
+# stack_replica NAME ARGS...: $chatserver_bin (default bin/chatserver) on a
+# free loopback port with data folder $work/NAME and ARGS, log $work/NAME.log;
+# waits until ready. Sets replica_url and replica_pid; appends to pids.
 stack_replica() {
   local name="$1" port
   shift
   port="$(free_port)"
-  "$root/bin/chatserver" -addr "127.0.0.1:$port" -data-dir "$work/$name" "$@" >"$work/$name.log" 2>&1 &
+  "${chatserver_bin:-$root/bin/chatserver}" -addr "127.0.0.1:$port" -data-dir "$work/$name" "$@" >"$work/$name.log" 2>&1 &
   replica_pid=$!
   pids+=("$replica_pid")
   replica_url="http://127.0.0.1:$port"
@@ -89,7 +89,11 @@ stack_stop() {
 # stack_machine: "key: value" lines describing this machine and build.
 stack_machine() {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "commit: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- chatserver 2>/dev/null || echo ' (chatserver/ has uncommitted changes)')"
+  if [ -n "${stack_commit:-}" ]; then
+    echo "commit: $stack_commit"
+  else
+    echo "commit: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- chatserver 2>/dev/null || echo ' (chatserver/ has uncommitted changes)')"
+  fi
   echo "CPU: $(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
   echo "memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')"
   echo "Go: $(go version | awk '{print $3}')"

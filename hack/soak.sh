@@ -17,7 +17,8 @@
 #   maximum), SOAK_USERS (600), SOAK_CONNS (1200), SOAK_GROUP_SIZE (20),
 #   SOAK_GROUP_FRACTION (0.5), SOAK_CHURN (0.05), SOAK_CHURN_EVERY (10s),
 #   SOAK_SAMPLE (30s), SOAK_DOC (docs/benchmarks.md), SOAK_SVG
-#   (docs/images/soak.svg).
+#   (docs/images/soak.svg), SOAK_COMMIT (build the chat server of this commit
+#   instead of the working tree, e.g. HEAD while others edit the tree).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -60,7 +61,17 @@ done
 ulimit -n "$(ulimit -Hn)"
 
 stack_log "building"
-go build -o bin/chatserver ./chatserver/cmd/chatserver
+if [ -n "${SOAK_COMMIT:-}" ]; then
+  # The chat server of that commit exactly, not the working tree (others may
+  # be editing it): exported with git archive, built into the scratch folder.
+  stack_commit="$(git rev-parse --short "$SOAK_COMMIT")"
+  mkdir -p "$work/src"
+  git archive "$SOAK_COMMIT" | tar -x -C "$work/src"
+  (cd "$work/src" && go build -o "$work/chatserver" ./chatserver/cmd/chatserver)
+  chatserver_bin="$work/chatserver"
+else
+  go build -o bin/chatserver ./chatserver/cmd/chatserver
+fi
 go build -o bin/parley-load ./chatserver/cmd/parley-load
 
 stack_postgres parley_soak
