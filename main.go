@@ -4,9 +4,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -37,14 +40,30 @@ func main() {
 func run() error {
 	var metricsAddr, probeAddr string
 	var leaderElect bool
+	var upgradeDelay time.Duration
+	var operatorNamespace string
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the operator's /metrics endpoint binds to (0 disables it)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one of several replicas reconciles")
+	flag.DurationVar(&upgradeDelay, "upgrade-delay", controllers.DefaultUpgradeDelay,
+		"after an operator upgrade, ChatClusters on the default chat server image roll one at a time; the next starts this long after the previous one's rollout completed")
+	flag.StringVar(&operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"),
+		"namespace of the operator's own Leases (leader election, the upgrade gate); default $POD_NAMESPACE, else the service account's namespace")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+
+	if upgradeDelay < 0 {
+		return fmt.Errorf("--upgrade-delay must not be negative, got %s", upgradeDelay)
+	}
+	if operatorNamespace == "" {
+		operatorNamespace = serviceAccountNamespace()
+	}
+	if operatorNamespace == "" {
+		return errors.New("--operator-namespace (or $POD_NAMESPACE) is required outside a pod: the upgrade gate's Lease lives there")
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -55,11 +74,12 @@ func run() error {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "parley-operator.chat.parley.dev",
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "parley-operator.chat.parley.dev",
+		LeaderElectionNamespace: operatorNamespace,
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -83,6 +103,7 @@ func run() error {
 		// Pods are listed only before a key promotion: uncached, no informer on every pod.
 		APIReader:     mgr.GetAPIReader(),
 		KeyringProber: controllers.HTTPKeyringProber{Timeout: controllers.DefaultProbeTimeout},
+		Upgrades:      &controllers.UpgradeGate{Namespace: operatorNamespace, Delay: upgradeDelay},
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up ChatCluster controller: %w", err)
@@ -93,7 +114,7 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	log.Info("starting operator", "version", version)
+	log.Info("starting operator", "version", version, "namespace", operatorNamespace, "upgradeDelay", upgradeDelay)
 	return startManager(ctx, mgr)
 }
 
@@ -102,4 +123,13 @@ func startManager(ctx context.Context, mgr ctrl.Manager) error {
 		return fmt.Errorf("run manager: %w", err)
 	}
 	return nil
+}
+
+// serviceAccountNamespace is the namespace of the pod the operator runs in, or "".
+func serviceAccountNamespace() string {
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -65,6 +65,9 @@ type ChatClusterReconciler struct {
 	// APIReader lists pods without a cache (main passes the manager's API
 	// reader, so the operator keeps no informer on every pod); nil: Client.
 	APIReader client.Reader
+	// Upgrades serialises moves to a new default chat server image across
+	// ChatClusters (upgrade.go); nil: every ChatCluster moves at once.
+	Upgrades *UpgradeGate
 }
 
 // +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters,verbs=get;list;watch;update;patch
@@ -270,6 +273,10 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 		return ctrl.Result{}, err
 	}
 
+	// After an operator upgrade, one ChatCluster at a time moves to the new default image.
+	if s.Image, err = r.gateImage(ctx, cc, s.Image, &q); err != nil {
+		return ctrl.Result{}, err
+	}
 	dep := Deployment(cc, s, DeploymentInput{ConfigHash: ConfigHash(cm, secretValues), PrometheusAnnotations: !smOn,
 		AttachmentsClaimShared: att.claimShared})
 	if err := track(r.applyTyped(ctx, a, dep)); err != nil {

@@ -109,6 +109,10 @@ const (
 	ReasonDataKeysRemoved Reason = "DataKeysRemoved"
 	// The accept-keyring-loss annotation was set while nothing was lost: removed.
 	ReasonNoKeyringLoss Reason = "NoKeyringLoss"
+	// The operator's default image changed (an operator upgrade): this
+	// ChatCluster waits for the upgrade gate, or has taken it and rolls.
+	ReasonUpgradeWaiting Reason = "UpgradeWaiting"
+	ReasonUpgradeStarted Reason = "UpgradeStarted"
 )
 
 // EventAction is the action of an events.k8s.io Event: what the operator was

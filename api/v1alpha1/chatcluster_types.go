@@ -757,6 +757,12 @@ type ChatClusterStatus struct {
 	// +optional
 	Version string `json:"version,omitempty"`
 
+	// PendingImage is the operator's new default image while this ChatCluster
+	// waits for its turn to move to it: after an operator upgrade, ChatClusters
+	// without spec.image roll one at a time.
+	// +optional
+	PendingImage string `json:"pendingImage,omitempty"`
+
 	// Keys reports key ids and rotation times, never key material.
 	// +optional
 	Keys KeysStatus `json:"keys,omitempty"`
@@ -822,6 +828,8 @@ type RecordedKey struct {
 // +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.version`,priority=1
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.status.image`,priority=1
+// +kubebuilder:printcolumn:name="Pending",type=string,JSONPath=`.status.pendingImage`,priority=1,description="The operator's new default image this ChatCluster waits to roll to"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ChatCluster struct {
 	metav1.TypeMeta   `json:",inline"`
