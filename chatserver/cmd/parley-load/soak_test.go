@@ -146,14 +146,14 @@ func TestSetSectionAndSVG(t *testing.T) {
 
 // A short soak against a real chat server: churned connections come back,
 // resume by cursor, and every message still reaches every connection; tokens
-// that expire every 3 s are renewed in-band, so no connection is lost; the
+// that expire every 4 s are renewed in-band, so no connection is lost; the
 // samples come from the server's /metrics and /proc.
 func TestSoakAgainstRealServer(t *testing.T) {
 	cfg, err := config.Load([]string{"-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-log-level", "error",
 		"-rate-login", "1000/1s", "-rate-messages", "1000/1s",
-		// Access tokens expire every 3 s: the soak must refresh them and
+		// Access tokens expire every 4 s, within the run: the soak must refresh them and
 		// extend its connections in-band, or the server closes them.
-		"-access-token-ttl", "3s"}, func(string) string { return "" })
+		"-access-token-ttl", "4s"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestSoakAgainstRealServer(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	args := []string{"-mode", "soak", "-targets", "http://" + srv.Addr(), "-users", "8", "-conns", "16", "-group-size", "4",
-		"-duration", "4s", "-rate", "40", "-drain", "5s", "-server-pids", strconv.Itoa(os.Getpid()),
+		"-duration", "5s", "-rate", "40", "-drain", "5s", "-server-pids", strconv.Itoa(os.Getpid()),
 		"-soak-sample", "1s", "-soak-churn", "0.25", "-soak-churn-every", "300ms",
 		"-soak-doc", doc, "-soak-svg", svg, "-json"}
 	// In-process, the "server" is this test binary, so its heap and goroutines
