@@ -48,8 +48,12 @@ type conn struct {
 	code    int
 	why     string
 
-	ping   *time.Timer
-	expiry *time.Timer // access-token expiry, reset by in-band re-authentication
+	// One timer per connection for pings and the access token's expiry,
+	// whichever is due first (a second timer was ~0.2 KiB per idle
+	// connection). nextPing and expires are guarded by mu.
+	timer    *time.Timer
+	nextPing time.Time
+	expires  time.Time // reset by in-band re-authentication
 
 	typing map[string]time.Time // reader goroutine only
 	// hidden is the page visibility last reported (reader goroutine only):
@@ -129,8 +133,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.count("accepted")
 	h.wg.Add(1)
-	c.ping = time.AfterFunc(h.opts.PingInterval, c.sendPing)
-	c.expiry = time.AfterFunc(time.Until(p.ExpiresAt), c.expired)
+	c.startTimer(p.ExpiresAt)
 	c.kick()
 	// The handler returns so net/http releases this request's buffers and
 	// stack; the connection lives on in its reader goroutine.
@@ -210,14 +213,11 @@ func (c *conn) close(code int, reason string) {
 		}
 		start := !c.writing
 		c.writing = true
+		if c.timer != nil {
+			c.timer.Stop()
+		}
 		c.mu.Unlock()
 		close(c.done)
-		if c.ping != nil {
-			c.ping.Stop()
-		}
-		if c.expiry != nil {
-			c.expiry.Stop()
-		}
 		c.stopOrder()
 		if start {
 			go c.writeLoop()
@@ -393,13 +393,64 @@ func (c *conn) linger() {
 	_ = nc.Close()
 }
 
-// sendPing runs on the ping timer; WriteControl may run beside the writer.
-func (c *conn) sendPing() {
-	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.opts.WriteWait)); err != nil {
-		c.close(websocket.CloseAbnormalClosure, "ping failed")
+// startTimer arms the connection's timer: the first ping, and the expiry.
+func (c *conn) startTimer(expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
 		return
 	}
-	c.ping.Reset(c.hub.opts.PingInterval)
+	c.nextPing = time.Now().Add(c.hub.opts.PingInterval)
+	c.expires = expires
+	c.timer = time.AfterFunc(c.due(), c.tick)
+}
+
+// setExpiry moves the expiry (in-band re-authentication).
+func (c *conn) setExpiry(expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expires = expires
+	if c.timer != nil && !c.closing {
+		c.timer.Reset(c.due())
+	}
+}
+
+// due is how long until the next ping or the expiry; mu is held.
+func (c *conn) due() time.Duration {
+	next := c.nextPing
+	if c.expires.Before(next) {
+		next = c.expires
+	}
+	return time.Until(next)
+}
+
+// tick runs on the timer: it ends an expired connection or sends a ping,
+// and re-arms the timer (under mu, so a concurrent setExpiry is not lost).
+// WriteControl may run beside the writer.
+func (c *conn) tick() {
+	now := time.Now()
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	expired := !now.Before(c.expires)
+	ping := !expired && !now.Before(c.nextPing)
+	if ping {
+		c.nextPing = now.Add(c.hub.opts.PingInterval)
+	}
+	if !expired {
+		c.timer.Reset(c.due())
+	}
+	c.mu.Unlock()
+	switch {
+	case expired:
+		c.expired()
+	case ping:
+		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.opts.WriteWait)); err != nil {
+			c.close(websocket.CloseAbnormalClosure, "ping failed")
+		}
+	}
 }
 
 func (c *conn) expired() {
@@ -510,7 +561,7 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 			c.close(websocket.ClosePolicyViolation, "authentication failed")
 			return false
 		}
-		c.expiry.Reset(time.Until(p.ExpiresAt))
+		c.setExpiry(p.ExpiresAt)
 		c.push(readyFrame(p))
 	case protocol.SendRequest:
 		if (f.Body == nil && len(f.Attachments) == 0) || f.ConversationID == "" {
