@@ -92,11 +92,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	hj := &hijacker{ResponseWriter: w}
-	// ReadBufferSize 0: gorilla reads through the hijacker's buffer, which
-	// the reader's idle wait checks (batch.go, idle_linux.go).
-	up := h.upgrader
-	up.ReadBufferSize = 0
-	ws, err := up.Upgrade(hj, r, nil)
+	ws, err := h.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}

@@ -145,7 +145,9 @@ func NewHub(c Config) *Hub {
 		presence: c.Presence, tickets: c.Tickets, bp: c.Backplane, heads: c.Heads, codec: c.Codec, users: map[string]map[*conn]struct{}{},
 		resync: delivery.ResyncFrame()}
 	h.upgrader = websocket.Upgrader{
-		ReadBufferSize:    1024,
+		// 0: gorilla reads through the hijacker's 512-byte buffer, which the
+		// reader's idle wait checks (batch.go, idle_linux.go).
+		ReadBufferSize:    0,
 		WriteBufferSize:   1024,
 		WriteBufferPool:   &sync.Pool{},
 		Subprotocols:      []string{protocol.Subprotocol},
