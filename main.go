@@ -41,7 +41,7 @@ func run() error {
 	var metricsAddr, probeAddr string
 	var leaderElect bool
 	var upgradeDelay time.Duration
-	var operatorNamespace string
+	var operatorNamespace, watchNamespace string
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address the operator's /metrics endpoint binds to (0 disables it)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one of several replicas reconciles")
@@ -49,6 +49,8 @@ func run() error {
 		"after an operator upgrade, ChatClusters on the default chat server image roll one at a time; the next starts this long after the previous one's rollout completed")
 	flag.StringVar(&operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"),
 		"namespace of the operator's own Leases (leader election, the upgrade gate); default $POD_NAMESPACE, else the service account's namespace")
+	flag.StringVar(&watchNamespace, "watch-namespace", "",
+		"reconcile only the ChatClusters of this namespace and cache only its objects (RBAC may then be a Role there); empty: every namespace")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -80,6 +82,9 @@ func run() error {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "parley-operator.chat.parley.dev",
 		LeaderElectionNamespace: operatorNamespace,
+		// Secrets and ConfigMaps: only the operator's own in the cache (cache.go).
+		Cache:  controllers.CacheOptions(watchNamespace),
+		Client: controllers.ClientOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -114,7 +119,7 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	log.Info("starting operator", "version", version, "namespace", operatorNamespace, "upgradeDelay", upgradeDelay)
+	log.Info("starting operator", "version", version, "namespace", operatorNamespace, "upgradeDelay", upgradeDelay, "watchNamespace", watchNamespace)
 	return startManager(ctx, mgr)
 }
 

@@ -70,18 +70,25 @@ type ChatClusterReconciler struct {
 	Upgrades *UpgradeGate
 }
 
-// +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=services;configmaps;serviceaccounts;secrets;persistentvolumeclaims,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors;prometheusrules,verbs=get;list;watch;create;update;patch;delete
+// RBAC: only what the reconciler does (the operator's manager set-up in main reads
+// nothing else). Writes are server-side apply (patch; create for a new object);
+// update only for the workload container repair in apply.go; delete only for
+// the kinds the spec can stop wanting. ChatClusters: patch removes the
+// accept-keyring-loss annotation, and nothing writes their spec. No finalizers:
+// the operator sets none, and its owner references do not block the owner's
+// deletion (which under OwnerReferencesPermissionEnforcement would need them).
+// +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=chat.parley.dev,resources=chatclusters/status,verbs=patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps;serviceaccounts;persistentvolumeclaims,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services;secrets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors;prometheusrules,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // Reconcile brings the children of one ChatCluster to their desired state and
 // reports what it sees in status.
@@ -743,7 +750,8 @@ func (r *ChatClusterReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		// Secrets: the keyring (owned) and the DSN or Redis password (referenced).
+		// Secrets: the keyring (owned) and the DSN or Redis password (referenced),
+		// those labelled app.kubernetes.io/part-of=parley (cache.go).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToChatClusters(mgr.GetClient()))).
 		Named("chatcluster").
 		Complete(r)
@@ -755,8 +763,9 @@ func (r *ChatClusterReconciler) secretToChatClusters(c client.Reader) handler.Ma
 		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "ChatCluster" && ref.APIVersion == chatv1alpha1.GroupVersion.String() {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: ref.Name}})
 		}
-		// A retained keyring Secret has no owner reference, and a restored one may
-		// have no labels: its name says whose it is.
+		// A retained keyring Secret has no owner reference: its name says whose
+		// it is. (Only labelled Secrets reach this watch, cache.go; one restored
+		// without labels is found by the KeyringMissing backoff.)
 		if name, ok := strings.CutSuffix(o.GetName(), "-keys"); ok && name != "" {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}})
 		}

@@ -103,12 +103,15 @@ func meta(cc *chatv1alpha1.ChatCluster, name, component string) metav1.ObjectMet
 		Namespace: cc.Namespace,
 		Labels:    objectLabels(cc, component),
 		OwnerReferences: []metav1.OwnerReference{{
-			APIVersion:         chatv1alpha1.GroupVersion.String(),
-			Kind:               "ChatCluster",
-			Name:               cc.Name,
-			UID:                cc.UID,
-			Controller:         ptr.To(true),
-			BlockOwnerDeletion: ptr.To(true),
+			APIVersion: chatv1alpha1.GroupVersion.String(),
+			Kind:       "ChatCluster",
+			Name:       cc.Name,
+			UID:        cc.UID,
+			Controller: ptr.To(true),
+			// Not BlockOwnerDeletion: the garbage collector removes the
+			// children either way, and blocking would need update on
+			// chatclusters/finalizers where OwnerReferencesPermissionEnforcement
+			// is on, for a finalizer the operator never sets.
 		}},
 	}
 }

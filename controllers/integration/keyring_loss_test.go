@@ -446,7 +446,7 @@ func TestKeysSecretRetention(t *testing.T) {
 	})
 	f.reconcile("chat")
 	f.get(sec, "chat-keys")
-	if ref := metav1.GetControllerOf(sec); ref == nil || ref.UID != cc.UID || !ptr.Deref(ref.BlockOwnerDeletion, false) {
+	if ref := metav1.GetControllerOf(sec); ref == nil || ref.UID != cc.UID || ptr.Deref(ref.BlockOwnerDeletion, false) {
 		t.Errorf("with Delete the keyring Secret controller = %+v, want the ChatCluster", ref)
 	}
 	// And back to Retain: the owner reference goes (as for a Secret an older operator made).

@@ -9,11 +9,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -45,7 +46,13 @@ func TestManagerWatchesSecretsAndEmitsEvents(t *testing.T) {
 		return false
 	})
 
-	f.createSecret("chat-db", map[string]string{"dsn": "postgres://a@db/parley"})
+	// Labelled as docs/operator.md asks, so that the operator's cache watches it.
+	dsn := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "chat-db",
+		Labels: map[string]string{controllers.SecretWatchLabel: controllers.SecretWatchValue}},
+		StringData: map[string]string{"dsn": "postgres://a@db/parley"}}
+	if err := k8s.Create(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 20*time.Second, "the Deployment after the Secret appeared", func() bool {
 		return !f.absent(&appsv1.Deployment{}, "chat")
 	})
@@ -68,14 +75,21 @@ func TestManagerWatchesSecretsAndEmitsEvents(t *testing.T) {
 }
 
 // startManager runs the reconciler in a manager, as main wires it, watching
-// namespace ns until the test ends.
-func startManager(t *testing.T, ns string) {
+// namespace ns (every namespace if "") until the test ends.
+func startManager(t *testing.T, ns string) ctrl.Manager {
 	t.Helper()
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	return startManagerAs(t, cfg, ns)
+}
+
+// startManagerAs is startManager with the given credentials.
+func startManagerAs(t *testing.T, restCfg *rest.Config, ns string) ctrl.Manager {
+	t.Helper()
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache:                  controllers.CacheOptions(ns),
+		Client:                 controllers.ClientOptions(),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
@@ -85,7 +99,7 @@ func startManager(t *testing.T, ns string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	disc, err := discovery.NewDiscoveryClientForConfig(restCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +119,16 @@ func startManager(t *testing.T, ns string) {
 	go func() { done <- mgr.Start(mctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
+		// A manager whose caches cannot sync (a test's RBAC forbids a list) may
+		// not stop: report it rather than hang the suite.
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("manager did not stop within 30s of its context's end")
 		}
 	})
+	return mgr
 }

@@ -74,7 +74,9 @@ func TestMetricsOnTheirOwnPort(t *testing.T) {
 
 // The keyring Secret carries no owner reference with Retain, so its watch must
 // map it by name: deleting it brings a reconcile (KeyringMissing) and restoring it
-// another (Ready), with nothing else due.
+// (with its labels, as a backup of it has them) another (Ready). A restore
+// without the labels is outside the operator's Secret cache: read uncached, it
+// is found by the KeyringMissing backoff instead.
 func TestManagerNoticesRetainedKeyringChanges(t *testing.T) {
 	f := newFixture(t)
 	startManager(t, f.ns)
@@ -86,13 +88,13 @@ func TestManagerNoticesRetainedKeyringChanges(t *testing.T) {
 	})
 	sec := &corev1.Secret{}
 	f.get(sec, "chat-keys")
-	saved := sec.Data
+	saved, savedLabels := sec.Data, sec.Labels
 
 	if err := k8s.Delete(ctx, sec); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "KeysReady=False/KeyringMissing after the Secret was deleted", func() bool { return keysReason() == "KeyringMissing" })
-	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "chat-keys"}, Data: saved}); err != nil {
+	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "chat-keys", Labels: savedLabels}, Data: saved}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "KeysReady=True after the Secret was restored", func() bool {
