@@ -242,6 +242,22 @@ type Draft struct {
 
 // SendMessage is Send with every option (a reply).
 func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draft) (*protocol.Message, bool, error) {
+	start := time.Now()
+	m, created, err := s.sendMessage(ctx, userID, convID, d)
+	if err != nil {
+		code := apperr.Internal
+		var ae *apperr.Error
+		if errors.As(err, &ae) {
+			code = ae.Code
+		}
+		s.metrics.SendFailures.WithLabelValues(code).Inc()
+		return m, created, err
+	}
+	s.metrics.SendDuration.Observe(time.Since(start).Seconds())
+	return m, created, nil
+}
+
+func (s *Service) sendMessage(ctx context.Context, userID, convID string, d Draft) (*protocol.Message, bool, error) {
 	clientID, body := d.ClientID, d.Body
 	if clientID == "" {
 		clientID = ids.New("c")

@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/audit"
@@ -732,4 +734,41 @@ func TestMembershipAnnouncementsReadOnceForTheGroup(t *testing.T) {
 	if got := frames(); len(got) != 41 || got[members[5]].Title != "renamed" {
 		t.Errorf("rename told %d members", len(got))
 	}
+}
+
+// Every send is timed or counted by its failure's code, whichever transport
+// called the use case (the alerts' send-error ratio reads these).
+func TestSendMetrics(t *testing.T) {
+	f := newFixture(t)
+	alice, bob, carol := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol")
+	g := f.group(t, alice, bob)
+	f.send(t, alice, g, "one")
+	f.send(t, bob, g, "two")
+	if n := testutil.CollectAndCount(f.metrics.SendDuration); n != 1 {
+		t.Fatalf("send duration: %d series", n)
+	}
+	if got := histogramCount(t, f.metrics.SendDuration); got != 2 {
+		t.Errorf("send duration observed %d sends, want 2", got)
+	}
+	_, _, err := f.svc.Send(t.Context(), carol, g, "", "not a member")
+	wantCode(t, "a non-member's send", err, apperr.NotFound)
+	_, _, err = f.svc.Send(t.Context(), alice, g, "", strings.Repeat("x", maxBody+1))
+	wantCode(t, "a long send", err, apperr.MessageTooLong)
+	for code, want := range map[string]float64{apperr.NotFound: 1, apperr.MessageTooLong: 1, apperr.Unavailable: 0} {
+		if got := testutil.ToFloat64(f.metrics.SendFailures.WithLabelValues(code)); got != want {
+			t.Errorf("send failures %s = %v, want %v", code, got, want)
+		}
+	}
+	if got := histogramCount(t, f.metrics.SendDuration); got != 2 {
+		t.Errorf("failed sends were timed: %d observations, want 2", got)
+	}
+}
+
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

@@ -37,6 +37,10 @@ type Metrics struct {
 	BackplaneErrors      prometheus.Counter
 	Envelopes            *prometheus.CounterVec // kind: user, shared
 	MembersCache         *prometheus.CounterVec // result: hit, miss, stale
+	SendDuration         prometheus.Histogram   // a send, checks to ack, either transport
+	SendFailures         *prometheus.CounterVec // code: the apperr code of a refused or failed send
+	DBErrors             *prometheus.CounterVec // op: store operations that failed (not "not found" or "conflict")
+	ConnectionsLimit     prometheus.Gauge       // -max-connections of this process
 	BackplaneUp          prometheus.Gauge
 	AuditEvents          *prometheus.CounterVec // event
 	MessagesExpired      prometheus.Counter     // disappearing messages deleted by this replica
@@ -126,6 +130,15 @@ func New() *Metrics {
 			Name: "parley_backplane_envelopes_total", Help: "Envelopes published to the backplane, by kind (user: one per recipient, on the user's topic; shared: one for many recipients, on a shared topic every replica receives)."}, []string{"kind"}),
 		MembersCache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_members_cache_total", Help: "Sends by how the replica's cache of the conversation's members served them (hit; miss: not cached, read; stale: cached at another membership version, read again)."}, []string{"result"}),
+		SendDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_send_duration_seconds", Help: "Time to handle a send, REST or WebSocket, from its checks to the stored message handed to the backplane (what the sender waits for before its ack).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}),
+		SendFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_send_failures_total", Help: "Sends not stored, REST or WebSocket, by error code (unavailable and internal are the server's; the rest, such as rate_limited or not_found, the request's)."}, []string{"code"}),
+		DBErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_db_errors_total", Help: "Store operations that failed, by operation (answers such as not found or conflict are not failures; a cancelled request is not counted)."}, []string{"op"}),
+		ConnectionsLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_ws_connections_limit", Help: "The most WebSocket connections this process accepts (-max-connections)."}),
 		BackplaneUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "parley_backplane_up", Help: "1 while the backplane's subscription is connected; 0 while degraded."}),
 		AuditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -169,6 +182,7 @@ func New() *Metrics {
 		m.KeyringReloads, m.KeyringRowsRemaining, m.KeyringLoaded, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
 		m.BackplaneRejected, m.DeliveryHeld, m.DeliveryDuplicates, m.DeliveryResyncs, m.DeliveryUnsynced, m.PositionCheck,
 		m.MessagesExpired, m.ExpiryBacklog, m.Envelopes, m.MembersCache,
+		m.SendDuration, m.SendFailures, m.DBErrors, m.ConnectionsLimit,
 	)
 	return m
 }

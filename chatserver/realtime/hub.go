@@ -144,6 +144,7 @@ func NewHub(c Config) *Hub {
 	h := &Hub{opts: c.Options, log: c.Logger, metrics: metrics.OrNew(c.Metrics), accounts: c.Accounts, msgs: c.Messages,
 		presence: c.Presence, tickets: c.Tickets, bp: c.Backplane, heads: c.Heads, codec: c.Codec, users: map[string]map[*conn]struct{}{},
 		resync: delivery.ResyncFrame()}
+	h.metrics.ConnectionsLimit.Set(float64(h.opts.MaxConnections))
 	h.upgrader = websocket.Upgrader{
 		// 0: gorilla reads through the hijacker's 512-byte buffer, which the
 		// reader's idle wait checks (batch.go, idle_linux.go).

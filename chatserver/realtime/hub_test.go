@@ -64,3 +64,18 @@ func TestSharedEnvelopeReachesTheUsersItNames(t *testing.T) {
 func testutilCount(m *metrics.Metrics, reason string) float64 {
 	return testutil.ToFloat64(m.BackplaneRejected.WithLabelValues(reason))
 }
+
+// The connection limit is exported beside the connection count, so an
+// alert can compare the two per pod.
+func TestConnectionsLimitExported(t *testing.T) {
+	m := metrics.New()
+	NewHub(Config{Options: Options{MaxConnections: 7}, Logger: slog.New(slog.DiscardHandler), Metrics: m, Codec: testCodec})
+	if got := testutil.ToFloat64(m.ConnectionsLimit); got != 7 {
+		t.Errorf("parley_ws_connections_limit = %v, want 7", got)
+	}
+	m = metrics.New()
+	NewHub(Config{Logger: slog.New(slog.DiscardHandler), Metrics: m, Codec: testCodec})
+	if got := testutil.ToFloat64(m.ConnectionsLimit); got != 10000 {
+		t.Errorf("parley_ws_connections_limit = %v with the default, want 10000", got)
+	}
+}

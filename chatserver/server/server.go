@@ -120,7 +120,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data folder: %w", err)
 	}
-	db, err := sqlstore.Open(ctx, cfg.DatabaseURL, sqlstore.Options{MaxOpenConns: cfg.DBMaxConns, Logger: log})
+	db, err := sqlstore.Open(ctx, cfg.DatabaseURL, sqlstore.Options{MaxOpenConns: cfg.DBMaxConns, Logger: log,
+		OnError: func(op string) { s.metrics.DBErrors.WithLabelValues(op).Inc() }})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

@@ -33,14 +33,19 @@ type Options struct {
 	// Tracer, PostgreSQL only, sees every statement the pool sends (BEGIN
 	// and COMMIT included): tests count round trips with it.
 	Tracer pgx.QueryTracer
+	// OnError, when set, is told the operation of every store call that
+	// failed: not the answers (not found, conflict, …), not cancelled or
+	// timed-out requests. The server counts them (parley_db_errors_total).
+	OnError func(op string)
 }
 
 // DB is a store.Store backed by SQLite or PostgreSQL.
 type DB struct {
-	w   *sql.DB // writes and transactions
-	r   *sql.DB // reads; the same pool as w on PostgreSQL
-	d   *dialect
-	log *slog.Logger
+	w       *sql.DB // writes and transactions
+	r       *sql.DB // reads; the same pool as w on PostgreSQL
+	d       *dialect
+	log     *slog.Logger
+	onError func(op string)
 }
 
 var _ store.Store = (*DB)(nil)
@@ -73,7 +78,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", d.name, err)
 	}
-	db := &DB{w: w, r: r, d: d, log: log.With("engine", d.name)}
+	db := &DB{w: w, r: r, d: d, log: log.With("engine", d.name), onError: opts.OnError}
 	if err := db.firstPing(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -155,6 +160,9 @@ func (db *DB) wrap(op string, err error) error {
 	}
 	if kind := db.d.errKind(err); kind != nil {
 		return fmt.Errorf("sqlstore: %s: %w: %w", op, kind, err)
+	}
+	if db.onError != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		db.onError(op)
 	}
 	return fmt.Errorf("sqlstore: %s: %w", op, err)
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -290,5 +291,39 @@ func TestErrorsWrapped(t *testing.T) {
 	}
 	if _, err := db.ReserveSeals(t.Context(), "k", -1); err == nil {
 		t.Error("ReserveSeals accepted a negative count")
+	}
+}
+
+// OnError hears of failures only: not of answers (a conflict, a row not
+// found) and not of requests cancelled by their caller.
+func TestOnErrorCountsFailuresOnly(t *testing.T) {
+	var failed []string
+	db, err := Open(t.Context(), sqliteEngine().newURL(t), Options{OnError: func(op string) { failed = append(failed, op) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := storetestUser(t, db)
+	if err := db.CreateUser(t.Context(), u); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	if _, err := db.UserByID(t.Context(), "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing user: %v", err)
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := db.UserByID(cancelled, u.ID); err == nil {
+		t.Fatal("a cancelled read succeeded")
+	}
+	if len(failed) != 0 {
+		t.Fatalf("answers and a cancelled request counted as failures: %q", failed)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.UserByID(t.Context(), u.ID); err == nil {
+		t.Fatal("a read on a closed store succeeded")
+	}
+	if !slices.Equal(failed, []string{"user by id"}) {
+		t.Errorf("failures = %q, want [user by id]", failed)
 	}
 }
