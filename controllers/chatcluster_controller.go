@@ -89,6 +89,7 @@ type ChatClusterReconciler struct {
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors;prometheusrules,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=postgresql.cnpg.io,resources=clusters,verbs=get
 
 // Reconcile brings the children of one ChatCluster to their desired state and
 // reports what it sees in status.
@@ -169,8 +170,25 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 	cc.Status.Selector = labels.SelectorFromSet(selectorLabels(cc, "chatserver")).String()
 	cc.Status.Endpoint = Endpoint(cc)
 
+	// A CloudNativePG database first: until it is ready, nothing would connect.
+	var cnpg *cnpgDatabase
+	if pg := cc.Spec.Database.Postgres; pg != nil && pg.CloudNativePG != nil {
+		db, waiting, err := r.cnpgReady(ctx, cc)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if waiting != "" {
+			r.setCond(cc, chatv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonDatabaseNotReady, waiting)
+			return ctrl.Result{RequeueAfter: cnpgRecheck}, nil
+		}
+		cnpg = &db
+		// Its Secret is CloudNativePG's (unlabelled, so not watched): a changed
+		// password is picked up at the latest this long after.
+		q.at(cnpgResync)
+	}
+
 	// Referenced Secrets first: without them the pods cannot start.
-	secretValues, missing, err := r.referencedSecrets(ctx, cc)
+	secretValues, missing, err := r.referencedSecrets(ctx, cc, cnpg)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -285,7 +303,7 @@ func (r *ChatClusterReconciler) reconcile(ctx context.Context, cc *chatv1alpha1.
 		return ctrl.Result{}, err
 	}
 	dep := Deployment(cc, s, DeploymentInput{ConfigHash: ConfigHash(cm, secretValues), PrometheusAnnotations: !smOn,
-		AttachmentsClaimShared: att.claimShared})
+		AttachmentsClaimShared: att.claimShared, CloudNativePG: cnpg})
 	if err := track(r.applyTyped(ctx, a, dep)); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -361,9 +379,13 @@ func kindName(obj client.Object) string {
 
 // referencedSecrets reads the Secret keys the pods reference. It returns their
 // values (for the pod template hash) or a message naming the first one missing.
-func (r *ChatClusterReconciler) referencedSecrets(ctx context.Context, cc *chatv1alpha1.ChatCluster) (map[string][]byte, string, error) {
+func (r *ChatClusterReconciler) referencedSecrets(ctx context.Context, cc *chatv1alpha1.ChatCluster, cnpg *cnpgDatabase) (map[string][]byte, string, error) {
 	values := map[string][]byte{}
-	for _, ref := range secretRefs(cc) {
+	refs := secretRefs(cc)
+	if cnpg != nil {
+		refs = secretRefsWith(cc, cnpg.Secret)
+	}
+	for _, ref := range refs {
 		sec := &corev1.Secret{}
 		err := r.Client.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: ref.ref.Name}, sec)
 		if apierrors.IsNotFound(err) {
@@ -386,9 +408,28 @@ type secretRef struct {
 	ref   corev1.SecretKeySelector
 }
 
+// secretRefs are the Secret keys a ChatCluster references, a CloudNativePG
+// Cluster's Secret by its default name (what the watch index can know).
 func secretRefs(cc *chatv1alpha1.ChatCluster) []secretRef {
+	cnpgSecret := ""
+	if pg := cc.Spec.Database.Postgres; pg != nil && pg.CloudNativePG != nil {
+		cnpgSecret = pg.CloudNativePG.ClusterName + "-app"
+	}
+	return secretRefsWith(cc, cnpgSecret)
+}
+
+// secretRefsWith is secretRefs with the CloudNativePG Cluster's Secret as read
+// from the Cluster (its bootstrap may name another).
+func secretRefsWith(cc *chatv1alpha1.ChatCluster, cnpgSecret string) []secretRef {
 	var out []secretRef
-	if pg := cc.Spec.Database.Postgres; pg != nil {
+	switch pg := cc.Spec.Database.Postgres; {
+	case pg != nil && pg.CloudNativePG != nil:
+		sel := func(k string) corev1.SecretKeySelector {
+			return corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: cnpgSecret}, Key: k}
+		}
+		field := "spec.database.postgres.cloudNativePG: CloudNativePG application Secret"
+		out = append(out, secretRef{field + " (username)", sel("username")}, secretRef{field + " (password)", sel("password")})
+	case pg != nil:
 		out = append(out, secretRef{"spec.database.postgres.dsnSecretRef", pg.DSNSecretRef})
 	}
 	if rd := cc.Spec.Redis; rd != nil && rd.External != nil && rd.External.PasswordSecretRef != nil {

@@ -14,6 +14,8 @@ const (
 	ReasonReconcileError Reason = "ReconcileError"
 	// Ready and Degraded (and a Warning Event): a referenced Secret or key is missing.
 	ReasonSecretNotFound Reason = "SecretNotFound"
+	// Ready=False: the CloudNativePG Cluster of spec.database.postgres is missing or not ready.
+	ReasonDatabaseNotReady Reason = "DatabaseNotReady"
 
 	// Ready.
 	ReasonReady         Reason = "Ready"

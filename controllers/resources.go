@@ -365,6 +365,9 @@ type DeploymentInput struct {
 	// ReadWriteMany, as the reconciler found it. Otherwise an update must stop
 	// the old pod before the new one can mount the claim.
 	AttachmentsClaimShared bool
+	// CloudNativePG is the database of spec.database.postgres.cloudNativePG,
+	// read from its Cluster by the reconciler.
+	CloudNativePG *cnpgDatabase
 }
 
 // Deployment runs the chat servers.
@@ -382,7 +385,20 @@ func Deployment(cc *chatv1alpha1.ChatCluster, s Settings, in DeploymentInput) *a
 	}
 
 	env := []corev1.EnvVar{}
-	if pg := cc.Spec.Database.Postgres; pg != nil {
+	switch pg := cc.Spec.Database.Postgres; {
+	case pg != nil && in.CloudNativePG != nil:
+		// The connection string names the read-write Service and the database;
+		// the user and password come from CloudNativePG's Secret through the
+		// variables pgx reads for what the string leaves out.
+		key := func(k string) *corev1.EnvVarSource {
+			return &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: in.CloudNativePG.Secret}, Key: k}}
+		}
+		env = append(env,
+			corev1.EnvVar{Name: settings.DatabaseURL.Env, Value: in.CloudNativePG.DSN},
+			corev1.EnvVar{Name: envPGUser, ValueFrom: key("username")},
+			corev1.EnvVar{Name: envPGPassword, ValueFrom: key("password")})
+	case pg != nil:
 		env = append(env, corev1.EnvVar{Name: settings.DatabaseURL.Env, ValueFrom: &corev1.EnvVarSource{
 			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: pg.DSNSecretRef.LocalObjectReference, Key: pg.DSNSecretRef.Key},
 		}})

@@ -517,12 +517,33 @@ type DatabaseSpec struct {
 	SQLite *SQLiteSpec `json:"sqlite,omitempty"`
 }
 
-// PostgresSpec references the connection string.
+// PostgresSpec says where the PostgreSQL database is: a connection string in a
+// Secret, or a CloudNativePG Cluster.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.dsnSecretRef) != has(self.cloudNativePG)",message="set exactly one of spec.database.postgres.dsnSecretRef and spec.database.postgres.cloudNativePG"
 type PostgresSpec struct {
 	// DSNSecretRef selects the Secret key holding the PostgreSQL connection string
 	// (postgres://user:password@host:5432/db?sslmode=require). A change of the
 	// Secret rolls the chat server pods.
-	DSNSecretRef corev1.SecretKeySelector `json:"dsnSecretRef"`
+	// +optional
+	DSNSecretRef corev1.SecretKeySelector `json:"dsnSecretRef,omitzero"`
+
+	// CloudNativePG names a CloudNativePG Cluster (postgresql.cnpg.io/v1) in
+	// the ChatCluster's namespace. The operator waits for it to be ready, and the
+	// chat servers connect to its read-write Service (<cluster>-rw) as the
+	// application user of its application Secret (<cluster>-app, or the
+	// bootstrap's own secret), to its application database.
+	// +optional
+	CloudNativePG *CloudNativePGRef `json:"cloudNativePG,omitempty"`
+}
+
+// CloudNativePGRef references a CloudNativePG Cluster.
+type CloudNativePGRef struct {
+	// ClusterName of the postgresql.cnpg.io/v1 Cluster.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=50
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	ClusterName string `json:"clusterName"`
 }
 
 // SQLiteSpec describes the volume holding the SQLite database.

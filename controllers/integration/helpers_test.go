@@ -51,7 +51,7 @@ func (f *fixture) createSecret(name string, data map[string]string) *corev1.Secr
 // create stores a ChatCluster (and its DSN Secret when it uses PostgreSQL).
 func (f *fixture) create(cc *chatv1alpha1.ChatCluster) *chatv1alpha1.ChatCluster {
 	f.t.Helper()
-	if pg := cc.Spec.Database.Postgres; pg != nil {
+	if pg := cc.Spec.Database.Postgres; pg != nil && pg.DSNSecretRef.Name != "" {
 		f.createSecret(pg.DSNSecretRef.Name, map[string]string{pg.DSNSecretRef.Key: "postgres://parley:pw@db:5432/parley"})
 	}
 	if err := k8s.Create(ctx, cc); err != nil {
