@@ -69,6 +69,12 @@ func (r *ChatClusterReconciler) gateImage(ctx context.Context, cc *chatv1alpha1.
 		return "", fmt.Errorf("get Deployment: %w", err)
 	}
 	running := chatContainerImage(dep)
+	if (running == want || running == "") && cc.Status.Image == want {
+		// Settled on the default (status.image is set once a rollout has
+		// completed, after the release below): no Lease to read.
+		cc.Status.PendingImage = ""
+		return want, nil
+	}
 	g := r.Upgrades
 	me := cc.Namespace + "/" + cc.Name
 	lease := &coordinationv1.Lease{}
