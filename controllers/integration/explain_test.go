@@ -29,6 +29,8 @@ func TestExplainAttachments(t *testing.T) {
 		"chatcluster.spec.attachments.s3.credentialsSecret": {"secretKeyRef", "never copied into the Deployment", "IAM role"},
 		"chatcluster.spec.paused":                           {"Paused stops reconciliation", "Paused condition", "chat.parley.dev/paused annotation"},
 		"chatcluster.spec.monitoring.prometheusRule":        {"PrometheusRule", "docs/runbooks", "chatcluster label"},
+		"chatcluster.spec.database.postgres.cloudNativePG":  {"postgresql.cnpg.io/v1", "waits for it to be ready", "<cluster>-rw", "<cluster>-app", "clusterName"},
+		"chatcluster.status.pendingImage":                   {"new default image", "one at a time"},
 	} {
 		got := explain(field)
 		for _, w := range wants {
