@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,6 +145,19 @@ func TestManagerRunsWithGeneratedRBAC(t *testing.T) {
 	f.create(sample(f.ns, "chat"))
 	eventually(t, 30*time.Second, "the Deployment from a manager with the generated RBAC", func() bool {
 		return !f.absent(&appsv1.Deployment{}, "chat")
+	})
+	// Its Events go through events.k8s.io, the only Events it may write.
+	eventually(t, 30*time.Second, "an events.k8s.io Event from that manager", func() bool {
+		list := &eventsv1.EventList{}
+		if err := k8s.List(ctx, list, client.InNamespace(f.ns)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list.Items {
+			if e.Reason == "Created" && e.Regarding.Name == "chat" {
+				return true
+			}
+		}
+		return false
 	})
 }
 
