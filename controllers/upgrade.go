@@ -105,16 +105,15 @@ func (r *ChatClusterReconciler) gateImage(ctx context.Context, cc *chatv1alpha1.
 	}
 
 	if holder == me {
-		return want, nil
+		if lease.Annotations[AnnotationUpgradeImage] == want {
+			return want, nil
+		}
+		// Taken for another image: an older operator still running beside the
+		// new one (no leader election) must not roll this ChatCluster back.
+		return r.waitAtGate(cc, want, running, "it is rolling to "+lease.Annotations[AnnotationUpgradeImage], upgradeRecheck, q)
 	}
 	wait := func(why string, after time.Duration) (string, error) {
-		if cc.Status.PendingImage != want {
-			r.event(cc, corev1.EventTypeNormal, ReasonUpgradeWaiting, ActionUpgrade,
-				"operator default image %s waits for the upgrade gate (%s); the chat servers keep %s", want, why, running)
-		}
-		cc.Status.PendingImage = want
-		q.at(after)
-		return running, nil
+		return r.waitAtGate(cc, want, running, why, after, q)
 	}
 	if holder != "" {
 		busy, err := r.holderBusy(ctx, holder)
@@ -153,6 +152,17 @@ func (r *ChatClusterReconciler) gateImage(ctx context.Context, cc *chatv1alpha1.
 	r.event(cc, corev1.EventTypeNormal, ReasonUpgradeStarted, ActionUpgrade,
 		"rolling the chat servers from %s to the operator's default image %s", running, want)
 	return want, nil
+}
+
+// waitAtGate keeps the running image and says why in status and, once, an Event.
+func (r *ChatClusterReconciler) waitAtGate(cc *chatv1alpha1.ChatCluster, want, running, why string, after time.Duration, q *requeue) (string, error) {
+	if cc.Status.PendingImage != want {
+		r.event(cc, corev1.EventTypeNormal, ReasonUpgradeWaiting, ActionUpgrade,
+			"operator default image %s waits for the upgrade gate (%s); the chat servers keep %s", want, why, running)
+	}
+	cc.Status.PendingImage = want
+	q.at(after)
+	return running, nil
 }
 
 // holderBusy reports whether the Lease's holder still needs the gate: it

@@ -213,3 +213,28 @@ func TestNewChatClusterStartsOnTheNewDefault(t *testing.T) {
 		t.Fatalf("a new ChatCluster runs %s, want %s", got, newDefault)
 	}
 }
+
+// During an operator upgrade without leader election the old operator runs
+// beside the new one for a moment: it does not roll back the ChatCluster the
+// new one is moving.
+func TestOldOperatorDoesNotRollBackTheHolder(t *testing.T) {
+	f := upgradeFixture(t, time.Minute)
+	old := f.r
+	f.upgradeOperator(time.Minute)
+	f.reconcile("a")
+	if got := f.runningImage("a"); got != newDefault {
+		t.Fatalf("a runs %s, want %s", got, newDefault)
+	}
+	if _, err := old.Reconcile(ctx, reqFor(f, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.runningImage("a"); got != newDefault {
+		t.Fatalf("the old operator rolled a back to %s", got)
+	}
+	if _, err := old.Reconcile(ctx, reqFor(f, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.runningImage("b"); got != oldDefault {
+		t.Fatalf("b runs %s under the old operator", got)
+	}
+}
