@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	chatv1alpha1 "github.com/parley-chat/parley/api/v1alpha1"
 )
@@ -203,5 +205,58 @@ func TestCloudNativePGRefIsExclusive(t *testing.T) {
 	bad := cnpgSample(f.ns, "bad", "Not_A_Name")
 	if err := k8s.Create(ctx, bad); err == nil {
 		t.Error("a clusterName that is no object name was accepted")
+	}
+}
+
+// The production-shaped sample (config/samples/chat_v1alpha1_chatcluster_cloudnativepg.yaml)
+// is accepted by both CRDs, CloudNativePG's and ours, and reconciles to chat servers on
+// the Cluster's read-write Service once CloudNativePG reports it ready.
+func TestCloudNativePGSample(t *testing.T) {
+	installCloudNativePGCRD(t)
+	f := newFixture(t)
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "chat_v1alpha1_chatcluster_cloudnativepg.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(raw), "\n---\n")
+	if len(docs) != 2 {
+		t.Fatalf("want a Cluster and a ChatCluster, got %d documents", len(docs))
+	}
+	pg := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(docs[0]), &pg.Object); err != nil {
+		t.Fatal(err)
+	}
+	pg.SetNamespace(f.ns)
+	if err := k8s.Create(ctx, pg); err != nil {
+		t.Fatalf("CloudNativePG's CRD refuses the sample's Cluster: %v", err)
+	}
+	cc := &chatv1alpha1.ChatCluster{}
+	if err := yaml.UnmarshalStrict([]byte(docs[1]), cc); err != nil {
+		t.Fatalf("the sample's ChatCluster does not decode into the API types: %v", err)
+	}
+	cc.Namespace = f.ns
+	if err := k8s.Create(ctx, cc); err != nil {
+		t.Fatalf("the API server refuses the sample's ChatCluster: %v", err)
+	}
+	f.createSecret("parley-redis", map[string]string{"password": "pw"})
+	f.createSecret("parley-s3", map[string]string{"accessKey": "a", "secretKey": "s"})
+	f.reconcile("parley")
+	if c := cond(f.chat("parley"), "Ready"); c.Reason != "DatabaseNotReady" {
+		t.Fatalf("Ready = %+v before CloudNativePG is ready", c)
+	}
+	f.setCNPGStatus(pg.GetName(), 3, "True")
+	if err := k8s.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "parley-db-rw"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 5432}}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.createSecret("parley-db-app", map[string]string{"username": "parley", "password": "pw"})
+	f.reconcile("parley")
+	dep := &appsv1.Deployment{}
+	f.get(dep, "parley")
+	if got := envOf(dep)["PARLEY_DATABASE_URL"].Value; got != "postgres://parley-db-rw."+f.ns+".svc:5432/parley?sslmode=require" {
+		t.Errorf("PARLEY_DATABASE_URL = %q", got)
+	}
+	if got := *dep.Spec.Replicas; got != 3 {
+		t.Errorf("replicas %d", got)
 	}
 }
