@@ -155,8 +155,9 @@ func (a *api) login(ctx context.Context, name, password string) (*session, error
 
 func (a *api) refresh(ctx context.Context, token string) (*session, error) {
 	var s session
-	err := a.call(ctx, "POST", "/api/v1/auth/refresh", "", map[string]string{
-		"refreshToken": token, "session": "body"}, &s)
+	// A token sent in the body is answered in the body; any other field is
+	// refused (400), which made cached accounts log in again every run.
+	err := a.call(ctx, "POST", "/api/v1/auth/refresh", "", map[string]string{"refreshToken": token}, &s)
 	return &s, err
 }
 

@@ -395,16 +395,12 @@ func (s *soakRun) renewTokens(ctx context.Context, apis []*api) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			// The refresh body is {"refreshToken"} only (a token sent in the
-			// body is answered in the body); api.refresh also sends "session",
-			// which the server refuses as an unknown field.
-			var ses session
-			err := apis[i%len(apis)].call(ctx, "POST", "/api/v1/auth/refresh", "", map[string]string{"refreshToken": u.RefreshToken}, &ses)
+			ses, err := apis[i%len(apis)].refresh(ctx, u.RefreshToken)
 			if err != nil {
 				s.errs.addErr(kind("renew", err), err)
 				return
 			}
-			nu := fromSession(u.Name, &ses)
+			nu := fromSession(u.Name, ses)
 			s.users[i].Store(nu)
 			frame, _ := json.Marshal(map[string]string{"type": "auth", "id": "auth", "token": nu.AccessToken})
 			for _, idx := range s.byUser[i] {
