@@ -217,46 +217,38 @@ func (db *DB) DeleteConversation(ctx context.Context, convID string) error {
 
 // ConversationPeers returns, ordered, the users sharing a conversation with userID.
 func (db *DB) ConversationPeers(ctx context.Context, userID string) ([]string, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT o.user_id
+	return db.userIDs(ctx, "conversation peers", `SELECT DISTINCT o.user_id
 		FROM members me JOIN members o ON o.conversation_id = me.conversation_id
 		WHERE me.user_id = $1 AND o.user_id <> $1
 		ORDER BY o.user_id`, userID)
-	if err != nil {
-		return nil, db.wrap("conversation peers", err)
-	}
-	defer rows.Close()
-	ids := []string{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, db.wrap("conversation peers", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, db.wrap("conversation peers", rows.Err())
 }
 
 // PresencePeers implements store.Store. The size of each of the user's
 // conversations is counted on the members primary key.
 func (db *DB) PresencePeers(ctx context.Context, userID string, maxMembers int) ([]string, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT o.user_id
+	return db.userIDs(ctx, "presence peers", `SELECT DISTINCT o.user_id
 		FROM members me JOIN members o ON o.conversation_id = me.conversation_id
 		WHERE me.user_id = $1 AND o.user_id <> $1
 		  AND (SELECT COUNT(*) FROM members n WHERE n.conversation_id = me.conversation_id) <= $2
 		ORDER BY o.user_id`, userID, maxMembers)
+}
+
+// userIDs runs a query of one id column.
+func (db *DB) userIDs(ctx context.Context, op, query string, args ...any) ([]string, error) {
+	rows, err := db.r.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, db.wrap("presence peers", err)
+		return nil, db.wrap(op, err)
 	}
 	defer rows.Close()
 	ids := []string{}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, db.wrap("presence peers", err)
+			return nil, db.wrap(op, err)
 		}
 		ids = append(ids, id)
 	}
-	return ids, db.wrap("presence peers", rows.Err())
+	return ids, db.wrap(op, rows.Err())
 }
 
 // ConversationHeads implements store.Store: one query per maxInList ids.
