@@ -68,6 +68,23 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// another returns a second Service on the fixture's store (another replica,
+// or other settings), with its own keyring, events and presence; edit
+// changes its Config.
+func (f *fixture) another(t *testing.T, edit func(*messaging.Config)) *messaging.Service {
+	t.Helper()
+	keys, err := keyring.LoadOrGenerate(t.TempDir(), keyring.Options{Reserver: f.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := messaging.Config{Store: f.db, Keys: keys, Events: &sink{}, Presence: presence.NewMemory(nil),
+		Audit: audit.New(f.db, slog.New(slog.DiscardHandler), nil), Logger: slog.New(slog.DiscardHandler), MaxBodyChars: maxBody}
+	if edit != nil {
+		edit(&c)
+	}
+	return messaging.New(c)
+}
+
 func (f *fixture) user(t *testing.T, name string) string {
 	t.Helper()
 	u := &store.User{ID: "u_" + name, Username: name, Email: name + "@example.test", DisplayName: name,
@@ -588,12 +605,7 @@ func TestMembersCacheMetric(t *testing.T) {
 	if count("miss") != 1 || count("hit") != 2 || count("stale") != 0 {
 		t.Fatalf("miss %v, hit %v, stale %v; want 1, 2, 0", count("miss"), count("hit"), count("stale"))
 	}
-	keys, err := keyring.LoadOrGenerate(t.TempDir(), keyring.Options{Reserver: f.db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := messaging.New(messaging.Config{Store: f.db, Keys: keys, Events: &sink{}, Presence: presence.NewMemory(nil),
-		Audit: audit.New(f.db, slog.New(slog.DiscardHandler), nil), Logger: slog.New(slog.DiscardHandler), MaxBodyChars: maxBody})
+	other := f.another(t, nil)
 	if err := other.RemoveMember(t.Context(), alice, g, carol); err != nil {
 		t.Fatal(err)
 	}
@@ -614,14 +626,8 @@ func TestMembersCacheMetric(t *testing.T) {
 func TestMaxGroupMembers(t *testing.T) {
 	f := newFixture(t)
 	a, b, c, d := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol"), f.user(t, "dave")
-	keys, err := keyring.LoadOrGenerate(t.TempDir(), keyring.Options{Reserver: f.db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := messaging.New(messaging.Config{Store: f.db, Keys: keys, Events: &sink{}, Presence: presence.NewMemory(nil),
-		Audit: audit.New(f.db, slog.New(slog.DiscardHandler), nil), Logger: slog.New(slog.DiscardHandler),
-		MaxBodyChars: maxBody, MaxGroupMembers: 3})
-	_, err = svc.CreateGroup(t.Context(), a, "four", []string{b, c, d})
+	svc := f.another(t, func(c *messaging.Config) { c.MaxGroupMembers = 3 })
+	_, err := svc.CreateGroup(t.Context(), a, "four", []string{b, c, d})
 	wantCode(t, "a group of 4 with a limit of 3", err, apperr.InvalidRequest)
 	if err == nil || !strings.Contains(err.Error(), "at most 3 members") {
 		t.Errorf("refusal %q does not name the limit", err)
@@ -666,13 +672,8 @@ func (c *countingStore) UsersByIDs(ctx context.Context, ids []string) ([]store.U
 func TestMembershipAnnouncementsReadOnceForTheGroup(t *testing.T) {
 	f := newFixture(t)
 	cs := &countingStore{DB: f.db}
-	keys, err := keyring.LoadOrGenerate(t.TempDir(), keyring.Options{Reserver: f.db})
-	if err != nil {
-		t.Fatal(err)
-	}
 	events := &sink{}
-	svc := messaging.New(messaging.Config{Store: cs, Keys: keys, Events: events, Presence: presence.NewMemory(nil),
-		Audit: audit.New(f.db, slog.New(slog.DiscardHandler), nil), Logger: slog.New(slog.DiscardHandler), MaxBodyChars: maxBody})
+	svc := f.another(t, func(c *messaging.Config) { c.Store, c.Events = cs, events })
 	owner := f.user(t, "owner")
 	var members []string
 	for i := range 40 {
