@@ -266,50 +266,7 @@ func (s *soakRun) sendOne(rng *rand.Rand, groupFraction float64) {
 
 // send paces sends at rate until ctx ends (open loop, as traffic.run).
 func (s *soakRun) send(ctx context.Context, rate float64, workers int, groupFraction float64) {
-	t := s.t
-	var wg sync.WaitGroup
-	work := make(chan struct{}, 4096)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-work:
-					s.sendOne(rng, groupFraction)
-				}
-			}
-		}()
-	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	var issued int64
-	for {
-		select {
-		case <-ctx.Done():
-			wg.Wait()
-			return
-		case now := <-tick.C:
-			due := int64(rate * now.Sub(t.start).Seconds())
-			for ; issued < due; issued++ {
-				select {
-				case t.slots <- struct{}{}:
-				default:
-					t.behind.Add(1)
-					continue
-				}
-				select {
-				case work <- struct{}{}:
-				default:
-					<-t.slots
-					t.behind.Add(1)
-				}
-			}
-		}
-	}
+	s.t.openLoop(ctx, rate, workers, func(rng *rand.Rand) { s.sendOne(rng, groupFraction) })
 }
 
 // reconnect closes connection idx (if open) once its sends are answered

@@ -341,48 +341,7 @@ func (t *traffic) run(ctx context.Context, rate float64, d time.Duration, worker
 	var wg sync.WaitGroup
 	if rate > 0 {
 		st.Mode = "open"
-		work := make(chan struct{}, 4096)
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-work:
-						t.sendOne(rng, groupFraction)
-					}
-				}
-			}()
-		}
-		tick := time.NewTicker(time.Millisecond)
-		var issued int64
-	pace:
-		for {
-			select {
-			case <-ctx.Done():
-				break pace
-			case now := <-tick.C:
-				due := int64(rate * now.Sub(t.start).Seconds())
-				for ; issued < due; issued++ {
-					select {
-					case t.slots <- struct{}{}:
-					default:
-						t.behind.Add(1)
-						continue
-					}
-					select {
-					case work <- struct{}{}:
-					default:
-						<-t.slots
-						t.behind.Add(1)
-					}
-				}
-			}
-		}
-		tick.Stop()
+		t.openLoop(ctx, rate, workers, func(rng *rand.Rand) { t.sendOne(rng, groupFraction) })
 	} else {
 		for w := range workers {
 			wg.Add(1)
@@ -426,4 +385,54 @@ func (t *traffic) run(ctx context.Context, rate float64, d time.Duration, worker
 	}
 	st.Delivery, st.CrossReplica, st.Ack = t.delivery.summary(), t.cross.summary(), t.ack.summary()
 	return st
+}
+
+// openLoop issues send calls at rate per second since t.start, on workers
+// goroutines, until ctx ends, then waits for them. A send that finds no free
+// in-flight slot or no idle worker is counted as behind and skipped, so the
+// rate stays the target's and the generator never queues.
+func (t *traffic) openLoop(ctx context.Context, rate float64, workers int, send func(*rand.Rand)) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	work := make(chan struct{}, 4096)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-work:
+					send(rng)
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var issued int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			due := int64(rate * now.Sub(t.start).Seconds())
+			for ; issued < due; issued++ {
+				select {
+				case t.slots <- struct{}{}:
+				default:
+					t.behind.Add(1)
+					continue
+				}
+				select {
+				case work <- struct{}{}:
+				default:
+					<-t.slots
+					t.behind.Add(1)
+				}
+			}
+		}
+	}
 }
