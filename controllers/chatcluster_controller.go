@@ -447,6 +447,20 @@ func (r *ChatClusterReconciler) reconcileKeys(ctx context.Context, cc *chatv1alp
 		return time.Time{}, fmt.Errorf("get keyring Secret: %w", err)
 	}
 	if apierrors.IsNotFound(err) {
+		// The cache may not have the status that recorded the keyring yet (a
+		// Secret deleted right after it was made, a busy API server): before
+		// generating keys for what looks like a new ChatCluster, read its
+		// record from the API server, so a recorded keyring is never replaced
+		// because of a stale cache.
+		if len(recordedDataKeys(cc.Status.Keys)) == 0 {
+			fresh := &chatv1alpha1.ChatCluster{}
+			if err := r.uncached().Get(ctx, client.ObjectKeyFromObject(cc), fresh); err != nil {
+				return time.Time{}, fmt.Errorf("read ChatCluster before creating its keyring: %w", err)
+			}
+			if len(recordedDataKeys(fresh.Status.Keys)) > 0 {
+				cc.Status.Keys = fresh.Status.Keys
+			}
+		}
 		// Keys recorded in status are never replaced unasked (keyring_guard.go).
 		guard := r.guardKeyring(cc, nil)
 		if !guard.proceed {

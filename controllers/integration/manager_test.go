@@ -105,6 +105,7 @@ func startManagerAs(t *testing.T, restCfg *rest.Config, ns string) ctrl.Manager 
 	}
 	r := &controllers.ChatClusterReconciler{
 		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(), // as main.go
 		Recorder:     mgr.GetEventRecorder(controllers.FieldOwner),
 		Clock:        clock.RealClock{},
 		Metrics:      metrics,
