@@ -245,16 +245,7 @@ func (s *soakRun) sendOne(rng *rand.Rand, groupFraction float64) {
 	}
 	cv := list[rng.IntN(len(list))]
 	id := t.clientID(time.Now(), c.idx, cv)
-	frame := make([]byte, 0, 128+len(t.body))
-	frame = append(frame, `{"type":"send","id":"`...)
-	frame = append(frame, id...)
-	frame = append(frame, `","conversationId":"`...)
-	frame = append(frame, t.convs[cv].id...)
-	frame = append(frame, `","clientId":"`...)
-	frame = append(frame, id...)
-	frame = append(frame, `","body":"`...)
-	frame = append(frame, t.body...)
-	frame = append(frame, `"}`...)
+	frame := t.sendFrame(id, cv)
 	if err := c.write(frame, 5*time.Second); err != nil {
 		sc.inflight.Add(-1)
 		t.errs.addErr("send_write", err)

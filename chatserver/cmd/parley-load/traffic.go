@@ -303,16 +303,7 @@ func (t *traffic) sendOne(rng *rand.Rand, groupFraction float64) {
 	cv := list[rng.IntN(len(list))]
 	now := time.Now()
 	id := t.clientID(now, c.idx, cv)
-	frame := make([]byte, 0, 128+len(t.body))
-	frame = append(frame, `{"type":"send","id":"`...)
-	frame = append(frame, id...)
-	frame = append(frame, `","conversationId":"`...)
-	frame = append(frame, t.convs[cv].id...)
-	frame = append(frame, `","clientId":"`...)
-	frame = append(frame, id...)
-	frame = append(frame, `","body":"`...)
-	frame = append(frame, t.body...)
-	frame = append(frame, `"}`...)
+	frame := t.sendFrame(id, cv)
 	if err := c.write(frame, 5*time.Second); err != nil {
 		t.errs.addErr("send_write", err)
 		t.answer()
@@ -435,4 +426,19 @@ func (t *traffic) openLoop(ctx context.Context, rate float64, workers int, send 
 			}
 		}
 	}
+}
+
+// sendFrame is the send frame of client id id to conversation cv, the
+// id doubling as clientId (built by hand: it is on the generator's hot path).
+func (t *traffic) sendFrame(id string, cv int) []byte {
+	frame := make([]byte, 0, 128+len(t.body))
+	frame = append(frame, `{"type":"send","id":"`...)
+	frame = append(frame, id...)
+	frame = append(frame, `","conversationId":"`...)
+	frame = append(frame, t.convs[cv].id...)
+	frame = append(frame, `","clientId":"`...)
+	frame = append(frame, id...)
+	frame = append(frame, `","body":"`...)
+	frame = append(frame, t.body...)
+	return append(frame, `"}`...)
 }
