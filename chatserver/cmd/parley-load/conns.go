@@ -23,6 +23,9 @@ type lconn struct {
 	ws     *websocket.Conn
 	wmu    sync.Mutex // gorilla allows one writer at a time
 	closed atomic.Bool
+	// closeCode is the WebSocket close code the server sent (0: none, the
+	// connection was lost), set before the connection is reported closed.
+	closeCode atomic.Int32
 }
 
 func (c *lconn) write(data []byte, wait time.Duration) error {
@@ -108,6 +111,7 @@ func (c *lconn) readLoop(onFrame frameHandler, errs *errorCounts, closedCh chan<
 			if !c.closed.Load() {
 				var ce *websocket.CloseError
 				if errors.As(err, &ce) {
+					c.closeCode.Store(int32(ce.Code))
 					errs.addErr(fmt.Sprintf("closed_by_server_%d", ce.Code), err)
 				} else {
 					errs.addErr("connection_lost", err)

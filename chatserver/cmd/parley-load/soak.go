@@ -31,6 +31,8 @@ type soakOptions struct {
 	doc        string
 	svg        string
 	meta       string
+	record     string
+	attempts   int
 }
 
 func soakFlags(fs *flag.FlagSet, s *soakOptions) {
@@ -42,6 +44,8 @@ func soakFlags(fs *flag.FlagSet, s *soakOptions) {
 	fs.StringVar(&s.pgDatabase, "soak-database", "", "soak: the servers' database (pg_stat_activity.datname)")
 	fs.StringVar(&s.doc, "soak-doc", "", "soak: write the samples and the verdict into this document, between <!-- soak --> and <!-- /soak -->")
 	fs.StringVar(&s.svg, "soak-svg", "", "soak: write the chart of the samples here (SVG), linked from -soak-doc")
+	fs.StringVar(&s.record, "soak-record", "", "soak: write a JSON-lines record here: each ack (conversation, seq, clientId), each connection closed by the server or the network (close code) and when it had caught up again, and at the end each connection's cursors and each conversation's members, for an exactness check against the stored history")
+	fs.IntVar(&s.attempts, "soak-reconnect-attempts", 3, "soak: attempts to reopen a connection before it counts as a reconnect failure (200 ms × attempt between them)")
 	fs.StringVar(&s.meta, "soak-meta", "", "soak: a file of 'key: value' lines describing the run (machine, commit), shown in -soak-doc")
 }
 
@@ -49,6 +53,8 @@ func (s *soakOptions) check(o *options) error {
 	switch {
 	case s.sample < time.Second || s.sample > 10*time.Minute:
 		return errors.New("-soak-sample must be within 1s..10m")
+	case s.attempts < 1 || s.attempts > 100:
+		return errors.New("-soak-reconnect-attempts must be within 1..100")
 	case s.churn < 0 || s.churn > 1:
 		return errors.New("-soak-churn must be within 0..1")
 	case s.churnEvery < 100*time.Millisecond || s.churnEvery > 10*time.Minute:
@@ -107,6 +113,7 @@ type soakConn struct {
 	inflight atomic.Int64 // sends written and not yet answered
 	mu       sync.Mutex   // guards seq
 	seq      map[string]int64
+	lostAt   atomic.Int64 // unix ns the connection was lost; 0 once the reopened one has synced
 }
 
 type soakRun struct {
@@ -118,6 +125,7 @@ type soakRun struct {
 	sc       []*soakConn
 	errs     *errorCounts
 	reopen   chan *lconn // connections closed by the server or the network
+	rec      *recorder   // -soak-record (nil: none)
 	st       soakStats
 	churned  atomic.Int64
 	lost     atomic.Int64
@@ -130,6 +138,7 @@ type soakRun struct {
 
 var (
 	prefixResync   = []byte(`{"type":"resync"`)
+	prefixSynced   = []byte(`{"type":"synced"`)
 	keyConvID      = []byte(`"conversationId":"`)
 	keySeq         = []byte(`"seq":`)
 	errNoOpenConns = errors.New("no connection could be opened")
@@ -173,7 +182,17 @@ func (s *soakRun) onFrame(c *lconn, data []byte) {
 	case bytes.HasPrefix(data, prefixAck) || bytes.HasPrefix(data, prefixError):
 		if _, from, _, ok := t.parseID(field(data, keyID)); ok && from >= 0 && from < len(s.sc) {
 			s.sc[from].inflight.Add(-1)
+			if s.rec != nil && bytes.HasPrefix(data, prefixAck) {
+				s.rec.event("ack", map[string]any{"conn": from, "conv": field(data, keyConvID),
+					"seq": intField(data, keySeq), "clientId": field(data, keyClientID)})
+			}
 		}
+	case bytes.HasPrefix(data, prefixSynced):
+		sc := s.sc[c.idx]
+		if lost := sc.lostAt.Load(); lost != 0 && sc.cur.Load() == c && sc.lostAt.CompareAndSwap(lost, 0) {
+			s.rec.event("caughtup", map[string]any{"conn": c.idx, "ms": time.Since(time.Unix(0, lost)).Milliseconds()})
+		}
+		return
 	case bytes.HasPrefix(data, prefixResync):
 		s.resyncs.Add(1)
 		s.sync(c, 5*time.Second)
@@ -278,7 +297,7 @@ func (s *soakRun) reconnect(ctx context.Context, idx int, onFrame frameHandler) 
 		s.errs.add("send_unanswered_at_close")
 		s.t.answer()
 	}
-	for attempt := range 3 {
+	for attempt := range s.o.soak.attempts {
 		u := s.users[old.user].Load()
 		c, err := s.cn.dial(ctx, idx, old.target, old.user, u, onFrame, s.reopen)
 		if err == nil {

@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -25,6 +26,9 @@ func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api,
 	s := &soakRun{o: o, errs: errs, reopen: make(chan *lconn, o.conns),
 		users: make([]atomic.Pointer[user], len(users)), byUser: make([][]int, len(users)),
 		sc: make([]*soakConn, o.conns)}
+	if s.rec, err = newRecorder(o.soak.record); err != nil {
+		return err
+	}
 	for i, u := range users {
 		s.users[i].Store(u)
 	}
@@ -122,6 +126,10 @@ func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api,
 			case c := <-s.reopen:
 				if s.sc[c.idx].cur.Load() == c {
 					s.lost.Add(1)
+					if s.rec != nil {
+						s.sc[c.idx].lostAt.Store(time.Now().UnixNano())
+						s.rec.event("lost", map[string]any{"conn": c.idx, "user": c.user, "code": c.closeCode.Load()})
+					}
 					s.reconnect(ctx, c.idx, onFrame)
 				}
 			}
@@ -152,6 +160,9 @@ sampling:
 	stopBG()
 	bg.Wait()
 	rep.Traffic = &st
+	if err := s.recordEnd(); err != nil {
+		return err
+	}
 	rep.CPU = endCPU(append(serverWatch, o.watch...), self0, t0)
 	for _, sc := range s.sc {
 		if c := sc.cur.Load(); c != nil && !c.closed.Load() {
@@ -245,4 +256,29 @@ func failedChecks(cs []growthCheck) string {
 		return "no checks (too few samples)"
 	}
 	return strings.Join(out, "; ")
+}
+
+// recordEnd writes each connection's cursors and each conversation's members
+// to -soak-record and closes it.
+func (s *soakRun) recordEnd() error {
+	if s.rec == nil {
+		return nil
+	}
+	for _, cv := range s.t.convs {
+		names := make([]string, len(cv.members))
+		for i, m := range cv.members {
+			names[i] = s.users[m].Load().Name
+		}
+		s.rec.event("conv", map[string]any{"conv": cv.id, "lastSeqAtStart": cv.lastSeq, "members": names})
+	}
+	for i, sc := range s.sc {
+		c := sc.cur.Load()
+		sc.mu.Lock()
+		cursors := maps.Clone(sc.seq)
+		sc.mu.Unlock()
+		user := i % len(s.users)
+		s.rec.event("cursors", map[string]any{"conn": i, "user": s.users[user].Load().Name,
+			"open": c != nil && !c.closed.Load(), "cursors": cursors})
+	}
+	return s.rec.close()
 }
