@@ -29,6 +29,12 @@ var (
 	// sender's own ready upload (unknown, someone else's, still uploading,
 	// already attached or deleted).
 	ErrAttachment = errors.New("store: attachment not available")
+	// ErrStaleEpoch: an MLS commit (or message) was made for an epoch that
+	// is not the conversation's current one.
+	ErrStaleEpoch = errors.New("store: stale MLS epoch")
+	// ErrNoWelcomeTarget: a Welcome names no KeyPackage the server handed
+	// out to a device of a member.
+	ErrNoWelcomeTarget = errors.New("store: welcome names no known device")
 )
 
 // Attachment states.
@@ -162,6 +168,11 @@ type Conversation struct {
 	// ExpireAfter: messages sent while it is > 0 expire that long after
 	// they were sent (disappearing messages).
 	ExpireAfter time.Duration
+	// E2EE: an end-to-end encrypted (MLS) conversation; fixed at creation.
+	E2EE bool
+	// MLSEpoch is the MLS group's current epoch as the server ordered its
+	// commits (0: the creator's new group).
+	MLSEpoch int64
 }
 
 // Member is a user's membership in a conversation.
@@ -207,6 +218,13 @@ type Message struct {
 	Attachments []string
 	EditedAt    *time.Time // last edit
 	ExpiresAt   *time.Time // disappearing message: when it is to be deleted
+	// MLS: BodySealed seals an MLS PrivateMessage (an e2ee conversation),
+	// not text.
+	MLS bool
+	// MLSEpoch, on a new MLS message, is the epoch it was encrypted in:
+	// AppendMessage stores it only while that is the conversation's epoch
+	// (else ErrStaleEpoch). Not read back.
+	MLSEpoch int64
 	// A tombstone has DeletedAt set, DeleteReason EventDeleted or
 	// EventExpired, DeletedBy the deleting user ("" for an expiry), and an
 	// empty BodySealed and KeyID: the ciphertext is gone from the row.
@@ -289,8 +307,8 @@ type Store interface {
 	// DeleteUser anonymises an account in one transaction: username and
 	// email become "deleted:<id>" (the originals are free again), the
 	// display name DeletedDisplayName, the password hash empty,
-	// TokensValidAfter and DeletedAt at, and its refresh tokens are
-	// deleted. ErrNotFound for an unknown or already deleted account.
+	// TokensValidAfter and DeletedAt at, and its refresh tokens and MLS
+	// devices are deleted. ErrNotFound for an unknown or already deleted account.
 	DeleteUser(ctx context.Context, userID string, at time.Time) error
 	// AccountsToPurge returns up to limit ids of accounts deleted before
 	// deletedBefore whose content is not purged yet, oldest first.
@@ -460,6 +478,7 @@ type Store interface {
 	AttachmentStore
 	AvatarStore
 	PushStore
+	MLSStore
 
 	Ping(ctx context.Context) error
 	Close() error
@@ -592,6 +611,128 @@ type PushStore interface {
 	NotifySettings(ctx context.Context, userIDs []string) (map[string]NotifySettings, error)
 	// SetNotifySettings replaces a user's settings; ErrNotFound for no such user.
 	SetNotifySettings(ctx context.Context, userID string, s NotifySettings) error
+}
+
+// Device is one MLS client of a user (a browser), with its own Ed25519
+// signature key.
+type Device struct {
+	ID           string
+	UserID       string
+	Name         string
+	SignatureKey string // base64 (standard) of the 32-byte Ed25519 public key; unique
+	CreatedAt    time.Time
+}
+
+// KeyPackage is a device's MLS KeyPackage, sealed by the keyring.
+type KeyPackage struct {
+	Ref        string // hex of the KeyPackageRef (RFC 9420 §5.2)
+	DeviceID   string
+	LastResort bool
+	Sealed     string // keyring ciphertext of the KeyPackage encoding
+	KeyID      string
+	NotAfter   time.Time // end of its lifetime: never handed out after
+	CreatedAt  time.Time
+}
+
+// ClaimedKeyPackage is what a claim hands out for one device: a KeyPackage,
+// or none (Sealed empty) when the device has none left.
+type ClaimedKeyPackage struct {
+	UserID, DeviceID string
+	Ref              string
+	Sealed           string
+	LastResort       bool
+}
+
+// Commit is an MLS commit the server ordered: it has its own seq in its
+// conversation, taken from the counter messages and change events use.
+type Commit struct {
+	ConversationID string
+	Seq            int64
+	Epoch          int64 // the group's epoch after this commit
+	SenderID       string
+	DeviceID       string
+	Sealed         string // keyring ciphertext of the MLSMessage
+	KeyID          string
+	CreatedAt      time.Time
+}
+
+// Welcome is an MLS Welcome waiting for one device.
+type Welcome struct {
+	DeviceID       string
+	ConversationID string
+	Seq            int64 // the commit's: the device reads the conversation after it
+	Epoch          int64
+	Sealed         string
+	KeyID          string
+	CreatedAt      time.Time
+}
+
+// CommitChange is one commit and everything accepting it changes.
+type CommitChange struct {
+	// Commit: ConversationID, SenderID, DeviceID, Sealed, KeyID and
+	// CreatedAt; ApplyCommit assigns Seq and Epoch.
+	Commit Commit
+	// FromEpoch is the epoch the commit was made in: it is accepted only
+	// while that is the conversation's MLSEpoch.
+	FromEpoch int64
+	Add       []Member // members the commit adds (ConversationID taken from Commit)
+	Remove    []string // user ids the commit removes
+	// WelcomeRefs are the KeyPackageRefs (hex) a Welcome names; the Welcome
+	// (WelcomeSealed, WelcomeKeyID) is stored for every device whose
+	// handed-out KeyPackage is among them and whose user is a member once
+	// the commit is applied. Empty: no Welcome.
+	WelcomeRefs   []string
+	WelcomeSealed string
+	WelcomeKeyID  string
+}
+
+// MLSStore is the persistence of the MLS Delivery Service (issue 17):
+// devices, KeyPackages, commits and Welcomes.
+type MLSStore interface {
+	// CreateDevice stores d; ErrLimit when its user has max devices
+	// already, ErrConflict when the signature key is taken, ErrNotFound
+	// for an unknown user.
+	CreateDevice(ctx context.Context, d *Device, max int) error
+	// Device returns one device; ErrNotFound when there is none.
+	Device(ctx context.Context, id string) (*Device, error)
+	// UserDevices returns the devices of the users, by user id then id.
+	UserDevices(ctx context.Context, userIDs []string) ([]Device, error)
+	// DeleteDevice deletes the user's device with its KeyPackages and
+	// Welcomes; ErrNotFound when the user has no such device.
+	DeleteDevice(ctx context.Context, userID, deviceID string) error
+	// AddKeyPackages stores KeyPackages of a device (and replaces its
+	// last-resort package when lastResort is not nil), and returns how
+	// many unclaimed ones it now holds (last resort not counted).
+	// ErrLimit, nothing stored, when that would pass max; ErrConflict for
+	// a ref stored before; ErrNotFound for an unknown device.
+	AddKeyPackages(ctx context.Context, deviceID string, kps []KeyPackage, lastResort *KeyPackage, max int) (int, error)
+	// KeyPackageCount counts the device's unclaimed KeyPackages still
+	// valid at now, and whether it has a valid last-resort one.
+	KeyPackageCount(ctx context.Context, deviceID string, now time.Time) (int, bool, error)
+	// ClaimKeyPackages hands out one KeyPackage valid at now for every
+	// device of the users, each at most once (concurrent claims never get
+	// the same one); a device with none left gets its last-resort
+	// package (not consumed), or nothing (Sealed empty). By user id then
+	// device id.
+	ClaimKeyPackages(ctx context.Context, userIDs []string, now time.Time) ([]ClaimedKeyPackage, error)
+	// ApplyCommit, in one transaction: checks that the conversation is
+	// e2ee, the sender a member and FromEpoch its MLSEpoch (else
+	// ErrStaleEpoch; ErrNotFound for the rest), raises the epoch by one,
+	// stores the commit with the conversation's next seq, applies Add and
+	// Remove (ErrConflict: already a member; ErrNotFound: not one) and
+	// stores the Welcome for its devices (ErrNoWelcomeTarget when it
+	// names none). Two commits for one epoch: exactly one wins. Returns the
+	// stored commit and the devices welcomed.
+	ApplyCommit(ctx context.Context, c *CommitChange) (*Commit, []Device, error)
+	// CommitsAfter returns commits with seq > afterSeq, ascending, at most limit.
+	CommitsAfter(ctx context.Context, convID string, afterSeq int64, limit int) ([]Commit, error)
+	// Welcomes returns the device's Welcomes, by conversation id.
+	Welcomes(ctx context.Context, deviceID string) ([]Welcome, error)
+	// DeleteWelcome deletes a device's Welcome; ErrNotFound when none.
+	DeleteWelcome(ctx context.Context, deviceID, convID string) error
+	// E2EEPeers returns the distinct users sharing an e2ee conversation
+	// with userID (not userID itself), ordered.
+	E2EEPeers(ctx context.Context, userID string) ([]string, error)
 }
 
 // Credentials is what accepting a user's credentials depends on.

@@ -10,7 +10,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/store"
 )
 
-const convCols = "c.id, c.kind, c.title_sealed, c.direct_key, c.created_by, c.created_at, c.last_seq, c.last_activity, c.expire_after"
+const convCols = "c.id, c.kind, c.title_sealed, c.direct_key, c.created_by, c.created_at, c.last_seq, c.last_activity, c.expire_after, c.e2ee, c.mls_epoch"
 
 // convDest returns scan destinations for convCols and a func that finishes c
 // after the scan.
@@ -18,10 +18,12 @@ func convDest(c *store.Conversation) ([]any, func()) {
 	var (
 		directKey           sql.NullString
 		created, lastActive int64
-		expireAfter         int64
+		expireAfter, e2ee   int64
 	)
-	dest := []any{&c.ID, &c.Kind, &c.TitleSealed, &directKey, &c.CreatedBy, &created, &c.LastSeq, &lastActive, &expireAfter}
+	dest := []any{&c.ID, &c.Kind, &c.TitleSealed, &directKey, &c.CreatedBy, &created, &c.LastSeq, &lastActive, &expireAfter,
+		&e2ee, &c.MLSEpoch}
 	return dest, func() {
+		c.E2EE = e2ee != 0
 		c.ExpireAfter = time.Duration(expireAfter) * time.Second
 		c.DirectKey = directKey.String
 		c.CreatedAt, c.LastActivity = fromMicros(created), fromMicros(lastActive)
@@ -38,9 +40,10 @@ func (db *DB) CreateConversation(ctx context.Context, c *store.Conversation, mem
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO conversations
-			(id, kind, title_sealed, direct_key, created_by, created_at, last_seq, last_activity)
-			VALUES ($1, $2, $3, $4, $5, $6, 0, $7)`,
-			c.ID, c.Kind, c.TitleSealed, nullString(c.DirectKey), c.CreatedBy, micros(c.CreatedAt), micros(lastActivity))
+			(id, kind, title_sealed, direct_key, created_by, created_at, last_seq, last_activity, e2ee)
+			VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)`,
+			c.ID, c.Kind, c.TitleSealed, nullString(c.DirectKey), c.CreatedBy, micros(c.CreatedAt), micros(lastActivity),
+			boolInt(c.E2EE))
 		if err != nil {
 			return err
 		}

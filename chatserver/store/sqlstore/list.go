@@ -91,7 +91,7 @@ func listSummariesWhere(ctx context.Context, q querier, where, p1, p2, order str
 			 WHERE u.conversation_id = c.id AND u.seq > m.read_seq AND u.sender_id <> m.user_id
 			   AND u.deleted_at IS NULL),
 			l.seq, l.id, l.sender_id, l.client_id, l.body_sealed, l.key_id, l.created_at,
-			l.reply_to, l.edited_at, l.expires_at, l.deleted_at, l.deleted_by, l.delete_reason, l.mentions
+			l.reply_to, l.edited_at, l.expires_at, l.deleted_at, l.deleted_by, l.delete_reason, l.mentions, l.mls
 		FROM members m
 		JOIN conversations c ON c.id = m.conversation_id
 		LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq =
@@ -114,11 +114,12 @@ func listSummariesWhere(ctx context.Context, q querier, where, p1, p2, order str
 			expires  sql.NullInt64
 			deleted  sql.NullInt64
 			muted    int64
+			lastMLS  sql.NullInt64
 		)
 		dest, finish := convDest(&s.Conversation)
 		dest = append(dest, &s.Viewer, &s.Role, &s.ReadSeq, &muted, &s.Unread,
 			&lastSeq, &lm.id, &lm.senderID, &lm.clientID, &lm.body, &lm.keyID, &lastTime,
-			&lm.replyTo, &edited, &expires, &deleted, &lm.deletedBy, &lm.deleteReason, &lm.mentions)
+			&lm.replyTo, &edited, &expires, &deleted, &lm.deletedBy, &lm.deleteReason, &lm.mentions, &lastMLS)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, nil, err
 		}
@@ -131,7 +132,7 @@ func listSummariesWhere(ctx context.Context, q querier, where, p1, p2, order str
 				CreatedAt: fromMicros(lastTime.Int64), ReplyTo: lm.replyTo.String,
 				EditedAt: fromNullMicros(edited), ExpiresAt: fromNullMicros(expires), DeletedAt: fromNullMicros(deleted),
 				DeletedBy: lm.deletedBy.String, DeleteReason: lm.deleteReason.String,
-				Mentions: splitIDs(lm.mentions.String),
+				Mentions: splitIDs(lm.mentions.String), MLS: lastMLS.Int64 != 0,
 			}
 		}
 		s.MemberIDs = []string{}

@@ -11,7 +11,7 @@ import (
 )
 
 const messageCols = "conversation_id, seq, id, sender_id, client_id, body_sealed, key_id, created_at, " +
-	"reply_to, edited_at, expires_at, deleted_at, deleted_by, delete_reason, mentions"
+	"reply_to, edited_at, expires_at, deleted_at, deleted_by, delete_reason, mentions, mls"
 
 func scanMessage(s scanner) (store.Message, error) {
 	var (
@@ -20,11 +20,13 @@ func scanMessage(s scanner) (store.Message, error) {
 		created                  int64
 		edited, expires, deleted sql.NullInt64
 		mentions                 string
+		mls                      int64
 	)
 	if err := s.Scan(&m.ConversationID, &m.Seq, &m.ID, &m.SenderID, &clientID, &m.BodySealed, &m.KeyID, &created,
-		&m.ReplyTo, &edited, &expires, &deleted, &m.DeletedBy, &m.DeleteReason, &mentions); err != nil {
+		&m.ReplyTo, &edited, &expires, &deleted, &m.DeletedBy, &m.DeleteReason, &mentions, &mls); err != nil {
 		return store.Message{}, err
 	}
+	m.MLS = mls != 0
 	m.Mentions = splitIDs(mentions)
 	m.ClientID, m.CreatedAt = clientID.String, fromMicros(created)
 	m.EditedAt, m.ExpiresAt, m.DeletedAt = fromNullMicros(edited), fromNullMicros(expires), fromNullMicros(deleted)
@@ -83,8 +85,12 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 			SET last_seq = last_seq + 1,
 			    last_activity = CASE WHEN last_activity < $1 THEN $1 ELSE last_activity END
 			WHERE id = $2 AND EXISTS (SELECT 1 FROM members WHERE conversation_id = $2 AND user_id = $3)
-			RETURNING last_seq, expire_after, members_version`, micros(m.CreatedAt), m.ConversationID, m.SenderID).Scan(
-			&stored.Seq, &expireAfter, &stored.MembersVersion)
+			  AND e2ee = $4 AND ($4 = 0 OR mls_epoch = $5)
+			RETURNING last_seq, expire_after, members_version`, micros(m.CreatedAt), m.ConversationID, m.SenderID,
+			boolInt(m.MLS), m.MLSEpoch).Scan(&stored.Seq, &expireAfter, &stored.MembersVersion)
+		if errors.Is(err, sql.ErrNoRows) {
+			return db.whyNoSeq(ctx, tx, m)
+		}
 		if err != nil {
 			return err
 		}
@@ -95,11 +101,11 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 			stored.ExpiresAt = &e
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages (conversation_id, seq, id, sender_id, client_id,
-			body_sealed, key_id, created_at, reply_to, expires_at, mentions)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			body_sealed, key_id, created_at, reply_to, expires_at, mentions, mls)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 			stored.ConversationID, stored.Seq, stored.ID, stored.SenderID, nullString(stored.ClientID),
 			stored.BodySealed, stored.KeyID, micros(stored.CreatedAt), stored.ReplyTo, nullMicros(stored.ExpiresAt),
-			joinIDs(stored.Mentions))
+			joinIDs(stored.Mentions), boolInt(stored.MLS))
 		if err != nil {
 			return err
 		}
@@ -144,7 +150,8 @@ func (db *DB) AppendMessage(ctx context.Context, m *store.Message) (*store.Messa
 // the later statement fails whole and AppendMessage reads the winner.
 // $1 conversation, $2 sender, $3 client id (NULL: no idempotency), $4 id,
 // $5 sealed body, $6 key id, $7 created (µs), $8 reply to, $9 expires (µs or
-// NULL), $10 mentions, $11 push due (µs or NULL: no push job).
+// NULL), $10 mentions, $11 push due (µs or NULL: no push job), $12 mls (0 or
+// 1: must match the conversation's e2ee), $13 the MLS epoch (mls only).
 const appendPG = `WITH prev AS (
 	SELECT ` + messageCols + ` FROM messages
 	WHERE conversation_id = $1 AND sender_id = $2 AND client_id = $3::text
@@ -154,14 +161,15 @@ const appendPG = `WITH prev AS (
 	SET last_seq = last_seq + 1, last_activity = GREATEST(last_activity, $7::bigint)
 	WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM prev)
 		AND EXISTS (SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2)
+		AND e2ee = $12::bigint AND ($12::bigint = 0 OR mls_epoch = $13::bigint)
 	RETURNING last_seq, expire_after, members_version
 ), ins AS (
 	INSERT INTO messages (conversation_id, seq, id, sender_id, client_id,
-		body_sealed, key_id, created_at, reply_to, expires_at, mentions)
+		body_sealed, key_id, created_at, reply_to, expires_at, mentions, mls)
 	SELECT $1, conv.last_seq, $4, $2, $3::text, $5, $6, $7::bigint, $8,
 		CASE WHEN $9::bigint IS NULL AND conv.expire_after > 0
 			THEN $7::bigint + conv.expire_after * 1000000 ELSE $9::bigint END,
-		$10
+		$10, $12::bigint
 	FROM conv
 	RETURNING ` + messageCols + `
 ), push AS (
@@ -191,20 +199,46 @@ func (db *DB) appendOneStatement(ctx context.Context, stored *store.Message, pus
 	out, err := scanMessage(prefixScanner{db.w.QueryRowContext(ctx, appendPG,
 		stored.ConversationID, stored.SenderID, nullString(stored.ClientID), stored.ID, stored.BodySealed,
 		stored.KeyID, micros(stored.CreatedAt), stored.ReplyTo, nullMicros(stored.ExpiresAt),
-		joinIDs(stored.Mentions), due), []any{&created, &version}})
+		joinIDs(stored.Mentions), due, boolInt(stored.MLS), stored.MLSEpoch), []any{&created, &version}})
 	if err != nil && stored.ClientID != "" && errors.Is(db.d.errKind(err), store.ErrConflict) {
 		// Two sends of one client id raced past "prev"; the other committed.
 		if p, rerr := messageByClientID(ctx, db.w, stored.ConversationID, stored.SenderID, stored.ClientID); rerr == nil {
 			return p, false, nil
 		}
 	}
+	if errors.Is(err, sql.ErrNoRows) && stored.MLS {
+		err = db.whyNoSeq(ctx, db.r, stored)
+	}
 	if err != nil {
 		// No row: the conversation does not exist or the sender is not a
-		// member (ErrNotFound).
+		// member (ErrNotFound), or (MLS) the epoch moved (ErrStaleEpoch).
 		return nil, false, db.wrap("append message", err)
 	}
 	out.MembersVersion = version
 	return &out, created, nil
+}
+
+// whyNoSeq tells why a message took no seq: ErrStaleEpoch when the sender
+// is a member of the e2ee conversation and only the epoch differs, else
+// ErrNotFound (no conversation, not a member, or the message's kind does not
+// fit the conversation, which callers check before).
+func (db *DB) whyNoSeq(ctx context.Context, q querier, m *store.Message) error {
+	if !m.MLS {
+		return store.ErrNotFound
+	}
+	var epoch int64
+	err := q.QueryRowContext(ctx, `SELECT mls_epoch FROM conversations WHERE id = $1 AND e2ee = 1
+		AND EXISTS (SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2)`,
+		m.ConversationID, m.SenderID).Scan(&epoch)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return store.ErrNotFound
+	case err != nil:
+		return err
+	case epoch != m.MLSEpoch:
+		return store.ErrStaleEpoch
+	}
+	return store.ErrNotFound
 }
 
 // prefixScanner scans leading columns into first, then the rest as asked.

@@ -202,6 +202,11 @@ func (db *DB) DeleteUser(ctx context.Context, userID string, at time.Time) error
 		if _, err := tx.ExecContext(ctx, "DELETE FROM push_subscriptions WHERE user_id = $1", userID); err != nil {
 			return err
 		}
+		// Its MLS devices (with their KeyPackages and Welcomes): nobody can
+		// add a deleted account to a group any more.
+		if _, err := tx.ExecContext(ctx, "DELETE FROM mls_devices WHERE user_id = $1", userID); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, "DELETE FROM refresh_tokens WHERE user_id = $1", userID)
 		return err
 	})

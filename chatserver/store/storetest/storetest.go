@@ -33,7 +33,7 @@ type test struct {
 }
 
 // tests lists the suite; each file of the package adds its part.
-var tests = concat(userTests, accountTests, tokenTests, conversationTests, messageTests, lifecycleTests, auditTests, sealTests, resealTests, attachmentTests, avatarTests, pushTests, miscTests)
+var tests = concat(userTests, accountTests, tokenTests, conversationTests, messageTests, lifecycleTests, auditTests, sealTests, resealTests, attachmentTests, avatarTests, pushTests, mlsTests, miscTests)
 
 func concat(groups ...[]test) []test {
 	var all []test
