@@ -74,11 +74,29 @@ func ratchetKey(encryptionSecret []byte, leaves, leaf uint32, handshake bool, g 
 	if handshake {
 		label = "handshake"
 	}
-	s := expandWithLabel(leafSecret(encryptionSecret, leaves, leaf), label, nil, nh)
-	for j := uint32(0); j < g; j++ {
+	return ratchetFrom(expandWithLabel(leafSecret(encryptionSecret, leaves, leaf), label, nil, nh), 0, g)
+}
+
+// ratchetFrom advances a ratchet secret of generation from to generation g.
+func ratchetFrom(s []byte, from, g uint32) (key, nonce []byte) {
+	for j := from; j < g; j++ {
 		s = deriveTreeSecret(s, "secret", j, nh)
 	}
 	return deriveTreeSecret(s, "key", g, nk), deriveTreeSecret(s, "nonce", g, nn)
+}
+
+// keySource gives the content key and nonce of a sender's generation.
+type keySource func(leaf uint32, handshake bool, g uint32) (key, nonce []byte, err error)
+
+// treeKeys derives keys from the epoch's encryption secret.
+func treeKeys(encryptionSecret []byte, leaves uint32) keySource {
+	return func(leaf uint32, handshake bool, g uint32) ([]byte, []byte, error) {
+		if leaf >= leaves {
+			return nil, nil, fmt.Errorf("sender leaf %d of %d", leaf, leaves)
+		}
+		k, n := ratchetKey(encryptionSecret, leaves, leaf, handshake, g)
+		return k, n, nil
+	}
 }
 
 func gcmOpen(key, nonce, ct, aad []byte) ([]byte, error) {
@@ -115,7 +133,7 @@ type unprotected struct {
 // unprotect decrypts a PrivateMessage and verifies its signature with the
 // sender's key (sigKeys by leaf index) over FramedContentTBS with the group
 // context given.
-func unprotect(msg []byte, encryptionSecret, senderDataSecret []byte, leaves uint32, context []byte, sigKeys map[uint32][]byte) (*unprotected, error) {
+func unprotect(msg []byte, keys keySource, senderDataSecret []byte, context []byte, sigKeys map[uint32][]byte) (*unprotected, error) {
 	r := &reader{b: msg}
 	if v, wf := r.u16("version"), r.u16("wire_format"); r.err == nil && (v != Version10 || wf != WirePrivate) {
 		return nil, fmt.Errorf("not an mls10 private message")
@@ -146,10 +164,10 @@ func unprotect(msg []byte, encryptionSecret, senderDataSecret []byte, leaves uin
 		return nil, fmt.Errorf("sender data of %d bytes", len(sd))
 	}
 	out := &unprotected{Leaf: binary.BigEndian.Uint32(sd), Generation: binary.BigEndian.Uint32(sd[4:]), ContentType: ct}
-	if out.Leaf >= leaves {
-		return nil, fmt.Errorf("sender leaf %d of %d", out.Leaf, leaves)
+	key, nonce, err := keys(out.Leaf, ct != ContentApplication, out.Generation)
+	if err != nil {
+		return nil, err
 	}
-	key, nonce := ratchetKey(encryptionSecret, leaves, out.Leaf, ct != ContentApplication, out.Generation)
 	for i := 0; i < 4; i++ {
 		nonce[i] ^= sd[8+i] // reuse guard
 	}
@@ -222,7 +240,7 @@ func TestMessageProtectionVectors(t *testing.T) {
 		msg, want string
 		ct        uint8
 	}{{"application_priv", "application", ContentApplication}, {"proposal_priv", "proposal", ContentProposal}, {"commit_priv", "commit", ContentCommit}} {
-		u, err := unprotect(h(c.msg), h("encryption_secret"), h("sender_data_secret"), 2, ctx, keys)
+		u, err := unprotect(h(c.msg), treeKeys(h("encryption_secret"), 2), h("sender_data_secret"), ctx, keys)
 		if err != nil {
 			t.Fatalf("%s: %v", c.msg, err)
 		}
@@ -230,10 +248,10 @@ func TestMessageProtectionVectors(t *testing.T) {
 			t.Fatalf("%s: leaf %d type %d content %x", c.msg, u.Leaf, u.ContentType, u.Content)
 		}
 		// Another signature key, or another group context, is refused.
-		if _, err := unprotect(h(c.msg), h("encryption_secret"), h("sender_data_secret"), 2, ctx, map[uint32][]byte{1: h("membership_key")}); err == nil {
+		if _, err := unprotect(h(c.msg), treeKeys(h("encryption_secret"), 2), h("sender_data_secret"), ctx, map[uint32][]byte{1: h("membership_key")}); err == nil {
 			t.Fatalf("%s: verified with the wrong key", c.msg)
 		}
-		if _, err := unprotect(h(c.msg), h("encryption_secret"), h("sender_data_secret"), 2, groupContext(h("group_id"), 1, nil, nil), keys); err == nil {
+		if _, err := unprotect(h(c.msg), treeKeys(h("encryption_secret"), 2), h("sender_data_secret"), groupContext(h("group_id"), 1, nil, nil), keys); err == nil {
 			t.Fatalf("%s: verified under another group context", c.msg)
 		}
 	}

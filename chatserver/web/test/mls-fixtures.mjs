@@ -89,6 +89,7 @@ const decodedWelcome = decodeMlsMessage(welcomeBytes, 0)[0];
 let bobState = await joinGroup(decodedWelcome.welcome, bob.publicPackage, bob.privatePackage, emptyPskIndex, impl);
 
 // Alice sends an application message at epoch 1; Bob reads it.
+const epoch1 = aliceState; // its secrets go into fixtures.json (see "secrets" below)
 const app = await createApplicationMessage(aliceState, enc.encode(appText), impl);
 aliceState = app.newState;
 const appBytes = encodeMlsMessage({ version: "mls10", wireformat: "mls_private_message", privateMessage: app.privateMessage });
@@ -151,7 +152,29 @@ const description = {
     "keypackage_lastresort.bin": { wireFormat: 5, keyPackage: pkg(carol.publicPackage, ids.carol, carolRef, true) },
     "commit.bin": { wireFormat: 2, groupId: groupIdText, epoch: 0, contentType: 3, sender: ids.alice, adds: [ids.bob] },
     "welcome.bin": { wireFormat: 3, cipherSuite: 1, newMembers: [hex(bobRef)], ratchetTreeExtension: true },
-    "application.bin": { wireFormat: 2, groupId: groupIdText, epoch: 1, contentType: 1, sender: ids.alice, plaintext: appText },
+    "application.bin": {
+      wireFormat: 2, groupId: groupIdText, epoch: 1, contentType: 1, sender: ids.alice, plaintext: appText,
+      // The epoch's secrets and context, so the Go side (mlswire's
+      // unprotect_test.go, RFC 9420 §6.3 and §9 written independently)
+      // can decrypt and verify the message as a second implementation.
+      secrets: {
+        // ts-mls keeps each leaf's ratchet roots, not the epoch's
+        // encryption_secret: the sender's application ratchet secret at
+        // generation 0 (secret tree node 0 = leaf 0, Alice) stands in for it.
+        senderLeaf: 0,
+        applicationSecret: hex(epoch1.secretTree[0].application.secret),
+        applicationGeneration: epoch1.secretTree[0].application.generation,
+        senderDataSecret: hex(epoch1.keySchedule.senderDataSecret),
+        leaves: (epoch1.ratchetTree.length + 1) / 2,
+        signatureKeys: { 0: hex(alice.publicPackage.leafNode.signaturePublicKey), 1: hex(bob.publicPackage.leafNode.signaturePublicKey) },
+        groupContext: {
+          epoch: Number(epoch1.groupContext.epoch),
+          treeHash: hex(epoch1.groupContext.treeHash),
+          confirmedTranscriptHash: hex(epoch1.groupContext.confirmedTranscriptHash),
+          extensions: epoch1.groupContext.extensions.map((e) => ({ type: e.extensionType, data: hex(e.extensionData) })),
+        },
+      },
+    },
     "commit_public.bin": { wireFormat: 1, groupId: groupIdText, epoch: 1, contentType: 3, sender: ids.bob, adds: [ids.carol] },
     "welcome2.bin": { wireFormat: 3, cipherSuite: 1, newMembers: [hex(carolRef)], ratchetTreeExtension: true },
   },
