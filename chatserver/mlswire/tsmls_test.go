@@ -188,4 +188,3 @@ func TestTSMLSApplicationMessageDecrypts(t *testing.T) {
 		t.Fatal("verified under another member's key")
 	}
 }
-
