@@ -71,6 +71,8 @@ test-full: deps postgres-up redis-up s3-up test-assets web helm promtool ## Ever
 	set -a; source tmp/postgres/env; source tmp/redis/env; source tmp/s3/env; set +a; \
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh path)"; \
 	rc=0; \
+	node chatserver/web/test/mls-fixtures.mjs tmp/mls-fixtures || rc=1; \
+	export PARLEY_TSMLS_FIXTURES="$$PWD/tmp/mls-fixtures"; \
 	$(GO) test -count=1 -timeout 30m ./... || rc=$$?; \
 	$(MAKE) --no-print-directory test-web || rc=1; \
 	exit $$rc

@@ -19,6 +19,10 @@ import (
 // packages verify, Welcomes name the references this package computes,
 // message headers read as the library meant, and the application message
 // decrypts and its signature verifies (unprotect_test.go).
+//
+// make test writes fresh fixtures with the installed ts-mls into a temporary
+// folder and points PARLEY_TSMLS_FIXTURES at it, so every run checks new
+// keys and ciphertexts; without it the committed ones in testdata/ are read.
 
 type tsmlsKeyPackage struct {
 	Identity, SignatureKey, InitKey, EncryptionKey string
@@ -55,7 +59,12 @@ type tsmlsFile struct {
 
 func loadTSMLS(t *testing.T) (map[string]tsmlsFile, func(string) []byte) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "fixtures.json"))
+	dir := os.Getenv("PARLEY_TSMLS_FIXTURES")
+	if dir == "" {
+		dir = "testdata"
+	}
+	t.Logf("ts-mls fixtures from %s", dir)
+	b, err := os.ReadFile(filepath.Join(dir, "fixtures.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +80,7 @@ func loadTSMLS(t *testing.T) (map[string]tsmlsFile, func(string) []byte) {
 		t.Fatalf("fixtures.json: suite %d, %d files", d.CipherSuite, len(d.Files))
 	}
 	return d.Files, func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join("testdata", name))
+		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
