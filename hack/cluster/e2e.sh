@@ -7,9 +7,14 @@
 #   images     OCI archives for the pause, chat server, operator and Redis images (hack/cluster/images.sh)
 #   up         containerd, bridge, control plane, kubelet (Ready), kube-proxy (hack/cluster/node.sh up)
 #   operator   helm install charts/parley-operator (image parley/operator:dev, pullPolicy Never)
-#   scenario   go test -tags clustere2e ./chatserver/e2e/cluster (ChatCluster flows, see there)
+#   scenario   go test -tags clustere2e -run TestChatClusterOnRealNode (ChatCluster flows, see there)
+#   kubelet-default-sync  the kubelet restarted with the default syncFrequency (1m)
+#   scenario-prod  go test -tags clustere2e -run TestProductionShape: PostgreSQL StatefulSet, Redis with a
+#              password, 3 chat replicas, parley-load through the Service during a rolling update,
+#              evictions, a key rotation and a SIGKILL; the exactness check (prod_test.go)
 #   down       everything torn down, also on failure or interrupt (trap)
-# Env: E2E_REDIS=0 skips the Redis scenario; E2E_KEEP=1 leaves the cluster up (node.sh down later).
+# Env: E2E_SCENARIO=all (default) | basic | prod; E2E_REDIS=0 skips the basic scenario's Redis steps;
+# E2E_KEEP=1 leaves the cluster up (node.sh down later).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 W=$ROOT/tmp/cluster
@@ -85,7 +90,14 @@ redis() {
 
 scenario() {
 	PARLEY_E2E_KUBECONFIG=$KUBECONFIG PARLEY_E2E_WORKDIR=$W PARLEY_E2E_RESULTS=$RESULTS \
-		go test -tags clustere2e -count=1 -v -timeout 30m ./chatserver/e2e/cluster
+		go test -tags clustere2e -count=1 -v -timeout 30m -run '^TestChatClusterOnRealNode$' ./chatserver/e2e/cluster
+}
+
+scenario_prod() {
+	go build -o "$W/bin/parley-load" ./chatserver/cmd/parley-load
+	PARLEY_E2E_KUBECONFIG=$KUBECONFIG PARLEY_E2E_WORKDIR=$W PARLEY_E2E_RESULTS=$RESULTS PARLEY_E2E_LOAD=$W/bin/parley-load \
+		PARLEY_E2E_POSTGRES_IMAGE=parley/postgres:dev PARLEY_E2E_REDIS_IMAGE=parley/redis:dev \
+		go test -tags clustere2e -count=1 -v -timeout 40m -run '^TestProductionShape$' ./chatserver/e2e/cluster
 }
 
 # killtree PID: a phase still running when the run is interrupted (its children first, by pid).
@@ -125,9 +137,17 @@ trap 'exit 130' INT TERM
 phase up "$ROOT/hack/cluster/node.sh" up
 phase operator operator
 "$ROOT/hack/cluster/node.sh" guard >"$W/logs/guard-operator.log" 2>&1 || true # pod routes while the operator runs
-if [ "${E2E_REDIS:-1}" != 0 ]; then
-	phase redis redis
-	export PARLEY_E2E_REDIS_ADDR=10.88.0.1:16379
-	[ -f "$W/images/redis.tar" ] && export PARLEY_E2E_REDIS_IMAGE=parley/redis:dev
+SCENARIO=${E2E_SCENARIO:-all}
+case $SCENARIO in all | basic | prod) ;; *) echo "e2e-cluster: E2E_SCENARIO must be all, basic or prod" >&2; exit 2 ;; esac
+if [ "$SCENARIO" != prod ]; then
+	if [ "${E2E_REDIS:-1}" != 0 ]; then
+		phase redis redis
+		export PARLEY_E2E_REDIS_ADDR=10.88.0.1:16379
+		[ -f "$W/images/redis.tar" ] && export PARLEY_E2E_REDIS_IMAGE=parley/redis:dev
+	fi
+	phase scenario scenario
 fi
-phase scenario scenario
+if [ "$SCENARIO" != basic ]; then
+	phase kubelet-default-sync "$ROOT/hack/cluster/node.sh" kubelet-default-sync
+	phase scenario-prod scenario_prod
+fi

@@ -7,6 +7,11 @@
 #   parley/operator:dev    static bin/manager; uid 65532
 #   parley/redis:dev       Debian's redis-server and redis-cli with their shared libraries (ldd); uid 999;
 #                          protected mode off, as in the official images (hack/cluster/rediswrap)
+#   parley/chatserver:dev2 the same chat server under another tag: the production-shape scenario's
+#                          rolling image update
+#   parley/postgres:dev    Debian's PostgreSQL (initdb, postgres, its modules and share files, the
+#                          libraries ldd names); uid 999; entrypoint hack/cluster/pgwrap (initdb on
+#                          an empty volume, then postgres)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B=$ROOT/tmp/cluster/bin O=$ROOT/tmp/cluster/images
@@ -25,6 +30,7 @@ done
 img() { "$B/imgtool" "$@" 2>&1 | sed 's/^/images: /' >&2; }
 img -name parley/pause:dev -entrypoint /pause -add "$B/pause=/pause" -o "$O/pause.tar"
 img -name parley/chatserver:dev -entrypoint /chatserver -user 65532:65532 -add "$B/chatserver=/chatserver" -o "$O/chatserver.tar"
+img -name parley/chatserver:dev2 -entrypoint /chatserver -user 65532:65532 -add "$B/chatserver=/chatserver" -o "$O/chatserver-dev2.tar"
 img -name parley/operator:dev -entrypoint /manager -user 65532:65532 -add "$B/manager=/manager" -o "$O/operator.tar"
 # Redis: the binaries and every library ldd names, at the same paths (the loader included).
 # No entrypoint: the operator's StatefulSet runs `redis-server ...` as args, found on PATH.
@@ -40,6 +46,26 @@ if [ -x /usr/bin/redis-server ]; then
 else
 	echo "images: no /usr/bin/redis-server (Debian redis-server): parley/redis:dev not built" >&2
 	rm -f "$O/redis.tar"
+fi
+# PostgreSQL: Debian's server binaries, modules (not the LLVM JIT: jit is then simply off) and
+# share files at their own paths, so initdb and postgres find each other as on Debian.
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+if [ -n "$PGBIN" ] && [ -x "$PGBIN/initdb" ]; then
+	go build -trimpath -ldflags='-s -w' -o "$B/pgwrap" ./hack/cluster/pgwrap
+	PGLIB=${PGBIN%/bin}/lib PGSHARE=/usr/share/postgresql/$(basename "${PGBIN%/bin}")
+	adds=(-add "$B/pgwrap=/usr/local/bin/pgwrap" -add "$PGBIN/initdb=$PGBIN/initdb" -add "$PGBIN/postgres=$PGBIN/postgres"
+		-add /usr/share/zoneinfo/UTC=/usr/share/zoneinfo/UTC -add /usr/share/zoneinfo/Etc/UTC=/usr/share/zoneinfo/Etc/UTC)
+	mods=$(find "$PGLIB" -maxdepth 1 -name '*.so' ! -name 'llvmjit*')
+	for f in $mods $(find "$PGSHARE" -type f); do adds+=(-add "$f=$f"); done
+	# (ldd of several files also prints each file's name and a colon: those lines are left out)
+	for lib in $(ldd "$PGBIN/initdb" "$PGBIN/postgres" $mods 2>/dev/null | grep -v ':$' | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+		adds+=(-add "$lib=$lib")
+	done
+	img -name parley/postgres:dev -entrypoint /usr/local/bin/pgwrap -user 999:999 -env TZ=UTC \
+		-env LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu "${adds[@]}" -o "$O/postgres.tar"
+else
+	echo "images: no Debian PostgreSQL under /usr/lib/postgresql: parley/postgres:dev not built" >&2
+	rm -f "$O/postgres.tar"
 fi
 ls -la "$O" >&2
 echo "note: $(cd "$O" && for f in *.tar; do printf '%s %s MB, ' "${f%.tar}" $(($(stat -c %s "$f") / 1048576)); done)imported by node.sh up"

@@ -8,6 +8,9 @@
 #                                (waits for the node to be Ready) and kube-proxy
 #   hack/cluster/node.sh down    stop what up started (pids in tmp/cluster/run) and remove every trace
 #   hack/cluster/node.sh guard   print the confinement evidence (guard drop counters, ip_forward, bridge ports, pod routes)
+#   hack/cluster/node.sh kubelet-default-sync
+#                                restart the kubelet with the default syncFrequency (1m) instead of 5s;
+#                                the pods keep running (the production-shape scenario's key rotation)
 #
 # Network confinement: the bridge parley0 (10.88.0.1/24) has no physical port; pods get
 # 10.88.0.10-250 with NO default route (only the bridge subnet and the Service range via the
@@ -42,7 +45,15 @@ wait_for() { # wait_for SECONDS WHAT CMD...
 	done
 }
 
-containerd_up() {
+containerd_# The kubelet again with the default sync period; containers keep running across a kubelet restart.
+kubelet_default_sync() {
+	stop kubelet
+	KUBELET_SYNC=default kubelet_up
+	grep -q syncFrequency "$W/kubelet.yaml" && { log "syncFrequency still set"; return 1; }
+	echo "note: kubelet restarted with the default syncFrequency (1m); $(kubectl get pods -A --no-headers 2>/dev/null | wc -l) pods kept running"
+}
+
+up() {
 	mkdir -p "$W/containerd" "$W/cni/net.d" "$W/cni/ipam"
 	# Every image is imported, nothing is ever pulled. Should a pull happen anyway (a missing
 	# image), it goes to a closed port on loopback instead of resolving a registry.
@@ -195,8 +206,10 @@ evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 rotateCertificates: false
-syncFrequency: 5s            # Secret volume updates within seconds instead of ~1 min
 EOF
+	# 5s: Secret volume updates within seconds instead of ~1 min for the first scenario;
+	# KUBELET_SYNC=default leaves the kubelet's default (1m), as on every cluster.
+	[ "${KUBELET_SYNC:-5s}" = default ] || echo "syncFrequency: ${KUBELET_SYNC:-5s}" >>"$W/kubelet.yaml"
 	KUBELET_START=$(date +%s)
 	start kubelet "$K/kubelet" --config="$W/kubelet.yaml" --kubeconfig="$KUBECONFIG" --root-dir="$W/kubelet" \
 		--cert-dir="$W/kubelet/pki" --hostname-override=localhost --v=1
@@ -314,8 +327,9 @@ case "${1:-}" in
 up) up ;;
 down) down ;;
 guard) guard ;;
+kubelet-default-sync) kubelet_default_sync ;;
 *)
-	echo "usage: $0 up|down|guard" >&2
+	echo "usage: $0 up|down|guard|kubelet-default-sync" >&2
 	exit 2
 	;;
 esac
