@@ -12,6 +12,8 @@ export class ApiError extends Error {
     message: string,
     public retryAfter?: number,
     public field?: string,
+    /** stale_epoch (encrypted conversations): the conversation's current MLS epoch. */
+    public epoch?: number,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -223,12 +225,13 @@ export class ApiClient {
 
 /** The ApiError of a failed answer whose body (JSON, or null) is data. */
 function errorFromAnswer(res: Response, data: unknown): ApiError {
-  const err = (data as { error?: { code?: string; message?: string; retryAfter?: number; field?: unknown }; retryAfter?: number } | null) ?? {};
+  const err = (data as { error?: { code?: string; message?: string; retryAfter?: number; field?: unknown; epoch?: unknown }; retryAfter?: number } | null) ?? {};
   const code = err.error?.code ?? (res.status >= 500 ? 'internal' : 'http_' + res.status);
   const retryHeader = Number(res.headers.get('Retry-After'));
   const retryAfter = err.error?.retryAfter ?? err.retryAfter ?? (Number.isFinite(retryHeader) && retryHeader > 0 ? retryHeader : undefined);
   const field = typeof err.error?.field === 'string' && /^[A-Za-z]{1,32}$/.test(err.error.field) ? err.error.field : undefined;
-  return new ApiError(res.status, code, err.error?.message ?? res.statusText, retryAfter, field);
+  const epoch = typeof err.error?.epoch === 'number' ? err.error.epoch : undefined;
+  return new ApiError(res.status, code, err.error?.message ?? res.statusText, retryAfter, field, epoch);
 }
 
 function withLock<T>(name: string, f: () => Promise<T>): Promise<T> {

@@ -248,14 +248,22 @@ function errorOf(status: number, text: string, retryHeader: string | null): ApiE
  * expired token is refreshed once (the token goes in the Authorization header, never the
  * URL). `abort` cancels it: the server keeps nothing of a cut upload.
  */
-export function uploadFile(api: ApiClient, file: Blob & { name?: string }, name: string, onProgress: (loaded: number) => void, newXhr: () => XhrLike = () => new XMLHttpRequest() as unknown as XhrLike): UploadHandle {
+export function uploadFile(
+  api: ApiClient,
+  file: Blob & { name?: string },
+  name: string,
+  onProgress: (loaded: number) => void,
+  newXhr: () => XhrLike = () => new XMLHttpRequest() as unknown as XhrLike,
+  /** `/api/v1/attachments?opaque=true` for a file encrypted on the client (stored as it is). */
+  path = '/api/v1/attachments',
+): UploadHandle {
   let cur: XhrLike | null = null;
   let aborted = false;
   const once = (token: string | null) =>
     new Promise<Attachment>((resolve, reject) => {
       const x = newXhr();
       cur = x;
-      x.open('POST', '/api/v1/attachments');
+      x.open('POST', path);
       if (token) x.setRequestHeader('Authorization', `Bearer ${token}`);
       x.setRequestHeader('X-Filename', encodeURIComponent(name));
       x.setRequestHeader('Accept', 'application/json');

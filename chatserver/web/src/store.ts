@@ -3,6 +3,9 @@ import { ApiClient, ApiError, refreshDelay, toApiError } from './api';
 import { addUploads, describeUploadError, removeUpload, uploadDone, uploadFailed, uploadFile, uploadProgress, UrlCache, type SignedUrls, type Upload, type UploadHandle } from './attachments';
 import { clearAvatars, configureAvatars } from './avatars';
 import { describeError } from './errors';
+import { E2ee, sealedAttachment, type Host } from './e2ee/client';
+import { idbKV, sealFile, type KV } from './e2ee/keystore';
+import { toBase64, type Payload } from './e2ee/payload';
 import type { NotifySettings } from './notify';
 import { browserStorage, LocalState, type KeyValueStorage } from './persist';
 import { SessionSync, type SessionMessage } from './session';
@@ -41,6 +44,12 @@ export interface StoreDeps {
   random?: () => number;
   /** How the tabs of this browser sign in and out together (over `storage` by default). */
   session?: SessionSync;
+  /**
+   * Where end-to-end keys live (IndexedDB by default). Without IndexedDB (unit tests of
+   * the rest of the store) this browser is not an MLS device and encrypted conversations
+   * are shown as unreadable.
+   */
+  e2eeKV?: KV | null;
 }
 
 /** Delays between automatic attempts to reach the server at page load. */
@@ -95,6 +104,13 @@ export class ChatStore {
   onIncoming: ((m: Message, c: Conversation) => void) | null = null;
   /** Runs before signing out, while the session still works (the device's push subscription goes). */
   beforeSignOut: (() => Promise<void>) | null = null;
+  /** This browser as an MLS device (null: not available here, or not started yet). */
+  e2ee: E2ee | null = null;
+  /** Why end-to-end encryption is unavailable on this device, when it is. */
+  readonly e2eeError = signal<string | null>(null);
+  private readonly e2eeKV: KV | null;
+  /** socket request id -> an encrypted edit or reaction waiting for its ack */
+  private inflightHidden = new Map<string, { conversationId: string; clientId: string; timer: unknown; done: (err?: unknown) => void }>();
   /** Files being uploaded or uploaded for the next message, per conversation (the composer's chips). */
   readonly uploads = signal<Record<string, Upload[]>>({});
   /** Signed URLs of attachments, for <img>, <audio>, <video> and links. */
@@ -151,6 +167,7 @@ export class ChatStore {
     this.storage = deps.storage ?? browserStorage();
     this.session = deps.session ?? new SessionSync(this.storage);
     this.session.onMessage = (m) => this.fromOtherTab(m);
+    this.e2eeKV = deps.e2eeKV !== undefined ? deps.e2eeKV : typeof indexedDB !== 'undefined' ? idbKV() : null;
     this.urls = new UrlCache((id) => this.api.request<SignedUrls>('GET', `/attachments/${enc(id)}/url`), this.now);
     this.api.onSession = (s) => this.onSession(s);
     this.api.onSignedOut = () => this.endSession(true);
@@ -362,7 +379,9 @@ export class ChatStore {
 
   private async enter(): Promise<void> {
     void this.loadNotifySettings();
+    await this.startE2ee();
     await this.loadConversations();
+    for (const c of Object.values(this.conversations.value)) if (c.e2ee && this.e2ee?.has(c.id)) this.e2ee.scheduleReconcile(c.id);
     this.restoreLocal();
     this.auth.value = 'signedIn';
     this.connection.start();
@@ -406,6 +425,10 @@ export class ChatStore {
   private endSession(expired: boolean, tell = true): void {
     if (tell) this.session.signedOut(expired);
     this.connection.stop();
+    this.e2ee?.stop();
+    this.e2ee = null;
+    for (const h of this.inflightHidden.values()) this.t.clearTimeout(h.timer);
+    this.inflightHidden.clear();
     // Drafts and unsent messages are this person's: none stay in the browser.
     this.local?.clear();
     this.local = null;
@@ -437,6 +460,119 @@ export class ChatStore {
       this.readMark.value = null;
       this.reactors.value = {};
       this.notifySettings.value = null;
+    });
+  }
+
+  // ------------------------------------------------------- end-to-end encryption
+
+  /**
+   * This browser as an MLS device: its keys loaded (or made and registered), KeyPackages
+   * topped up, waiting Welcomes processed, before the conversations and the socket, so the
+   * cursors of encrypted conversations start after what this device has processed.
+   */
+  private async startE2ee(): Promise<void> {
+    const me = this.me.value;
+    if (!this.e2eeKV || !me) return;
+    const e = new E2ee(this.api, me.id, this.e2eeKV, this.e2eeHost());
+    try {
+      await e.start();
+      this.e2ee = e;
+      this.e2eeError.value = null;
+    } catch (err) {
+      console.warn('e2ee: unavailable', err);
+      this.e2eeError.value = `End-to-end encryption is not available on this device: ${describeError(err)}`;
+    }
+  }
+
+  private e2eeHost(): Host {
+    return {
+      conversation: (id) => this.conversations.value[id],
+      deliver: (id, m) => this.deliverPlain(id, m),
+      edited: (id, _t, target, body, at) => {
+        const me = this.me.value?.id ?? null;
+        this.setThread(id, (t) => applyEvent(t, { type: 'message_edited', conversationId: id, messageId: target, seq: 0, body, editedAt: at }, me));
+        const c = this.conversations.value[id];
+        if (c?.lastMessage?.id === target) this.conversations.value = { ...this.conversations.value, [id]: { ...c, lastMessage: { ...c.lastMessage, body, editedAt: at } } };
+      },
+      reacted: (id, target, emoji, userId, added, counts) => {
+        const me = this.me.value?.id ?? null;
+        this.setThread(id, (t) => applyEvent(t, { type: 'reaction', conversationId: id, messageId: target, seq: 0, emoji, userId, added, counts }, me));
+        const per = this.reactors.value[target] ?? {};
+        const users = (per[emoji] ?? []).filter((u) => u !== userId);
+        if (added) users.push(userId);
+        this.reactors.value = { ...this.reactors.value, [target]: { ...per, [emoji]: users } };
+      },
+      consumed: (id, seq) => {
+        this.noteSeqs(id, [seq]);
+        const c = this.conversations.value[id];
+        if (c && seq > c.lastSeq) this.conversations.value = { ...this.conversations.value, [id]: { ...c, lastSeq: seq } };
+      },
+      syncFrom: (id, seq) => {
+        if (seq > (this.cursors[id] ?? 0) || !this.seen[id]?.size) this.cursors[id] = seq;
+        this.connection.send({ type: 'sync', cursors: { [id]: this.cursors[id] } });
+      },
+    };
+  }
+
+  /** A message of an encrypted conversation, decrypted (or marked unreadable), in seq order. */
+  private deliverPlain(id: string, m: Message): void {
+    const before = this.conversations.value[id];
+    const held = this.thread(id).messages.some((x) => x.id === m.id);
+    const fresh = !!before && m.seq > before.lastSeq && !held;
+    // A message first shown unreadable (before this device joined, or before its
+    // plaintext was known here) is replaced by what the device now knows of it.
+    if (held) this.setThread(id, (t) => replaceMessage(t, m));
+    this.ingest(id, [m]);
+    const after = this.conversations.value[id];
+    if (fresh && after && this.onIncoming && m.senderId !== this.me.value?.id) this.onIncoming(m, after);
+  }
+
+  /** An encrypted conversation I was removed from (or never joined on this device). */
+  e2eeBlocked(id: string): string | null {
+    const c = this.conversations.value[id];
+    if (!c?.e2ee) return null;
+    if (!this.e2ee) return this.e2eeError.value ?? 'End-to-end encryption is not available in this browser.';
+    const info = this.e2ee.info(id);
+    if (!info) return 'This device has not joined this encrypted conversation yet.';
+    if (info.removed) return 'You were removed from this conversation. New messages cannot be read here.';
+    return null;
+  }
+
+  /** Sends an encrypted edit or reaction (an application message the thread does not show). */
+  private sendHidden(conversationId: string, p: Payload): Promise<void> {
+    const e2ee = this.e2ee;
+    if (!e2ee) return Promise.reject(new ApiError(0, 'e2ee_unavailable', this.e2eeError.value ?? 'End-to-end encryption is not available in this browser.'));
+    const clientId = newClientId();
+    return new Promise<void>((resolve, reject) => {
+      const attempt = async (): Promise<void> => {
+        await e2ee.prepare(clientId, p);
+        const ciphertext = await e2ee.encrypt(conversationId, p);
+        const id = `h${++this.reqSeq}`;
+        const done = (err?: unknown) => {
+          const x = err as { code?: string; epoch?: number } | undefined;
+          if (x?.code === 'stale_epoch') {
+            void e2ee.waitEpoch(conversationId, x.epoch ?? 0).then(() => attempt().catch(reject));
+            return;
+          }
+          if (err) reject(err);
+          else resolve();
+        };
+        if (this.connection.send({ type: 'send', id, conversationId, clientId, ciphertext })) {
+          const timer = this.t.setTimeout(() => {
+            if (this.inflightHidden.delete(id)) reject({ code: 'timeout' });
+          }, this.ackTimeoutMs);
+          this.inflightHidden.set(id, { conversationId, clientId, timer, done });
+          return;
+        }
+        try {
+          const m = await this.api.request<Message>('POST', `/conversations/${enc(conversationId)}/messages`, { clientId, ciphertext });
+          e2ee.incomingMessage(m);
+          done();
+        } catch (err) {
+          done(err);
+        }
+      };
+      attempt().catch(reject);
     });
   }
 
@@ -477,11 +613,13 @@ export class ChatStore {
     const next: Record<string, Conversation> = {};
     const old = this.conversations.value;
     for (const answered of conversations) {
-      const c = this.withNewerPresence(answered, asked);
+      const c = this.withNewerPresence(this.readable(answered), asked);
       const prev = old[c.id];
       next[c.id] = prev && prev.lastSeq > c.lastSeq ? { ...c, lastSeq: prev.lastSeq, lastMessage: prev.lastMessage, lastActivity: prev.lastActivity } : c;
-      if (this.cursors[c.id] === undefined) this.cursors[c.id] = c.lastSeq;
+      if (this.cursors[c.id] === undefined) this.cursors[c.id] = this.startCursor(c);
     }
+    // Encrypted conversations I was removed from stay listed (nothing new can be read there).
+    for (const [id, c] of Object.entries(old)) if (!next[id] && c.e2ee && this.e2ee?.info(id)?.removed) next[id] = c;
     this.conversations.value = next;
   }
 
@@ -497,36 +635,89 @@ export class ChatStore {
     };
   }
 
-  upsertConversation(c: Conversation): void {
+  upsertConversation(answered: Conversation): void {
+    const c = this.readable(answered);
     const prev = this.conversations.value[c.id];
     const merged = prev && prev.lastSeq > c.lastSeq ? { ...c, lastSeq: prev.lastSeq, lastMessage: prev.lastMessage, lastActivity: prev.lastActivity } : c;
     this.conversations.value = { ...this.conversations.value, [c.id]: merged };
     if (this.cursors[c.id] === undefined) {
       // A conversation new to this page: tell the server where this socket stands
       // in it (docs/api.md, rule 2), so its live messages come in order at once.
-      this.cursors[c.id] = c.lastSeq;
-      this.connection.send({ type: 'sync', cursors: { [c.id]: c.lastSeq } });
+      this.cursors[c.id] = this.startCursor(c);
+      this.connection.send({ type: 'sync', cursors: { [c.id]: this.cursors[c.id] } });
+    } else if (c.e2ee && prev && this.e2ee?.has(c.id)) {
+      // Members may have changed: the group follows.
+      this.e2ee.scheduleReconcile(c.id);
     }
   }
 
-  async startDirect(userId: string): Promise<Conversation> {
-    const c = await this.api.request<Conversation>('POST', '/conversations/direct', { userId });
+  /** An encrypted conversation's last message as this device can show it. */
+  private readable(c: Conversation): Conversation {
+    if (!c.e2ee || !c.lastMessage?.ciphertext) return c;
+    return { ...c, lastMessage: this.e2ee ? this.e2ee.preview(c.lastMessage) : { ...c.lastMessage, body: '', undecryptable: true } };
+  }
+
+  /** Where a conversation's cursor starts: its newest seq, or, encrypted, after what this device processed. */
+  private startCursor(c: Conversation): number {
+    if (c.e2ee) {
+      const at = this.e2ee?.cursor(c.id);
+      if (at !== undefined) return Math.min(at, c.lastSeq);
+    }
+    return c.lastSeq;
+  }
+
+  async startDirect(userId: string, e2ee = false): Promise<Conversation> {
+    if (e2ee) this.needE2ee();
+    const c = await this.api.request<Conversation>('POST', '/conversations/direct', { userId, ...(e2ee ? { e2ee: true } : {}) });
     this.upsertConversation(c);
+    if (c.e2ee) await this.startGroup(c);
     return c;
   }
 
-  async createGroup(title: string, memberIds: string[]): Promise<Conversation> {
-    const c = await this.api.request<Conversation>('POST', '/conversations/group', { title, memberIds });
+  async createGroup(title: string, memberIds: string[], e2ee = false): Promise<Conversation> {
+    if (e2ee) this.needE2ee();
+    const c = await this.api.request<Conversation>('POST', '/conversations/group', { title, memberIds, ...(e2ee ? { e2ee: true } : {}) });
     this.upsertConversation(c);
+    if (c.e2ee) await this.startGroup(c);
     return c;
+  }
+
+  private needE2ee(): void {
+    if (!this.e2ee) throw new ApiError(0, 'e2ee_unavailable', this.e2eeError.value ?? 'End-to-end encryption is not available in this browser.');
+  }
+
+  /** A new encrypted conversation: this device makes the group and adds the others' devices. */
+  private async startGroup(c: Conversation): Promise<void> {
+    if (!this.e2ee || this.e2ee.has(c.id)) return;
+    try {
+      await this.e2ee.created(c);
+    } catch (e) {
+      this.notice.value = `The encrypted group could not be set up yet: ${describeError(e)}`;
+    }
   }
 
   async addMember(conversationId: string, userId: string): Promise<void> {
+    const cur = this.conversations.value[conversationId];
+    if (cur?.e2ee) {
+      // The person's devices join by an MLS commit, which also adds them on the server.
+      this.needE2ee();
+      await this.e2ee!.addUser(conversationId, userId);
+      await this.fetchConversation(conversationId);
+      return;
+    }
     const c = await this.api.request<Conversation>('POST', `/conversations/${enc(conversationId)}/members`, { userId });
     this.upsertConversation(c);
   }
 
   async removeMember(conversationId: string, userId: string): Promise<void> {
+    const cur = this.conversations.value[conversationId];
+    if (cur?.e2ee && userId !== this.me.value?.id && this.e2ee?.has(conversationId)) {
+      // Their devices leave by an MLS commit (so they cannot read what follows), which also removes them on the server.
+      await this.e2ee.removeUser(conversationId, userId);
+      const c = this.conversations.value[conversationId];
+      if (c) this.upsertConversation({ ...c, members: c.members.filter((m) => m.id !== userId) });
+      return;
+    }
     await this.api.request('DELETE', `/conversations/${enc(conversationId)}/members/${enc(userId)}`);
     if (userId === this.me.value?.id) {
       this.forget(conversationId);
@@ -601,7 +792,7 @@ export class ChatStore {
     if (!id) return;
     if (!this.thread(id).loaded) {
       try {
-        const r = await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?limit=50`);
+        const r = this.fromHistory(id, await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?limit=50`));
         // Messages held from before (live, or a restored send's answer) that are older than
         // this page would leave a hole in the view: they come back when scrolling up.
         const oldest = r.hasMore && r.messages.length ? r.messages[0].seq : 0;
@@ -622,13 +813,24 @@ export class ChatStore {
     if (!t.hasMore || t.messages.length === 0) return 0;
     const before = t.messages[0].seq;
     try {
-      const r = await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?before=${before}&limit=50`);
+      const r = this.fromHistory(id, await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?before=${before}&limit=50`));
       this.setThread(id, (x) => ({ ...receive(x, r.messages, this.me.value?.id ?? null), hasMore: r.hasMore }));
       return r.messages.length;
     } catch (e) {
       this.notice.value = describeError(e);
       return 0;
     }
+  }
+
+  /** A page of history as this device can show it (encrypted conversations: the plaintext it kept). */
+  private fromHistory(id: string, r: { messages: Message[]; hasMore: boolean }): { messages: Message[]; hasMore: boolean } {
+    if (!this.conversations.value[id]?.e2ee && !r.messages.some((m) => m.ciphertext)) return r;
+    const out: Message[] = [];
+    for (const m of r.messages) {
+      const x = this.e2ee ? this.e2ee.fromHistory(m) : { ...m, body: '', undecryptable: true };
+      if (x) out.push(x);
+    }
+    return { messages: out, hasMore: r.hasMore };
   }
 
   /** Adds stored messages to a thread, confirms my pending ones, advances the cursor and the list. */
@@ -736,6 +938,24 @@ export class ChatStore {
     if (this.isReading(id)) this.markRead(id);
   }
 
+  private isEncrypted(m: Message): boolean {
+    return !!m.ciphertext || !!this.conversations.value[m.conversationId]?.e2ee;
+  }
+
+  /** A message of an encrypted conversation: decrypted in seq order by this device, or unreadable. */
+  private incomingEncrypted(m: Message): void {
+    if (this.e2ee && this.e2ee.has(m.conversationId)) {
+      this.e2ee.incomingMessage(m);
+      return;
+    }
+    if (this.e2ee && !m.deleted) {
+      // Not joined on this device yet: a Welcome may be waiting.
+      void this.e2ee.fetchWelcomes().catch(() => undefined);
+    }
+    const { ciphertext: _c, ...rest } = m;
+    this.deliverPlain(m.conversationId, { ...rest, body: '', undecryptable: !m.deleted, ...(this.e2ee && !m.deleted ? { beforeJoin: true } : {}) });
+  }
+
   private async fetchConversation(id: string): Promise<void> {
     try {
       const c = await this.api.request<Conversation>('GET', `/conversations/${enc(id)}`);
@@ -830,7 +1050,7 @@ export class ChatStore {
     added.forEach((u, i) => {
       const file = files[i];
       let last = 0;
-      const h = uploadFile(this.api, file, u.name, (loaded) => {
+      const h = (this.conversations.value[conversationId]?.e2ee ? this.sealedUpload : uploadFile)(this.api, file, u.name, (loaded) => {
         // Progress events come often; a re-render per 1 % is plenty.
         if (loaded !== 0 && loaded - last < u.size / 100 && loaded < u.size) return;
         last = loaded;
@@ -854,6 +1074,30 @@ export class ChatStore {
     return refused;
   }
 
+  /**
+   * An upload to an encrypted conversation: the bytes are encrypted here (AES-128-GCM, a
+   * fresh key per file) and stored by the server as they are (`opaque=true`); the key,
+   * IV, real name, type and size travel inside the MLS message.
+   */
+  private sealedUpload = (api: ApiClient, file: Blob & { name?: string }, name: string, onProgress: (loaded: number) => void): UploadHandle => {
+    let inner: UploadHandle | null = null;
+    let aborted = false;
+    const promise = (async () => {
+      const { ct, key, iv } = await sealFile(await file.arrayBuffer());
+      if (aborted) throw new ApiError(0, 'aborted', 'cancelled');
+      inner = uploadFile(api, new Blob([ct], { type: 'application/octet-stream' }), 'encrypted', onProgress, undefined, '/api/v1/attachments?opaque=true');
+      const a = await inner.promise;
+      return sealedAttachment({ id: a.id, key: toBase64(key), iv: toBase64(iv), name, type: file.type || 'application/octet-stream', size: file.size });
+    })();
+    return {
+      promise,
+      abort: () => {
+        aborted = true;
+        inner?.abort();
+      },
+    };
+  };
+
   /** Cancels an upload (the server keeps nothing of it) or removes a file from the next message. */
   cancelUpload(conversationId: string, key: string): void {
     this.uploading.get(key)?.abort();
@@ -873,7 +1117,28 @@ export class ChatStore {
   private async dispatch(conversationId: string, clientId: string, body: string, replyTo?: string, files?: Attachment[]): Promise<void> {
     const id = `s${++this.reqSeq}`;
     const attachments = files?.length ? { attachments: files.map((a) => a.id) } : {};
-    if (this.connection.send({ type: 'send', id, conversationId, clientId, body, ...(replyTo ? { replyTo } : {}), ...attachments })) {
+    let content: { body: string; replyTo?: string } | { ciphertext: string } = { body, ...(replyTo ? { replyTo } : {}) };
+    if (this.conversations.value[conversationId]?.e2ee) {
+      // Encrypted: text, reply target and file keys go inside the MLS message; the server
+      // gets the ciphertext (and the ids of the opaque uploads, so it can link them).
+      try {
+        if (!this.e2ee) throw new ApiError(0, 'e2ee_unavailable', this.e2eeError.value ?? 'End-to-end encryption is not available in this browser.');
+        const payload: Payload = this.e2ee.outgoing(clientId) ?? {
+          v: 1,
+          type: 'text',
+          id: clientId,
+          text: body,
+          ...(replyTo ? { replyTo } : {}),
+          ...(files?.some((a) => a.sealed) ? { attachments: files.filter((a) => a.sealed).map((a) => a.sealed!) } : {}),
+        };
+        await this.e2ee.prepare(clientId, payload);
+        content = { ciphertext: await this.e2ee.encrypt(conversationId, payload) };
+      } catch (e) {
+        this.setThread(conversationId, (t) => failPending(t, clientId, e instanceof Error && !(e instanceof ApiError) ? e.message : describeError(e, 'send')));
+        return;
+      }
+    }
+    if (this.connection.send({ type: 'send', id, conversationId, clientId, ...content, ...attachments })) {
       const timer = this.t.setTimeout(() => {
         this.inflight.delete(id);
         if (isPending(this.thread(conversationId), clientId)) {
@@ -887,10 +1152,15 @@ export class ChatStore {
     }
     // No socket right now: the REST endpoint is just as idempotent.
     try {
-      const m = await this.api.request<Message>('POST', `/conversations/${enc(conversationId)}/messages`, { clientId, body, ...(replyTo ? { replyTo } : {}), ...attachments });
-      this.ingest(conversationId, [m]);
+      const m = await this.api.request<Message>('POST', `/conversations/${enc(conversationId)}/messages`, { clientId, ...content, ...attachments });
+      if (this.isEncrypted(m)) this.incomingEncrypted(m);
+      else this.ingest(conversationId, [m]);
     } catch (e) {
       const err = toApiError(e);
+      if (err.code === 'stale_epoch' && this.e2ee) {
+        await this.e2ee.waitEpoch(conversationId, err.epoch ?? 0);
+        return this.dispatch(conversationId, clientId, body, replyTo, files);
+      }
       if (err.status === 0 && (this.conn.value === 'reconnecting' || this.conn.value === 'connecting')) {
         // The server is out of reach for now: the message waits, and goes out by itself
         // when the socket is back (the page keeps trying for as long as it is open).
@@ -904,6 +1174,7 @@ export class ChatStore {
 
   /** Replaces the text of one of my messages. Rejects with the server's error. */
   edit(conversationId: string, messageId: string, body: string): Promise<void> {
+    if (this.conversations.value[conversationId]?.e2ee) return this.sendHidden(conversationId, { v: 1, type: 'edit', target: messageId, text: body });
     return this.change(conversationId, { type: 'edit', id: '', conversationId, messageId, body }, 'PATCH', `/messages/${enc(messageId)}`, { body });
   }
 
@@ -914,6 +1185,7 @@ export class ChatStore {
 
   /** Adds (or removes) my reaction. */
   react(conversationId: string, messageId: string, emoji: string, remove = false): Promise<void> {
+    if (this.conversations.value[conversationId]?.e2ee) return this.sendHidden(conversationId, { v: 1, type: 'reaction', target: messageId, emoji, add: !remove });
     return this.change(
       conversationId,
       { type: 'react', id: '', conversationId, messageId, emoji, ...(remove ? { remove: true } : {}) },
@@ -1023,6 +1295,14 @@ export class ChatStore {
   onFrame(f: ServerFrame): void {
     switch (f.type) {
       case 'ack': {
+        const hid = this.inflightHidden.get(f.id);
+        if (hid) {
+          this.t.clearTimeout(hid.timer);
+          this.inflightHidden.delete(f.id);
+          this.e2ee?.incomingMessage(f.message);
+          hid.done();
+          break;
+        }
         const ch = this.inflightChange.get(f.id);
         if (ch) {
           this.t.clearTimeout(ch.timer);
@@ -1035,11 +1315,29 @@ export class ChatStore {
           this.t.clearTimeout(fl.timer);
           this.inflight.delete(f.id);
         }
+        if (this.isEncrypted(f.message)) {
+          this.incomingEncrypted(f.message);
+          break;
+        }
         this.ingest(f.message.conversationId, [f.message]);
         break;
       }
+      case 'mls':
+        this.e2ee?.incomingCommit(f);
+        if (!this.e2ee) this.noteSeqs(f.conversationId, [f.seq]);
+        break;
+      case 'welcome':
+        void this.e2ee?.fetchWelcomes().catch((e) => console.warn('e2ee: welcomes', e));
+        break;
+      case 'devices':
+        this.e2ee?.devicesChanged(f.userId);
+        break;
       case 'message': {
         const id = f.message.conversationId;
+        if (this.isEncrypted(f.message)) {
+          this.incomingEncrypted(f.message);
+          break;
+        }
         const before = this.conversations.value[id];
         const fresh = !!before && f.message.seq > before.lastSeq && !this.thread(id).messages.some((m) => m.id === f.message.id);
         this.ingest(id, [f.message]);
@@ -1113,6 +1411,12 @@ export class ChatStore {
         break;
       case 'removed': {
         const c = this.conversations.value[f.conversationId];
+        if (c?.e2ee && this.e2ee?.has(f.conversationId)) {
+          // Kept, marked: what was read stays readable here, nothing new can be.
+          void this.e2ee.markRemoved(f.conversationId);
+          if (this.activeId.value === f.conversationId) this.notice.value = `You were removed from ${conversationTitle(c, this.me.value?.id ?? '')}.`;
+          break;
+        }
         if (c && this.activeId.value === f.conversationId) {
           this.notice.value = `You are no longer a member of ${conversationTitle(c, this.me.value?.id ?? '')}.`;
         }
@@ -1120,6 +1424,24 @@ export class ChatStore {
         break;
       }
       case 'error': {
+        const hid = f.id ? this.inflightHidden.get(f.id) : undefined;
+        if (hid && f.id) {
+          this.t.clearTimeout(hid.timer);
+          this.inflightHidden.delete(f.id);
+          hid.done(f);
+          break;
+        }
+        const stale = f.id && f.code === 'stale_epoch' ? this.inflight.get(f.id) : undefined;
+        if (stale && f.id && this.e2ee) {
+          // The group moved on before my message: process the commits, encrypt again.
+          this.t.clearTimeout(stale.timer);
+          this.inflight.delete(f.id);
+          const p = this.thread(stale.conversationId).pending.find((x) => x.clientId === stale.clientId);
+          void this.e2ee.waitEpoch(stale.conversationId, f.epoch ?? 0).then(() => {
+            if (p) void this.dispatch(stale.conversationId, p.clientId, p.body, p.replyTo?.id, p.attachments);
+          });
+          break;
+        }
         const ch = f.id ? this.inflightChange.get(f.id) : undefined;
         if (ch && f.id) {
           this.t.clearTimeout(ch.timer);

@@ -43,6 +43,10 @@ export interface Message {
   attachments?: Attachment[];
   /** Ids of the members its text mentions (@username), as the server parsed them. */
   mentions?: string[];
+  /** End-to-end encrypted conversations: the MLSMessage (base64) instead of `body`. */
+  ciphertext?: string;
+  /** Sent before this device joined the encrypted conversation (it has no keys for it). */
+  beforeJoin?: boolean;
 }
 
 /** An uploaded file (docs/api.md "Attachments"). */
@@ -63,6 +67,8 @@ export interface Attachment {
   preview?: string;
   /** GET …/thumbnail serves a smaller JPEG. */
   thumbnail?: boolean;
+  /** Encrypted on the client (end-to-end encrypted conversations): how to decrypt it. */
+  sealed?: import('./e2ee/payload').SealedFile;
 }
 
 export interface ReplyRef {
@@ -94,6 +100,10 @@ export interface Conversation {
   expireAfter?: number;
   /** When my mute of it ends (absent: not muted; 9999-12-31: until unmuted). */
   mutedUntil?: string;
+  /** End-to-end encrypted (MLS); set at creation, never switched off. */
+  e2ee?: boolean;
+  /** The server's current MLS epoch of an encrypted conversation. */
+  mlsEpoch?: number;
 }
 
 /** Form fields the server can name in an error (`error.field`). */
@@ -119,19 +129,25 @@ export type ServerFrame =
   /** A person's profile changed (my own from another session, or someone I share a conversation with). */
   | { type: 'user'; user: Pick<User, 'id' | 'username' | 'displayName'> }
   | { type: 'resync'; conversationId?: string }
-  | { type: 'error'; id?: string; code: string; message: string; retryAfter?: number }
+  | { type: 'error'; id?: string; code: string; message: string; retryAfter?: number; epoch?: number }
   | { type: 'pong' }
   | { type: 'message_edited'; conversationId: string; messageId: string; seq: number; body: string; editedAt: string }
   | { type: 'message_deleted'; conversationId: string; messageId: string; seq: number; deletedBy?: string; deletedAt: string; reason: 'deleted' | 'expired' }
   | { type: 'reaction'; conversationId: string; messageId: string; seq: number; emoji: string; userId: string; added: boolean; counts: Array<{ emoji: string; count: number }> }
-  | { type: 'conversation_settings'; conversationId: string; seq: number; expireAfter: number; changedBy: string; changedAt: string };
+  | { type: 'conversation_settings'; conversationId: string; seq: number; expireAfter: number; changedBy: string; changedAt: string }
+  /** An MLS commit of an encrypted conversation, in the conversation's seq order. */
+  | { type: 'mls'; conversationId: string; seq: number; epoch: number; senderId: string; deviceId: string; commit: string }
+  /** A Welcome waits for one of my devices (GET /devices/{id}/welcomes). */
+  | { type: 'welcome'; conversationId: string; deviceId: string }
+  /** A user's devices changed (mine, or someone sharing an encrypted conversation with me). */
+  | { type: 'devices'; userId: string };
 
 /** The change-event frames: each takes the next seq of its conversation, like a message. */
 export type ChangeEvent = Extract<ServerFrame, { type: 'message_edited' | 'message_deleted' | 'reaction' | 'conversation_settings' }>;
 
 export type ClientFrame =
   | { type: 'auth'; token: string }
-  | { type: 'send'; id: string; conversationId: string; clientId: string; body: string; replyTo?: string; attachments?: string[] }
+  | { type: 'send'; id: string; conversationId: string; clientId: string; body?: string; ciphertext?: string; replyTo?: string; attachments?: string[] }
   | { type: 'edit'; id: string; conversationId: string; messageId: string; body: string }
   | { type: 'delete'; id: string; conversationId: string; messageId: string }
   | { type: 'react'; id: string; conversationId: string; messageId: string; emoji: string; remove?: boolean }
