@@ -34,6 +34,9 @@ const (
 	RangeNotSatisfiable = "range_not_satisfiable"
 	Unavailable         = "unavailable"
 	Internal            = "internal"
+	// StaleEpoch: an MLS commit or message was made for an epoch that is
+	// not the conversation's current one (Error.Epoch says which is).
+	StaleEpoch = "stale_epoch"
 )
 
 var status = map[string]int{
@@ -59,6 +62,7 @@ var status = map[string]int{
 	RangeNotSatisfiable: http.StatusRequestedRangeNotSatisfiable,
 	Unavailable:         http.StatusServiceUnavailable,
 	Internal:            http.StatusInternalServerError,
+	StaleEpoch:          http.StatusConflict,
 }
 
 // Error is an error a client may see.
@@ -70,6 +74,8 @@ type Error struct {
 	// "username"), so a form can show the message beside it; "" when the
 	// error is not about one field.
 	Field string
+	// Epoch, with StaleEpoch, is the conversation's current MLS epoch.
+	Epoch *int64
 	Cause error // for logs only, never shown
 }
 

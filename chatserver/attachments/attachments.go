@@ -136,6 +136,26 @@ func mib(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', -
 // refused at once when over a limit. A refused or failed upload leaves no
 // blob and no row.
 func (s *Service) Upload(ctx context.Context, userID, name string, body io.Reader, declared int64) (*protocol.Attachment, error) {
+	return s.upload(ctx, userID, name, body, declared, false)
+}
+
+// Opaque uploads (end-to-end encrypted conversations) are stored under this
+// name and type: the bytes are the client's ciphertext, and the real name,
+// type, size and key travel inside the MLS message.
+const (
+	OpaqueName        = "encrypted"
+	OpaqueContentType = "application/octet-stream"
+)
+
+// UploadOpaque is Upload for bytes the client encrypted (an attachment of
+// an end-to-end encrypted conversation): stored as they are (still sealed
+// at rest), never sniffed, decoded or thumbnailed; named OpaqueName, of
+// type OpaqueContentType. Limits and quota are Upload's.
+func (s *Service) UploadOpaque(ctx context.Context, userID string, body io.Reader, declared int64) (*protocol.Attachment, error) {
+	return s.upload(ctx, userID, OpaqueName, body, declared, true)
+}
+
+func (s *Service) upload(ctx context.Context, userID, name string, body io.Reader, declared int64, opaque bool) (*protocol.Attachment, error) {
 	if s.limiter != nil {
 		ok, wait, err := s.limiter.Allow(ctx, "upl:"+userID)
 		if err != nil {
@@ -175,7 +195,10 @@ func (s *Service) Upload(ctx context.Context, userID, name string, body io.Reade
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 		return nil, s.refuse("failed", apperr.Wrap(apperr.InvalidRequest, err, "reading the upload failed"))
 	}
-	ct := sniff(head)
+	ct := OpaqueContentType
+	if !opaque {
+		ct = sniff(head)
+	}
 	a := &store.Attachment{ID: ids.New("a"), OwnerID: userID, Name: SanitizeName(name), ContentType: ct,
 		CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
 	if decodable[ct] {

@@ -21,38 +21,43 @@ import (
 
 // Config is the chat server's configuration.
 type Config struct {
-	Addr             string
-	MetricsAddr      string
-	DataDir          string
-	DatabaseURL      string
-	DBMaxConns       int
-	RedisURL         string   // single Redis: redis:// or rediss://
-	RedisAddrs       []string // Sentinel (with RedisMaster) or Cluster addresses
-	RedisMaster      string
-	RedisPassword    string
-	RedisTLS         bool
-	KeyringDir       string
-	GenerateKeyring  bool // KeyringDir was not set: generate a keyring there on first start
-	KeyringReload    time.Duration
-	ResealInterval   time.Duration
-	AllowedOrigins   []string
-	AccessTokenTTL   time.Duration
-	RefreshTokenTTL  time.Duration
-	MaxMessageChars  int
-	MaxFrameBytes    int
-	MaxConnections   int
-	RateLogin        ratelimit.Rate
-	RateMessages     ratelimit.Rate
-	EditWindow       time.Duration // how long a sender may edit a message
-	ExpiryInterval   time.Duration // how often expired messages are purged
-	TrustedProxies   []*net.IPNet
-	ShutdownTimeout  time.Duration
-	DeliveryHold     time.Duration
-	SharedFanoutMin  int
-	MaxGroupMembers  int
-	PositionInterval time.Duration
-	PasswordWorkers  int
-	LogLevel         slog.Level
+	Addr            string
+	MetricsAddr     string
+	DataDir         string
+	DatabaseURL     string
+	DBMaxConns      int
+	RedisURL        string   // single Redis: redis:// or rediss://
+	RedisAddrs      []string // Sentinel (with RedisMaster) or Cluster addresses
+	RedisMaster     string
+	RedisPassword   string
+	RedisTLS        bool
+	KeyringDir      string
+	GenerateKeyring bool // KeyringDir was not set: generate a keyring there on first start
+	KeyringReload   time.Duration
+	ResealInterval  time.Duration
+	AllowedOrigins  []string
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	MaxMessageChars int
+	MaxFrameBytes   int
+	MaxConnections  int
+	RateLogin       ratelimit.Rate
+	RateMessages    ratelimit.Rate
+	EditWindow      time.Duration // how long a sender may edit a message
+	ExpiryInterval  time.Duration // how often expired messages are purged
+	TrustedProxies  []*net.IPNet
+	ShutdownTimeout time.Duration
+	DeliveryHold    time.Duration
+	SharedFanoutMin int
+	MaxGroupMembers int
+	// End-to-end encryption (MLS): devices per user, stored KeyPackages
+	// per device, KeyPackage claims per user.
+	MaxDevices           int
+	MaxKeyPackages       int
+	RateKeyPackageClaims ratelimit.Rate
+	PositionInterval     time.Duration
+	PasswordWorkers      int
+	LogLevel             slog.Level
 	// Attachments: where blobs are kept and their limits.
 	AttachmentsStore   string // "fs" or "s3"
 	AttachmentsDir     string // the fs store's folder
@@ -140,6 +145,9 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 		TLSCert:          p.str(settings.TLSCert),
 		TLSKey:           p.str(settings.TLSKey),
 	}
+	c.MaxDevices = check(&p, settings.MaxDevices.Parse, settings.MaxDevices.Setting)
+	c.MaxKeyPackages = check(&p, settings.MaxKeyPackages.Parse, settings.MaxKeyPackages.Setting)
+	c.RateKeyPackageClaims = check(&p, settings.RateKeyPackageClaims.Parse, settings.RateKeyPackageClaims.Setting)
 	c.PushGrace = check(&p, settings.PushGrace.Parse, settings.PushGrace.Setting)
 	c.PushTTL = check(&p, settings.PushTTL.Parse, settings.PushTTL.Setting)
 	c.PushContact = check(&p, settings.ParsePushContact, settings.PushContact)

@@ -27,6 +27,8 @@ var (
 		{settings.MaxImageMegapixels, func(c *Config) int { return int(c.MaxImagePixels / 1_000_000) }},
 		{settings.SharedFanoutMin, func(c *Config) int { return c.SharedFanoutMin }},
 		{settings.MaxGroupMembers, func(c *Config) int { return c.MaxGroupMembers }},
+		{settings.MaxDevices, func(c *Config) int { return c.MaxDevices }},
+		{settings.MaxKeyPackages, func(c *Config) int { return c.MaxKeyPackages }},
 	}
 	fuzzDurations = []struct {
 		s   settings.Duration

@@ -14,6 +14,7 @@ import (
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/attachments"
 	"github.com/parley-chat/parley/chatserver/blob"
+	"github.com/parley-chat/parley/chatserver/protocol"
 )
 
 // uploadPath is the upload endpoint: exempt from the request body cap (the
@@ -46,7 +47,21 @@ func (a *API) upload(c *gin.Context) {
 	if dec, err := url.PathUnescape(name); err == nil {
 		name = dec
 	}
-	v, err := a.attachments.Upload(c.Request.Context(), c.GetString("user_id"), name, c.Request.Body, c.Request.ContentLength)
+	var (
+		v   *protocol.Attachment
+		err error
+	)
+	switch opaque := c.Query("opaque"); opaque {
+	case "true", "1":
+		// Client-encrypted bytes (end-to-end encrypted conversations):
+		// stored as they are, the name and type stay inside the message.
+		v, err = a.attachments.UploadOpaque(c.Request.Context(), c.GetString("user_id"), c.Request.Body, c.Request.ContentLength)
+	case "", "false", "0":
+		v, err = a.attachments.Upload(c.Request.Context(), c.GetString("user_id"), name, c.Request.Body, c.Request.ContentLength)
+	default:
+		a.fail(c, apperr.OnField(apperr.InvalidRequest, "opaque", "opaque must be true or false"))
+		return
+	}
 	if err != nil {
 		if apperr.Is(err, apperr.AttachmentTooLarge) || apperr.Is(err, apperr.QuotaExceeded) {
 			// The client may still be sending: do not read the rest, close.

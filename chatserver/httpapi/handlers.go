@@ -326,12 +326,13 @@ func (a *API) listConversations(c *gin.Context) {
 func (a *API) createDirect(c *gin.Context) {
 	var in struct {
 		UserID string `json:"userId"`
+		E2EE   bool   `json:"e2ee"` // end-to-end encrypted (MLS); fixed at creation
 	}
 	if err := bind(c, &in); err != nil {
 		a.fail(c, err)
 		return
 	}
-	v, created, err := a.msgs.CreateDirect(c.Request.Context(), c.GetString("user_id"), in.UserID)
+	v, created, err := a.msgs.CreateDirectE2EE(c.Request.Context(), c.GetString("user_id"), in.UserID, in.E2EE)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -347,12 +348,13 @@ func (a *API) createGroup(c *gin.Context) {
 	var in struct {
 		Title     string   `json:"title"`
 		MemberIDs []string `json:"memberIds"`
+		E2EE      bool     `json:"e2ee"` // end-to-end encrypted (MLS); fixed at creation
 	}
 	if err := bind(c, &in); err != nil {
 		a.fail(c, err)
 		return
 	}
-	v, err := a.msgs.CreateGroup(c.Request.Context(), c.GetString("user_id"), in.Title, in.MemberIDs)
+	v, err := a.msgs.CreateGroupE2EE(c.Request.Context(), c.GetString("user_id"), in.Title, in.MemberIDs, in.E2EE)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -466,13 +468,15 @@ func (a *API) sendMessage(c *gin.Context) {
 		Body        *string  `json:"body"`
 		ReplyTo     string   `json:"replyTo"`
 		Attachments []string `json:"attachments"`
+		// Ciphertext replaces body in an end-to-end encrypted conversation.
+		Ciphertext string `json:"ciphertext"`
 	}
 	if err := bind(c, &in); err != nil {
 		a.fail(c, err)
 		return
 	}
-	if in.Body == nil && len(in.Attachments) == 0 {
-		a.fail(c, apperr.New(apperr.InvalidRequest, "body is required (or attachments)"))
+	if in.Body == nil && in.Ciphertext == "" && len(in.Attachments) == 0 {
+		a.fail(c, apperr.New(apperr.InvalidRequest, "body is required (or attachments; ciphertext in an end-to-end encrypted conversation)"))
 		return
 	}
 	body := ""
@@ -480,7 +484,7 @@ func (a *API) sendMessage(c *gin.Context) {
 		body = *in.Body
 	}
 	m, created, err := a.msgs.SendMessage(c.Request.Context(), c.GetString("user_id"), c.Param("id"),
-		messaging.Draft{ClientID: in.ClientID, Body: body, ReplyTo: in.ReplyTo, Attachments: in.Attachments})
+		messaging.Draft{ClientID: in.ClientID, Body: body, ReplyTo: in.ReplyTo, Attachments: in.Attachments, Ciphertext: in.Ciphertext})
 	if err != nil {
 		a.fail(c, err)
 		return

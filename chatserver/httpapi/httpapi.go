@@ -160,6 +160,7 @@ func (a *API) Handler() http.Handler {
 	authed.POST("/push/subscriptions", a.subscribePush)
 	authed.DELETE("/push/subscriptions", a.unsubscribePush)
 	authed.DELETE("/push/subscriptions/:id", a.unsubscribePush)
+	a.mlsRoutes(authed)
 	authed.POST("/attachments", a.upload)
 	authed.GET("/attachments/:id/url", a.attachmentURL)
 	authed.DELETE("/attachments/:id", a.removeUpload)
@@ -217,6 +218,9 @@ func writeErr(c *gin.Context, err error) {
 		secs := int((e.RetryAfter + time.Second - 1) / time.Second)
 		c.Header("Retry-After", strconv.Itoa(secs))
 		body["retryAfter"] = secs
+	}
+	if e.Epoch != nil {
+		body["epoch"] = *e.Epoch
 	}
 	c.AbortWithStatusJSON(e.Status(), gin.H{"error": body})
 }

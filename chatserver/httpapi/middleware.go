@@ -13,6 +13,7 @@ import (
 
 	"github.com/parley-chat/parley/chatserver/apperr"
 	"github.com/parley-chat/parley/chatserver/ids"
+	"github.com/parley-chat/parley/chatserver/messaging"
 )
 
 // defaultMaxBody caps request bodies unless configured higher: JSON
@@ -113,6 +114,12 @@ func bodyLimit(maxBody int64) gin.HandlerFunc {
 			c.Request.Method == http.MethodPut && c.Request.URL.Path == avatarPath {
 			c.Next() // an upload: the attachment (or photo) limits apply, as it streams
 			return
+		}
+		maxBody := maxBody
+		if c.Request.Method == http.MethodPost && mlsBodyPath(c.Request.URL.Path) {
+			// Commits with their Welcome and KeyPackage batches are larger
+			// than any message; their own limits are checked field by field.
+			maxBody = max(maxBody, messaging.MLSBodyLimit)
 		}
 		if c.Request.ContentLength > maxBody {
 			writeErr(c, apperr.New(apperr.RequestTooLarge, "request body is larger than %d bytes", maxBody))

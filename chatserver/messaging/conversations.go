@@ -26,6 +26,16 @@ func DirectKey(a, b string) string {
 // CreateDirect returns the direct conversation between userID and otherID,
 // creating it when it does not exist (created reports which).
 func (s *Service) CreateDirect(ctx context.Context, userID, otherID string) (*protocol.Conversation, bool, error) {
+	return s.CreateDirectE2EE(ctx, userID, otherID, false)
+}
+
+// e2eeDirectPrefix keeps a pair's end-to-end encrypted direct conversation
+// apart from their plain one: each pair may have one of each.
+const e2eeDirectPrefix = "e2ee:"
+
+// CreateDirectE2EE is CreateDirect for the pair's end-to-end encrypted
+// direct conversation (e2ee) or their plain one.
+func (s *Service) CreateDirectE2EE(ctx context.Context, userID, otherID string, e2ee bool) (*protocol.Conversation, bool, error) {
 	if otherID == "" || otherID == userID {
 		return nil, false, apperr.New(apperr.InvalidRequest, "userId must name another user")
 	}
@@ -37,6 +47,9 @@ func (s *Service) CreateDirect(ctx context.Context, userID, otherID string) (*pr
 		return nil, false, unavailable(err)
 	}
 	key := DirectKey(userID, otherID)
+	if e2ee {
+		key = e2eeDirectPrefix + key
+	}
 	existing, err := s.store.ConversationByDirectKey(ctx, key)
 	if err == nil {
 		v, err := s.Conversation(ctx, userID, existing.ID)
@@ -52,7 +65,7 @@ func (s *Service) CreateDirect(ctx context.Context, userID, otherID string) (*pr
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	c := &store.Conversation{ID: ids.New("c"), Kind: store.KindDirect, DirectKey: key, CreatedBy: userID,
-		CreatedAt: now, LastActivity: now}
+		CreatedAt: now, LastActivity: now, E2EE: e2ee}
 	members := []store.Member{
 		{ConversationID: c.ID, UserID: userID, Role: store.RoleMember, JoinedAt: now},
 		{ConversationID: c.ID, UserID: otherID, Role: store.RoleMember, JoinedAt: now},
@@ -68,7 +81,7 @@ func (s *Service) CreateDirect(ctx context.Context, userID, otherID string) (*pr
 		}
 		return nil, false, unavailable(err)
 	}
-	_ = s.audit.Record(ctx, audit.ConvCreated, userID, c.ID, "", map[string]any{"kind": store.KindDirect})
+	_ = s.audit.Record(ctx, audit.ConvCreated, userID, c.ID, "", map[string]any{"kind": store.KindDirect, "e2ee": e2ee})
 	s.announceConversation(ctx, c.ID, otherID)
 	v, err := s.Conversation(ctx, userID, c.ID)
 	return v, true, err
@@ -76,6 +89,14 @@ func (s *Service) CreateDirect(ctx context.Context, userID, otherID string) (*pr
 
 // CreateGroup creates a group owned by userID with the given members.
 func (s *Service) CreateGroup(ctx context.Context, userID, title string, memberIDs []string) (*protocol.Conversation, error) {
+	return s.CreateGroupE2EE(ctx, userID, title, memberIDs, false)
+}
+
+// CreateGroupE2EE is CreateGroup, end-to-end encrypted when e2ee. An e2ee
+// group starts with the members named, as the server's membership; the
+// creator's device then creates the MLS group (epoch 0) and commits their
+// devices into it.
+func (s *Service) CreateGroupE2EE(ctx context.Context, userID, title string, memberIDs []string, e2ee bool) (*protocol.Conversation, error) {
 	title, err := validTitle(title)
 	if err != nil {
 		return nil, err
@@ -110,7 +131,7 @@ func (s *Service) CreateGroup(ctx context.Context, userID, title string, memberI
 		return nil, err
 	}
 	c := &store.Conversation{ID: id, Kind: store.KindGroup, TitleSealed: sealedTitle, CreatedBy: userID,
-		CreatedAt: now, LastActivity: now}
+		CreatedAt: now, LastActivity: now, E2EE: e2ee}
 	members := []store.Member{{ConversationID: id, UserID: userID, Role: store.RoleOwner, JoinedAt: now}}
 	for _, o := range others {
 		members = append(members, store.Member{ConversationID: id, UserID: o, Role: store.RoleMember, JoinedAt: now})
@@ -118,7 +139,7 @@ func (s *Service) CreateGroup(ctx context.Context, userID, title string, memberI
 	if err := s.store.CreateConversation(ctx, c, members); err != nil {
 		return nil, unavailable(err)
 	}
-	_ = s.audit.Record(ctx, audit.ConvCreated, userID, id, "", map[string]any{"kind": store.KindGroup, "members": len(members)})
+	_ = s.audit.Record(ctx, audit.ConvCreated, userID, id, "", map[string]any{"kind": store.KindGroup, "members": len(members), "e2ee": e2ee})
 	s.announceToMembers(ctx, id, userID)
 	return s.Conversation(ctx, userID, id)
 }
@@ -174,12 +195,18 @@ func canManage(role string) bool { return role == store.RoleOwner || role == sto
 
 // AddMember adds userID to a group; the actor must be its owner or an admin.
 func (s *Service) AddMember(ctx context.Context, actorID, convID, userID string) (*protocol.Conversation, error) {
-	_, actor, err := s.group(ctx, actorID, convID)
+	c, actor, err := s.group(ctx, actorID, convID)
 	if err != nil {
 		return nil, err
 	}
 	if !canManage(actor.Role) {
 		return nil, apperr.New(apperr.Forbidden, "only the group's owner or an admin can add people")
+	}
+	if c.E2EE {
+		// Joining an MLS group takes a commit and a Welcome from a member's
+		// device: POST .../mls/commit with "add".
+		return nil, apperr.New(apperr.InvalidRequest,
+			"people join an end-to-end encrypted group through an MLS commit (POST /api/v1/conversations/{id}/mls/commit with add)")
 	}
 	if _, err := s.store.UserByID(ctx, userID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -302,7 +329,8 @@ func (s *Service) views(ctx context.Context, sums []store.ConversationSummary) (
 	out := make([]protocol.Conversation, 0, len(sums))
 	for _, c := range sums {
 		v := protocol.Conversation{ID: c.ID, Kind: c.Kind, LastSeq: c.LastSeq, ReadSeq: c.ReadSeq, Unread: c.Unread,
-			LastActivity: c.LastActivity, CreatedAt: c.CreatedAt, ExpireAfter: int64(c.ExpireAfter / time.Second)}
+			LastActivity: c.LastActivity, CreatedAt: c.CreatedAt, ExpireAfter: int64(c.ExpireAfter / time.Second),
+			E2EE: c.E2EE, MLSEpoch: c.MLSEpoch}
 		if c.TitleSealed != "" {
 			t, err := s.keys.Open(c.TitleSealed, titleAAD(c.ID))
 			if err != nil {

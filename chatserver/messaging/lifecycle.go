@@ -1,7 +1,9 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,6 +115,8 @@ func (s *Service) Edit(ctx context.Context, userID, convID, msgID, body string) 
 		return nil, err
 	}
 	switch {
+	case m.MLS:
+		return nil, e2eeChange("an edit")
 	case m.DeletedAt != nil:
 		return nil, gone()
 	case m.SenderID != userID:
@@ -197,8 +201,14 @@ func (s *Service) React(ctx context.Context, userID, convID, msgID, emoji string
 	if err := s.changeAllowed(ctx, userID); err != nil {
 		return nil, err
 	}
-	if msgID == "" {
-		return nil, apperr.New(apperr.InvalidRequest, "messageId is required")
+	// Read first: reactions in an e2ee conversation travel encrypted. The
+	// row does not change with reactions, so it serves the view too.
+	m, err := s.message(ctx, convID, msgID)
+	if err != nil {
+		return nil, err
+	}
+	if m.MLS {
+		return nil, e2eeChange("a reaction")
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	ev, err := s.store.SetReaction(ctx, convID, msgID, userID, emoji, add, MaxDistinctReactions, now)
@@ -213,11 +223,14 @@ func (s *Service) React(ctx context.Context, userID, convID, msgID, emoji string
 		s.publishChange(ctx, members, ev, protocol.ReactionFrame{ConversationID: convID, MessageID: msgID, Seq: ev.Seq,
 			Emoji: emoji, UserID: userID, Added: add, Counts: counts})
 	}
-	m, err := s.message(ctx, convID, msgID)
-	if err != nil {
-		return nil, err
-	}
 	return s.oneView(ctx, userID, m), nil
+}
+
+// e2eeChange refuses a server-side change of a message of an end-to-end
+// encrypted conversation.
+func e2eeChange(what string) error {
+	return apperr.New(apperr.InvalidRequest,
+		"in an end-to-end encrypted conversation %s travels as an encrypted application message naming its target", what)
 }
 
 // counts returns a message's reaction counts for frames every member gets.
@@ -279,6 +292,10 @@ func (s *Service) view(m *store.Message) protocol.Message {
 		s.log.Error("message failed to decrypt", "conversation", m.ConversationID, "message", m.ID,
 			"kid", keyring.KeyID(m.BodySealed), "err", err)
 		v.Undecryptable = true
+		return v
+	}
+	if m.MLS {
+		v.Ciphertext = base64.StdEncoding.EncodeToString(pt)
 		return v
 	}
 	v.Body = string(pt)
@@ -411,8 +428,9 @@ func (s *Service) Sync(ctx context.Context, userID string, cursors map[string]in
 	return out, nil
 }
 
-// syncPage emits up to a page of messages and events after cur, merged by
-// seq, and returns the last seq emitted and whether more may follow.
+// syncPage emits up to a page of messages, change events and MLS commits
+// after cur, merged by seq, and returns the last seq emitted and whether
+// more may follow.
 func (s *Service) syncPage(ctx context.Context, userID, convID string, cur int64, emit func(protocol.ServerFrame) error) (int64, bool, error) {
 	msgs, err := s.store.MessagesAfter(ctx, convID, cur, MaxHistoryLimit)
 	if err != nil {
@@ -422,8 +440,14 @@ func (s *Service) syncPage(ctx context.Context, userID, convID string, cur int64
 	if err != nil {
 		return cur, false, unavailable(err)
 	}
-	// A full page of either ends where this page can be trusted to be
-	// complete: past it the other list may be missing entries.
+	// Commits exist only in e2ee conversations; the query is one index
+	// probe elsewhere.
+	commits, err := s.store.CommitsAfter(ctx, convID, cur, MaxHistoryLimit)
+	if err != nil {
+		return cur, false, unavailable(err)
+	}
+	// A full page of any ends where this page can be trusted to be
+	// complete: past it another list may be missing entries.
 	upTo := int64(1 << 62)
 	more := false
 	if len(msgs) == MaxHistoryLimit {
@@ -432,26 +456,36 @@ func (s *Service) syncPage(ctx context.Context, userID, convID string, cur int64
 	if len(evs) == MaxHistoryLimit {
 		upTo, more = min(upTo, evs[len(evs)-1].Seq), true
 	}
+	if len(commits) == MaxHistoryLimit {
+		upTo, more = min(upTo, commits[len(commits)-1].Seq), true
+	}
 	msgs = slices.DeleteFunc(msgs, func(m store.Message) bool { return m.Seq > upTo })
 	evs = slices.DeleteFunc(evs, func(e store.Event) bool { return e.Seq > upTo })
+	commits = slices.DeleteFunc(commits, func(c store.Commit) bool { return c.Seq > upTo })
 	views := s.viewsFor(ctx, userID, msgs)
 	frames, err := s.eventFrames(ctx, convID, evs)
 	if err != nil {
 		return cur, false, err
 	}
-	i, j := 0, 0
-	for i < len(views) || j < len(evs) {
-		var f protocol.ServerFrame
-		if j == len(evs) || (i < len(views) && views[i].Seq < evs[j].Seq) {
-			f = protocol.MessageFrame{Message: &views[i]}
-			cur = views[i].Seq
-			i++
-		} else {
-			f = frames[j]
-			cur = evs[j].Seq
-			j++
-		}
-		if err := emit(f); err != nil {
+	type placed struct {
+		seq   int64
+		frame protocol.ServerFrame
+	}
+	all := make([]placed, 0, len(views)+len(frames)+len(commits))
+	for i := range views {
+		all = append(all, placed{views[i].Seq, protocol.MessageFrame{Message: &views[i]}})
+	}
+	for i := range evs {
+		all = append(all, placed{evs[i].Seq, frames[i]})
+	}
+	for i, f := range s.mlsFrames(commits) {
+		all = append(all, placed{commits[i].Seq, f})
+	}
+	// Each seq is one message, event or commit: no ties.
+	slices.SortFunc(all, func(a, b placed) int { return cmp.Compare(a.seq, b.seq) })
+	for _, p := range all {
+		cur = p.seq
+		if err := emit(p.frame); err != nil {
 			return cur, false, err
 		}
 	}

@@ -96,6 +96,9 @@ type Store interface {
 	SetMute(ctx context.Context, convID, userID string, until time.Time) error
 	NotifySettings(ctx context.Context, userIDs []string) (map[string]store.NotifySettings, error)
 	SetNotifySettings(ctx context.Context, userID string, s store.NotifySettings) error
+
+	// End-to-end encryption (mls.go).
+	store.MLSStore
 }
 
 // Attachments deletes the blobs of attachments whose message went, and
@@ -136,6 +139,9 @@ type Service struct {
 	attachments Attachments // nil: none configured
 	avatars     Avatars     // nil: none configured
 	push        Pusher      // nil: no pushes
+	// MLS (mls.go).
+	maxDevices, maxKeyPackages int
+	claimLimit                 ratelimit.Limiter // nil: claims are not limited
 }
 
 // Config wires a Service.
@@ -158,6 +164,13 @@ type Config struct {
 	Attachments     Attachments   // nil: blobs are not deleted (tests without a blob store)
 	Avatars         Avatars       // nil: profile photos are not purged (tests without a blob store)
 	Push            Pusher        // nil: new messages enqueue no push
+	// MaxDevices bounds a user's devices [DefaultMaxDevices];
+	// MaxKeyPackages a device's unclaimed KeyPackages
+	// [DefaultMaxKeyPackages]; ClaimLimit KeyPackage claims per user (nil:
+	// unlimited).
+	MaxDevices     int
+	MaxKeyPackages int
+	ClaimLimit     ratelimit.Limiter
 }
 
 // DefaultEditWindow is how long a sender may edit a message by default.
@@ -180,7 +193,16 @@ func New(c Config) *Service {
 	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
 		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now,
 		faults: c.Faults, editWindow: window, attachments: c.Attachments, avatars: c.Avatars, push: c.Push,
-		members: newMemberCache(memberCacheSize), maxMembers: maxMembers}
+		members: newMemberCache(memberCacheSize), maxMembers: maxMembers,
+		maxDevices: orDefault(c.MaxDevices, DefaultMaxDevices), maxKeyPackages: orDefault(c.MaxKeyPackages, DefaultMaxKeyPackages),
+		claimLimit: c.ClaimLimit}
+}
+
+func orDefault(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // MaxBodyChars is the message length limit in characters.
@@ -238,6 +260,10 @@ type Draft struct {
 	// Attachments are ids of the sender's ready uploads (at most
 	// MaxAttachments, no repeats); with one, Body may be empty.
 	Attachments []string
+	// Ciphertext replaces Body in an end-to-end encrypted conversation:
+	// an MLS PrivateMessage (application), base64. Then ReplyTo must be
+	// empty (the reply goes inside) and Attachments name opaque uploads.
+	Ciphertext string
 }
 
 // SendMessage is Send with every option (a reply).
@@ -257,7 +283,7 @@ func (s *Service) SendMessage(ctx context.Context, userID, convID string, d Draf
 	return m, created, nil
 }
 
-func (s *Service) sendMessage(ctx context.Context, userID, convID string, d Draft) (*protocol.Message, bool, error) {
+func (s *Service) sendMessage(ctx context.Context, userID, convID string, d Draft) (_ *protocol.Message, _ bool, err error) {
 	clientID, body := d.ClientID, d.Body
 	if clientID == "" {
 		clientID = ids.New("c")
@@ -268,7 +294,19 @@ func (s *Service) sendMessage(ctx context.Context, userID, convID string, d Draf
 	if err := validAttachments(d.Attachments); err != nil {
 		return nil, false, err
 	}
-	if len(d.Attachments) == 0 || body != "" {
+	var (
+		mlsRaw   []byte // the MLS application message of an e2ee send
+		mlsEpoch int64
+	)
+	if d.Ciphertext != "" {
+		if body != "" || d.ReplyTo != "" {
+			return nil, false, apperr.New(apperr.InvalidRequest,
+				"a ciphertext comes without body or replyTo: they travel inside it")
+		}
+		if mlsRaw, mlsEpoch, err = s.checkCiphertext(convID, d.Ciphertext); err != nil {
+			return nil, false, err
+		}
+	} else if len(d.Attachments) == 0 || body != "" {
 		if err := s.ValidateBody(body); err != nil {
 			return nil, false, err
 		}
@@ -321,14 +359,22 @@ func (s *Service) sendMessage(ctx context.Context, userID, convID string, d Draf
 		}
 	}
 	msgID := ids.New("m")
-	sealed, kid, err := s.keys.Seal(ctx, msgAAD(convID, msgID), []byte(body))
+	plain := []byte(body)
+	if mlsRaw != nil {
+		plain = mlsRaw
+	}
+	sealed, kid, err := s.keys.Seal(ctx, msgAAD(convID, msgID), plain)
 	if err != nil {
 		return nil, false, fmt.Errorf("messaging: seal: %w", err)
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	msg := &store.Message{ConversationID: convID, ID: msgID,
 		SenderID: userID, ClientID: clientID, BodySealed: sealed, KeyID: kid, CreatedAt: now, ReplyTo: d.ReplyTo,
-		Attachments: d.Attachments, Mentions: s.mentionsIn(ctx, body, members)}
+		Attachments: d.Attachments, MLS: mlsRaw != nil, MLSEpoch: mlsEpoch}
+	if mlsRaw == nil {
+		// The server reads mentions in text it can read only.
+		msg.Mentions = s.mentionsIn(ctx, body, members)
+	}
 	if s.push != nil && len(members) > 1 {
 		if due, ok := s.push.Due(now); ok {
 			msg.PushDue = &due
@@ -339,10 +385,12 @@ func (s *Service) sendMessage(ctx context.Context, userID, convID string, d Draf
 		return nil, false, apperr.OnField(apperr.InvalidRequest, "attachments",
 			"an attachment is not one of your uploads ready to send (unknown, still uploading, expired or already sent)")
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		// Removed (or the conversation deleted) since the list was cached.
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrStaleEpoch) {
+		// Removed (or the conversation deleted) since the list was cached;
+		// or the message does not fit the conversation (text in an e2ee
+		// one, ciphertext in a plain one, an old epoch).
 		s.members.drop(convID)
-		return nil, false, notFound()
+		return nil, false, s.whyRefused(ctx, userID, convID, mlsRaw != nil)
 	}
 	if err != nil {
 		return nil, false, unavailable(err)

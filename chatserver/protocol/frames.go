@@ -45,6 +45,12 @@ const (
 	TypeMessageDeleted       FrameType = "message_deleted"
 	TypeReaction             FrameType = "reaction"
 	TypeConversationSettings FrameType = "conversation_settings"
+	// End-to-end encryption (MLS): a commit, in its conversation's seq
+	// order; a Welcome waiting for one of the user's devices; a user's
+	// device list changed.
+	TypeMLS     FrameType = "mls"
+	TypeWelcome FrameType = "welcome"
+	TypeDevices FrameType = "devices"
 )
 
 // ServerFrame is a frame the server sends. Each kind is its own struct; the
@@ -121,6 +127,7 @@ type ErrorFrame struct {
 	Code       string `json:"code"`
 	Message    string `json:"message"`
 	RetryAfter int    `json:"retryAfter,omitempty"` // seconds, with rate_limited
+	Epoch      *int64 `json:"epoch,omitempty"`      // the current MLS epoch, with stale_epoch
 }
 
 // UserFrame tells that a user's public profile changed (their display
@@ -180,6 +187,32 @@ type ConversationSettingsFrame struct {
 	ChangedAt      time.Time `json:"changedAt"`
 }
 
+// MLSFrame carries an MLS commit the server accepted, in its conversation's
+// seq order (live, and from a sync interleaved with messages by seq). Epoch
+// is the group's epoch after it; Commit the MLSMessage, base64.
+type MLSFrame struct {
+	ConversationID string `json:"conversationId"`
+	Seq            int64  `json:"seq"`
+	Epoch          int64  `json:"epoch"`
+	SenderID       string `json:"senderId"`
+	DeviceID       string `json:"deviceId"`
+	Commit         string `json:"commit"`
+}
+
+// WelcomeFrame tells a user that a Welcome waits for one of their devices
+// (GET /api/v1/devices/{id}/welcomes).
+type WelcomeFrame struct {
+	ConversationID string `json:"conversationId"`
+	DeviceID       string `json:"deviceId"`
+}
+
+// DevicesFrame tells that a user's device list changed (a device was
+// registered or removed): sent to the user and everyone sharing an
+// end-to-end encrypted conversation with them.
+type DevicesFrame struct {
+	UserID string `json:"userId"`
+}
+
 func (ReadyFrame) FrameType() FrameType        { return TypeReady }
 func (AckFrame) FrameType() FrameType          { return TypeAck }
 func (MessageFrame) FrameType() FrameType      { return TypeMessage }
@@ -198,12 +231,16 @@ func (MessageEditedFrame) FrameType() FrameType        { return TypeMessageEdite
 func (MessageDeletedFrame) FrameType() FrameType       { return TypeMessageDeleted }
 func (ReactionFrame) FrameType() FrameType             { return TypeReaction }
 func (ConversationSettingsFrame) FrameType() FrameType { return TypeConversationSettings }
+func (MLSFrame) FrameType() FrameType                  { return TypeMLS }
+func (WelcomeFrame) FrameType() FrameType              { return TypeWelcome }
+func (DevicesFrame) FrameType() FrameType              { return TypeDevices }
 
 // ServerFrames lists one value of every server frame kind (docs and tests).
 func ServerFrames() []ServerFrame {
 	return []ServerFrame{ReadyFrame{}, AckFrame{}, MessageFrame{}, SyncedFrame{}, TypingFrame{},
 		PresenceFrame{}, ReadFrame{}, ConversationFrame{}, RemovedFrame{}, ResyncFrame{}, ErrorFrame{}, PongFrame{},
-		UserFrame{}, MessageEditedFrame{}, MessageDeletedFrame{}, ReactionFrame{}, ConversationSettingsFrame{}}
+		UserFrame{}, MessageEditedFrame{}, MessageDeletedFrame{}, ReactionFrame{}, ConversationSettingsFrame{},
+		MLSFrame{}, WelcomeFrame{}, DevicesFrame{}}
 }
 
 // Encode writes a server frame as JSON with its "type" first.
@@ -246,7 +283,10 @@ type SendRequest struct {
 	ConversationID string  `json:"conversationId"`
 	ClientID       string  `json:"clientId,omitempty"`
 	Body           *string `json:"body"`
-	ReplyTo        string  `json:"replyTo,omitempty"` // id of a message of the same conversation
+	// Ciphertext replaces Body in an end-to-end encrypted conversation:
+	// an MLS PrivateMessage, base64 (standard).
+	Ciphertext string `json:"ciphertext,omitempty"`
+	ReplyTo    string `json:"replyTo,omitempty"` // id of a message of the same conversation
 	// Attachments are ids of the sender's ready uploads (at most
 	// MaxAttachments); with one, body may be empty.
 	Attachments []string `json:"attachments,omitempty"`

@@ -25,13 +25,17 @@ type User struct {
 
 // Message is a message as clients see it.
 type Message struct {
-	ID             string    `json:"id"`
-	ConversationID string    `json:"conversationId"`
-	Seq            int64     `json:"seq"`
-	SenderID       string    `json:"senderId"`
-	ClientID       string    `json:"clientId"`
-	Body           string    `json:"body"`
-	CreatedAt      time.Time `json:"createdAt"`
+	ID             string `json:"id"`
+	ConversationID string `json:"conversationId"`
+	Seq            int64  `json:"seq"`
+	SenderID       string `json:"senderId"`
+	ClientID       string `json:"clientId"`
+	Body           string `json:"body"`
+	// Ciphertext, in an end-to-end encrypted conversation, is the MLS
+	// PrivateMessage (base64) in place of Body (then empty): the server
+	// cannot read it.
+	Ciphertext string    `json:"ciphertext,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
 	// Undecryptable marks a stored message whose ciphertext failed to open
 	// (tampered, or its key is gone). The body is empty; the server logged it.
 	Undecryptable bool `json:"undecryptable,omitempty"`
@@ -54,6 +58,15 @@ type Message struct {
 	// parsed by the server from the text as sent (an edit changes neither
 	// them nor who was notified). Absent when none.
 	Mentions []string `json:"mentions,omitempty"`
+}
+
+// Device is one of a user's end-to-end encryption devices (an MLS client):
+// its Ed25519 signature key (base64) is what a contact verifies.
+type Device struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	SignatureKey string    `json:"signatureKey"`
+	CreatedAt    time.Time `json:"createdAt"`
 }
 
 // Attachment is an uploaded file as clients see it (docs/api.md,
@@ -131,4 +144,9 @@ type Conversation struct {
 	// MutedUntil is when the viewer's mute of this conversation ends
 	// (absent: not muted; 9999-12-31T00:00:00Z: until unmuted).
 	MutedUntil *time.Time `json:"mutedUntil,omitempty"`
+	// E2EE marks an end-to-end encrypted (MLS) conversation; fixed at
+	// creation. MLSEpoch is its group's current epoch as the server
+	// ordered the commits (0: the creator's new group).
+	E2EE     bool  `json:"e2ee"`
+	MLSEpoch int64 `json:"mlsEpoch"`
 }

@@ -143,8 +143,8 @@ type Service struct {
 	client    *http.Client
 	now       func() time.Time
 	// endToEnd reports a conversation whose content the server cannot read
-	// (issue 17, MLS). Its pushes carry only that a message arrived in it:
-	// see payloadFor. No such conversation exists yet, so it always says no.
+	// (issue 17, MLS): an end-to-end encrypted one. Its pushes carry only
+	// that a message arrived in it: see payloadFor.
 	endToEnd func(c *store.Conversation) bool
 }
 
@@ -153,7 +153,7 @@ func New(c Config) *Service {
 	s := &Service{store: c.Store, keys: c.Keys, presence: c.Presence, texts: c.Texts, metrics: metrics.OrNew(c.Metrics),
 		log: c.Logger, holder: c.Holder, grace: c.Grace, ttl: c.TTL, poll: c.Poll, contact: c.Contact,
 		loopback: c.AllowLoopbackHTTP, retryBase: c.RetryBase, now: c.Now,
-		endToEnd: func(*store.Conversation) bool { return false }}
+		endToEnd: func(c *store.Conversation) bool { return c.E2EE }}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

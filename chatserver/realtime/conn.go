@@ -528,7 +528,7 @@ func (c *conn) fail(id string, err error) {
 	if e.Code == apperr.Internal {
 		c.hub.log.Error("websocket request failed", "err", err)
 	}
-	f := protocol.ErrorFrame{ID: id, Code: e.Code, Message: e.Message}
+	f := protocol.ErrorFrame{ID: id, Code: e.Code, Message: e.Message, Epoch: e.Epoch}
 	if e.RetryAfter > 0 {
 		f.RetryAfter = int((e.RetryAfter + time.Second - 1) / time.Second)
 	}
@@ -560,8 +560,9 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 		c.setExpiry(p.ExpiresAt)
 		c.push(readyFrame(p))
 	case protocol.SendRequest:
-		if (f.Body == nil && len(f.Attachments) == 0) || f.ConversationID == "" {
-			c.fail(f.ID, apperr.New(apperr.InvalidRequest, "send needs conversationId and a body or attachments"))
+		if (f.Body == nil && f.Ciphertext == "" && len(f.Attachments) == 0) || f.ConversationID == "" {
+			c.fail(f.ID, apperr.New(apperr.InvalidRequest,
+				"send needs conversationId and a body or attachments (a ciphertext in an end-to-end encrypted conversation)"))
 			return true
 		}
 		body := ""
@@ -569,7 +570,7 @@ func (c *conn) handle(ctx context.Context, frame protocol.ClientFrame) bool {
 			body = *f.Body
 		}
 		m, _, err := h.msgs.SendMessage(ctx, c.userID, f.ConversationID,
-			messaging.Draft{ClientID: f.ClientID, Body: body, ReplyTo: f.ReplyTo, Attachments: f.Attachments})
+			messaging.Draft{ClientID: f.ClientID, Body: body, ReplyTo: f.ReplyTo, Attachments: f.Attachments, Ciphertext: f.Ciphertext})
 		if err != nil {
 			c.fail(f.ID, err)
 			return true

@@ -151,6 +151,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		revoker    realtime.Revoker  // records revocations where tickets are redeemed (nil: no Redis)
 		loginLimit ratelimit.Limiter = ratelimit.NewMemory(cfg.RateLogin, opts.Now)
 		msgLimit   ratelimit.Limiter = ratelimit.NewMemory(cfg.RateMessages, opts.Now)
+		claimLimit ratelimit.Limiter = ratelimit.NewMemory(cfg.RateKeyPackageClaims, opts.Now)
 		degradable                   = map[string]httpapi.Checker{}
 	)
 	if cfg.UsesRedis() {
@@ -172,6 +173,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		onErr := func(err error) { log.Debug("shared rate limiter unavailable; limiting per replica", "err", err) }
 		loginLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "login", cfg.RateLogin), Secondary: loginLimit, OnError: onErr, Breaker: redisDown}
 		msgLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "msg", cfg.RateMessages), Secondary: msgLimit, OnError: onErr, Breaker: redisDown}
+		claimLimit = ratelimit.Fallback{Primary: ratelimit.NewRedis(rc, "kpclaim", cfg.RateKeyPackageClaims), Secondary: claimLimit, OnError: onErr, Breaker: redisDown}
 		tracker = presence.NewRedis(rc, presenceTTL, opts.Now)
 		redisTickets := realtime.NewRedisTickets(rc, s.keys, s.metrics)
 		tickets = realtime.FallbackTickets{Primary: redisTickets, Secondary: realtime.NewMemoryTickets(), Breaker: redisDown}
@@ -228,7 +230,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	msgs := messaging.New(messaging.Config{Store: db, Keys: s.keys, Events: events, Presence: pres, Attachments: atts, Avatars: avs,
 		Audit: auditLog, MessageLimit: msgLimit, Metrics: s.metrics,
 		Logger: log, MaxBodyChars: cfg.MaxMessageChars, MaxGroupMembers: cfg.MaxGroupMembers, Now: opts.Now, Faults: faults.FromEnv(os.Getenv),
-		EditWindow: cfg.EditWindow, Push: s.push})
+		EditWindow: cfg.EditWindow, Push: s.push,
+		MaxDevices: cfg.MaxDevices, MaxKeyPackages: cfg.MaxKeyPackages, ClaimLimit: claimLimit})
 	s.push.SetTexts(msgs)
 	s.reseal = messaging.NewResealer(db, s.keys, s.metrics, log).WithAttachments(atts).WithAvatars(avs)
 	s.msgs = msgs

@@ -12,7 +12,7 @@ import (
 // The typed settings, for the fuzz targets; TestFuzzListsCoverEveryRange
 // fails when a setting with a range is missing here.
 var (
-	fuzzInts      = []Int{DBMaxConns, MaxMessageChars, MaxFrameBytes, MaxConnections, PasswordWorkers, MaxAttachment, AttachmentQuota, MaxImageMegapixels, SharedFanoutMin, MaxGroupMembers}
+	fuzzInts      = []Int{DBMaxConns, MaxMessageChars, MaxFrameBytes, MaxConnections, PasswordWorkers, MaxAttachment, AttachmentQuota, MaxImageMegapixels, SharedFanoutMin, MaxGroupMembers, MaxDevices, MaxKeyPackages}
 	fuzzDurations = []Duration{KeyringReload, ResealInterval, AccessTokenTTL, RefreshTokenTTL, ShutdownTimeout,
 		DeliveryHold, PositionInterval, EditWindow, ExpiryInterval, UploadExpiry, MaxVoiceLength, PushGrace, PushTTL}
 )

@@ -181,6 +181,12 @@ var (
 			escapedCharBytes, frameOverheadBytes))
 	MaxGroupMembers = intSetting("max-group-members", "PARLEY_MAX_GROUP_MEMBERS", 1000, 2, 100000,
 		"most members of a group, its creator included")
+	MaxDevices = intSetting("max-devices", "PARLEY_MAX_DEVICES", 10, 1, 100,
+		"most end-to-end encryption devices (browsers, each an MLS client) per user")
+	MaxKeyPackages = intSetting("max-key-packages", "PARLEY_MAX_KEY_PACKAGES", 100, 1, 10000,
+		"most unclaimed MLS KeyPackages the server keeps per device")
+	RateKeyPackageClaims = rateSetting("rate-key-package-claims", "PARLEY_RATE_KEY_PACKAGE_CLAIMS", Rate{N: 30, Per: time.Minute},
+		"MLS KeyPackage claims per user, as N/duration (each claim takes one KeyPackage of every device of the users named)")
 	MaxConnections = intSetting("max-connections", "PARLEY_MAX_CONNECTIONS", 10000, 1, 10000000,
 		"most WebSocket connections this process accepts")
 	RateLogin = rateSetting("rate-login", "PARLEY_RATE_LOGIN", Rate{N: 10, Per: 5 * time.Minute},
@@ -241,7 +247,8 @@ func All() []Setting {
 		RedisURL, RedisAddrs, RedisMaster, RedisPassword, RedisTLS.Setting,
 		KeyringDir, KeyringReload.Setting, ResealInterval.Setting, AllowedOrigins,
 		AccessTokenTTL.Setting, RefreshTokenTTL.Setting, MaxMessageChars.Setting, MaxFrameBytes.Setting,
-		MaxGroupMembers.Setting, MaxConnections.Setting, RateLogin.Setting, RateMessages.Setting, TrustedProxies,
+		MaxGroupMembers.Setting, MaxDevices.Setting, MaxKeyPackages.Setting, RateKeyPackageClaims.Setting,
+		MaxConnections.Setting, RateLogin.Setting, RateMessages.Setting, TrustedProxies,
 		ShutdownTimeout.Setting, DeliveryHold.Setting, SharedFanoutMin.Setting, PositionInterval.Setting,
 		EditWindow.Setting, ExpiryInterval.Setting,
 		AttachmentsStore, AttachmentsDir, S3Endpoint, S3Bucket, S3Region, S3PathStyle.Setting,

@@ -8,14 +8,18 @@ import (
 )
 
 // SealedCounts counts stored ciphertexts (message bodies, group titles,
-// attachments and profile photos) per data key id.
+// attachments, profile photos, and the MLS KeyPackages, commits and
+// Welcomes) per data key id.
 func (db *DB) SealedCounts(ctx context.Context) (map[string]int64, error) {
 	counts := map[string]int64{}
 	// Message bodies, the files of live attachments and profile photos
 	// (sealed blobs; their rows name the key).
 	rows, err := db.r.QueryContext(ctx, `SELECT key_id, COUNT(*) FROM messages WHERE key_id <> '' GROUP BY key_id
 		UNION ALL SELECT key_id, COUNT(*) FROM attachments WHERE key_id <> '' AND state IN ($1, $2) GROUP BY key_id
-		UNION ALL SELECT avatar_key_id, COUNT(*) FROM users WHERE avatar_key_id <> '' GROUP BY avatar_key_id`,
+		UNION ALL SELECT avatar_key_id, COUNT(*) FROM users WHERE avatar_key_id <> '' GROUP BY avatar_key_id
+		UNION ALL SELECT key_id, COUNT(*) FROM mls_key_packages WHERE package_sealed <> '' GROUP BY key_id
+		UNION ALL SELECT key_id, COUNT(*) FROM mls_commits GROUP BY key_id
+		UNION ALL SELECT key_id, COUNT(*) FROM mls_welcomes GROUP BY key_id`,
 		store.AttachmentReady, store.AttachmentAttached)
 	if err != nil {
 		return nil, db.wrap("sealed counts", err)

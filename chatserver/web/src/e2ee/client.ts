@@ -641,17 +641,23 @@ export class E2ee {
       const c = this.host.conversation(id);
       if (!g || g.removed || !c || !mls.active(g.state)) return;
       const members = [...new Set([...c.members.map((m) => m.id), ...(o.addUsers ?? [])])].filter((u) => !(o.removeUsers ?? []).includes(u));
-      const devices: MemberDevice[] = [];
-      const known = new Set<string>();
-      for (const u of members) {
-        try {
-          for (const d of await this.devicesOf(u)) devices.push({ userId: u, deviceId: d.id });
-          known.add(u);
-        } catch {
-          /* left alone this time */
+      const look = async (fresh: boolean) => {
+        const devices: MemberDevice[] = [];
+        const known = new Set<string>();
+        for (const u of members) {
+          try {
+            for (const d of await this.devicesOf(u, fresh)) devices.push({ userId: u, deviceId: d.id });
+            known.add(u);
+          } catch {
+            /* left alone this time */
+          }
         }
-      }
-      const diff = diffMembers(mls.leaves(g.state), members, devices, mls.myLeaf(g.state), known);
+        return diffMembers(mls.leaves(g.state), members, devices, mls.myLeaf(g.state), known);
+      };
+      // Cached device lists first; a difference is confirmed against fresh ones (a stale
+      // cache must never remove a device that exists).
+      let diff = await look(false);
+      if (!emptyDiff(diff)) diff = await look(true);
       if (emptyDiff(diff) && !o.addUsers?.length && !o.removeUsers?.length) return;
       const claimUsers = [...new Set(diff.add.map((d) => d.userId))];
       let adds: KeyPackage[] = [];
@@ -774,6 +780,11 @@ export class E2ee {
     } catch {
       return false;
     }
+  }
+
+  /** Resolves when everything queued for the conversation so far was processed. */
+  settled(id: string): Promise<unknown> {
+    return this.chains.get(id) ?? Promise.resolve();
   }
 
   stop(): void {
