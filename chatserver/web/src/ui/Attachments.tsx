@@ -20,6 +20,7 @@ import {
 import type { ChatStore } from '../store';
 import type { Attachment } from '../types';
 import { Icon } from './MessageParts';
+import { SealedAttachment } from './Encryption';
 import './attachments.css';
 
 /** Images are shown at most this large (CSS px) in a message; the lightbox shows them whole. */
@@ -57,6 +58,7 @@ export function AttachmentList({ store, list, tab }: { store: ChatStore; list: A
   return (
     <div class="att-list" data-testid="attachments">
       {list.map((a) => {
+        if (a.sealed) return <SealedAttachment key={a.id} store={store} a={a} tab={tab} />;
         switch (attachmentKind(a)) {
           case 'image':
             return <ImageAttachment key={a.id} store={store} a={a} tab={tab} onOpen={() => setOpen(a)} />;

@@ -13,6 +13,7 @@ import { Avatar, Modal, UserSearch } from './common';
 import { EmojiPicker, EXPIRE_CHOICES, expireLabel, Icon, peopleList, QUICK_REACTIONS, ReactionChips } from './MessageParts';
 import { AttachmentList, UploadChips, VoiceRecorder } from './Attachments';
 import { MentionList, MuteMenu } from './Notifications';
+import { DeviceChangeWarning, LockMark, SafetyDialog } from './Encryption';
 import { RichText } from './Rich';
 import './conversation.css';
 
@@ -112,6 +113,11 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
   const [editing, setEditing] = useState<Message | null>(null);
   const [deleting, setDeleting] = useState<Message | null>(null);
   const [showExpiry, setShowExpiry] = useState(false);
+  /** The safety-number dialog: '' any member, a user id that member, null closed. */
+  const [safety, setSafety] = useState<string | null>(null);
+  void store.e2ee?.version.value; // re-render when the device joins, is removed, devices change
+  const e2eeInfo = c.e2ee ? (store.e2ee?.info(c.id) ?? null) : null;
+  const blocked = store.e2eeBlocked(c.id);
   const [highlight, setHighlight] = useState<string | null>(null);
   // The message with the keyboard focus: only its buttons are in the Tab order, so the list
   // stays one stop on the way to the composer (Up and Down move between messages).
@@ -488,6 +494,7 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         store={store}
         byUsername={byUsername}
         meId={me.id}
+        encrypted={!!c.e2ee}
       />,
     );
     prevSender = m.senderId;
@@ -537,7 +544,10 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         </button>
         <Avatar name={title} id={c.kind === 'direct' ? (c.members.find((m) => m.id !== me.id)?.id ?? c.id) : c.id} online={c.kind === 'direct' ? !!c.members.find((m) => m.id !== me.id)?.online : undefined} avatar={c.kind === 'direct' ? c.members.find((m) => m.id !== me.id)?.avatar : undefined} />
         <div class="pane-title">
-          <h2 id="conv-title">{title}</h2>
+          <h2 id="conv-title">
+            {title}
+            {c.e2ee && <LockMark />}
+          </h2>
           <span class="muted small" data-testid="conv-subtitle">
             {subtitle(c, me.id)}
           </span>
@@ -553,12 +563,18 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
           <span class="expiry-text">{expireAfter ? expireLabel(expireAfter) : 'Off'}</span>
         </button>
         <MuteMenu store={store} c={c} />
+        {c.e2ee && (
+          <button type="button" class="btn btn-small" onClick={() => setSafety('')} data-testid="verify-button">
+            Verify
+          </button>
+        )}
         {c.kind === 'group' && (
           <button type="button" class="btn" onClick={() => setShowMembers(true)}>
             Members
           </button>
         )}
       </header>
+      {c.e2ee && <DeviceChangeWarning store={store} c={c} onVerify={(id) => setSafety(id)} />}
       {expireAfter > 0 && (
         <p class="expiry-notice" role="status" data-testid="expiry-notice">
           <Icon name="timer" /> Disappearing messages are on: new messages disappear {expireLabel(expireAfter)} after they are sent.
@@ -583,6 +599,11 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
             Up and Down arrows move between messages; Tab then reaches the message's reactions, reply, edit, delete and link.
           </p>
           {(range.start > 0 || thread.hasMore) && <p class="muted center small">Scroll up for older messages</p>}
+          {c.e2ee && e2eeInfo && e2eeInfo.joinSeq > 0 && (range.start === 0 || msgs[range.start]?.seq <= e2eeInfo.joinSeq) && (
+            <p class="e2ee-notice" data-testid="joined-later">
+              Messages sent before this device joined can't be read here.
+            </p>
+          )}
           {thread.loaded && msgs.length === 0 && thread.pending.length === 0 && <p class="muted center">No messages yet. Say hello!</p>}
           <div class="msg-list" data-testid="message-list">
             {items}
@@ -605,6 +626,11 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
         </p>
       </div>
       <TypingLine store={store} c={c} myId={me.id} />
+      {blocked ? (
+        <p class="e2ee-blocked" role="status" data-testid="e2ee-blocked">
+          {blocked}
+        </p>
+      ) : (
       <Composer
         store={store}
         conversationId={c.id}
@@ -630,6 +656,8 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
           return !!m;
         }}
       />
+      )}
+      {safety !== null && <SafetyDialog store={store} c={c} initial={safety || undefined} onClose={() => setSafety(null)} />}
       {showMembers && <MembersDialog store={store} c={c} onClose={() => setShowMembers(false)} />}
       {showExpiry && <ExpiryDialog store={store} c={c} canChange={canSetExpiry} onClose={() => setShowExpiry(false)} />}
       {deleting && (
@@ -696,6 +724,8 @@ interface ItemProps {
   /** The members' usernames (lower case) to ids, for the mentions in the text (one map per member list). */
   byUsername: ReadonlyMap<string, string>;
   meId: string;
+  /** The conversation is end-to-end encrypted. */
+  encrypted?: boolean;
 }
 
 // Formatters made once: toLocaleString with options builds one per call, which is most of
@@ -821,7 +851,9 @@ const MessageItem = memo(function MessageItem(p: ItemProps) {
             {m.deleted!.reason === 'expired' ? 'This message disappeared' : 'Message deleted'}
           </p>
         ) : m.undecryptable ? (
-          <p class="msg-body msg-deleted">This message cannot be shown.</p>
+          <p class="msg-body msg-deleted" data-testid="undecryptable">
+            {m.beforeJoin ? 'Sent before this device joined: it cannot be read here.' : p.encrypted ? 'This message could not be decrypted on this device.' : 'This message cannot be shown.'}
+          </p>
         ) : (
           <>
             {m.attachments && m.attachments.length > 0 && <AttachmentList store={p.store} list={m.attachments} tab={tab} />}

@@ -11,6 +11,7 @@ import type { Conversation, User } from '../types';
 import { Avatar, Field, listTime, Modal, useFormErrors, UserSearch } from './common';
 import { activeUntil, mentionsMeUnread, muteText } from '../notify';
 import { BellIcon, NotificationsDialog } from './Notifications';
+import { DevicesDialog, LockMark } from './Encryption';
 
 interface Props {
   store: ChatStore;
@@ -18,7 +19,7 @@ interface Props {
 }
 
 export function Sidebar({ store, navigate }: Props) {
-  const [dialog, setDialog] = useState<'direct' | 'group' | 'password' | 'profile' | 'logout-all' | 'notifications' | null>(null);
+  const [dialog, setDialog] = useState<'direct' | 'group' | 'password' | 'profile' | 'logout-all' | 'notifications' | 'devices' | null>(null);
   const me = store.me.value!;
   const list = store.sortedConversations.value;
   const active = store.activeId.value;
@@ -70,6 +71,7 @@ export function Sidebar({ store, navigate }: Props) {
       {dialog === 'profile' && <ProfileDialog store={store} onClose={() => setDialog(null)} />}
       {dialog === 'logout-all' && <LogoutAllDialog store={store} onClose={() => setDialog(null)} />}
       {dialog === 'notifications' && <NotificationsDialog store={store} onClose={() => setDialog(null)} />}
+      {dialog === 'devices' && <DevicesDialog store={store} onClose={() => setDialog(null)} />}
     </aside>
   );
 }
@@ -79,7 +81,7 @@ export function Sidebar({ store, navigate }: Props) {
  * buttons). Escape, a click outside and the focus leaving close it; Up and Down move
  * between its items; Escape gives the focus back to the button.
  */
-function AccountMenu({ store, open }: { store: ChatStore; open: (d: 'password' | 'profile' | 'logout-all' | 'notifications') => void }) {
+function AccountMenu({ store, open }: { store: ChatStore; open: (d: 'password' | 'profile' | 'logout-all' | 'notifications' | 'devices') => void }) {
   const [shown, setShown] = useState(false);
   const wrap = useRef<HTMLDivElement>(null);
   const button = useRef<HTMLButtonElement>(null);
@@ -153,6 +155,9 @@ function AccountMenu({ store, open }: { store: ChatStore; open: (d: 'password' |
           <button type="button" class="menu-item" onClick={pick(() => open('notifications'))}>
             Notifications
           </button>
+          <button type="button" class="menu-item" onClick={pick(() => open('devices'))}>
+            Devices
+          </button>
           <div class="menu-group" role="group" aria-labelledby="theme-label">
             <span id="theme-label" class="menu-label">
               Appearance
@@ -192,7 +197,13 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft, mentioned }:
   else if (last) {
     const who = last.senderId === myId ? 'You: ' : c.kind === 'group' ? (c.members.find((m) => m.id === last.senderId)?.displayName ?? 'Someone') + ': ' : '';
     // Plain text: the Markdown's markers go, files are named ("📎 photo.jpg", "🎤 Voice message 0:07").
-    preview = last.deleted ? (last.deleted.reason === 'expired' ? 'Message disappeared' : who + 'Message deleted') : who + previewText(last);
+    preview = last.deleted
+      ? last.deleted.reason === 'expired'
+        ? 'Message disappeared'
+        : who + 'Message deleted'
+      : last.undecryptable && c.e2ee
+        ? who + 'Encrypted message'
+        : who + previewText(last);
   }
   // The button's name is its content (title, status, time, preview, unread), so a screen
   // reader hears what the eye sees; the hidden commas only separate the parts.
@@ -203,6 +214,7 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft, mentioned }:
         <span class="conv-text">
           <span class="conv-top">
             <span class="conv-title">{title}</span>
+            {c.e2ee && <LockMark />}
             {other && <span class="sr-only">{other.online ? ', online' : ', offline'}</span>}
             {muted && (
               <span class="conv-muted" title={muteText(c.mutedUntil, Date.now(), (d) => d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })) ?? undefined} data-testid="conv-muted">
@@ -242,11 +254,26 @@ function ConversationItem({ c, myId, active, onOpen, typing, draft, mentioned }:
   );
 }
 
+/** "End-to-end encrypted" when creating a conversation: chosen once, never switched off. */
+function E2eeOption({ store, checked, onChange }: { store: ChatStore; checked: boolean; onChange: (v: boolean) => void }) {
+  const unavailable = !store.e2ee;
+  return (
+    <label class="e2ee-option">
+      <input type="checkbox" checked={checked} disabled={unavailable} onChange={(e) => onChange(e.currentTarget.checked)} data-testid="e2ee-option" />
+      <span>
+        End-to-end encrypted
+        <small>{unavailable ? (store.e2eeError.value ?? 'Not available in this browser.') : 'Only the members’ devices can read it, not the server. This cannot be switched off later.'}</small>
+      </span>
+    </label>
+  );
+}
+
 function NewDirectDialog({ store, navigate, onClose }: Props & { onClose: () => void }) {
   const [error, setError] = useState('');
+  const [e2ee, setE2ee] = useState(false);
   const pick = async (u: User) => {
     try {
-      const c = await store.startDirect(u.id);
+      const c = await store.startDirect(u.id, e2ee);
       onClose();
       navigate(c.id);
     } catch (e) {
@@ -255,6 +282,7 @@ function NewDirectDialog({ store, navigate, onClose }: Props & { onClose: () => 
   };
   return (
     <Modal title="New chat" onClose={onClose}>
+      <E2eeOption store={store} checked={e2ee} onChange={setE2ee} />
       <UserSearch store={store} autoFocus label="Find a person" actionLabel={(u) => `Message ${u.displayName || u.username} (@${u.username})`} onPick={pick} />
       {error && (
         <p class="form-error" role="alert">
@@ -270,6 +298,7 @@ function NewGroupDialog({ store, navigate, onClose }: Props & { onClose: () => v
   const [members, setMembers] = useState<User[]>([]);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
+  const [e2ee, setE2ee] = useState(false);
   const create = async (e: Event) => {
     e.preventDefault();
     if (!title.trim()) {
@@ -278,7 +307,11 @@ function NewGroupDialog({ store, navigate, onClose }: Props & { onClose: () => v
     }
     setBusy(true);
     try {
-      const c = await store.createGroup(title.trim(), members.map((m) => m.id));
+      const c = await store.createGroup(
+        title.trim(),
+        members.map((m) => m.id),
+        e2ee,
+      );
       onClose();
       navigate(c.id);
     } catch (err) {
@@ -311,6 +344,7 @@ function NewGroupDialog({ store, navigate, onClose }: Props & { onClose: () => v
           actionLabel={(u) => `Add ${u.displayName || u.username} (@${u.username})`}
           onPick={(u) => setMembers([...members, u])}
         />
+        <E2eeOption store={store} checked={e2ee} onChange={setE2ee} />
         {error && (
           <p class="form-error" role="alert">
             {error}
