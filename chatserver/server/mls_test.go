@@ -299,7 +299,9 @@ func TestMLSSendAndSync(t *testing.T) {
 	r = bob.Do("POST", "/api/v1/conversations/direct", map[string]any{"userId": alice.User.ID, "e2ee": true})
 	must(t, r.Status == 200 && strings.Contains(string(r.Body), d.ID), "found again: %d %s", r.Status, r.Body)
 	da := alice.NewDevice("a")
-	send := func(body map[string]any) apiResp { return alice.Do("POST", "/api/v1/conversations/"+d.ID+"/messages", body) }
+	send := func(body map[string]any) apiResp {
+		return alice.Do("POST", "/api/v1/conversations/"+d.ID+"/messages", body)
+	}
 
 	wantErr(t, "body in e2ee", send(map[string]any{"body": "hello"}), 400, "invalid_request", "body")
 	wantErr(t, "body and ciphertext", send(map[string]any{"body": "x", "ciphertext": b64(mlswiretest.Application(d.ID, 0, 20))}), 400, "invalid_request", "")
