@@ -11,6 +11,9 @@ import './style.css';
 initTheme();
 
 const store = new ChatStore();
+// The browser tests (e2e/e2ee.test.mjs) set this flag before the page loads, to ask the
+// page's own MLS state whether it can decrypt a message (never set by the app).
+if ((window as unknown as { __PARLEY_TEST__?: boolean }).__PARLEY_TEST__) (window as unknown as { __parleyStore: ChatStore }).__parleyStore = store;
 // Notifications (src/push.ts): in-tab ones for new messages, this device's push subscription
 // (dropped on the server before signing out), the service worker (registered once signed in).
 const device = new PushDevice(store);

@@ -314,6 +314,12 @@ export class E2ee {
     return { joined: true, joinSeq: g.joinSeq, removed: g.removed, epoch: mls.epochOf(g.state) };
   }
 
+  /** The credential identities (`<user>:<device>`) of the group's members, as this device holds them. */
+  memberDevices(id: string): string[] {
+    const g = this.groups.get(id);
+    return g ? mls.leaves(g.state).map((l) => l.identity) : [];
+  }
+
   /**
    * A conversation I just created end-to-end encrypted: epoch 0 with this device alone,
    * then one commit adding every other device of its members.
@@ -394,7 +400,15 @@ export class E2ee {
 
   /** A commit (`mls` frame). */
   incomingCommit(f: { conversationId: string; seq: number; epoch: number; senderId: string; commit: string }): void {
-    this.enqueue(f.conversationId, { seq: f.seq, epoch: f.epoch, kind: 'commit', bytes: fromBase64(f.commit), senderId: f.senderId });
+    const bytes = fromBase64(f.commit);
+    let epoch: number;
+    try {
+      // The epoch the commit was made in, from its own header (the frame's `epoch` is the one after it).
+      epoch = mls.header(bytes).epoch;
+    } catch {
+      epoch = f.epoch - 1;
+    }
+    this.enqueue(f.conversationId, { seq: f.seq, epoch, kind: 'commit', bytes, senderId: f.senderId });
   }
 
   private enqueue(id: string, it: QItem): void {
@@ -772,8 +786,9 @@ export class E2ee {
 
   /** For the browser tests: whether this device can decrypt a message now (without keeping the result). */
   async canDecrypt(id: string, ciphertext: string): Promise<boolean> {
+    // The keys held, removed or not: being marked removed is not what stops it.
     const g = this.groups.get(id);
-    if (!g || g.removed) return false;
+    if (!g) return false;
     try {
       const r = await mls.process(this.ctx!, g.state, fromBase64(ciphertext));
       return r.kind === 'application';
