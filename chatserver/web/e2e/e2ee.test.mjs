@@ -131,6 +131,31 @@ describe('end-to-end encrypted conversations', () => {
     await send(carol, 'Thanks, both');
     await messageWith(a1, 'Thanks, both').waitFor({ timeout: T });
     await messageWith(bob, 'Thanks, both').waitFor({ timeout: T });
+
+    // Reactions, edits and deletions in an encrypted conversation.
+    const msgWith = (p, text) => p.page.locator('[data-testid=message]:not([data-status])').filter({ has: p.page.locator('.msg-body', { hasText: text }) });
+    const action = async (p, text, name) => {
+      const m = msgWith(p, text);
+      await m.waitFor({ timeout: T });
+      const button = m.getByRole('toolbar', { name: 'Message actions' }).getByRole('button', { name, exact: true });
+      await button.waitFor({ state: 'attached', timeout: T });
+      await m.locator('.bubble').hover();
+      await button.click({ timeout: T });
+    };
+    const chip = (p, text, emoji) => msgWith(p, text).locator(`.reaction[data-emoji="${emoji}"]`);
+    await action(bob, 'Thanks, both', 'React with thumbs up');
+    for (const p of [a1, bob, carol]) await chip(p, 'Thanks, both', '👍').filter({ hasText: '1' }).waitFor({ timeout: T });
+    assert.equal(await chip(bob, 'Thanks, both', '👍').getAttribute('aria-pressed'), 'true');
+    await action(carol, 'Thanks, both', 'Edit');
+    await carol.page.locator('#composer-input').fill('Thanks, both of you');
+    await carol.page.locator('#composer-input').press('Enter');
+    for (const p of [a1, bob]) await msgWith(p, 'Thanks, both of you').waitFor({ timeout: T });
+    await action(bob, 'Welcome, Carol', 'Delete');
+    await bob.page.getByRole('button', { name: 'Delete for everyone' }).click();
+    for (const p of [a1, carol]) await p.page.locator('[data-testid=deleted]', { hasText: 'Message deleted' }).first().waitFor({ timeout: T });
+    // The server saw neither the emoji nor the new text: its copy has no reactions, no edit.
+    const { messages } = await rest.A.call('GET', `/conversations/${convId}/messages?limit=50`);
+    assert.ok(messages.every((m) => !m.reactions?.length && !m.editedAt && !m.body));
   });
 
   test('safety numbers: both sides show the same 60 digits; Alice marks Bob verified', async () => {
@@ -218,6 +243,28 @@ describe('end-to-end encrypted conversations', () => {
     await messageWith(bob, 'After your reload').waitFor({ timeout: T });
   });
 
+  test('a lost device removed from another device leaves every encrypted conversation', async () => {
+    const d2 = await a2.page.evaluate(() => window.__parleyStore.e2ee.deviceId);
+    await a1.page.getByRole('button', { name: 'Account menu' }).click();
+    await a1.page.getByRole('button', { name: 'Devices' }).click();
+    const row = a1.page.locator(`[data-testid=device][data-device="${d2}"]`);
+    await row.waitFor({ timeout: T });
+    await a1.page.locator('[data-testid=device]', { hasText: '(this device)' }).waitFor({ timeout: T });
+    await row.getByRole('button', { name: /^Remove/ }).click();
+    await row.getByRole('button', { name: 'Remove', exact: true }).click();
+    await row.waitFor({ state: 'detached', timeout: T });
+    await a1.page.keyboard.press('Escape');
+    // Someone's device commits the removal: the group no longer holds it.
+    const gone = `${rest.A.user.id}:${d2}`;
+    await bob.page.waitForFunction(([id, x]) => !window.__parleyStore.e2ee.memberDevices(id).includes(x), [convId, gone], { timeout: T });
+    await a1.page.waitForFunction(([id, x]) => !window.__parleyStore.e2ee.memberDevices(id).includes(x), [convId, gone], { timeout: T });
+    await send(bob, 'Not for the lost device');
+    await messageWith(a1, 'Not for the lost device').waitFor({ timeout: T });
+    const { messages } = await rest.B.call('GET', `/conversations/${convId}/messages?limit=50`);
+    const ct = messages[messages.length - 1].ciphertext;
+    assert.equal(await a2.page.evaluate(([id, c]) => window.__parleyStore.e2ee.canDecrypt(id, c), [convId, ct]), false);
+  });
+
   test("a removed member's device cannot decrypt what is sent after, checked in her own page", async () => {
     await open(a1);
     await a1.page.getByRole('button', { name: 'Members' }).click();
@@ -237,7 +284,7 @@ describe('end-to-end encrypted conversations', () => {
     assert.equal(await messageWith(carol, 'Carol must not read this').count(), 0);
     // The others' groups no longer hold any device of hers.
     const left = await bob.page.evaluate((id) => window.__parleyStore.e2ee.memberDevices(id), convId);
-    assert.equal(left.length, 3);
+    assert.equal(left.length, 2, 'Alice and Bob, one device each now');
     assert.ok(!left.some((x) => x.startsWith(`${rest.C.user.id}:`)));
     // And the server no longer lets her fetch it.
     const r = await rest.C.raw('GET', `/conversations/${convId}/messages?limit=50`);

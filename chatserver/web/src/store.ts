@@ -1349,6 +1349,7 @@ export class ChatStore {
       case 'message_deleted':
       case 'reaction':
       case 'conversation_settings':
+        if (f.type === 'message_deleted' && this.e2ee && this.conversations.value[f.conversationId]?.e2ee) void this.e2ee.forget(f.messageId);
         this.ingestEvents(f.conversationId, [f]);
         break;
       case 'synced':

@@ -371,6 +371,31 @@ describe('E2ee client against an in-memory delivery service', () => {
     expect(c.e2ee.cursor('cv')).toBe(ds.convs.get('cv')!.seq);
   });
 
+  it('a member who left on the server is removed from the group by the next device that looks; a deleted message leaves no plaintext', async () => {
+    const ds = new DS();
+    const [a, b] = [new Client(ds, 'ua'), new Client(ds, 'ub')];
+    for (const x of [a, b]) {
+      await x.start('dev');
+      ds.devices.get(x.e2ee.deviceId!)!.client = x;
+    }
+    await a.e2ee.created(ds.create('cv', ['ua', 'ub']));
+    await settle([a, b], 'cv');
+    const m = await b.send('cv', text('t', 'to be deleted'), 't');
+    await settle([a, b], 'cv');
+    expect(a.text('t')).toBe('to be deleted');
+    await a.e2ee.forget(m.id);
+    expect(a.e2ee.fromHistory({ ...m, deleted: { at: '', reason: 'deleted' } })).toMatchObject({ body: '' });
+    expect(JSON.stringify(await a.e2ee.vault.getJSON(`plain:${m.id}`))).not.toContain('to be deleted');
+
+    // Bob leaves through the members endpoint (no commit): Alice's device commits his removal.
+    ds.convs.get('cv')!.members = ['ua'];
+    await a.e2ee.reconcile('cv', { now: true });
+    await settle([a], 'cv');
+    expect(a.e2ee.memberDevices('cv')).toEqual([`ua:${a.e2ee.deviceId}`]);
+    const after = await a.send('cv', text('x', 'after Bob left'), 'x');
+    expect(await b.e2ee.canDecrypt('cv', after.ciphertext!)).toBe(false);
+  });
+
   it('a message at a later epoch than the device waits for the commit before it', async () => {
     const ds = new DS();
     const [a, b] = [new Client(ds, 'ua'), new Client(ds, 'ub')];

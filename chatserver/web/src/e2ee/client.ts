@@ -47,7 +47,8 @@ export interface Host {
 export interface Plain {
   seq: number;
   senderId: string;
-  kind: 'text' | 'hidden' | 'undecryptable';
+  /** hidden: an edit or reaction (never shown); deleted: a text deleted since (its plaintext gone). */
+  kind: 'text' | 'hidden' | 'undecryptable' | 'deleted';
   text?: string;
   replyTo?: string;
   attachments?: SealedFile[];
@@ -537,6 +538,13 @@ export class E2ee {
     this.host.consumed(id, m.seq);
   }
 
+  /** A message deleted for everyone (or expired): its kept plaintext goes too. */
+  async forget(messageId: string): Promise<void> {
+    const p = this.plain.get(messageId);
+    if (!p || p.kind !== 'text') return;
+    await this.remember(messageId, { seq: p.seq, senderId: p.senderId, kind: 'deleted' });
+  }
+
   /** The message as the thread shows it: its text and files from the plaintext kept. */
   decorate(m: Message, p: Plain): Message {
     const { ciphertext: _c, ...rest } = m;
@@ -562,10 +570,11 @@ export class E2ee {
    * order through the sync), or an edit or reaction (not shown).
    */
   fromHistory(m: Message): Message | null {
-    const p = this.plain.get(m.id);
-    if (p) return p.kind === 'hidden' ? null : this.decorate(m, p);
     const { ciphertext: _c, ...rest } = m;
+    const p = this.plain.get(m.id);
+    if (p?.kind === 'hidden') return null;
     if (m.deleted) return { ...rest, body: '' };
+    if (p) return this.decorate(m, p);
     const g = this.groups.get(m.conversationId);
     if (g && m.seq > g.processedSeq) return null;
     if (!g || m.seq <= g.joinSeq) return { ...rest, body: '', undecryptable: true, beforeJoin: true };
