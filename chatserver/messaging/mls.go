@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -57,6 +58,17 @@ const (
 )
 
 func mlsAAD(kind, a, b string) []byte { return []byte("mls-" + kind + "|" + a + "|" + b) }
+
+// mlsSealedAAD is the associated data a stored MLS row was sealed with.
+func mlsSealedAAD(r store.MLSSealed) []byte {
+	switch r.Kind {
+	case store.SealedKeyPackage:
+		return mlsAAD("kp", r.DeviceID, r.Ref)
+	case store.SealedCommit:
+		return mlsAAD("commit", r.ConversationID, strconv.FormatInt(r.Epoch, 10))
+	}
+	return mlsAAD("welcome", r.ConversationID, "")
+}
 
 // MaxCiphertextBytes is the largest MLS application message accepted.
 func (s *Service) MaxCiphertextBytes() int { return 4*s.maxChars + MLSOverheadBytes }
@@ -461,7 +473,7 @@ func (s *Service) Commit(ctx context.Context, userID, convID string, r CommitReq
 		return nil, apperr.OnField(apperr.InvalidRequest, "welcome", "adding members needs the Welcome for their devices")
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	sealed, kid, err := s.keys.Seal(ctx, mlsAAD("commit", convID, fmt.Sprint(c.MLSEpoch+1)), raw)
+	sealed, kid, err := s.keys.Seal(ctx, mlsAAD("commit", convID, strconv.FormatInt(c.MLSEpoch+1, 10)), raw)
 	if err != nil {
 		return nil, fmt.Errorf("messaging: seal commit: %w", err)
 	}
@@ -675,7 +687,7 @@ func (s *Service) mlsFrames(cs []store.Commit) []protocol.ServerFrame {
 	out := make([]protocol.ServerFrame, len(cs))
 	for i, c := range cs {
 		f := protocol.MLSFrame{ConversationID: c.ConversationID, Seq: c.Seq, Epoch: c.Epoch, SenderID: c.SenderID, DeviceID: c.DeviceID}
-		raw, err := s.keys.Open(c.Sealed, mlsAAD("commit", c.ConversationID, fmt.Sprint(c.Epoch)))
+		raw, err := s.keys.Open(c.Sealed, mlsAAD("commit", c.ConversationID, strconv.FormatInt(c.Epoch, 10)))
 		if err != nil {
 			// The frame still takes its place: the client sees a gap in
 			// the epochs it cannot bridge, rather than a silent skip.

@@ -19,6 +19,9 @@ type ResealStore interface {
 	ResealMessage(ctx context.Context, convID string, seq int64, oldSealed, newSealed, newKeyID string) (bool, error)
 	ConversationsSealedWith(ctx context.Context, keyID string, limit int) ([]store.Conversation, error)
 	ResealTitle(ctx context.Context, convID, oldSealed, newSealed string) (bool, error)
+	// The MLS Delivery Service's KeyPackages, commits and Welcomes.
+	MLSSealedWith(ctx context.Context, keyID string, limit int) ([]store.MLSSealed, error)
+	ResealMLS(ctx context.Context, r store.MLSSealed, newSealed, newKeyID string) (bool, error)
 }
 
 // Resealer re-encrypts stored rows to the active data key.
@@ -109,6 +112,23 @@ func (s *Resealer) Reseal(ctx context.Context) (ResealReport, error) {
 			rep.Failed += failed
 			if err != nil {
 				return rep, fmt.Errorf("reseal: %w", err)
+			}
+		}
+		mls, err := s.store.MLSSealedWith(ctx, kid, ResealBatch)
+		if err != nil {
+			return rep, fmt.Errorf("reseal: %w", err)
+		}
+		for _, r := range mls {
+			ok, err := s.reseal(ctx, r.Sealed, mlsSealedAAD(r), func(sealed, newKID string) (bool, error) {
+				return s.store.ResealMLS(ctx, r, sealed, newKID)
+			})
+			if err != nil {
+				return rep, err
+			}
+			if ok {
+				rep.Resealed++
+			} else {
+				rep.Failed++
 			}
 		}
 		convs, err := s.store.ConversationsSealedWith(ctx, kid, ResealBatch)

@@ -2,20 +2,24 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/chatserver/internal/chattest"
+	"github.com/parley-chat/parley/chatserver/keyring"
 	"github.com/parley-chat/parley/chatserver/mlswire"
 	"github.com/parley-chat/parley/chatserver/mlswire/mlswiretest"
 	"github.com/parley-chat/parley/chatserver/protocol"
+	"github.com/parley-chat/parley/pkg/keyringfile"
 )
 
 // The MLS Delivery Service's routes and every refusal they make
@@ -402,3 +406,54 @@ func TestMLSSendAndSync(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A key rotation re-encrypts the MLS rows too (KeyPackages, commits,
+// Welcomes): once the old data key is removed, all still open.
+func TestMLSRowsSurviveKeyRotation(t *testing.T) {
+	keyDir := filepath.Join(t.TempDir(), "keys")
+	_, err := keyring.LoadOrGenerate(keyDir, keyring.Options{})
+	must(t, err == nil, "keyring: %v", err)
+	ts := start(t, withArgs("-keyring-dir", keyDir, "-keyring-reload", "1s", "-reseal-interval", "1s"))
+	alice, bob, carol := ts.Register("alice"), ts.Register("bob"), ts.Register("carol")
+	g := alice.E2EEGroup("rotating", bob, carol)
+	da, db, dc := alice.NewDevice("a"), bob.NewDevice("b"), carol.NewDevice("c")
+	db.Upload(1)
+	dc.Upload(2)
+	claimed, _ := alice.Claim(g.ID, bob.User.ID)
+	res, r := da.Commit(g.ID, 0, claimed.Refs(t), nil, nil)
+	must(t, r.Status == 200, "commit: %d %s", r.Status, r.Body)
+	ct := mlswiretest.Application(g.ID, 1, 64)
+	m, _ := alice.SendCiphertext(g.ID, ct)
+
+	f := readKeyring(t, keyDir)
+	oldData := f.Data[0].ID
+	nd, _ := keyringfile.NewDataKey(time.Now(), keyringfile.StateActive)
+	f.Data[0].State = keyringfile.StateRetired
+	f.Data = append(f.Data, nd)
+	writeKeyring(t, keyDir, f)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		counts, err := ts.srv.Store().SealedCounts(context.Background())
+		must(t, err == nil, "counts: %v", err)
+		if counts[oldData] == 0 && counts[nd.ID] >= 5 { // a KeyPackage, a commit, a Welcome, the message, the title
+			break
+		}
+		must(t, time.Now().Before(deadline), "MLS rows still sealed with the retired key: %v", counts)
+		time.Sleep(200 * time.Millisecond)
+	}
+	f.Data = f.Data[1:]
+	writeKeyring(t, keyDir, f)
+	time.Sleep(1500 * time.Millisecond) // the reload interval
+
+	ws, r := db.Welcomes()
+	must(t, r.Status == 200 && len(ws) == 1 && ws[0].Seq == res.Seq, "Welcome after rotation: %d %s", r.Status, r.Body)
+	got, r := alice.Claim(g.ID, carol.User.ID)
+	must(t, r.Status == 200 && len(got.KeyPackages) == 1, "KeyPackage after rotation: %d %s", r.Status, r.Body)
+	w := bob.Dial()
+	w.Sync("s", map[string]int64{g.ID: 0})
+	fr := w.WaitFor("mls", wait)
+	mf, err := fr.MLS()
+	must(t, err == nil && mf.Commit != "", "commit after rotation: %s", fr.Raw)
+	msg := w.WaitForMessage(m.ID, wait)
+	must(t, msg.Ciphertext == b64(ct), "message after rotation: %+v", msg)
+}

@@ -733,6 +733,29 @@ type MLSStore interface {
 	// E2EEPeers returns the distinct users sharing an e2ee conversation
 	// with userID (not userID itself), ordered.
 	E2EEPeers(ctx context.Context, userID string) ([]string, error)
+	// MLSSealedWith returns up to limit KeyPackages, commits and Welcomes
+	// (each) sealed with keyID (re-encryption; SealedCounts counts them).
+	MLSSealedWith(ctx context.Context, keyID string, limit int) ([]MLSSealed, error)
+	// ResealMLS swaps one such row's ciphertext only if it still is
+	// r.Sealed (compare-and-set), and reports whether it did.
+	ResealMLS(ctx context.Context, r MLSSealed, newSealed, newKeyID string) (bool, error)
+}
+
+// MLS rows sealed by the keyring (MLSSealed.Kind).
+const (
+	SealedKeyPackage = "key_package"
+	SealedCommit     = "commit"
+	SealedWelcome    = "welcome"
+)
+
+// MLSSealed is one keyring-sealed MLS row, named for re-encryption.
+type MLSSealed struct {
+	Kind           string // SealedKeyPackage, SealedCommit or SealedWelcome
+	ConversationID string // commits and Welcomes
+	DeviceID       string // KeyPackages and Welcomes
+	Ref            string // KeyPackages
+	Seq, Epoch     int64  // commits
+	Sealed         string
 }
 
 // Credentials is what accepting a user's credentials depends on.

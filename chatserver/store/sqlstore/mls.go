@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -417,4 +418,68 @@ func (db *DB) E2EEPeers(ctx context.Context, userID string) ([]string, error) {
 		JOIN members o ON o.conversation_id = me.conversation_id
 		WHERE me.user_id = $1 AND o.user_id <> $1
 		ORDER BY o.user_id`, userID)
+}
+
+// MLSSealedWith implements store.MLSStore.
+func (db *DB) MLSSealedWith(ctx context.Context, keyID string, limit int) ([]store.MLSSealed, error) {
+	var out []store.MLSSealed
+	queries := []struct {
+		kind, q string
+		scan    func(s scanner, r *store.MLSSealed) error
+	}{
+		{store.SealedKeyPackage, `SELECT device_id, ref, package_sealed FROM mls_key_packages
+			WHERE key_id = $1 AND package_sealed <> '' ORDER BY ref LIMIT $2`,
+			func(s scanner, r *store.MLSSealed) error { return s.Scan(&r.DeviceID, &r.Ref, &r.Sealed) }},
+		{store.SealedCommit, `SELECT conversation_id, seq, epoch, commit_sealed FROM mls_commits
+			WHERE key_id = $1 ORDER BY conversation_id, seq LIMIT $2`,
+			func(s scanner, r *store.MLSSealed) error {
+				return s.Scan(&r.ConversationID, &r.Seq, &r.Epoch, &r.Sealed)
+			}},
+		{store.SealedWelcome, `SELECT device_id, conversation_id, welcome_sealed FROM mls_welcomes
+			WHERE key_id = $1 ORDER BY device_id, conversation_id LIMIT $2`,
+			func(s scanner, r *store.MLSSealed) error { return s.Scan(&r.DeviceID, &r.ConversationID, &r.Sealed) }},
+	}
+	for _, q := range queries {
+		rows, err := db.r.QueryContext(ctx, q.q, keyID, max(limit, 0))
+		if err != nil {
+			return nil, db.wrap("mls sealed with", err)
+		}
+		for rows.Next() {
+			r := store.MLSSealed{Kind: q.kind}
+			if err := q.scan(rows, &r); err != nil {
+				rows.Close()
+				return nil, db.wrap("mls sealed with", err)
+			}
+			out = append(out, r)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, db.wrap("mls sealed with", err)
+		}
+	}
+	return out, nil
+}
+
+// ResealMLS implements store.MLSStore.
+func (db *DB) ResealMLS(ctx context.Context, r store.MLSSealed, newSealed, newKeyID string) (bool, error) {
+	var (
+		res sql.Result
+		err error
+	)
+	switch r.Kind {
+	case store.SealedKeyPackage:
+		res, err = db.w.ExecContext(ctx, `UPDATE mls_key_packages SET package_sealed = $1, key_id = $2
+			WHERE ref = $3 AND package_sealed = $4`, newSealed, newKeyID, r.Ref, r.Sealed)
+	case store.SealedCommit:
+		res, err = db.w.ExecContext(ctx, `UPDATE mls_commits SET commit_sealed = $1, key_id = $2
+			WHERE conversation_id = $3 AND seq = $4 AND commit_sealed = $5`, newSealed, newKeyID, r.ConversationID, r.Seq, r.Sealed)
+	case store.SealedWelcome:
+		res, err = db.w.ExecContext(ctx, `UPDATE mls_welcomes SET welcome_sealed = $1, key_id = $2
+			WHERE device_id = $3 AND conversation_id = $4 AND welcome_sealed = $5`, newSealed, newKeyID, r.DeviceID, r.ConversationID, r.Sealed)
+	default:
+		return false, fmt.Errorf("sqlstore: reseal mls: unknown kind %q", r.Kind)
+	}
+	n, err := affected(res, err)
+	return n == 1, db.wrap("reseal mls", err)
 }

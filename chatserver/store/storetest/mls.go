@@ -21,6 +21,7 @@ var mlsTests = []test{
 	{"CommitConcurrentOneWins", testCommitConcurrent},
 	{"CommitMembershipAndWelcomes", testCommitWelcomes},
 	{"MLSMessagesCheckEpoch", testMLSMessages},
+	{"MLSReseal", testMLSReseal},
 }
 
 func mustE2EEGroup(t *testing.T, s store.Store, users ...*store.User) *store.Conversation {
@@ -493,3 +494,51 @@ func testMLSMessages(t *testing.T, s store.Store) {
 }
 
 func isStale(err error) bool { return err != nil && errors.Is(err, store.ErrStaleEpoch) }
+
+func testMLSReseal(t *testing.T, s store.Store) {
+	alice, bob := mustUser(t, s, "alice"), mustUser(t, s, "bob")
+	c := mustE2EEGroup(t, s, alice, bob)
+	da, db := mustDevice(t, s, alice), mustDevice(t, s, bob)
+	mustKeyPackages(t, s, db, 0, 2) // sealed with k1
+	claimed, err := s.ClaimKeyPackages(ctx(t), []string{bob.ID}, t0)
+	wantNoErr(t, "claim", err)
+	cm := commitOf(c, alice, da, 0)
+	cm.WelcomeRefs, cm.WelcomeSealed, cm.WelcomeKeyID = []string{claimed[0].Ref}, "v1.k1.welcome", "k1"
+	_, _, err = s.ApplyCommit(ctx(t), cm)
+	wantNoErr(t, "ApplyCommit", err)
+
+	counts, err := s.SealedCounts(ctx(t))
+	wantNoErr(t, "SealedCounts", err)
+	// The title, the unclaimed KeyPackage, the commit, the Welcome (the
+	// claimed package was emptied).
+	wantEq(t, "rows sealed with k1", counts["k1"], int64(4))
+	rows, err := s.MLSSealedWith(ctx(t), "k1", 10)
+	wantNoErr(t, "MLSSealedWith", err)
+	kinds := map[string]int{}
+	for _, r := range rows {
+		kinds[r.Kind]++
+	}
+	if len(rows) != 3 || kinds[store.SealedKeyPackage] != 1 || kinds[store.SealedCommit] != 1 || kinds[store.SealedWelcome] != 1 {
+		t.Fatalf("MLSSealedWith: %+v", rows)
+	}
+	for _, r := range rows {
+		if r.Kind == store.SealedCommit && (r.ConversationID != c.ID || r.Seq != 1 || r.Epoch != 1) {
+			t.Fatalf("commit row %+v", r)
+		}
+		stale := r
+		stale.Sealed = "v1.k1.something-else"
+		ok, err := s.ResealMLS(ctx(t), stale, "v1.k2.x", "k2")
+		wantNoErr(t, "ResealMLS(stale)", err)
+		wantEq(t, "ResealMLS of a changed row", ok, false)
+		ok, err = s.ResealMLS(ctx(t), r, "v1.k2.new-"+r.Kind, "k2")
+		wantNoErr(t, "ResealMLS", err)
+		wantEq(t, "ResealMLS "+r.Kind, ok, true)
+	}
+	counts, _ = s.SealedCounts(ctx(t))
+	wantEq(t, "rows sealed with k1 after", counts["k1"], int64(1)) // the title
+	wantEq(t, "rows sealed with k2 after", counts["k2"], int64(3))
+	ws, _ := s.Welcomes(ctx(t), db.ID)
+	if len(ws) != 1 || ws[0].Sealed != "v1.k2.new-welcome" || ws[0].KeyID != "k2" {
+		t.Fatalf("Welcome after reseal: %+v", ws)
+	}
+}
