@@ -440,11 +440,16 @@ func (s *Service) syncPage(ctx context.Context, userID, convID string, cur int64
 	if err != nil {
 		return cur, false, unavailable(err)
 	}
-	// Commits exist only in e2ee conversations; the query is one index
-	// probe elsewhere.
-	commits, err := s.store.CommitsAfter(ctx, convID, cur, MaxHistoryLimit)
+	// Commits exist only in e2ee conversations (a flag cached for good).
+	var commits []store.Commit
+	e2ee, err := s.isE2EE(ctx, convID)
 	if err != nil {
 		return cur, false, unavailable(err)
+	}
+	if e2ee {
+		if commits, err = s.store.CommitsAfter(ctx, convID, cur, MaxHistoryLimit); err != nil {
+			return cur, false, unavailable(err)
+		}
 	}
 	// A full page of any ends where this page can be trusted to be
 	// complete: past it another list may be missing entries.

@@ -142,6 +142,7 @@ type Service struct {
 	// MLS (mls.go).
 	maxDevices, maxKeyPackages int
 	claimLimit                 ratelimit.Limiter // nil: claims are not limited
+	e2ee                       e2eeCache
 }
 
 // Config wires a Service.

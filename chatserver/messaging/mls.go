@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -680,6 +681,42 @@ func (s *Service) whyRefused(ctx context.Context, userID, convID string, mls boo
 		return staleEpoch(c.MLSEpoch)
 	}
 	return notFound()
+}
+
+// e2eeCache remembers which conversations are end-to-end encrypted: the
+// flag never changes after creation, so an entry never goes stale. Sync
+// asks it before reading commits, so plain conversations cost no query for
+// them. Bounded: past e2eeCacheSize entries it starts over.
+type e2eeCache struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+const e2eeCacheSize = 100_000
+
+// isE2EE reports whether convID is end-to-end encrypted (false when it
+// does not exist).
+func (s *Service) isE2EE(ctx context.Context, convID string) (bool, error) {
+	s.e2ee.mu.Lock()
+	v, ok := s.e2ee.m[convID]
+	s.e2ee.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	c, err := s.store.Conversation(ctx, convID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	s.e2ee.mu.Lock()
+	if s.e2ee.m == nil || len(s.e2ee.m) >= e2eeCacheSize {
+		s.e2ee.m = map[string]bool{}
+	}
+	s.e2ee.m[convID] = c.E2EE
+	s.e2ee.mu.Unlock()
+	return c.E2EE, nil
 }
 
 // mlsFrames builds the frames of stored commits.
