@@ -3,9 +3,9 @@ import { ApiClient, ApiError, refreshDelay, toApiError } from './api';
 import { addUploads, describeUploadError, removeUpload, uploadDone, uploadFailed, uploadFile, uploadProgress, UrlCache, type SignedUrls, type Upload, type UploadHandle } from './attachments';
 import { clearAvatars, configureAvatars } from './avatars';
 import { describeError } from './errors';
-import { E2ee, sealedAttachment, type Host } from './e2ee/client';
+import type { E2ee, Host } from './e2ee/client';
 import { idbKV, sealFile, type KV } from './e2ee/keystore';
-import { toBase64, type Payload } from './e2ee/payload';
+import { sealedAttachment, toBase64, type Payload } from './e2ee/payload';
 import type { NotifySettings } from './notify';
 import { browserStorage, LocalState, type KeyValueStorage } from './persist';
 import { SessionSync, type SessionMessage } from './session';
@@ -473,9 +473,15 @@ export class ChatStore {
   private async startE2ee(): Promise<void> {
     const me = this.me.value;
     if (!this.e2eeKV || !me) return;
-    const e = new E2ee(this.api, me.id, this.e2eeKV, this.e2eeHost());
     try {
+      // Loaded on sign-in, in a chunk of its own: the sign-in page does not carry the MLS library.
+      const { E2ee } = await import('./e2ee/client');
+      const e = new E2ee(this.api, me.id, this.e2eeKV, this.e2eeHost());
       await e.start();
+      if (this.me.value?.id !== me.id) {
+        e.stop(); // signed out (or another person signed in) meanwhile
+        return;
+      }
       this.e2ee = e;
       this.e2eeError.value = null;
     } catch (err) {

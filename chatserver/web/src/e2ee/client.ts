@@ -5,11 +5,11 @@
 
 import { signal } from '@preact/signals';
 import type { ClientState, KeyPackage, PrivateKeyPackage } from 'ts-mls';
-import type { Attachment, Conversation, Message, ReplyRef } from '../types';
+import type { Conversation, Message, ReplyRef } from '../types';
 import { Vault, type KV } from './keystore';
 import * as mls from './mls';
 import { decide, enqueue, commitJitter, type Item } from './order';
-import { decodePayload, deviceIdentity, encodePayload, fromBase64, parseIdentity, toBase64, type Payload, type SealedFile } from './payload';
+import { decodePayload, deviceIdentity, encodePayload, fromBase64, parseIdentity, sealedAttachment, toBase64, type Payload, type SealedFile } from './payload';
 import { diffMembers, emptyDiff, type Device as MemberDevice } from './reconcile';
 import { deviceSetHash } from './safety';
 
@@ -818,10 +818,6 @@ export class E2ee {
   }
 }
 
-/** An attachment as the thread shows it, with what is needed to decrypt it. */
-export function sealedAttachment(f: SealedFile): Attachment {
-  return { id: f.id, name: f.name, contentType: f.type, size: f.size, sealed: f };
-}
 
 function withLock<T>(name: string, f: () => Promise<T>): Promise<T> {
   const locks = typeof navigator !== 'undefined' ? (navigator as Navigator & { locks?: LockManager }).locks : undefined;

@@ -1,3 +1,5 @@
+import type { Attachment } from '../types';
+
 // The plaintext inside an MLS application message (THE CONTRACT, "Client payload"):
 // UTF-8 JSON, versioned. Everything the server used to read (reply target, files,
 // edits, reactions) travels here, so the server sees none of it.
@@ -80,6 +82,11 @@ export function decodePayload(b: Uint8Array): Payload | null {
     default:
       return null;
   }
+}
+
+/** An attachment as the thread shows it, with what is needed to decrypt it. */
+export function sealedAttachment(f: SealedFile): Attachment {
+  return { id: f.id, name: f.name, contentType: f.type, size: f.size, sealed: f };
 }
 
 /** The MLS credential identity of a device: `<userId>:<deviceId>` (THE CONTRACT). */
