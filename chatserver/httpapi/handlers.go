@@ -252,6 +252,7 @@ func (a *API) deleteAccount(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), accountPurgeTimeout)
 	defer cancel()
+	a.msgs.DevicesGone(ctx, uid)
 	if _, err := a.msgs.PurgeAccount(ctx, uid); err != nil {
 		// The account is deleted; the background pass finishes the rest.
 		a.log.Error("account purge failed; the background pass will finish it", "request_id", c.GetString("request_id"), "err", err)

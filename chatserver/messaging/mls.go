@@ -190,6 +190,11 @@ func (s *Service) publishDevices(ctx context.Context, userID string) {
 	s.events.Publish(ctx, delivery.Event{To: append([]string{userID}, peers...), Frame: protocol.DevicesFrame{UserID: userID}})
 }
 
+// DevicesGone tells the peers of a deleted account that its devices went
+// with it (store.DeleteUser deletes them), so their devices commit the
+// removal of its leaves.
+func (s *Service) DevicesGone(ctx context.Context, userID string) { s.publishDevices(ctx, userID) }
+
 // UserDevices lists a user's devices: any signed-in user may read them (to
 // verify a contact's keys).
 func (s *Service) UserDevices(ctx context.Context, userID string) ([]protocol.Device, error) {

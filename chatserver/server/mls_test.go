@@ -79,6 +79,16 @@ func TestMLSDevices(t *testing.T) {
 	alice.NewDevice("tablet")
 	// Carol shares only a plain conversation with nobody here: no frame.
 	carolWS.Quiet("devices", 300*time.Millisecond)
+
+	// A deleted account's devices go with it; its e2ee peers are told.
+	bob.NewDevice("bob's")
+	aliceWS := alice.Dial()
+	r = bob.Do("DELETE", "/api/v1/me", map[string]string{"password": bob.PW})
+	must(t, r.Status == 204, "delete bob: %d %s", r.Status, r.Body)
+	f = aliceWS.WaitFor("devices", wait)
+	must(t, f.UserID == bob.User.ID, "devices frame %+v", f)
+	r = alice.Do("GET", "/api/v1/users/"+bob.User.ID+"/devices", nil)
+	must(t, r.Status == 200 && strings.Contains(string(r.Body), `"devices":[]`), "a deleted account's devices: %d %s", r.Status, r.Body)
 }
 
 func TestMLSKeyPackages(t *testing.T) {
