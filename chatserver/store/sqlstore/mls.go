@@ -29,11 +29,13 @@ func scanDevice(s scanner) (store.Device, error) {
 
 // lockRow takes PostgreSQL's row lock on one row inside tx (SQLite runs one
 // writer at a time, which is the lock): two writers counting against a cap
-// take turns. ErrNotFound (sql.ErrNoRows) when there is no such row.
+// take turns. NO KEY UPDATE: rows that only refer to it (a message by this
+// user, a KeyPackage of this device) are written meanwhile without waiting.
+// ErrNotFound (sql.ErrNoRows) when there is no such row.
 func (db *DB) lockRow(ctx context.Context, tx *sql.Tx, table, id string) error {
 	q := "SELECT id FROM " + table + " WHERE id = $1"
 	if db.d == postgresDialect {
-		q += " FOR UPDATE"
+		q += " FOR NO KEY UPDATE"
 	}
 	var got string
 	return tx.QueryRowContext(ctx, q, id).Scan(&got)
