@@ -162,6 +162,11 @@ func (s *Service) RegisterDevice(ctx context.Context, userID, name, signatureKey
 	if len(key) != 32 {
 		return nil, apperr.OnField(apperr.InvalidRequest, "signatureKey", "signatureKey must be a 32-byte Ed25519 public key, not %d bytes", len(key))
 	}
+	// Each registration is a frame to every e2ee peer: it shares the rate
+	// of changes.
+	if err := s.changeAllowed(ctx, userID); err != nil {
+		return nil, err
+	}
 	d := &store.Device{ID: ids.New("d"), UserID: userID, Name: name, SignatureKey: base64.StdEncoding.EncodeToString(key),
 		CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
 	switch err := s.store.CreateDevice(ctx, d, s.maxDevices); {
@@ -219,6 +224,9 @@ func (s *Service) UserDevices(ctx context.Context, userID string) ([]protocol.De
 // Welcomes. The groups it was in still hold its leaf until another device
 // commits its removal (the devices frame asks them to).
 func (s *Service) DeleteDevice(ctx context.Context, userID, deviceID string) error {
+	if err := s.changeAllowed(ctx, userID); err != nil {
+		return err
+	}
 	err := s.store.DeleteDevice(ctx, userID, deviceID)
 	if errors.Is(err, store.ErrNotFound) {
 		return noDevice()
@@ -434,6 +442,11 @@ func (s *Service) Commit(ctx context.Context, userID, convID string, r CommitReq
 	}
 	c, me, err := s.e2eeConversation(ctx, userID, convID)
 	if err != nil {
+		return nil, err
+	}
+	// Every member processes every commit: they share the rate of changes
+	// (edits, deletions, reactions), apart from sends.
+	if err := s.changeAllowed(ctx, userID); err != nil {
 		return nil, err
 	}
 	raw, err := decodeB64("commit", r.Commit, MaxCommitBytes)

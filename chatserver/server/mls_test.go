@@ -280,6 +280,26 @@ func waitTypes(t *testing.T, w *wsConn, types ...string) map[string]chattest.Fra
 	return out
 }
 
+// Commits and device changes share the per-user rate of changes
+// (-rate-messages' size, a bucket apart from sends).
+func TestMLSCommitRate(t *testing.T) {
+	ts := start(t, withArgs("-rate-messages", "4/1m"))
+	alice, bob := ts.Register("alice"), ts.Register("bob")
+	g := alice.E2EEGroup("busy", bob)
+	da := alice.NewDevice("a") // 1
+	for e := range uint64(3) { // 2, 3, 4
+		_, r := da.Commit(g.ID, e, nil, nil, nil)
+		must(t, r.Status == 200, "commit %d: %d %s", e, r.Status, r.Body)
+	}
+	_, r := da.Commit(g.ID, 3, nil, nil, nil)
+	wantErr(t, "a fifth change within the minute", r, 429, "rate_limited", "")
+	key, _, _ := ed25519.GenerateKey(rand.Reader)
+	wantErr(t, "a device past the rate", alice.Do("POST", "/api/v1/devices", map[string]string{"name": "x", "signatureKey": b64(key)}), 429, "rate_limited", "")
+	// Sends have their own bucket.
+	_, r = alice.SendCiphertext(g.ID, mlswiretest.Application(g.ID, 3, 20))
+	must(t, r.Status == 201, "a send after the changes: %d %s", r.Status, r.Body)
+}
+
 func mustHex(t *testing.T, s string) []byte {
 	t.Helper()
 	b := make([]byte, len(s)/2)
