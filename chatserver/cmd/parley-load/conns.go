@@ -26,6 +26,7 @@ type lconn struct {
 	// closeCode is the WebSocket close code the server sent (0: none, the
 	// connection was lost), set before the connection is reported closed.
 	closeCode atomic.Int32
+	closedAt  atomic.Int64 // unix ns the reader saw the connection end (0: still open or closed by us)
 }
 
 func (c *lconn) write(data []byte, wait time.Duration) error {
@@ -109,6 +110,7 @@ func (c *lconn) readLoop(onFrame frameHandler, errs *errorCounts, closedCh chan<
 		_, data, err := c.ws.ReadMessage()
 		if err != nil {
 			if !c.closed.Load() {
+				c.closedAt.Store(time.Now().UnixNano())
 				var ce *websocket.CloseError
 				if errors.As(err, &ce) {
 					c.closeCode.Store(int32(ce.Code))

@@ -2,7 +2,8 @@ package main
 
 // -soak-record: a JSON-lines log of what an exactness check outside the load
 // tool needs (make e2e-cluster's production-shape scenario): every ack with
-// the stored message's conversation, seq and clientId; every connection the
+// the stored message's conversation, seq and clientId; every message a
+// connection took (not the duplicates it dropped); every connection the
 // server or the network closed, with its close code; when each reopened
 // connection had caught up (its sync answered); and at the end each
 // connection's cursors and each conversation's members. The checker compares

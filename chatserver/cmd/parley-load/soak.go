@@ -44,7 +44,7 @@ func soakFlags(fs *flag.FlagSet, s *soakOptions) {
 	fs.StringVar(&s.pgDatabase, "soak-database", "", "soak: the servers' database (pg_stat_activity.datname)")
 	fs.StringVar(&s.doc, "soak-doc", "", "soak: write the samples and the verdict into this document, between <!-- soak --> and <!-- /soak -->")
 	fs.StringVar(&s.svg, "soak-svg", "", "soak: write the chart of the samples here (SVG), linked from -soak-doc")
-	fs.StringVar(&s.record, "soak-record", "", "soak: write a JSON-lines record here: each ack (conversation, seq, clientId), each connection closed by the server or the network (close code) and when it had caught up again, and at the end each connection's cursors and each conversation's members, for an exactness check against the stored history")
+	fs.StringVar(&s.record, "soak-record", "", "soak: write a JSON-lines record here: each ack (conversation, seq, clientId), each message a connection took (conversation, seq; not the duplicates it dropped), each connection closed by the server or the network (close code) and when it had caught up again, and at the end each connection's cursors and each conversation's members, for an exactness check against the stored history")
 	fs.IntVar(&s.attempts, "soak-reconnect-attempts", 3, "soak: attempts to reopen a connection before it counts as a reconnect failure (200 ms × attempt between them)")
 	fs.StringVar(&s.meta, "soak-meta", "", "soak: a file of 'key: value' lines describing the run (machine, commit), shown in -soak-doc")
 }
@@ -180,6 +180,9 @@ func (s *soakRun) onFrame(c *lconn, data []byte) {
 		if dup {
 			s.dups.Add(1)
 			return
+		}
+		if s.rec != nil {
+			s.rec.event("msg", map[string]any{"conn": c.idx, "conv": conv, "seq": seq})
 		}
 	case bytes.HasPrefix(data, prefixAck) || bytes.HasPrefix(data, prefixError):
 		if _, from, _, ok := t.parseID(field(data, keyID)); ok && from >= 0 && from < len(s.sc) {

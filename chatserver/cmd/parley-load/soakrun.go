@@ -119,6 +119,9 @@ func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api,
 	}()
 	go func() { // a connection the server or the network closed is opened again
 		defer bg.Done()
+		// In parallel, as a population of clients reconnects (a server draining
+		// closes all of its connections at once), at most 32 at a time.
+		sem := make(chan struct{}, 32)
 		for {
 			select {
 			case <-bgCtx.Done():
@@ -127,10 +130,17 @@ func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api,
 				if s.sc[c.idx].cur.Load() == c {
 					s.lost.Add(1)
 					if s.rec != nil {
-						s.sc[c.idx].lostAt.Store(time.Now().UnixNano())
-						s.rec.event("lost", map[string]any{"conn": c.idx, "user": c.user, "code": c.closeCode.Load()})
+						at := c.closedAt.Load()
+						s.sc[c.idx].lostAt.Store(at)
+						s.rec.event("lost", map[string]any{"t": at / 1e6, "conn": c.idx, "user": c.user, "code": c.closeCode.Load()})
 					}
-					s.reconnect(ctx, c.idx, onFrame)
+					sem <- struct{}{}
+					s.reopenWG.Add(1)
+					go func() {
+						defer s.reopenWG.Done()
+						defer func() { <-sem }()
+						s.reconnect(ctx, c.idx, onFrame)
+					}()
 				}
 			}
 		}
@@ -159,6 +169,7 @@ sampling:
 	st := s.finish()
 	stopBG()
 	bg.Wait()
+	s.reopenWG.Wait()
 	rep.Traffic = &st
 	if err := s.recordEnd(); err != nil {
 		return err
