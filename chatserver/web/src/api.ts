@@ -129,12 +129,12 @@ export class ApiClient {
    * way) and retries once. Without a session it fails at once and never refreshes, so
    * a signed-out page cannot loop.
    */
-  async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+  async request<T = unknown>(method: string, path: string, body?: unknown, meta?: { status?: number }): Promise<T> {
     if (this.token === null && this.refreshing) await this.refreshing.catch(() => {});
     const used = this.token;
     if (used === null) throw new ApiError(401, 'unauthorized', 'not signed in');
     try {
-      return await this.call<T>(method, path, body, true);
+      return await this.call<T>(method, path, body, true, meta);
     } catch (e) {
       // Only an expired or revoked token is worth a refresh; other 401s (a wrong
       // current password) are answers.
@@ -146,7 +146,7 @@ export class ApiClient {
         await this.refreshing;
       }
       if (this.token === null) throw e;
-      return this.call<T>(method, path, body, true);
+      return this.call<T>(method, path, body, true, meta);
     }
   }
 
@@ -193,7 +193,8 @@ export class ApiClient {
     this.onSession(s);
   }
 
-  private async call<T>(method: string, path: string, body: unknown, auth: boolean): Promise<T> {
+  /** `meta.status`: the answer's HTTP status (201 created, 200 already there). */
+  private async call<T>(method: string, path: string, body: unknown, auth: boolean, meta?: { status?: number }): Promise<T> {
     const headers: Record<string, string> = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (auth && this.token) headers.Authorization = `Bearer ${this.token}`;
@@ -208,6 +209,7 @@ export class ApiClient {
     } catch (e) {
       throw new ApiError(0, 'network', e instanceof Error ? e.message : String(e));
     }
+    if (meta) meta.status = res.status;
     if (res.status === 204) return undefined as T;
     let data: unknown = null;
     const text = await res.text().catch(() => '');

@@ -490,6 +490,12 @@ export class ChatStore {
     }
   }
 
+  /** Tries again to make this browser a device (after a lost one was removed to make room under the cap). */
+  async retryE2ee(): Promise<void> {
+    if (this.e2ee || this.auth.value !== 'signedIn') return;
+    await this.startE2ee();
+  }
+
   private e2eeHost(): Host {
     return {
       conversation: (id) => this.conversations.value[id],
@@ -674,9 +680,12 @@ export class ChatStore {
 
   async startDirect(userId: string, e2ee = false): Promise<Conversation> {
     if (e2ee) this.needE2ee();
-    const c = await this.api.request<Conversation>('POST', '/conversations/direct', { userId, ...(e2ee ? { e2ee: true } : {}) });
+    const meta: { status?: number } = {};
+    const c = await this.api.request<Conversation>('POST', '/conversations/direct', { userId, ...(e2ee ? { e2ee: true } : {}) }, meta);
     this.upsertConversation(c);
-    if (c.e2ee) await this.startGroup(c);
+    // Only the device that created it makes the group (201); one that already existed has
+    // its group, and this device is added to it by a commit of another device (a Welcome).
+    if (c.e2ee && meta.status === 201) await this.startGroup(c);
     return c;
   }
 
@@ -694,7 +703,7 @@ export class ChatStore {
 
   /** A new encrypted conversation: this device makes the group and adds the others' devices. */
   private async startGroup(c: Conversation): Promise<void> {
-    if (!this.e2ee || this.e2ee.has(c.id)) return;
+    if (!this.e2ee || this.e2ee.has(c.id) || (c.mlsEpoch ?? 0) > 0) return;
     try {
       await this.e2ee.created(c);
     } catch (e) {
@@ -1266,6 +1275,14 @@ export class ChatStore {
   private onReady(): void {
     this.sendVisibility();
     this.catchUp();
+    // Welcome frames sent while this page was away, and KeyPackages others claimed meanwhile.
+    if (this.e2ee) {
+      const e = this.e2ee;
+      void e
+        .fetchWelcomes()
+        .then(() => e.topUp())
+        .catch((err) => console.warn('e2ee: after reconnecting', err));
+    }
     this.readSent = {};
     // Sends still waiting for an ack went out on the previous socket: their answer is lost.
     for (const f of this.inflight.values()) this.t.clearTimeout(f.timer);

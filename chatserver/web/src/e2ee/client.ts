@@ -116,6 +116,7 @@ export class E2ee {
   private waiters = new Map<string, Array<{ epoch: number; done: () => void }>>();
   private devicesCache = new Map<string, Promise<ServerDevice[]>>();
   private reconcileTimers = new Map<string, unknown>();
+  private missingTries = new Map<string, number>();
   private syncAsked = new Map<string, number>();
   private contacts: Record<string, ContactRec> = {};
   /** Bumped whenever something the UI shows changed (joined, removed, devices, contacts). */
@@ -708,7 +709,7 @@ export class E2ee {
         missing = r.missing.some((m) => want.has(deviceIdentity(m.userId, m.deviceId)));
       }
       if (adds.length === 0 && diff.remove.length === 0 && !o.addUsers?.length && !o.removeUsers?.length) {
-        if (missing) setTimeout(() => this.scheduleReconcile(id), 3000);
+        if (missing) this.retryMissing(id);
         return;
       }
       if (!o.now && attempt === 0 && !o.addUsers && !o.removeUsers) {
@@ -739,7 +740,8 @@ export class E2ee {
       });
       if (!outcome.retry) {
         this.bump();
-        if (missing) setTimeout(() => this.scheduleReconcile(id), 3000);
+        if (missing) this.retryMissing(id);
+        else this.missingTries.delete(id);
         return;
       }
       adds = [];
@@ -748,6 +750,17 @@ export class E2ee {
       // The user-level change may have been made by the winner: only my part is left.
       if (o.addUsers && this.host.conversation(id)?.members.some((m) => o.addUsers!.includes(m.id))) o = { ...o, addUsers: undefined };
     }
+  }
+
+  /**
+   * A device without KeyPackages (registered a moment ago, still uploading): looked at
+   * again a few times (3, 6, 12, 24, 48 s), not forever (a device that never uploads any).
+   */
+  private retryMissing(id: string): void {
+    const n = this.missingTries.get(id) ?? 0;
+    if (n >= 5 || this.stopped) return;
+    this.missingTries.set(id, n + 1);
+    setTimeout(() => this.scheduleReconcile(id), 3000 * 2 ** n);
   }
 
   /** Adds a person to an encrypted conversation: their devices join by one commit, and the server's membership with it. */

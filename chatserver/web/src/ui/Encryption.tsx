@@ -28,34 +28,38 @@ function useVersion(store: ChatStore): number {
   return store.e2ee?.version.value ?? 0;
 }
 
-/** Account menu → Devices: this device, my other devices (name, fingerprint), removing a lost one. */
+/**
+ * Account menu → Devices: this device, my other devices (name, fingerprint), removing a
+ * lost one. Works without this browser being a device too (e.g. when the per-user cap of
+ * devices refused it: removing an old one makes room).
+ */
 export function DevicesDialog({ store, onClose }: { store: ChatStore; onClose: () => void }) {
   const e = store.e2ee;
+  const me = store.me.value!;
   const v = useVersion(store);
   const [devices, setDevices] = useState<Array<ServerDevice & { fp: string }> | null>(null);
   const [error, setError] = useState('');
   const [confirm, setConfirm] = useState<ServerDevice | null>(null);
+  const [n, setN] = useState(0);
   useEffect(() => {
-    if (!e) return;
     let live = true;
-    e.devicesOf(e.userId, true)
+    const list = e ? e.devicesOf(me.id, true) : store.api.request<{ devices: ServerDevice[] }>('GET', `/users/${encodeURIComponent(me.id)}/devices`).then((r) => r.devices);
+    list
       .then(async (ds) => Promise.all(ds.map(async (d) => ({ ...d, fp: await keyFingerprint(fromBase64(d.signatureKey)) }))))
       .then((ds) => live && setDevices(ds), (err) => live && setError(describeError(err)));
     return () => {
       live = false;
     };
-  }, [e, v]);
-  if (!e) {
-    return (
-      <Modal title="Devices" onClose={onClose}>
-        <p>{store.e2eeError.value ?? 'End-to-end encryption is not available in this browser.'}</p>
-      </Modal>
-    );
-  }
+  }, [e, v, n]);
   const remove = async (d: ServerDevice) => {
     try {
-      await e.removeDevice(d.id);
+      if (e) await e.removeDevice(d.id);
+      else {
+        await store.api.request('DELETE', `/devices/${encodeURIComponent(d.id)}`);
+        void store.retryE2ee();
+      }
       setConfirm(null);
+      setN(n + 1);
     } catch (err) {
       setError(describeError(err));
     }
@@ -65,6 +69,7 @@ export function DevicesDialog({ store, onClose }: { store: ChatStore; onClose: (
       <p class="muted">
         Each browser you use is a device with its own keys. Your encrypted conversations are encrypted to all of them. Remove a device you lost: it is removed from every encrypted conversation and cannot read what is sent after.
       </p>
+      {!e && <p role="status">{store.e2eeError.value ?? 'End-to-end encryption is not available in this browser.'}</p>}
       {error && (
         <p class="form-error" role="alert">
           {error}
@@ -75,10 +80,10 @@ export function DevicesDialog({ store, onClose }: { store: ChatStore; onClose: (
           <li key={d.id} class="device" data-testid="device" data-device={d.id}>
             <span class="device-name">
               {d.name}
-              {d.id === e.deviceId && <strong class="device-this"> (this device)</strong>}
+              {d.id === e?.deviceId && <strong class="device-this"> (this device)</strong>}
             </span>
             <code class="device-fp">{d.fp}</code>
-            {d.id !== e.deviceId &&
+            {d.id !== e?.deviceId &&
               (confirm?.id === d.id ? (
                 <span class="device-confirm">
                   Remove {d.name}?{' '}
@@ -97,6 +102,7 @@ export function DevicesDialog({ store, onClose }: { store: ChatStore; onClose: (
           </li>
         ))}
       </ul>
+      {devices && devices.length === 0 && <p class="muted">No devices yet.</p>}
     </Modal>
   );
 }
