@@ -4,6 +4,7 @@
 # tmp/cluster/results.md (docs/e2e-cluster.md records a run):
 #   deps       Debian's containerd, runc, CNI plugins (etcd, redis-server via hack/install-deps.sh)
 #   k8s        kubelet, kube-controller-manager, kube-scheduler, kube-proxy v1.37.2 (cached in bin/k8s)
+#   tools      CoreDNS (the node's cluster DNS) and Prometheus, from the Go module proxy (cached in bin/)
 #   images     OCI archives for the pause, chat server, operator and Redis images (hack/cluster/images.sh)
 #   up         containerd, bridge, control plane, kubelet (Ready), kube-proxy (hack/cluster/node.sh up)
 #   operator   helm install charts/parley-operator (image parley/operator:dev, pullPolicy Never)
@@ -66,6 +67,12 @@ deps() {
 	echo "note: $(containerd --version | cut -d' ' -f3), runc $(runc --version | head -1 | cut -d' ' -f3), $(etcd --version | head -1)"
 }
 
+tools() {
+	"$ROOT/hack/coredns.sh" ensure
+	"$ROOT/hack/prometheus.sh" ensure
+	echo "note: coredns $("$ROOT/hack/coredns.sh" version), prometheus $("$ROOT/hack/prometheus.sh" version) in bin/"
+}
+
 operator() {
 	"$ROOT/hack/helm.sh" ensure
 	"$ROOT/bin/helm" install parley-operator charts/parley-operator --namespace parley-system --create-namespace \
@@ -75,9 +82,7 @@ operator() {
 	echo "note: helm install --wait done; $(kubectl -n parley-system get deploy -o jsonpath='{range .items[*]}{.metadata.name} {.status.readyReplicas}/{.spec.replicas} ready{end}')"
 }
 
-# A Redis for the Redis scenario, on the bridge address (pods reach it on-link, nothing else can).
-# The operator's managed Redis cannot be used here: its URL is the Service's DNS name and this
-# node runs no cluster DNS (see docs/e2e-cluster.md).
+# A Redis for the external-Redis steps, on the bridge address (pods reach it on-link, nothing else can).
 redis() {
 	mkdir -p "$W/redis"
 	nohup redis-server --bind 10.88.0.1 --port 16379 --protected-mode no --save '' --appendonly no \
@@ -97,6 +102,7 @@ scenario_prod() {
 	go build -o "$W/bin/parley-load" ./chatserver/cmd/parley-load
 	PARLEY_E2E_KUBECONFIG=$KUBECONFIG PARLEY_E2E_WORKDIR=$W PARLEY_E2E_RESULTS=$RESULTS PARLEY_E2E_LOAD=$W/bin/parley-load \
 		PARLEY_E2E_POSTGRES_IMAGE=parley/postgres:dev PARLEY_E2E_REDIS_IMAGE=parley/redis:dev \
+		PARLEY_E2E_PROMETHEUS="$ROOT/bin/prometheus" PARLEY_E2E_ALERTS="$ROOT/config/monitoring/alerts.yaml" \
 		go test -tags clustere2e -count=1 -v -timeout 40m -run '^TestProductionShape$' ./chatserver/e2e/cluster
 }
 
@@ -131,6 +137,7 @@ finish() {
 
 phase deps deps
 phase k8s "$ROOT/hack/cluster/k8s-binaries.sh"
+phase tools tools
 phase images "$ROOT/hack/cluster/images.sh"
 trap finish EXIT
 trap 'exit 130' INT TERM

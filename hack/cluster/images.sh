@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the images make e2e-cluster runs, as OCI archives in tmp/cluster/images/ (written by
-# hack/cluster/imgtool; no Docker, no registry). hack/cluster/node.sh up imports them into
+# hack/cluster/imgtool with go-containerregistry; no Docker, no registry). hack/cluster/node.sh up imports them into
 # containerd. Every pod uses imagePullPolicy Never or IfNotPresent: nothing is ever pulled.
 #   parley/pause:dev       the pod sandbox (hack/cluster/pause)
 #   parley/chatserver:dev  static bin (CGO_ENABLED=0) with the web client embedded; uid 65532
@@ -19,8 +19,8 @@ mkdir -p "$B" "$O"
 cd "$ROOT"
 "$ROOT/hack/web.sh" build # skipped when chatserver/web/dist is up to date
 export CGO_ENABLED=0
-go build -o "$B/imgtool" ./hack/cluster/imgtool
-go build -o "$B/dns" ./hack/cluster/dns # runs on the host (node.sh), not in an image
+# imgtool is its own module (go-containerregistry stays out of the project's go.mod)
+(cd hack/cluster/imgtool && go build -o "$B/imgtool" .)
 go build -trimpath -ldflags='-s -w' -o "$B/pause" ./hack/cluster/pause
 go build -trimpath -ldflags='-s -w' -o "$B/chatserver" ./chatserver/cmd/chatserver
 go build -trimpath -ldflags='-s -w -X main.version=dev' -o "$B/manager" .
@@ -53,12 +53,13 @@ PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 if [ -n "$PGBIN" ] && [ -x "$PGBIN/initdb" ]; then
 	go build -trimpath -ldflags='-s -w' -o "$B/pgwrap" ./hack/cluster/pgwrap
 	PGLIB=${PGBIN%/bin}/lib PGSHARE=/usr/share/postgresql/$(basename "${PGBIN%/bin}")
-	adds=(-add "$B/pgwrap=/usr/local/bin/pgwrap" -add "$PGBIN/initdb=$PGBIN/initdb" -add "$PGBIN/postgres=$PGBIN/postgres"
+	# initdb runs postgres through popen(3), i.e. /bin/sh: Debian's dash is the image's shell.
+	adds=(-add "$B/pgwrap=/usr/local/bin/pgwrap" -add "$PGBIN/initdb=$PGBIN/initdb" -add "$PGBIN/postgres=$PGBIN/postgres" -add /bin/dash=/bin/sh
 		-add /usr/share/zoneinfo/UTC=/usr/share/zoneinfo/UTC -add /usr/share/zoneinfo/Etc/UTC=/usr/share/zoneinfo/Etc/UTC)
 	mods=$(find "$PGLIB" -maxdepth 1 -name '*.so' ! -name 'llvmjit*')
 	for f in $mods $(find "$PGSHARE" -type f); do adds+=(-add "$f=$f"); done
 	# (ldd of several files also prints each file's name and a colon: those lines are left out)
-	for lib in $(ldd "$PGBIN/initdb" "$PGBIN/postgres" $mods 2>/dev/null | grep -v ':$' | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+	for lib in $(ldd "$PGBIN/initdb" "$PGBIN/postgres" /bin/dash $mods 2>/dev/null | grep -v ':$' | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
 		adds+=(-add "$lib=$lib")
 	done
 	img -name parley/postgres:dev -entrypoint /usr/local/bin/pgwrap -user 999:999 -env TZ=UTC \

@@ -18,7 +18,7 @@
 # kube-proxy has not translated stays on the machine; net.ipv4.ip_forward and route_localnet
 # stay 0 (only packets arriving on the bridge are forwarded: pod -> ClusterIP -> pod); a guard
 # chain drops and counts any pod/Service packet routed out of anything but the bridge; pods
-# resolve names through hack/cluster/dns on 10.88.0.1 (Service names only, never forwarded);
+# resolve names through CoreDNS on 10.88.0.1 (cluster.local only, never forwarded);
 # the apiserver listens on 10.88.0.1 (pods reach it through the `kubernetes` Service), every
 # other component on 127.0.0.1.
 set -euo pipefail
@@ -45,15 +45,7 @@ wait_for() { # wait_for SECONDS WHAT CMD...
 	done
 }
 
-containerd_# The kubelet again with the default sync period; containers keep running across a kubelet restart.
-kubelet_default_sync() {
-	stop kubelet
-	KUBELET_SYNC=default kubelet_up
-	grep -q syncFrequency "$W/kubelet.yaml" && { log "syncFrequency still set"; return 1; }
-	echo "note: kubelet restarted with the default syncFrequency (1m); $(kubectl get pods -A --no-headers 2>/dev/null | wc -l) pods kept running"
-}
-
-up() {
+containerd_up() {
 	mkdir -p "$W/containerd" "$W/cni/net.d" "$W/cni/ipam"
 	# Every image is imported, nothing is ever pulled. Should a pull happen anyway (a missing
 	# image), it goes to a closed port on loopback instead of resolving a registry.
@@ -166,14 +158,17 @@ EOF
 		--authorization-mode=Node,RBAC --service-cluster-ip-range=$SVC_NET \
 		--kubelet-preferred-address-types=Hostname,InternalIP
 	wait_for 90 kube-apiserver kubectl get --raw /readyz
-	# cluster DNS for the pods: Service names only, never forwards (hack/cluster/dns)
-	start dns "$W/bin/dns" -listen $BR_IP:53 -domain cluster.local
+	# cluster DNS for the pods: CoreDNS's kubernetes plugin for cluster.local, NXDOMAIN for
+	# anything else, never forwards (hack/cluster/Corefile; bin/coredns from hack/coredns.sh)
+	"$ROOT/hack/coredns.sh" ensure
+	PARLEY_DNS_ADDR=$BR_IP PARLEY_DNS_READY=127.0.0.1:20253 start dns "$ROOT/bin/coredns" -conf "$ROOT/hack/cluster/Corefile"
 	start kube-controller-manager "$K/kube-controller-manager" --kubeconfig="$KUBECONFIG" \
 		--bind-address=127.0.0.1 --secure-port=20257 --leader-elect=false \
 		--service-account-private-key-file="$p/sa.key" --root-ca-file="$p/ca.crt" --use-service-account-credentials=true
 	start kube-scheduler "$K/kube-scheduler" --kubeconfig="$KUBECONFIG" --bind-address=127.0.0.1 --secure-port=20259 --leader-elect=false
 	wait_for 60 kube-controller-manager curl -sfk https://127.0.0.1:20257/healthz
 	wait_for 60 kube-scheduler curl -sfk https://127.0.0.1:20259/healthz
+	wait_for 60 coredns curl -sf http://127.0.0.1:20253/ready
 	log "control plane up (API https://$BR_IP:$API_PORT)"
 }
 
@@ -198,7 +193,7 @@ cgroupRoot: /$CGROOT
 failSwapOn: false
 failCgroupV1: false          # this machine has cgroup v1 (deprecated; see docs/e2e-cluster.md)
 podLogsDir: $W/pod-logs
-clusterDNS: [$BR_IP]         # hack/cluster/dns: Service names only
+clusterDNS: [$BR_IP]         # CoreDNS (hack/cluster/Corefile): cluster.local only
 clusterDomain: cluster.local
 authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
 authorization: {mode: AlwaysAllow}   # only 127.0.0.1 can reach it
@@ -227,6 +222,14 @@ proxy_up() {
 		--iptables-localhost-nodeports=false --nodeport-addresses=$BR_IP/32
 	wait_for 30 kube-proxy curl -sf http://127.0.0.1:20256/healthz
 	log "kube-proxy up"
+}
+
+# The kubelet again with the default sync period; containers keep running across a kubelet restart.
+kubelet_default_sync() {
+	stop kubelet
+	KUBELET_SYNC=default kubelet_up
+	grep -q syncFrequency "$W/kubelet.yaml" && { log "syncFrequency still set"; return 1; }
+	echo "note: kubelet restarted with the default syncFrequency (1m); $(kubectl get pods -A --no-headers 2>/dev/null | wc -l) pods kept running"
 }
 
 up() {

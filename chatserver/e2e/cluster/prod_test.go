@@ -30,6 +30,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,10 +100,10 @@ spec:
 	t.Cleanup(func() { _, _ = kubectl(t, "", "delete", "pv", pns+"-"+name, "--ignore-not-found", "--wait=false") })
 }
 
-// podsOf lists the pods matching selector as name=phase/ready/image/restarts[/terminating].
+// podsOf lists the pods matching selector as name=phase;ready;image;restarts[deletion time].
 func podsOf(t *testing.T, selector string) []string {
 	out, _ := kubectl(t, "", "-n", pns, "get", "pods", "-l", selector, "-o",
-		`jsonpath={range .items[*]}{.metadata.name}={.status.phase}/{.status.conditions[?(@.type=="Ready")].status}/{.spec.containers[0].image}/{.status.containerStatuses[0].restartCount}{.metadata.deletionTimestamp}{"\n"}{end}`)
+		`jsonpath={range .items[*]}{.metadata.name}={.status.phase};{.status.conditions[?(@.type=="Ready")].status};{.spec.containers[0].image};{.status.containerStatuses[0].restartCount}{.metadata.deletionTimestamp}{"\n"}{end}`)
 	return strings.Fields(out)
 }
 
@@ -123,8 +124,8 @@ func waitProdReady(t *testing.T, d time.Duration, image string) time.Duration {
 		ok := 0
 		for _, p := range pods {
 			_, s, _ := strings.Cut(p, "=")
-			f := strings.Split(s, "/")
-			if len(f) == 4 && f[0] == "Running" && f[1] == "True" && f[2] == image {
+			f := strings.Split(s, ";")
+			if _, err := strconv.Atoi(f[len(f)-1]); err == nil && len(f) == 4 && f[0] == "Running" && f[1] == "True" && f[2] == image { // not terminating
 				ok++
 			}
 		}
@@ -285,7 +286,7 @@ spec:
       resources: {requests: {storage: 2Gi}}
 `, pns, pgPassword, pgImage, storageClass))
 		eventually(t, 3*time.Minute, "parley-pg-0 ready", func() string {
-			if p := podsOf(t, "app=parley-pg"); len(p) != 1 || !strings.Contains(p[0], "=Running/True/") {
+			if p := podsOf(t, "app=parley-pg"); len(p) != 1 || !strings.Contains(p[0], "=Running;True;") {
 				return fmt.Sprint(p)
 			}
 			return ""
@@ -343,7 +344,7 @@ spec:
       - {name: conf, secret: {secretName: parley-redis-conf, defaultMode: 0440}}
 `, pns, redisPassword, redisImage))
 		eventually(t, 2*time.Minute, "redis ready", func() string {
-			if p := podsOf(t, "app=parley-redis"); len(p) != 1 || !strings.Contains(p[0], "=Running/True/") {
+			if p := podsOf(t, "app=parley-redis"); len(p) != 1 || !strings.Contains(p[0], "=Running;True;") {
 				return fmt.Sprint(p)
 			}
 			return ""
@@ -384,6 +385,10 @@ spec:
       passwordSecretRef: {name: parley-redis, key: password}
   security:
     keyRotation: {propagationWindow: 2m}
+  # Every load connection comes from the host's one address (10.88.0.1): the per-IP login
+  # limit (default 10/5m) would refuse the 60 registrations, and 60 messages/min per user
+  # leaves no headroom for the load's random spread over accounts.
+  rateLimits: {login: "1000/1m", messages: "600/1m"}
 `, pns, dsn, prodName, prodImage))
 		d := waitProdReady(t, 5*time.Minute, prodImage)
 		pdb := pkc(t, "get", "pdb", prodName, "-o", "jsonpath={.spec.maxUnavailable}/{.status.currentHealthy}/{.status.disruptionsAllowed}")
@@ -397,6 +402,42 @@ spec:
 		return fmt.Sprintf("Ready=True with 3 ready pods after %.1fs; PDB maxUnavailable/healthy/allowed %s; parley_backplane_up 1 on %v (Redis with the password)",
 			d.Seconds(), pdb, ups)
 	})
+
+	// A real Prometheus on the node (PARLEY_E2E_PROMETHEUS), scraping as the ServiceMonitors would.
+	prom := ""
+	if bin := os.Getenv("PARLEY_E2E_PROMETHEUS"); bin != "" {
+		step(t, "Prometheus scrapes the chat servers and the operator, rules loaded", func() string {
+			start := time.Now()
+			prom = startPrometheus(t, bin, envOr("PARLEY_E2E_ALERTS", "config/monitoring/alerts.yaml"))
+			var chat, op, ready []string
+			eventually(t, 2*time.Minute, "3 chat server targets and the operator up, the operator's gauge", func() string {
+				chat = promQuery(t, prom, `up{job="`+prodName+`-metrics",chatcluster="`+prodName+`"} == 1`)
+				op = promQuery(t, prom, `up{job="parley-operator-metrics"} == 1`)
+				ready = promQuery(t, prom, `parley_operator_chatcluster_ready{namespace="`+pns+`",chatcluster="`+prodName+`"}`)
+				if len(chat) != 3 || len(op) != 1 || len(ready) != 1 {
+					return fmt.Sprintf("chat %v operator %v ready %v", chat, op, ready)
+				}
+				return ""
+			})
+			res, err := http.Get(prom + "/api/v1/rules")
+			chattest.Must(t, err == nil, "rules: %v", err)
+			defer res.Body.Close()
+			var rules struct {
+				Data struct {
+					Groups []struct{ Rules []struct{ Name string } }
+				}
+			}
+			chattest.Must(t, json.NewDecoder(res.Body).Decode(&rules) == nil, "rules: decode")
+			n := 0
+			for _, g := range rules.Data.Groups {
+				n += len(g.Rules)
+			}
+			chattest.Must(t, n > 0, "no rules loaded")
+			backplane := promQuery(t, prom, `parley_backplane_up{chatcluster="`+prodName+`"}`)
+			return fmt.Sprintf("after %.1fs: 3 chat server targets (job %s-metrics, pod and chatcluster labels) and the operator up; %s; %d alerting rules from config/monitoring/alerts.yaml; parley_backplane_up %v",
+				time.Since(start).Seconds(), prodName, ready[0], n, backplane)
+		})
+	}
 
 	// The load, through the Service.
 	svcIP := pkc(t, "get", "svc", prodName, "-o", "jsonpath={.spec.clusterIP}")
@@ -562,7 +603,7 @@ spec:
 		eventually(t, 3*time.Minute, "the container restarted and 3 pods ready", func() string {
 			restarts := 0
 			for _, p := range podsOf(t, chatSelector) {
-				f := strings.Split(p, "/")
+				f := strings.Split(p, ";")
 				n, _ := strconv.Atoi(f[len(f)-1])
 				restarts += n
 			}
@@ -594,6 +635,46 @@ spec:
 	step(t, "exactness: no acked message lost or duplicated, every client reconnected and caught up", func() string {
 		return checkExactness(t, "http://"+svcIP, cacheFile, rep, events, phases)
 	})
+
+	if prom != "" {
+		step(t, "Prometheus: ParleyBackplaneDown fires with Redis at 0 replicas, resolves with Redis back", func() string {
+			const alert = "ParleyBackplaneDown"
+			state, _ := alertState(t, prom, alert)
+			chattest.Must(t, state == "", "%s is %s before Redis was stopped", alert, state)
+			pkc(t, "scale", "deploy", "parley-redis", "--replicas=0")
+			down := eventually(t, 2*time.Minute, "parley_backplane_up 0 on the 3 pods", func() string {
+				if s := promQuery(t, prom, `parley_backplane_up{chatcluster="`+prodName+`"} == 0`); len(s) != 3 {
+					return fmt.Sprint(s)
+				}
+				return ""
+			})
+			pending := eventually(t, time.Minute, alert+" pending", func() string {
+				if s, _ := alertState(t, prom, alert); s != "pending" && s != "firing" {
+					return "state " + s
+				}
+				return ""
+			})
+			var n int
+			firing := eventually(t, 8*time.Minute, alert+" firing (for: 5m)", func() string {
+				var s string
+				if s, n = alertState(t, prom, alert); s != "firing" {
+					return "state " + s
+				}
+				return ""
+			})
+			pkc(t, "scale", "deploy", "parley-redis", "--replicas=1")
+			resolved := eventually(t, 3*time.Minute, alert+" resolved", func() string {
+				if s, _ := alertState(t, prom, alert); s != "" {
+					return "state " + s
+				}
+				return ""
+			})
+			up := promQuery(t, prom, `parley_backplane_up{chatcluster="`+prodName+`"} == 1`)
+			chattest.Must(t, len(up) == 3, "parley_backplane_up after Redis came back: %v", up)
+			return fmt.Sprintf("Redis scaled to 0: parley_backplane_up 0 on 3 pods after %.1fs, pending %.1fs, firing (%d alerts, one per pod) %.1fs after the scale-down; Redis scaled to 1: resolved %.1fs later, parley_backplane_up 1 on 3 pods",
+				down.Seconds(), down.Seconds()+pending.Seconds(), n, down.Seconds()+pending.Seconds()+firing.Seconds(), resolved.Seconds())
+		})
+	}
 }
 
 func firstLine(s, sub string) string {
@@ -723,8 +804,16 @@ func checkExactness(t *testing.T, base, cacheFile string, rep loadReport, events
 	var doubleAcks int
 	var lost, caught []recEvent
 	var cursors []recEvent
+	type connConv struct {
+		conn int
+		conv string
+	}
+	took := map[connConv][]int64{} // the seqs each connection took, per conversation
 	for _, e := range events {
 		switch e.Ev {
+		case "msg":
+			k := connConv{e.Conn, e.Conv}
+			took[k] = append(took[k], e.Seq)
 		case "ack":
 			if _, dup := acks[e.ClientID]; dup {
 				doubleAcks++
@@ -817,6 +906,28 @@ func checkExactness(t *testing.T, base, cacheFile string, rep loadReport, events
 		}
 	}
 	chattest.Must(t, len(cursors) == loadConns && behind == 0, "%d cursors records, %d cursors behind the stored history", len(cursors), behind)
+	// Every connection took every message of its account's conversations exactly once, in
+	// seq order, from seq 1 (it synced from the start), across its reconnections: no hole.
+	holes := 0
+	var taken int
+	for _, c := range cursors {
+		name, _ := c.User.(string)
+		for _, conv := range member[name] {
+			seqs := took[connConv{c.Conn, conv}]
+			taken += len(seqs)
+			ok := int64(len(seqs)) == lastSeq[conv]
+			for i, q := range seqs {
+				ok = ok && q == int64(i+1)
+			}
+			if !ok {
+				holes++
+				if holes <= 5 {
+					t.Logf("connection %d (%s), conversation %s: took %d messages for %d stored: %v", c.Conn, name, conv, len(seqs), lastSeq[conv], seqs)
+				}
+			}
+		}
+	}
+	chattest.Must(t, holes == 0, "%d connection×conversation pairs did not take every stored message once, in order", holes)
 
 	// Per phase: duration, acks, reconnects and their close codes, longest catch-up.
 	var notes []string
@@ -861,8 +972,8 @@ func checkExactness(t *testing.T, base, cacheFile string, rep loadReport, events
 	}
 	sort.Strings(errs)
 	return fmt.Sprintf("%d acked messages all stored once at their acked seq, %d stored but never acked (ack lost with its connection), 0 stored twice; "+
-		"%d reconnects, all caught up; %d connections open at the end, every cursor at its conversation's last seq. Phases: %s. Load errors by kind: %s",
-		len(acks), storedUnacked, len(lost), rep.StillOpen, strings.Join(notes, "; "), strings.Join(errs, " "))
+		"%d reconnects, all caught up; %d connections open at the end, each took every message of its conversations once and in order (%d deliveries; %d duplicates from overlapping syncs dropped by cursor). Phases: %s. Load errors by kind: %s",
+		len(acks), storedUnacked, len(lost), rep.StillOpen, taken, rep.Soak.Duplicates, strings.Join(notes, "; "), strings.Join(errs, " "))
 }
 
 func decodeKeyring(t *testing.T, raw string) keyringfile.File {
@@ -895,4 +1006,166 @@ func prodDiagnostics(t *testing.T) {
 	p := filepath.Join(workDir, "logs", "diagnostics-"+prodName+".txt")
 	_ = os.WriteFile(p, []byte(b.String()), 0o644)
 	t.Logf("diagnostics in %s", p)
+}
+
+// startPrometheus runs bin/prometheus on 127.0.0.1 with the scrape configuration
+// the operator's ServiceMonitor (controllers/resources.go) and the chart's
+// operator ServiceMonitor amount to, as prometheus-operator would render them
+// (endpointslice discovery in the namespace, the Service's labels, the port
+// named metrics, the namespace/service/pod/endpoint labels, job = the
+// Service's name, chatcluster = the ChatCluster's name; honor_labels for the
+// operator), and config/monitoring/alerts.yaml as its rules. It returns the
+// API's base URL.
+func startPrometheus(t *testing.T, bin, alerts string) string {
+	dir := filepath.Join(workDir, "prometheus")
+	_ = os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := os.Getenv("PARLEY_E2E_KUBECONFIG")
+	cfg := fmt.Sprintf(`global: {scrape_interval: 10s, evaluation_interval: 10s}
+rule_files: [%[1]q]
+scrape_configs:
+# = the ServiceMonitor the operator keeps for ChatCluster %[3]s/%[4]s (spec.monitoring.serviceMonitor)
+- job_name: serviceMonitor/%[3]s/%[4]s/0
+  metrics_path: /metrics
+  kubernetes_sd_configs: [{role: endpointslice, kubeconfig_file: %[2]q, namespaces: {names: [%[3]s]}}]
+  relabel_configs:
+  - {action: keep, source_labels: [__meta_kubernetes_service_label_app_kubernetes_io_name, __meta_kubernetes_service_label_app_kubernetes_io_instance, __meta_kubernetes_service_label_app_kubernetes_io_component], regex: parley;%[4]s;metrics}
+  - {action: keep, source_labels: [__meta_kubernetes_endpointslice_port_name], regex: metrics}
+  - {source_labels: [__meta_kubernetes_namespace], target_label: namespace}
+  - {source_labels: [__meta_kubernetes_service_name], target_label: service}
+  - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}
+  - {source_labels: [__meta_kubernetes_pod_container_name], target_label: container}
+  - {source_labels: [__meta_kubernetes_service_name], target_label: job}
+  - {target_label: endpoint, replacement: metrics}
+  - {action: replace, target_label: chatcluster, replacement: %[4]s}
+# = the chart's ServiceMonitor for the operator (honorLabels: its gauges carry namespace)
+- job_name: serviceMonitor/parley-system/parley-operator/0
+  honor_labels: true
+  metrics_path: /metrics
+  kubernetes_sd_configs: [{role: endpointslice, kubeconfig_file: %[2]q, namespaces: {names: [parley-system]}}]
+  relabel_configs:
+  - {action: keep, source_labels: [__meta_kubernetes_service_label_app_kubernetes_io_name, __meta_kubernetes_service_label_app_kubernetes_io_instance], regex: parley-operator;parley-operator}
+  - {action: keep, source_labels: [__meta_kubernetes_endpointslice_port_name], regex: metrics}
+  - {source_labels: [__meta_kubernetes_namespace], target_label: namespace}
+  - {source_labels: [__meta_kubernetes_service_name], target_label: service}
+  - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}
+  - {source_labels: [__meta_kubernetes_service_name], target_label: job}
+  - {target_label: endpoint, replacement: metrics}
+`, alerts, kubeconfig, pns, prodName)
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	logf, err := os.Create(filepath.Join(workDir, "logs", "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--web.enable-lifecycle=false")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		_ = os.RemoveAll(dir)
+	})
+	base := "http://" + addr
+	eventually(t, time.Minute, "prometheus ready", func() string {
+		res, err := http.Get(base + "/-/ready")
+		if err != nil {
+			return err.Error()
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return res.Status
+		}
+		return ""
+	})
+	return base
+}
+
+// promQuery runs an instant query and returns "labels=value" per series.
+func promQuery(t *testing.T, base, q string) []string {
+	res, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		t.Fatalf("prometheus query %s: %v", q, err)
+	}
+	defer res.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string
+				Value  []any
+			}
+		}
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		t.Fatalf("prometheus query %s: %v", q, err)
+	}
+	var out []string
+	for _, s := range r.Data.Result {
+		keys := make([]string, 0, len(s.Metric))
+		for k := range s.Metric {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var kv []string
+		for _, k := range keys {
+			kv = append(kv, k+"="+s.Metric[k])
+		}
+		v := ""
+		if len(s.Value) == 2 {
+			v = fmt.Sprint(s.Value[1])
+		}
+		out = append(out, "{"+strings.Join(kv, ",")+"}="+v)
+	}
+	return out
+}
+
+// alertState is the state (pending, firing) of alert name for chatcluster, "" when inactive.
+func alertState(t *testing.T, base, name string) (string, int) {
+	res, err := http.Get(base + "/api/v1/alerts")
+	if err != nil {
+		t.Fatalf("prometheus alerts: %v", err)
+	}
+	defer res.Body.Close()
+	var r struct {
+		Data struct {
+			Alerts []struct {
+				Labels map[string]string
+				State  string
+			}
+		}
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		t.Fatalf("prometheus alerts: %v", err)
+	}
+	state, n := "", 0
+	for _, a := range r.Data.Alerts {
+		if a.Labels["alertname"] == name && a.Labels["chatcluster"] == prodName {
+			n++
+			if state != "firing" {
+				state = a.State
+			}
+		}
+	}
+	return state, n
 }

@@ -1,6 +1,8 @@
 // Command imgtool writes a single-layer OCI image archive from files on this
-// machine, with the standard library only (no Docker, no registry), for
-// `ctr images import` on the make e2e-cluster node (hack/cluster).
+// machine (no Docker, no registry), for `ctr images import` on the make
+// e2e-cluster node (hack/cluster). The image (config, manifest, index, the
+// OCI layout) is made with github.com/google/go-containerregistry; imgtool
+// only writes the layer's files and tars the layout folder.
 //
 //	imgtool -name parley/chatserver:dev -entrypoint /chatserver -user 65532:65532 \
 //	        -add bin/cluster/chatserver=/chatserver -o chatserver.tar
@@ -8,22 +10,32 @@
 // The layer holds the -add files (parent folders created), a /tmp with mode
 // 1777 and an /etc/passwd and /etc/group naming root, nobody and the -user
 // uid. Timestamps are the epoch, so the same inputs give the same digests.
+//
+// Its own module (hack/cluster/imgtool/go.mod), so the project's go.mod does
+// not carry go-containerregistry for a test tool.
 package main
 
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
 	"log"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 type adds []string
@@ -46,7 +58,7 @@ func normalize(ref string) string {
 	return "docker.io/" + ref
 }
 
-func digest(b []byte) string { s := sha256.Sum256(b); return "sha256:" + hex.EncodeToString(s[:]) }
+var epoch = time.Unix(0, 0).UTC()
 
 func main() {
 	var files, env adds
@@ -61,103 +73,174 @@ func main() {
 		log.Fatal("-name repo:tag and at least one -add are required")
 	}
 	*name = normalize(*name)
-	epoch := time.Unix(0, 0).UTC()
+	layerTar, err := layerFiles(files, *user)
+	if err != nil {
+		log.Fatal(err)
+	}
+	img, err := image(layerTar, *entry, *user, env)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := writeArchive(*out, *name, img); err != nil {
+		log.Fatal(err)
+	}
+	dig, _ := img.Digest()
+	log.Printf("wrote %s: %s, %d files, layer %d bytes, manifest %s", *out, *name, len(files), len(layerTar), dig)
+}
 
+// layerFiles is the layer's uncompressed tar: /tmp, /etc/passwd, /etc/group and the -add files.
+func layerFiles(files []string, user string) ([]byte, error) {
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
-	must := func(err error) {
-		if err != nil {
-			log.Fatal(err)
-		}
-	}
 	dirs := map[string]bool{}
-	var mkdir func(d string, mode int64)
-	mkdir = func(d string, mode int64) {
+	var mkdir func(d string, mode int64) error
+	mkdir = func(d string, mode int64) error {
 		if d == "/" || d == "." || dirs[d] {
-			return
+			return nil
 		}
-		mkdir(path.Dir(d), 0o755)
+		if err := mkdir(path.Dir(d), 0o755); err != nil {
+			return err
+		}
 		dirs[d] = true
-		must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: mode, ModTime: epoch}))
+		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: mode, ModTime: epoch})
 	}
-	put := func(p string, mode int64, b []byte) {
-		mkdir(path.Dir(p), 0o755)
-		must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: mode, Size: int64(len(b)), ModTime: epoch}))
+	put := func(p string, mode int64, b []byte) error {
+		if err := mkdir(path.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: mode, Size: int64(len(b)), ModTime: epoch}); err != nil {
+			return err
+		}
 		_, err := tw.Write(b)
-		must(err)
+		return err
 	}
-	mkdir("/tmp", 0o1777)
+	if err := mkdir("/tmp", 0o1777); err != nil {
+		return nil, err
+	}
 	passwd := "root:x:0:0:root:/:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n"
 	group := "root:x:0:\nnobody:x:65534:\n"
-	if *user != "" {
-		uid, gid, _ := strings.Cut(*user, ":")
+	if user != "" {
+		uid, gid, _ := strings.Cut(user, ":")
 		if gid == "" {
 			gid = uid
 		}
 		passwd += fmt.Sprintf("nonroot:x:%s:%s:nonroot:/:/sbin/nologin\n", uid, gid)
 		group += fmt.Sprintf("nonroot:x:%s:\n", gid)
 	}
-	put("/etc/passwd", 0o644, []byte(passwd))
-	put("/etc/group", 0o644, []byte(group))
+	if err := put("/etc/passwd", 0o644, []byte(passwd)); err != nil {
+		return nil, err
+	}
+	if err := put("/etc/group", 0o644, []byte(group)); err != nil {
+		return nil, err
+	}
 	sort.Strings(files)
 	for _, f := range files {
 		src, dst, ok := strings.Cut(f, "=")
 		if !ok || !path.IsAbs(dst) {
-			log.Fatalf("-add %q: want host-file=/absolute/path", f)
+			return nil, fmt.Errorf("-add %q: want host-file=/absolute/path", f)
 		}
 		b, err := os.ReadFile(src)
-		must(err)
+		if err != nil {
+			return nil, err
+		}
 		st, err := os.Stat(src)
-		must(err)
-		put(dst, int64(st.Mode().Perm()), b)
+		if err != nil {
+			return nil, err
+		}
+		if err := put(dst, int64(st.Mode().Perm()), b); err != nil {
+			return nil, err
+		}
 	}
-	must(tw.Close())
-	layerDigest := digest(layer.Bytes())
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return layer.Bytes(), nil
+}
 
-	cfg := map[string]any{
-		"architecture": "amd64", "os": "linux", "created": epoch.Format(time.RFC3339),
-		"config": map[string]any{
-			"Entrypoint": strings.Fields(*entry), "User": *user, "WorkingDir": "/",
-			"Env": append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, env...),
-		},
-		"rootfs":  map[string]any{"type": "layers", "diff_ids": []string{layerDigest}},
-		"history": []map[string]any{{"created": epoch.Format(time.RFC3339), "created_by": "hack/cluster/imgtool"}},
+// image is the OCI image (manifest and config of OCI media types) of the one
+// layer, gzipped by go-containerregistry (deterministically: no gzip
+// timestamp), with the run settings and epoch timestamps.
+func image(layerTar []byte, entry, user string, env []string) (v1.Image, error) {
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerTar)), nil },
+		tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, fmt.Errorf("layer: %w", err)
 	}
-	cfgB, _ := json.Marshal(cfg)
-	man, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(cfgB), "size": len(cfgB)},
-		"layers": []map[string]any{{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layerDigest, "size": layer.Len()}},
-	})
-	index, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-		"manifests": []map[string]any{{
-			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(man), "size": len(man),
-			"platform":    map[string]string{"architecture": "amd64", "os": "linux"},
-			"annotations": map[string]string{"io.containerd.image.name": *name, "org.opencontainers.image.ref.name": (*name)[strings.LastIndex(*name, ":")+1:]},
-		}},
-	})
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, MediaType: types.OCILayer,
+		History: v1.History{Created: v1.Time{Time: epoch}, CreatedBy: "hack/cluster/imgtool"}})
+	if err != nil {
+		return nil, fmt.Errorf("append layer: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture, cf.OS, cf.Created = "amd64", "linux", v1.Time{Time: epoch}
+	cf.Config = v1.Config{Entrypoint: strings.Fields(entry), User: user, WorkingDir: "/",
+		Env: append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, env...)}
+	return mutate.ConfigFile(img, cf)
+}
 
-	f, err := os.Create(*out)
-	must(err)
-	ow := tar.NewWriter(f)
-	blob := func(b []byte) {
-		must(ow.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "blobs/sha256/" + strings.TrimPrefix(digest(b), "sha256:"), Mode: 0o644, Size: int64(len(b)), ModTime: epoch}))
-		_, err := ow.Write(b)
-		must(err)
+// writeArchive writes img as an OCI layout (go-containerregistry's layout
+// package) and tars that folder with epoch timestamps in name order, the form
+// `ctr images import` reads; the index entry names the image for containerd.
+func writeArchive(out, name string, img v1.Image) error {
+	dir, err := os.MkdirTemp(filepath.Dir(out), ".imgtool-")
+	if err != nil {
+		return err
 	}
-	for _, d := range []string{"blobs/", "blobs/sha256/"} {
-		must(ow.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755, ModTime: epoch}))
+	defer os.RemoveAll(dir)
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("layout: %w", err)
 	}
-	blob(layer.Bytes())
-	blob(cfgB)
-	blob(man)
-	for n, b := range map[string][]byte{"oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`), "index.json": index} {
-		must(ow.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o644, Size: int64(len(b)), ModTime: epoch}))
-		_, err := ow.Write(b)
-		must(err)
+	if err := p.AppendImage(img, layout.WithPlatform(v1.Platform{Architecture: "amd64", OS: "linux"}),
+		layout.WithAnnotations(map[string]string{"io.containerd.image.name": name, "org.opencontainers.image.ref.name": name[strings.LastIndex(name, ":")+1:]})); err != nil {
+		return fmt.Errorf("layout: %w", err)
 	}
-	must(ow.Close())
-	must(f.Close())
-	log.Printf("wrote %s: %s, %d files, layer %d bytes, manifest %s", *out, *name, len(files), layer.Len(), digest(man))
+	var paths []string
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != dir {
+			paths = append(paths, p)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(paths)
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(f)
+	for _, p := range paths {
+		rel, _ := filepath.Rel(dir, p)
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st.IsDir() {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: rel + "/", Mode: 0o755, ModTime: epoch}); err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: 0o644, Size: int64(len(b)), ModTime: epoch}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
 }
