@@ -40,8 +40,9 @@ func run() error {
 			return err
 		}
 	}
-	// unix_socket_directories: Debian's default /var/run/postgresql is not in the image.
-	argv := []string{"postgres", "-D", data, "-c", "listen_addresses=*", "-c", "unix_socket_directories=/tmp"}
+	// argv[0] a full path: postgres finds its share and lib folders from it (no PATH in the
+	// image). unix_socket_directories: Debian's default /var/run/postgresql is not in the image.
+	argv := []string{filepath.Join(bin, "postgres"), "-D", data, "-c", "listen_addresses=*", "-c", "unix_socket_directories=/tmp"}
 	return syscall.Exec(filepath.Join(bin, "postgres"), argv, os.Environ())
 }
 
