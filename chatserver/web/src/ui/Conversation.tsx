@@ -631,31 +631,31 @@ function ConversationView({ store, c, navigate }: { store: ChatStore; c: Convers
           {blocked}
         </p>
       ) : (
-      <Composer
-        store={store}
-        conversationId={c.id}
-        onSent={() => {
-          stick.current = true;
-          // Sent while far back: the view goes to the newest in a task of its own, so the
-          // keypress is answered (composer cleared) before the list is rebuilt there.
-          if (win.current.to !== Infinity) setTimeout(toNewest, 0);
-        }}
-        replyTo={replyTo}
-        replyName={replyTo ? (replyTo.senderId === me.id ? 'yourself' : memberName(c, replyTo.senderId)) : ''}
-        onCancelReply={() => setReplyTo(null)}
-        editing={editing}
-        onEditDone={() => setEditing(null)}
-        members={c.members}
-        meId={me.id}
-        onEditLast={() => {
-          const m = lastEditable();
-          if (m) {
-            setReplyTo(null);
-            setEditing(m);
-          }
-          return !!m;
-        }}
-      />
+        <Composer
+          store={store}
+          conversationId={c.id}
+          onSent={() => {
+            stick.current = true;
+            // Sent while far back: the view goes to the newest in a task of its own, so the
+            // keypress is answered (composer cleared) before the list is rebuilt there.
+            if (win.current.to !== Infinity) setTimeout(toNewest, 0);
+          }}
+          replyTo={replyTo}
+          replyName={replyTo ? (replyTo.senderId === me.id ? 'yourself' : memberName(c, replyTo.senderId)) : ''}
+          onCancelReply={() => setReplyTo(null)}
+          editing={editing}
+          onEditDone={() => setEditing(null)}
+          members={c.members}
+          meId={me.id}
+          onEditLast={() => {
+            const m = lastEditable();
+            if (m) {
+              setReplyTo(null);
+              setEditing(m);
+            }
+            return !!m;
+          }}
+        />
       )}
       {safety !== null && <SafetyDialog store={store} c={c} initial={safety || undefined} onClose={() => setSafety(null)} />}
       {showMembers && <MembersDialog store={store} c={c} onClose={() => setShowMembers(false)} />}
