@@ -280,6 +280,27 @@ func waitTypes(t *testing.T, w *wsConn, types ...string) map[string]chattest.Fra
 	return out
 }
 
+// A full batch of KeyPackages (here -max-key-packages 200, ~90 KB of
+// JSON) is larger than the default request limit (64 KiB): its route takes
+// more, other routes do not.
+func TestMLSKeyPackageBatch(t *testing.T) {
+	ts := start(t, withArgs("-max-key-packages", "200"))
+	alice := ts.Register("alice")
+	d := alice.NewDevice("a")
+	var kps []string
+	for range 201 {
+		m, _ := d.KeyPackage(mlswiretest.KeyPackageOptions{})
+		kps = append(kps, b64(m))
+	}
+	path := "/api/v1/devices/" + d.ID + "/keypackages"
+	wantErr(t, "201 at once", alice.Do("POST", path, map[string]any{"keyPackages": kps}), 400, "invalid_request", "keyPackages")
+	body, _ := json.Marshal(map[string]any{"keyPackages": kps[:200]})
+	must(t, len(body) > 64<<10, "the batch is only %d bytes", len(body))
+	r := alice.Do("POST", path, body)
+	must(t, r.Status == 200 && strings.Contains(string(r.Body), `"count":200`), "a full batch: %d %.200s", r.Status, r.Body)
+	wantErr(t, "a large body elsewhere", alice.Do("POST", "/api/v1/devices", body), 413, "request_too_large", "")
+}
+
 // Commits and device changes share the per-user rate of changes
 // (-rate-messages' size, a bucket apart from sends).
 func TestMLSCommitRate(t *testing.T) {
