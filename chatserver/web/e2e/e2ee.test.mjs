@@ -6,6 +6,7 @@
 // makes the round trip, and a removed member's own page cannot decrypt what follows.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { newAxePerson, seriousViolations } from './axe.mjs';
 import { cspViolations, launchBrowser, newPerson, RestClient, signInUI, startServer, uniquePerson } from './harness.mjs';
 
 const T = 20_000;
@@ -60,6 +61,8 @@ describe('end-to-end encrypted conversations', () => {
     bob = await person();
     carol = await person();
   });
+
+  let axeBob;
 
   after(async () => {
     for (const p of [a1, a2, bob, carol]) if (p) assert.deepEqual(p.pageErrors, [], 'page errors');
@@ -289,5 +292,31 @@ describe('end-to-end encrypted conversations', () => {
     // And the server no longer lets her fetch it.
     const r = await rest.C.raw('GET', `/conversations/${convId}/messages?limit=50`);
     assert.ok(r.status === 403 || r.status === 404, `Carol's history request: ${r.status}`);
+  });
+  test('axe: an encrypted conversation, the Verify and Devices dialogs, the option when creating', async () => {
+    // A context of its own without the CSP (axe is injected): Bob's second device.
+    axeBob = await newAxePerson(browser, server);
+    await axeBob.context.addInitScript(() => {
+      window.__PARLEY_TEST__ = true;
+    });
+    await signIn(axeBob, B);
+    await axeBob.page.waitForFunction((id) => !!window.__parleyStore.e2ee.info(id), convId, { timeout: T });
+    await open(axeBob);
+    const check = async (what, include) => assert.deepEqual(await seriousViolations(axeBob.page, { include }), [], `${what}: serious or critical axe violations`);
+    await check('encrypted conversation');
+    await axeBob.page.getByTestId('verify-button').click();
+    await axeBob.page.getByTestId('safety-number').waitFor({ timeout: T });
+    await check('Verify dialog', 'dialog');
+    await axeBob.page.keyboard.press('Escape');
+    await axeBob.page.getByRole('button', { name: 'Account menu' }).click();
+    await axeBob.page.getByRole('button', { name: 'Devices' }).click();
+    await axeBob.page.locator('[data-testid=device]', { hasText: '(this device)' }).waitFor({ timeout: T });
+    await check('Devices dialog', 'dialog');
+    await axeBob.page.keyboard.press('Escape');
+    await axeBob.page.getByRole('button', { name: 'New group' }).click();
+    await axeBob.page.getByTestId('e2ee-option').waitFor({ timeout: T });
+    await check('New group with the encryption option', 'dialog');
+    await axeBob.page.keyboard.press('Escape');
+    assert.deepEqual(axeBob.pageErrors, []);
   });
 });
