@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,23 +54,11 @@ func waitOrdered(t *testing.T, w *chattest.WS) (lifecycleFrame, []byte) {
 // expiredTotal reads parley_messages_expired_total from a replica's /metrics.
 func expiredTotal(t *testing.T, r *replica) int {
 	t.Helper()
-	res, err := http.Get(r.Base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	n, ok := metricSample(t, r, "parley_messages_expired_total")
+	if !ok {
+		t.Fatal("no parley_messages_expired_total in /metrics")
 	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "parley_messages_expired_total "); ok {
-			n, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return int(n)
-		}
-	}
-	t.Fatal("no parley_messages_expired_total in /metrics")
-	return 0
+	return int(n)
 }
 
 // Edits, deletions, reactions, a setting change and expiries made through

@@ -35,12 +35,14 @@ type Metrics struct {
 	PositionCheck        prometheus.Histogram
 	BackplaneRejected    *prometheus.CounterVec // what: envelope reason: malformed, forged, stale; ticket: forged
 	BackplaneErrors      prometheus.Counter
-	Envelopes            *prometheus.CounterVec // kind: user, shared
-	MembersCache         *prometheus.CounterVec // result: hit, miss, stale
-	SendDuration         prometheus.Histogram   // a send, checks to ack, either transport
-	SendFailures         *prometheus.CounterVec // code: the apperr code of a refused or failed send
-	DBErrors             *prometheus.CounterVec // op: store operations that failed (not "not found" or "conflict")
-	ConnectionsLimit     prometheus.Gauge       // -max-connections of this process
+	Envelopes            *prometheus.CounterVec   // kind: user, shared
+	MembersCache         *prometheus.CounterVec   // result: hit, miss, stale
+	SendDuration         prometheus.Histogram     // a send, checks to ack, either transport
+	DBQueryDuration      *prometheus.HistogramVec // statement (PostgreSQL; see PgxTracer)
+	RedisCommandDuration *prometheus.HistogramVec // command (see RedisHook)
+	SendFailures         *prometheus.CounterVec   // code: the apperr code of a refused or failed send
+	DBErrors             *prometheus.CounterVec   // op: store operations that failed (not "not found" or "conflict")
+	ConnectionsLimit     prometheus.Gauge         // -max-connections of this process
 	BackplaneUp          prometheus.Gauge
 	AuditEvents          *prometheus.CounterVec // event
 	MessagesExpired      prometheus.Counter     // disappearing messages deleted by this replica
@@ -130,6 +132,14 @@ func New() *Metrics {
 			Name: "parley_backplane_envelopes_total", Help: "Envelopes published to the backplane, by kind (user: one per recipient, on the user's topic; shared: one for many recipients, on a shared topic every replica receives)."}, []string{"kind"}),
 		MembersCache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_members_cache_total", Help: "Sends by how the replica's cache of the conversation's members served them (hit; miss: not cached, read; stale: cached at another membership version, read again)."}, []string{"result"}),
+		DBQueryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "parley_db_query_duration_seconds",
+			Help:    "PostgreSQL statement latency by statement kind (select, insert, update, delete, with, begin, commit, rollback, other).",
+			Buckets: storageBuckets}, []string{"statement"}),
+		RedisCommandDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "parley_redis_command_duration_seconds",
+			Help:    "Redis command latency by command (a pipeline counts once, as pipeline).",
+			Buckets: storageBuckets}, []string{"command"}),
 		SendDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "parley_send_duration_seconds", Help: "Time to handle a send, REST or WebSocket, from its checks to the stored message handed to the backplane (what the sender waits for before its ack).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}),
@@ -182,7 +192,7 @@ func New() *Metrics {
 		m.KeyringReloads, m.KeyringRowsRemaining, m.KeyringLoaded, m.BackplaneErrors, m.BackplaneUp, m.AuditEvents,
 		m.BackplaneRejected, m.DeliveryHeld, m.DeliveryDuplicates, m.DeliveryResyncs, m.DeliveryUnsynced, m.PositionCheck,
 		m.MessagesExpired, m.ExpiryBacklog, m.Envelopes, m.MembersCache,
-		m.SendDuration, m.SendFailures, m.DBErrors, m.ConnectionsLimit,
+		m.SendDuration, m.SendFailures, m.DBErrors, m.ConnectionsLimit, m.DBQueryDuration, m.RedisCommandDuration,
 	)
 	return m
 }

@@ -121,7 +121,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return nil, fmt.Errorf("server: data folder: %w", err)
 	}
 	db, err := sqlstore.Open(ctx, cfg.DatabaseURL, sqlstore.Options{MaxOpenConns: cfg.DBMaxConns, Logger: log,
-		OnError: func(op string) { s.metrics.DBErrors.WithLabelValues(op).Inc() }})
+		OnError: func(op string) { s.metrics.DBErrors.WithLabelValues(op).Inc() },
+		Tracer:  s.metrics.PgxTracer()})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -159,6 +160,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
+		rc.AddHook(s.metrics.RedisHook())
 		s.redis = rc
 		// One breaker for everything that uses this Redis: once a call
 		// fails, limits, tickets and publishes go local at once instead of
