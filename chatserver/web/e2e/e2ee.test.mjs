@@ -182,6 +182,33 @@ describe('end-to-end encrypted conversations', () => {
     await bob.page.keyboard.press('Escape');
   });
 
+  test('an encrypted direct conversation, started from either side, is one group', async () => {
+    await bob.page.getByRole('button', { name: 'New chat' }).click();
+    await bob.page.getByTestId('e2ee-option').check();
+    await bob.page.getByLabel('Find a person').fill(C.username);
+    await bob.page.getByRole('button', { name: `Message Carol (@${C.username})` }).click();
+    await bob.page.getByRole('heading', { name: 'Carol' }).waitFor({ timeout: T });
+    await bob.page.locator('.pane-head [data-testid=e2ee-lock]').waitFor({ timeout: T });
+    const direct = new URL(bob.page.url()).pathname.split('/')[2];
+    await carol.page.waitForFunction((id) => !!window.__parleyStore.e2ee.info(id), direct, { timeout: T });
+    // Carol asks for the same encrypted conversation: the existing one (200), no second group.
+    await carol.page.getByRole('button', { name: 'New chat' }).click();
+    await carol.page.getByTestId('e2ee-option').check();
+    await carol.page.getByLabel('Find a person').fill(B.username);
+    await carol.page.getByRole('button', { name: `Message Bob (@${B.username})` }).click();
+    await carol.page.getByRole('heading', { name: 'Bob' }).waitFor({ timeout: T });
+    assert.equal(new URL(carol.page.url()).pathname.split('/')[2], direct);
+    await send(carol, 'Just between us');
+    await messageWith(bob, 'Just between us').waitFor({ timeout: T });
+    await send(bob, 'Agreed');
+    await messageWith(carol, 'Agreed').waitFor({ timeout: T });
+    const epochs = await Promise.all([bob, carol].map((p) => p.page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, direct)));
+    assert.deepEqual(epochs, [1, 1], 'one commit: the creator adding the other');
+    // Back to the group for the next tests.
+    await open(bob);
+    await open(carol);
+  });
+
   test('an encrypted file: uploaded as ciphertext, decrypted and saved by the other side', async () => {
     const secret = Buffer.from('Treasure is under the third stone.\n'.repeat(20));
     await a1.page.getByTestId('file-input').setInputFiles({ name: 'plan.txt', mimeType: 'text/plain', buffer: secret });
