@@ -6,6 +6,7 @@ import { deflateSync } from 'node:zlib';
 import { join, resolve } from 'node:path';
 import { launchBrowser, newPerson, RestClient, signInUI, sleep, startServer, uniquePerson } from './harness.mjs';
 import { notificationShots } from './notification-shots.mjs';
+import { e2eeShots } from './e2ee-shots.mjs';
 
 /** A w×h RGB PNG whose pixels come from px(x, y) → [r, g, b] (a profile photo without a camera). */
 function png(w, h, px) {
@@ -348,6 +349,7 @@ try {
 
   // Notifications (issue 14): the dialog, the mute menu, the mention autocomplete.
   await notificationShots({ browser, server, out });
+  await e2eeShots({ browser, server, out });
 
   // Registration errors on their fields.
   const reg = await newPerson(browser, server);

@@ -82,6 +82,7 @@ export function DevicesDialog({ store, onClose }: { store: ChatStore; onClose: (
               {d.name}
               {d.id === e?.deviceId && <strong class="device-this"> (this device)</strong>}
             </span>
+            <span class="device-added muted">added {new Date(d.createdAt).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' })}</span>
             <code class="device-fp">{d.fp}</code>
             {d.id !== e?.deviceId &&
               (confirm?.id === d.id ? (
