@@ -153,6 +153,7 @@ export function SafetyDialog({ store, c, onClose, initial }: { store: ChatStore;
       <p class="muted">
         Compare this number with {name}, in person or on a call. If it is the same on both sides, your messages go only to the devices you both have. It changes when either of you adds or removes a device.
       </p>
+      <p class="muted">Each of you should also check that Account → Devices lists only your own devices.</p>
       {error && (
         <p class="form-error" role="alert">
           {error}
