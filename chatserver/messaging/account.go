@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/chatserver/apperr"
@@ -215,7 +216,7 @@ func (s *Service) leaveGroup(ctx context.Context, userID, convID string) (bool, 
 			if c := a.JoinedAt.Compare(b.JoinedAt); c != 0 {
 				return c
 			}
-			return compareStrings(a.UserID, b.UserID)
+			return strings.Compare(a.UserID, b.UserID)
 		})
 		if err := s.store.SetMemberRole(ctx, convID, next.UserID, store.RoleOwner); err != nil {
 			return false, fmt.Errorf("messaging: account purge: new owner of %s: %w", convID, err)
@@ -228,16 +229,6 @@ func (s *Service) leaveGroup(ctx context.Context, userID, convID string) (bool, 
 	_ = s.audit.Record(ctx, audit.MemberRemoved, userID, convID, "", map[string]any{"user": userID, "reason": "account_deleted"})
 	s.announceToMembers(ctx, convID, "")
 	return false, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // PurgeDeletedAccounts finishes the purges of accounts deleted more than

@@ -69,6 +69,15 @@ type ResealReport struct {
 	Remaining map[string]int64 // rows still sealed with each non-active key, after the pass
 }
 
+// count adds one row to the report: re-encrypted, or would not open.
+func (r *ResealReport) count(ok bool) {
+	if ok {
+		r.Resealed++
+	} else {
+		r.Failed++
+	}
+}
+
 // Reseal re-encrypts up to ResealBatch message bodies and group titles per
 // non-active data key to the active key, so retired keys stop being needed.
 // Rows are swapped compare-and-set: a concurrent pass on another replica or a
@@ -97,11 +106,7 @@ func (s *Resealer) Reseal(ctx context.Context) (ResealReport, error) {
 			if err != nil {
 				return rep, err
 			}
-			if ok {
-				rep.Resealed++
-			} else {
-				rep.Failed++
-			}
+			rep.count(ok)
 		}
 		for _, b := range []BlobResealer{s.blobs, s.avatars} {
 			if b == nil {
@@ -125,11 +130,7 @@ func (s *Resealer) Reseal(ctx context.Context) (ResealReport, error) {
 			if err != nil {
 				return rep, err
 			}
-			if ok {
-				rep.Resealed++
-			} else {
-				rep.Failed++
-			}
+			rep.count(ok)
 		}
 		convs, err := s.store.ConversationsSealedWith(ctx, kid, ResealBatch)
 		if err != nil {
@@ -142,11 +143,7 @@ func (s *Resealer) Reseal(ctx context.Context) (ResealReport, error) {
 			if err != nil {
 				return rep, err
 			}
-			if ok {
-				rep.Resealed++
-			} else {
-				rep.Failed++
-			}
+			rep.count(ok)
 		}
 	}
 	after, err := s.store.SealedCounts(ctx)

@@ -192,14 +192,7 @@ func (d *Device) Welcomes() ([]Welcome, Resp) {
 }
 
 // MLSFrame is an "mls" frame as received.
-type MLSFrame struct {
-	ConversationID string `json:"conversationId"`
-	Seq            int64  `json:"seq"`
-	Epoch          int64  `json:"epoch"`
-	SenderID       string `json:"senderId"`
-	DeviceID       string `json:"deviceId"`
-	Commit         string `json:"commit"`
-}
+type MLSFrame = protocol.MLSFrame
 
 // MLS decodes an "mls" frame.
 func (f Frame) MLS() (MLSFrame, error) {

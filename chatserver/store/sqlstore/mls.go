@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/chatserver/store"
@@ -99,21 +100,11 @@ func (db *DB) UserDevices(ctx context.Context, userIDs []string) ([]store.Device
 	}
 	slices.SortFunc(out, func(a, b store.Device) int {
 		if a.UserID != b.UserID {
-			return compareStrings(a.UserID, b.UserID)
+			return strings.Compare(a.UserID, b.UserID)
 		}
-		return compareStrings(a.ID, b.ID)
+		return strings.Compare(a.ID, b.ID)
 	})
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // DeleteDevice implements store.MLSStore; its KeyPackages and Welcomes go
@@ -355,7 +346,7 @@ func welcomeTargets(ctx context.Context, tx *sql.Tx, convID string, refs []strin
 			return nil, err
 		}
 	}
-	slices.SortFunc(out, func(a, b store.Device) int { return compareStrings(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b store.Device) int { return strings.Compare(a.ID, b.ID) })
 	return slices.CompactFunc(out, func(a, b store.Device) bool { return a.ID == b.ID }), nil
 }
 
