@@ -546,6 +546,7 @@ export class ChatStore {
     if (!this.e2ee) return this.e2eeError.value ?? 'End-to-end encryption is not available in this browser.';
     const info = this.e2ee.info(id);
     if (!info) return 'This device has not joined this encrypted conversation yet.';
+    if (info.stuck) return 'This device fell out of step with this encrypted conversation and cannot read new messages. Remove it in Account → Devices from another device, then sign in here again.';
     if (info.removed) return 'You were removed from this conversation. New messages cannot be read here.';
     return null;
   }

@@ -396,6 +396,42 @@ describe('E2ee client against an in-memory delivery service', () => {
     expect(await b.e2ee.canDecrypt('cv', after.ciphertext!)).toBe(false);
   });
 
+  it('a commit the device cannot apply leaves it out of step: it says so and stops waiting', async () => {
+    const ds = new DS();
+    const [a, b] = [new Client(ds, 'ua'), new Client(ds, 'ub')];
+    for (const x of [a, b]) {
+      await x.start('dev');
+      ds.devices.get(x.e2ee.deviceId!)!.client = x;
+    }
+    await a.e2ee.created(ds.create('cv', ['ua', 'ub']));
+    await settle([a, b], 'cv');
+    // Alice's second device joins (epoch 1 -> 2) while Bob is away; what Bob gets at that
+    // seq instead is a commit for this group id and epoch from another group (a fork).
+    b.offline = true;
+    const a2 = new Client(ds, 'ua');
+    await a2.start('A2');
+    ds.devices.get(a2.e2ee.deviceId!)!.client = a2;
+    a.e2ee.devicesChanged('ua');
+    await a.e2ee.reconcile('cv', { now: true });
+    await settle([a, a2], 'cv');
+    expect(a.e2ee.info('cv')!.epoch).toBe(2);
+    b.offline = false;
+    const rogue = await mls.context(await mls.newSigner(), 'ux:dx');
+    let rs = await mls.createGroup(rogue, 'cv', await mls.newKeyPackage(rogue));
+    rs = (await mls.commit(rogue, rs, [], [])).state;
+    const bad = await mls.commit(rogue, rs, [], []);
+    expect(mls.header(bad.commit).epoch).toBe(1);
+    b.e2ee.incomingCommit({ conversationId: 'cv', seq: 2, epoch: 2, senderId: 'ux', commit: toBase64(bad.commit) });
+    await settle([b], 'cv');
+    expect(b.e2ee.info('cv')).toMatchObject({ removed: true, stuck: true });
+    // What follows is consumed and shown unreadable, not waited for.
+    const m = { id: 'm-late', conversationId: 'cv', seq: 3, senderId: 'ua', clientId: 'late', body: '', ciphertext: await a.e2ee.encrypt('cv', text('late', 'x')), createdAt: '' };
+    b.e2ee.incomingMessage(m);
+    await settle([b], 'cv');
+    expect(b.shown.get('m-late')).toMatchObject({ undecryptable: true, body: '' });
+    expect(b.e2ee.cursor('cv')).toBe(3);
+  });
+
   it('a message at a later epoch than the device waits for the commit before it', async () => {
     const ds = new DS();
     const [a, b] = [new Client(ds, 'ua'), new Client(ds, 'ub')];

@@ -63,6 +63,8 @@ interface GroupRec {
   /** The seq of the commit whose Welcome brought this device in (0: it created the group). */
   joinSeq: number;
   removed: boolean;
+  /** A commit could not be applied: this device is out of step with the group for good. */
+  stuck?: boolean;
 }
 
 interface QItem extends Item {
@@ -257,14 +259,14 @@ export class E2ee {
   // ----------------------------------------------------------------- groups
 
   private async loadGroup(id: string): Promise<GroupRec | null> {
-    const r = await this.vault.getJSON<{ state: string; processedSeq: number; joinSeq: number; removed: boolean }>(`group:${id}`);
+    const r = await this.vault.getJSON<{ state: string; processedSeq: number; joinSeq: number; removed: boolean; stuck?: boolean }>(`group:${id}`);
     if (!r) return null;
-    return { state: mls.loadState(fromBase64(r.state)), processedSeq: r.processedSeq, joinSeq: r.joinSeq, removed: r.removed };
+    return { state: mls.loadState(fromBase64(r.state)), processedSeq: r.processedSeq, joinSeq: r.joinSeq, removed: r.removed, ...(r.stuck ? { stuck: true } : {}) };
   }
 
   private async saveGroup(id: string, g: GroupRec): Promise<void> {
     this.groups.set(id, g);
-    await this.vault.putJSON(`group:${id}`, { state: toBase64(mls.saveState(g.state)), processedSeq: g.processedSeq, joinSeq: g.joinSeq, removed: g.removed });
+    await this.vault.putJSON(`group:${id}`, { state: toBase64(mls.saveState(g.state)), processedSeq: g.processedSeq, joinSeq: g.joinSeq, removed: g.removed, stuck: !!g.stuck });
     const rev = randomId();
     this.revs.set(id, rev);
     await this.vault.putPlain(`rev:${id}`, rev);
@@ -310,10 +312,10 @@ export class E2ee {
     return this.groups.get(id)?.processedSeq;
   }
 
-  info(id: string): { joined: boolean; joinSeq: number; removed: boolean; epoch: number } | null {
+  info(id: string): { joined: boolean; joinSeq: number; removed: boolean; stuck: boolean; epoch: number } | null {
     const g = this.groups.get(id);
     if (!g) return null;
-    return { joined: true, joinSeq: g.joinSeq, removed: g.removed, epoch: mls.epochOf(g.state) };
+    return { joined: true, joinSeq: g.joinSeq, removed: g.removed, stuck: !!g.stuck, epoch: mls.epochOf(g.state) };
   }
 
   /** The credential identities (`<user>:<device>`) of the group's members, as this device holds them. */
@@ -424,7 +426,10 @@ export class E2ee {
         const g = this.groups.get(id);
         const q = this.queues.get(id) ?? [];
         if (!g || q.length === 0) return;
-        const d = decide(q, mls.epochOf(g.state), g.processedSeq);
+        // Removed (or out of step): nothing waits for a commit that will never apply; what
+        // comes is consumed, messages shown unreadable, so the cursor and the thread go on.
+        const d =
+          g.removed && q[0].seq > g.processedSeq ? ({ action: 'process', item: q[0] } as const) : decide(q, mls.epochOf(g.state), g.processedSeq);
         if (d.action === 'wait') {
           this.askSync(id, g.processedSeq);
           return;
@@ -468,9 +473,12 @@ export class E2ee {
         await this.saveGroup(id, { ...g, state: r.state, processedSeq: it.seq, removed });
         if (removed) this.bump();
       } catch (e) {
-        // A commit this device cannot apply leaves it behind for good: it says so.
+        // A commit this device cannot apply leaves it behind for good: it stops waiting
+        // for epochs it cannot reach and says so (another device can remove it, and a
+        // fresh sign-in on a new device joins again).
         console.warn('e2ee: commit', it.seq, 'in', id, 'could not be applied', e);
-        await this.saveGroup(id, { ...g, processedSeq: it.seq });
+        await this.saveGroup(id, { ...g, processedSeq: it.seq, removed: true, stuck: true });
+        this.bump();
       }
       this.host.consumed(id, it.seq);
       this.bump();
