@@ -292,10 +292,12 @@ describe('E2ee client against an in-memory delivery service', () => {
     expect(carol.e2ee.info('cv1')!.epoch).toBe(2);
     // History from before Carol joined: "before this device joined".
     expect(carol.e2ee.fromHistory(m1)).toMatchObject({ undecryptable: true, beforeJoin: true, body: '' });
-    await carol.send('cv1', text('k3', 'hi all'), 'k3');
+    await carol.send('cv1', text('k3', 'hi all, @ua and @nobody'), 'k3');
     await settle([alice, bob, carol], 'cv1');
-    expect(alice.text('k3')).toBe('hi all');
-    expect(bob.text('k3')).toBe('hi all');
+    expect(alice.text('k3')).toBe('hi all, @ua and @nobody');
+    // Mentions are found in the plaintext (the server cannot): members only.
+    expect([...alice.shown.values()].find((x) => x.clientId === 'k3')!.mentions).toEqual(['ua']);
+    expect(bob.text('k3')).toBe('hi all, @ua and @nobody');
 
     // Alice's second device: Bob sees it and commits the add.
     const alice2 = new Client(ds, 'ua');
@@ -323,6 +325,28 @@ describe('E2ee client against an in-memory delivery service', () => {
     expect(carol.shown.has(after.id)).toBe(false);
     // Even with her keys, not marked removed, she is an epoch behind for good.
     await expect(mls.process(await mls.context(await mls.newSigner(), 'x'), (carol.e2ee as any).groups.get('cv1').state, fromBase64(after.ciphertext!))).rejects.toThrow();
+  });
+
+  it('KeyPackages: topped up below 10, the last-resort one renewed after 60 days, private halves forgotten after 90', async () => {
+    const ds = new DS();
+    const dave = new Client(ds, 'ud');
+    await dave.start('D1');
+    const dev = ds.devices.get(dave.e2ee.deviceId!)!;
+    const first = dev.lastResort;
+    expect(dev.kps).toHaveLength(20);
+    await dave.e2ee.topUp();
+    expect(dev.kps).toHaveLength(20); // enough: nothing uploaded
+    expect(dev.lastResort).toBe(first);
+    dev.kps.splice(0, 11); // claimed by others: 9 left
+    await dave.e2ee.topUp();
+    expect(dev.kps).toHaveLength(20);
+    expect((await dave.e2ee.vault.entriesJSON('kp:')).length).toBe(32); // 31 one-time made, 1 last resort
+    const day = 86_400_000;
+    await dave.e2ee.topUp(Date.now() + 61 * day);
+    expect(dev.lastResort).not.toBe(first);
+    expect((await dave.e2ee.vault.entriesJSON('kp:')).length).toBe(33);
+    await dave.e2ee.topUp(Date.now() + 91 * day);
+    expect((await dave.e2ee.vault.entriesJSON('kp:')).length).toBe(1); // the last-resort one made at 61 days
   });
 
   it('a device that missed epochs catches up in seq order; two devices racing to commit do not fork the group', async () => {

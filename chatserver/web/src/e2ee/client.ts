@@ -5,6 +5,7 @@
 
 import { signal } from '@preact/signals';
 import type { ClientState, KeyPackage, PrivateKeyPackage } from 'ts-mls';
+import { mentionParts } from '../notify';
 import type { Conversation, Message, ReplyRef } from '../types';
 import { Vault, type KV } from './keystore';
 import * as mls from './mls';
@@ -16,6 +17,10 @@ import { deviceSetHash } from './safety';
 /** Below this many stored KeyPackages the device uploads more (THE CONTRACT). */
 export const KEYPACKAGE_LOW = 10;
 const KEYPACKAGE_BATCH = 20;
+const DAY_MS = 86_400_000;
+/** KeyPackages are made for 90 days (mls.ts); their private halves are kept as long. */
+const KEYPACKAGE_MAX_AGE_MS = 90 * DAY_MS;
+const LAST_RESORT_RENEW_MS = 60 * DAY_MS;
 
 export interface ServerDevice {
   id: string;
@@ -193,26 +198,36 @@ export class E2ee {
   }
 
   /** KeyPackages: more when the server holds fewer than KEYPACKAGE_LOW, and one last-resort package. */
-  async topUp(): Promise<void> {
+  async topUp(now = Date.now()): Promise<void> {
     const ctx = this.ctx!;
     const st = await this.api.request<{ count: number; lastResort: boolean }>('GET', `/devices/${enc(this.deviceId!)}/keypackages`);
-    if (st.count >= KEYPACKAGE_LOW && st.lastResort) return;
+    // KeyPackages live 90 days: the last-resort one is replaced after 60, and private
+    // halves of packages past their lifetime (claimed by a commit that lost, or never
+    // claimed) are forgotten.
+    let lastResortOld = true;
+    for (const [k, r] of await this.vault.entriesJSON<{ lastResort: boolean; created?: number }>('kp:')) {
+      const age = now - (r.created ?? now);
+      if (age > KEYPACKAGE_MAX_AGE_MS) await this.vault.del(k);
+      else if (r.lastResort && age <= LAST_RESORT_RENEW_MS) lastResortOld = false;
+    }
+    if (st.count >= KEYPACKAGE_LOW && st.lastResort && !lastResortOld) return;
     const fresh: mls.NewKeyPackage[] = [];
-    for (let i = st.count; i < KEYPACKAGE_BATCH; i++) fresh.push(await mls.newKeyPackage(ctx));
-    const last = st.lastResort ? null : await mls.newKeyPackage(ctx, true);
-    for (const kp of [...fresh, ...(last ? [last] : [])]) await this.saveKeyPackage(kp, kp === last);
+    for (let i = st.count; i < KEYPACKAGE_BATCH; i++) fresh.push(await mls.newKeyPackage(ctx, false, now));
+    const last = st.lastResort && !lastResortOld ? null : await mls.newKeyPackage(ctx, true, now);
+    for (const kp of [...fresh, ...(last ? [last] : [])]) await this.saveKeyPackage(kp, kp === last, now);
     await this.api.request('POST', `/devices/${enc(this.deviceId!)}/keypackages`, {
       keyPackages: fresh.map((k) => toBase64(k.message)),
       ...(last ? { lastResort: toBase64(last.message) } : {}),
     });
   }
 
-  private async saveKeyPackage(kp: mls.NewKeyPackage, lastResort: boolean): Promise<void> {
+  private async saveKeyPackage(kp: mls.NewKeyPackage, lastResort: boolean, now: number): Promise<void> {
     await this.vault.putJSON(`kp:${kp.ref}`, {
       pub: toBase64(mls.encodeKeyPackageBytes(kp.publicPackage)),
       init: toBase64(kp.privatePackage.initPrivateKey),
       hpke: toBase64(kp.privatePackage.hpkePrivateKey),
       lastResort,
+      created: now,
     });
   }
 
@@ -561,6 +576,8 @@ export class E2ee {
     if (p.kind !== 'text') return { ...rest, body: '', undecryptable: true };
     const out: Message = { ...rest, body: p.text ?? '' };
     if (p.editedAt) out.editedAt = p.editedAt;
+    const mentions = this.mentionsIn(m.conversationId, out.body);
+    if (mentions.length) out.mentions = mentions;
     if (p.attachments?.length) out.attachments = p.attachments.map(sealedAttachment);
     if (p.replyTo) {
       const t = this.plain.get(p.replyTo);
@@ -571,6 +588,21 @@ export class E2ee {
       out.reactions = Object.entries(p.reactions).map(([emoji, users]) => ({ emoji, count: users.length, me: users.includes(this.userId) }));
     }
     return out;
+  }
+
+  /**
+   * Who a text mentions (@username of a member), by the server's rule, found here: the
+   * server cannot read encrypted text, so the highlight and "@ mentioned you" come from
+   * the plaintext.
+   */
+  private mentionsIn(conversationId: string, text: string): string[] {
+    if (!text.includes('@')) return [];
+    const c = this.host.conversation(conversationId);
+    if (!c) return [];
+    const by = new Map(c.members.map((x) => [x.username.toLowerCase(), x.id]));
+    const ids = new Set<string>();
+    for (const part of mentionParts(text, by, [...by.values()], this.userId)) if (typeof part !== 'string') ids.add(part.id);
+    return [...ids];
   }
 
   /**
