@@ -101,7 +101,7 @@ type soakStats struct {
 	Lost           int64         `json:"lost"`           // closed by the server or the network, then reopened
 	ReconnectFails int64         `json:"reconnectFails"` // reopening attempts that failed
 	Renewed        int64         `json:"renewed"`        // access tokens refreshed and sent in-band (auth)
-	Duplicates     int64         `json:"duplicates"`     // messages at or below a connection's cursor, dropped as a client does
+	Duplicates     int64         `json:"duplicates"`     // messages a connection had already taken (a sync overlapping live delivery), dropped as a client does
 	Resyncs        int64         `json:"resyncs"`        // resync frames answered with a sync
 	Samples        []soakSample  `json:"samples"`
 	Checks         []growthCheck `json:"checks"`
@@ -111,11 +111,17 @@ type soakStats struct {
 // soakConn is what the soak keeps per connection index, across reopenings.
 type soakConn struct {
 	cur      atomic.Pointer[lconn]
-	draining atomic.Bool  // being churned: no new sends
-	inflight atomic.Int64 // sends written and not yet answered
-	mu       sync.Mutex   // guards seq
-	seq      map[string]int64
-	lostAt   atomic.Int64 // unix ns the connection was lost; 0 once the reopened one has synced
+	draining atomic.Bool      // being churned: no new sends
+	inflight atomic.Int64     // sends written and not yet answered
+	mu       sync.Mutex       // guards seq and ahead
+	seq      map[string]int64 // per conversation: every seq up to it taken (the cursor a sync sends)
+	// ahead holds the seqs taken above seq: live frames may come before a
+	// reconnected connection's sync answer fills the hole below them (docs/api.md:
+	// live frames wait for the sync only up to the hold time), so a message below
+	// the highest seq taken is not always a duplicate: de-duplicating by seq alone
+	// dropped a message the sync answer brought.
+	ahead  map[string]map[int64]bool
+	lostAt atomic.Int64 // unix ns the connection was lost; 0 once the reopened one has synced
 }
 
 type soakRun struct {
@@ -172,10 +178,7 @@ func (s *soakRun) onFrame(c *lconn, data []byte) {
 		conv, seq := field(data, keyConvID), intField(data, keySeq)
 		sc := s.sc[c.idx]
 		sc.mu.Lock()
-		dup := seq <= sc.seq[conv]
-		if !dup {
-			sc.seq[conv] = seq
-		}
+		dup := sc.take(conv, seq)
 		sc.mu.Unlock()
 		if dup {
 			s.dups.Add(1)
@@ -204,6 +207,31 @@ func (s *soakRun) onFrame(c *lconn, data []byte) {
 		return
 	}
 	t.onFrame(c, data)
+}
+
+// take records seq of conv as taken and reports whether it had been taken
+// before (a duplicate, dropped as a client does: by message, not by the highest
+// seq seen). Holds sc.mu.
+func (sc *soakConn) take(conv string, seq int64) (dup bool) {
+	cur := sc.seq[conv]
+	if seq <= cur || sc.ahead[conv][seq] {
+		return true
+	}
+	if seq != cur+1 {
+		if sc.ahead == nil {
+			sc.ahead = map[string]map[int64]bool{}
+		}
+		if sc.ahead[conv] == nil {
+			sc.ahead[conv] = map[int64]bool{}
+		}
+		sc.ahead[conv][seq] = true
+		return false
+	}
+	for cur = seq; sc.ahead[conv][cur+1]; cur++ {
+		delete(sc.ahead[conv], cur+1)
+	}
+	sc.seq[conv] = cur
+	return false
 }
 
 // sync asks for everything after the connection's cursors (its account's

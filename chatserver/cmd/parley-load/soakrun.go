@@ -66,6 +66,16 @@ func runSoak(ctx context.Context, o *options, rep *report, apis, regAPIs []*api,
 		s.sc[i].cur.Store(c)
 	}
 	s.t = newTraffic("L"+strings.ToLower(crand.Text()[:6]), conns, convs, o.users, o.bodyBytes, o.inflight, errs)
+	// Each connection's cursors start where its conversations stood when
+	// created (an earlier run's messages are not expected).
+	for i, sc := range s.sc {
+		u := i % len(users)
+		for _, lists := range [][]int{s.t.directs[u], s.t.groups[u]} {
+			for _, ci := range lists {
+				sc.seq[s.t.convs[ci].id] = s.t.convs[ci].lastSeq
+			}
+		}
+	}
 	live.Store(s)
 	for _, c := range conns {
 		if c != nil {
