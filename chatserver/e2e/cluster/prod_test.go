@@ -906,14 +906,15 @@ func checkExactness(t *testing.T, base, cacheFile string, rep loadReport, events
 		}
 	}
 	chattest.Must(t, len(cursors) == loadConns && behind == 0, "%d cursors records, %d cursors behind the stored history", len(cursors), behind)
-	// Every connection took every message of its account's conversations exactly once, in
-	// seq order, from seq 1 (it synced from the start), across its reconnections: no hole.
+	// Every connection took every message of its account's conversations exactly once, from
+	// seq 1 (it synced from the start), across its reconnections: no hole. (Not always in seq
+	// order: after a reconnect, live frames may come before the sync answer fills the hole.)
 	holes := 0
 	var taken int
 	for _, c := range cursors {
 		name, _ := c.User.(string)
 		for _, conv := range member[name] {
-			seqs := took[connConv{c.Conn, conv}]
+			seqs := slices.Sorted(slices.Values(took[connConv{c.Conn, conv}]))
 			taken += len(seqs)
 			ok := int64(len(seqs)) == lastSeq[conv]
 			for i, q := range seqs {
@@ -927,7 +928,7 @@ func checkExactness(t *testing.T, base, cacheFile string, rep loadReport, events
 			}
 		}
 	}
-	chattest.Must(t, holes == 0, "%d connection×conversation pairs did not take every stored message once, in order", holes)
+	chattest.Must(t, holes == 0, "%d connection×conversation pairs did not take every stored message exactly once", holes)
 
 	// Per phase: duration, acks, reconnects and their close codes, longest catch-up.
 	var notes []string
@@ -972,7 +973,7 @@ func checkExactness(t *testing.T, base, cacheFile string, rep loadReport, events
 	}
 	sort.Strings(errs)
 	return fmt.Sprintf("%d acked messages all stored once at their acked seq, %d stored but never acked (ack lost with its connection), 0 stored twice; "+
-		"%d reconnects, all caught up; %d connections open at the end, each took every message of its conversations once and in order (%d deliveries; %d duplicates from overlapping syncs dropped by cursor). Phases: %s. Load errors by kind: %s",
+		"%d reconnects, all caught up; %d connections open at the end, each took every message of its conversations exactly once (%d deliveries; %d duplicates from overlapping syncs dropped). Phases: %s. Load errors by kind: %s",
 		len(acks), storedUnacked, len(lost), rep.StillOpen, taken, rep.Soak.Duplicates, strings.Join(notes, "; "), strings.Join(errs, " "))
 }
 
