@@ -209,6 +209,41 @@ describe('end-to-end encrypted conversations', () => {
     await open(carol);
   });
 
+  test('two tabs of one browser are one device: each reads what the other sends, and the keys stay in step', async () => {
+    const tab2 = await bob.context.newPage();
+    const errors = [];
+    tab2.on('pageerror', (e) => errors.push(String(e)));
+    await tab2.goto('/');
+    await tab2.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    const [d1, d2] = await Promise.all([bob.page, tab2].map((pg) => pg.evaluate(() => window.__parleyStore.e2ee.deviceId)));
+    assert.equal(d1, d2, 'the same device');
+    const t2 = { page: tab2 };
+    await open(t2);
+    await open(bob);
+    // Alternating sends from both tabs: each encrypts from the state the other left.
+    for (const [p, text] of [
+      [t2, 'From the second tab'],
+      [bob, 'From the first tab'],
+      [t2, 'Second tab again'],
+    ]) {
+      await send(p, text);
+      await messageWith(a1, text).waitFor({ timeout: T });
+      await messageWith(carol, text).waitFor({ timeout: T });
+    }
+    await messageWith(bob, 'Second tab again').waitFor({ timeout: T });
+    await messageWith(t2, 'From the first tab').waitFor({ timeout: T });
+    assert.equal(await bob.page.locator('[data-testid=undecryptable]', { hasText: 'could not be decrypted' }).count(), 0);
+    const bad2 = await tab2.evaluate(() => [...document.querySelectorAll('[data-testid=message]')].filter((el) => el.querySelector('[data-testid=undecryptable]')).map((el) => el.getAttribute('data-seq') + ' ' + el.textContent));
+    assert.deepEqual(bad2.filter((t) => t.includes('could not be decrypted')), [], JSON.stringify(bad2));
+    await tab2.close();
+    // What the tabs kept is intact after a reload.
+    await bob.page.reload();
+    await bob.page.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    await open(bob);
+    for (const text of ['From the second tab', 'From the first tab', 'Second tab again']) await messageWith(bob, text).waitFor({ timeout: T });
+    assert.deepEqual(errors, []);
+  });
+
   test('an encrypted file: uploaded as ciphertext, decrypted and saved by the other side', async () => {
     const secret = Buffer.from('Treasure is under the third stone.\n'.repeat(20));
     await a1.page.getByTestId('file-input').setInputFiles({ name: 'plan.txt', mimeType: 'text/plain', buffer: secret });

@@ -808,7 +808,7 @@ export class ChatStore {
     if (!id) return;
     if (!this.thread(id).loaded) {
       try {
-        const r = this.fromHistory(id, await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?limit=50`));
+        const r = await this.fromHistory(id, await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?limit=50`));
         // Messages held from before (live, or a restored send's answer) that are older than
         // this page would leave a hole in the view: they come back when scrolling up.
         const oldest = r.hasMore && r.messages.length ? r.messages[0].seq : 0;
@@ -829,7 +829,7 @@ export class ChatStore {
     if (!t.hasMore || t.messages.length === 0) return 0;
     const before = t.messages[0].seq;
     try {
-      const r = this.fromHistory(id, await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?before=${before}&limit=50`));
+      const r = await this.fromHistory(id, await this.api.request<{ messages: Message[]; hasMore: boolean }>('GET', `/conversations/${enc(id)}/messages?before=${before}&limit=50`));
       this.setThread(id, (x) => ({ ...receive(x, r.messages, this.me.value?.id ?? null), hasMore: r.hasMore }));
       return r.messages.length;
     } catch (e) {
@@ -839,8 +839,9 @@ export class ChatStore {
   }
 
   /** A page of history as this device can show it (encrypted conversations: the plaintext it kept). */
-  private fromHistory(id: string, r: { messages: Message[]; hasMore: boolean }): { messages: Message[]; hasMore: boolean } {
+  private async fromHistory(id: string, r: { messages: Message[]; hasMore: boolean }): Promise<{ messages: Message[]; hasMore: boolean }> {
     if (!this.conversations.value[id]?.e2ee && !r.messages.some((m) => m.ciphertext)) return r;
+    await this.e2ee?.loadKept(r.messages);
     const out: Message[] = [];
     for (const m of r.messages) {
       const x = this.e2ee ? this.e2ee.fromHistory(m) : { ...m, body: '', undecryptable: true };

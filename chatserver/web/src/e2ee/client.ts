@@ -175,14 +175,16 @@ export class E2ee {
     }
     this.signatureKey = signer.publicKey;
     this.ctx = await mls.context(signer, deviceIdentity(this.userId, this.deviceId));
-    for (const [k, v] of await this.vault.entriesJSON<Plain>('plain:')) this.plain.set(k.slice('plain:'.length), v);
-    for (const [k, v] of await this.vault.entriesJSON<Payload>('out:')) this.outbox.set(k.slice('out:'.length), v);
-    this.contacts = (await this.vault.getJSON<Record<string, ContactRec>>('contacts')) ?? {};
+    // Groups before plaintext: another tab keeps what it decrypted before it saves the
+    // group, so what is read next covers every seq the groups say was processed.
     for (const [k] of await this.vault.kv.entries(`u:${this.userId}:group:`)) {
       const id = k.slice(`u:${this.userId}:group:`.length);
       const g = await this.loadGroup(id);
       if (g) this.groups.set(id, g);
     }
+    for (const [k, v] of await this.vault.entriesJSON<Plain>('plain:')) this.plain.set(k.slice('plain:'.length), v);
+    for (const [k, v] of await this.vault.entriesJSON<Payload>('out:')) this.outbox.set(k.slice('out:'.length), v);
+    this.contacts = (await this.vault.getJSON<Record<string, ContactRec>>('contacts')) ?? {};
     await this.topUp();
     await this.fetchWelcomes();
     this.bump();
@@ -501,8 +503,10 @@ export class E2ee {
       return;
     }
     const m = it.message!;
-    const own = this.outbox.get(m.clientId);
-    if (own && m.senderId === this.userId) {
+    // Mine from this device: kept when sent (by this tab, or another tab of the browser,
+    // which shares the device: its copy is in IndexedDB).
+    const own = m.senderId === this.userId ? (this.outbox.get(m.clientId) ?? (await this.vault.getJSON<Payload>(`out:${m.clientId}`))) : undefined;
+    if (own) {
       await this.apply(id, m, own);
       this.outbox.delete(m.clientId);
       await this.vault.del(`out:${m.clientId}`);
@@ -603,6 +607,22 @@ export class E2ee {
     const ids = new Set<string>();
     for (const part of mentionParts(text, by, [...by.values()], this.userId)) if (typeof part !== 'string') ids.add(part.id);
     return [...ids];
+  }
+
+  /** Reads from IndexedDB the plaintext another tab kept for these messages since this one started. */
+  async loadKept(ms: readonly Message[]): Promise<void> {
+    for (const m of ms) {
+      if (!m.ciphertext || this.plain.has(m.id)) continue;
+      const p = await this.vault.getJSON<Plain>(`plain:${m.id}`);
+      if (p) this.plain.set(m.id, p);
+    }
+    const ids = new Set(ms.map((m) => m.conversationId));
+    for (const id of ids) await this.refreshNow(id);
+  }
+
+  /** The stored group, when another tab moved it on (its processed seq decides what history shows). */
+  private refreshNow(id: string): Promise<void> {
+    return this.serial(id, async () => undefined);
   }
 
   /**
