@@ -725,23 +725,31 @@ export class E2ee {
       const c = this.host.conversation(id);
       if (!g || g.removed || !c || !mls.active(g.state)) return;
       const members = [...new Set([...c.members.map((m) => m.id), ...(o.addUsers ?? [])])].filter((u) => !(o.removeUsers ?? []).includes(u));
-      const look = async (fresh: boolean) => {
+      const look = async (fresh: ReadonlySet<string>) => {
         const devices: MemberDevice[] = [];
         const known = new Set<string>();
-        for (const u of members) {
-          try {
-            for (const d of await this.devicesOf(u, fresh)) devices.push({ userId: u, deviceId: d.id });
-            known.add(u);
-          } catch {
-            /* left alone this time */
-          }
+        // A few at a time: a large group's lists are mostly cached.
+        for (let i = 0; i < members.length; i += 8) {
+          await Promise.all(
+            members.slice(i, i + 8).map(async (u) => {
+              try {
+                for (const d of await this.devicesOf(u, fresh.has(u))) devices.push({ userId: u, deviceId: d.id });
+                known.add(u);
+              } catch {
+                /* left alone this time */
+              }
+            }),
+          );
         }
         return diffMembers(mls.leaves(g.state), members, devices, mls.myLeaf(g.state), known);
       };
-      // Cached device lists first; a difference is confirmed against fresh ones (a stale
-      // cache must never remove a device that exists).
-      let diff = await look(false);
-      if (!emptyDiff(diff)) diff = await look(true);
+      // Cached device lists first; a difference is confirmed against fresh lists of the
+      // users it concerns (a stale cache must never remove a device that exists).
+      let diff = await look(new Set());
+      if (!emptyDiff(diff)) {
+        const involved = new Set([...diff.add.map((d) => d.userId), ...diff.remove.map((l) => parseIdentity(l.identity)?.userId ?? '')]);
+        diff = await look(involved);
+      }
       if (emptyDiff(diff) && !o.addUsers?.length && !o.removeUsers?.length) return;
       const claimUsers = [...new Set(diff.add.map((d) => d.userId))];
       let adds: KeyPackage[] = [];
