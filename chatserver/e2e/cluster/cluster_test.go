@@ -535,7 +535,7 @@ func TestChatClusterOnRealNode(t *testing.T) {
 		})
 	}
 	// The operator's managed Redis: a StatefulSet running the image (Debian's redis-server), reached
-	// by the chat server as redis://<name>-redis:6379 (the node's DNS, hack/cluster/dns, and
+	// by the chat server as redis://<name>-redis:6379 (the node's CoreDNS, hack/cluster/Corefile, and
 	// pod -> ClusterIP -> pod forwarding on the bridge).
 	if img := os.Getenv("PARLEY_E2E_REDIS_IMAGE"); img != "" {
 		m := newChatCluster(t, "chat-mredis", fmt.Sprintf("  redis:\n    managed: {image: %q}\n", img))
