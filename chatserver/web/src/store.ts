@@ -520,8 +520,11 @@ export class ChatStore {
         if (c && seq > c.lastSeq) this.conversations.value = { ...this.conversations.value, [id]: { ...c, lastSeq: seq } };
       },
       syncFrom: (id, seq) => {
-        if (seq > (this.cursors[id] ?? 0) || !this.seen[id]?.size) this.cursors[id] = seq;
-        this.connection.send({ type: 'sync', cursors: { [id]: this.cursors[id] } });
+        // From exactly there: after a Welcome, what came after the commit that added this
+        // device (some of it may have been shown unreadable before the Welcome was
+        // processed, and is replaced now); when waiting, from the last seq processed.
+        this.cursors[id] = seq;
+        this.connection.send({ type: 'sync', cursors: { [id]: seq } });
       },
     };
   }
