@@ -276,6 +276,9 @@ describe('end-to-end encrypted conversations', () => {
   test("Alice's second device joins: reads new messages, not older ones; Bob is told her devices changed", async () => {
     // Bob has seen Alice's devices (the first-seen record) before the change.
     await open(bob);
+    // Carol's browser is closed meanwhile: it will miss the commit and the messages.
+    const carolEpoch = await carol.page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId);
+    await carol.page.close();
     a2 = await person();
     const d2 = await signIn(a2, A);
     assert.ok(d2);
@@ -290,6 +293,18 @@ describe('end-to-end encrypted conversations', () => {
     await send(a2, 'Written on my second device');
     await messageWith(a1, 'Written on my second device').waitFor({ timeout: T });
     await bob.page.getByTestId('device-change').getByText("Alice's devices changed").waitFor({ timeout: T });
+
+    // Carol comes back: her device catches up from its cursor, the commit first, then the
+    // messages of the new epoch, in seq order.
+    carol.page = await carol.context.newPage();
+    carol.page.on('pageerror', (e) => carol.pageErrors.push(String(e.stack ?? e)));
+    await carol.page.goto('/');
+    await carol.page.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    await open(carol);
+    await messageWith(carol, 'For both of your devices, Alice').waitFor({ timeout: T });
+    await messageWith(carol, 'Written on my second device').waitFor({ timeout: T });
+    const caughtUp = await carol.page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId);
+    assert.ok(caughtUp > carolEpoch, `Carol's device went from epoch ${carolEpoch} to ${caughtUp}`);
     // The group holds exactly the four devices, the same on every device.
     const devices = (p) => p.page.evaluate((id) => window.__parleyStore.e2ee.memberDevices(id).sort(), convId);
     const ids = [`${rest.A.user.id}:${d2}`, ...(await devices(bob))].filter((v, i, all) => all.indexOf(v) === i);
