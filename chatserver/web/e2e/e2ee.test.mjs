@@ -396,4 +396,45 @@ describe('end-to-end encrypted conversations', () => {
     await axeBob.page.keyboard.press('Escape');
     assert.deepEqual(axeBob.pageErrors, []);
   });
+  test('a message encrypted for an epoch the group has left is refused (stale_epoch), then sent again after the commit', async () => {
+    // Bob's browser reopened with its socket routed: commit frames are held back until the
+    // server has refused one of his messages, so his device is an epoch behind when he writes.
+    await bob.page.close();
+    const page = await bob.context.newPage();
+    page.on('pageerror', (e) => bob.pageErrors.push(String(e.stack ?? e)));
+    const seen = { dropped: 0, stale: 0 };
+    await page.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      server.onMessage((m) => {
+        const f = JSON.parse(String(m));
+        if (f.type === 'mls' && seen.stale === 0) {
+          seen.dropped++;
+          return;
+        }
+        if (f.type === 'error' && f.code === 'stale_epoch') seen.stale++;
+        ws.send(m);
+      });
+      ws.onMessage((m) => server.send(m));
+    });
+    bob.page = page;
+    await page.goto('/');
+    await page.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    await open(bob);
+    const before = await page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId);
+    // Alice adds Carol back: one commit (Carol's device joins again from a new Welcome).
+    await a1.page.getByRole('button', { name: 'Members' }).click();
+    await a1.page.getByLabel('Add people').fill(C.username);
+    await a1.page.getByRole('button', { name: `Add Carol (@${C.username})` }).click();
+    await a1.page.getByRole('button', { name: 'Remove Carol' }).waitFor({ timeout: T });
+    await a1.page.keyboard.press('Escape');
+    for (let i = 0; i < 50 && seen.dropped === 0; i++) await page.waitForTimeout(100);
+    assert.ok(seen.dropped >= 1, 'the commit frame was held back');
+    assert.equal(await page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId), before, 'Bob is an epoch behind');
+    await send(bob, 'Written an epoch behind');
+    assert.ok(seen.stale >= 1, 'the server refused the first try with stale_epoch');
+    await messageWith(a1, 'Written an epoch behind').waitFor({ timeout: T });
+    await carol.page.getByTestId('e2ee-blocked').waitFor({ state: 'detached', timeout: T });
+    await messageWith(carol, 'Written an epoch behind').waitFor({ timeout: T });
+    assert.ok((await page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId)) > before);
+  });
 });
