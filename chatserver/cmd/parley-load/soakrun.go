@@ -194,7 +194,7 @@ sampling:
 	s.st.SampleSeconds, s.st.Churn, s.st.ChurnSeconds = o.soak.sample.Seconds(), o.soak.churn, o.soak.churnEvery.Seconds()
 	s.st.Churned, s.st.Lost, s.st.ReconnectFails = s.churned.Load(), s.lost.Load(), s.failed.Load()
 	s.st.Renewed, s.st.Duplicates, s.st.Resyncs = s.renewed.Load(), s.dups.Load(), s.resyncs.Load()
-	s.st.Checks = soakChecks(s.st.Samples, len(o.targets), o.soak.redisURL != "", o.soak.pgURL != "")
+	s.st.Checks = soakChecks(s.st.Samples, len(o.serverPIDs), o.soak.redisURL != "", o.soak.pgURL != "")
 	s.st.Pass = len(s.st.Checks) > 0
 	for _, c := range s.st.Checks {
 		s.st.Pass = s.st.Pass && c.Pass
