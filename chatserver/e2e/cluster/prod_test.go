@@ -627,7 +627,7 @@ spec:
 		}
 		// SIGINT ends a soak with "soak interrupted" (exit 1) after the report: the report decides.
 		chattest.Must(t, json.Unmarshal(stdout.Bytes(), &rep) == nil, "parley-load report (exit %v): %s", err, stdout.String())
-		return fmt.Sprintf("exit %v (interrupted, as intended); sent %d, acked %d, deliveries %d of %d expected, lost connections %d, reconnect failures %d, cursor duplicates dropped %d, errors %v",
+		return fmt.Sprintf("%v (interrupted, as intended); sent %d, acked %d, deliveries %d of %d expected, lost connections %d, reconnect failures %d, cursor duplicates dropped %d, errors %v",
 			err, rep.Traffic.Sent, rep.Traffic.Acked, rep.Traffic.Delivered, rep.Traffic.Expected, rep.Soak.Lost, rep.Soak.ReconnectFails, rep.Soak.Duplicates, rep.Errors)
 	})
 
