@@ -15,7 +15,8 @@
 #              evictions, a key rotation and a SIGKILL; the exactness check (prod_test.go)
 #   down       everything torn down, also on failure or interrupt (trap)
 # Env: E2E_SCENARIO=all (default) | basic | prod; E2E_REDIS=0 skips the basic scenario's Redis steps;
-# E2E_KEEP=1 leaves the cluster up (node.sh down later).
+# E2E_KEEP=1 leaves the cluster up (node.sh down later); E2E_LOCK=FILE runs the production shape's
+# test (the load and its figures) under flock FILE, so it never overlaps another load measurement.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 W=$ROOT/tmp/cluster
@@ -103,7 +104,7 @@ scenario_prod() {
 	PARLEY_E2E_KUBECONFIG=$KUBECONFIG PARLEY_E2E_WORKDIR=$W PARLEY_E2E_RESULTS=$RESULTS PARLEY_E2E_LOAD=$W/bin/parley-load \
 		PARLEY_E2E_POSTGRES_IMAGE=parley/postgres:dev PARLEY_E2E_REDIS_IMAGE=parley/redis:dev \
 		PARLEY_E2E_PROMETHEUS="$ROOT/bin/prometheus" PARLEY_E2E_ALERTS="$ROOT/config/monitoring/alerts.yaml" \
-		go test -tags clustere2e -count=1 -v -timeout 40m -run '^TestProductionShape$' ./chatserver/e2e/cluster
+		${E2E_LOCK:+flock "$E2E_LOCK"} go test -tags clustere2e -count=1 -v -timeout 40m -run '^TestProductionShape$' ./chatserver/e2e/cluster
 }
 
 # killtree PID: a phase still running when the run is interrupted (its children first, by pid).
