@@ -9,12 +9,14 @@
 #   up         containerd, bridge, control plane, kubelet (Ready), kube-proxy (hack/cluster/node.sh up)
 #   operator   helm install charts/parley-operator (image parley/operator:dev, pullPolicy Never)
 #   scenario   go test -tags clustere2e -run TestChatClusterOnRealNode (ChatCluster flows, see there)
+#   scenario-upgrade  go test -tags clustere2e -run TestOperatorUpgrade: helm upgrade to operator dev2; the
+#              pinned ChatCluster untouched, the default-image ones rolled one at a time (upgrade_test.go)
 #   kubelet-default-sync  the kubelet restarted with the default syncFrequency (1m)
 #   scenario-prod  go test -tags clustere2e -run TestProductionShape: PostgreSQL StatefulSet, Redis with a
 #              password, 3 chat replicas, parley-load through the Service during a rolling update,
 #              evictions, a key rotation and a SIGKILL; the exactness check (prod_test.go)
 #   down       everything torn down, also on failure or interrupt (trap)
-# Env: E2E_SCENARIO=all (default) | basic | prod; E2E_REDIS=0 skips the basic scenario's Redis steps;
+# Env: E2E_SCENARIO=all (default: basic, upgrade, prod) | basic | upgrade | prod; E2E_REDIS=0 skips the basic scenario's Redis steps;
 # E2E_KEEP=1 leaves the cluster up (node.sh down later); E2E_LOCK=FILE runs the production shape's
 # test (the load and its figures) under flock FILE, so it never overlaps another load measurement.
 set -euo pipefail
@@ -99,6 +101,12 @@ scenario() {
 		go test -tags clustere2e -count=1 -v -timeout 30m -run '^TestChatClusterOnRealNode$' ./chatserver/e2e/cluster
 }
 
+scenario_upgrade() {
+	PARLEY_E2E_KUBECONFIG=$KUBECONFIG PARLEY_E2E_WORKDIR=$W PARLEY_E2E_RESULTS=$RESULTS \
+		PARLEY_E2E_HELM="$ROOT/bin/helm" PARLEY_E2E_CHART="$ROOT/charts/parley-operator" \
+		go test -tags clustere2e -count=1 -v -timeout 20m -run '^TestOperatorUpgrade$' ./chatserver/e2e/cluster
+}
+
 scenario_prod() {
 	go build -o "$W/bin/parley-load" ./chatserver/cmd/parley-load
 	PARLEY_E2E_KUBECONFIG=$KUBECONFIG PARLEY_E2E_WORKDIR=$W PARLEY_E2E_RESULTS=$RESULTS PARLEY_E2E_LOAD=$W/bin/parley-load \
@@ -146,8 +154,8 @@ phase up "$ROOT/hack/cluster/node.sh" up
 phase operator operator
 "$ROOT/hack/cluster/node.sh" guard >"$W/logs/guard-operator.log" 2>&1 || true # pod routes while the operator runs
 SCENARIO=${E2E_SCENARIO:-all}
-case $SCENARIO in all | basic | prod) ;; *) echo "e2e-cluster: E2E_SCENARIO must be all, basic or prod" >&2; exit 2 ;; esac
-if [ "$SCENARIO" != prod ]; then
+case $SCENARIO in all | basic | upgrade | prod) ;; *) echo "e2e-cluster: E2E_SCENARIO must be all, basic, upgrade or prod" >&2; exit 2 ;; esac
+if [ "$SCENARIO" = all ] || [ "$SCENARIO" = basic ]; then
 	if [ "${E2E_REDIS:-1}" != 0 ]; then
 		phase redis redis
 		export PARLEY_E2E_REDIS_ADDR=10.88.0.1:16379
@@ -155,7 +163,10 @@ if [ "$SCENARIO" != prod ]; then
 	fi
 	phase scenario scenario
 fi
-if [ "$SCENARIO" != basic ]; then
+if [ "$SCENARIO" = all ] || [ "$SCENARIO" = upgrade ]; then
+	phase scenario-upgrade scenario_upgrade
+fi
+if [ "$SCENARIO" = all ] || [ "$SCENARIO" = prod ]; then
 	phase kubelet-default-sync "$ROOT/hack/cluster/node.sh" kubelet-default-sync
 	phase scenario-prod scenario_prod
 fi

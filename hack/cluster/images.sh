@@ -9,6 +9,9 @@
 #                          protected mode off, as in the official images (hack/cluster/rediswrap)
 #   parley/chatserver:dev2 the same chat server under another tag: the production-shape scenario's
 #                          rolling image update
+#   parley/operator:dev2   the operator built as version dev2 (the upgrade scenario)
+#   ghcr.io/parley-chat/chatserver:dev, :dev2  the operator's default chat server image at versions dev
+#                          and dev2 (the same chat server build)
 #   parley/postgres:dev    Debian's PostgreSQL (initdb, postgres, its modules and share files, the
 #                          libraries ldd names); uid 999; entrypoint hack/cluster/pgwrap (initdb on
 #                          an empty volume, then postgres)
@@ -24,7 +27,9 @@ export CGO_ENABLED=0
 go build -trimpath -ldflags='-s -w' -o "$B/pause" ./hack/cluster/pause
 go build -trimpath -ldflags='-s -w' -o "$B/chatserver" ./chatserver/cmd/chatserver
 go build -trimpath -ldflags='-s -w -X main.version=dev' -o "$B/manager" .
-for b in pause chatserver manager; do # static, or the image (no libc in it) cannot run it
+# The operator "upgraded": version dev2, so its default chat server image is ...chatserver:dev2
+go build -trimpath -ldflags='-s -w -X main.version=dev2' -o "$B/manager-dev2" .
+for b in pause chatserver manager manager-dev2; do # static, or the image (no libc in it) cannot run it
 	if ldd "$B/$b" >/dev/null 2>&1; then echo "images: $B/$b is dynamically linked" >&2; exit 1; fi
 done
 img() { "$B/imgtool" "$@" 2>&1 | sed 's/^/images: /' >&2; }
@@ -32,6 +37,11 @@ img -name parley/pause:dev -entrypoint /pause -add "$B/pause=/pause" -o "$O/paus
 img -name parley/chatserver:dev -entrypoint /chatserver -user 65532:65532 -add "$B/chatserver=/chatserver" -o "$O/chatserver.tar"
 img -name parley/chatserver:dev2 -entrypoint /chatserver -user 65532:65532 -add "$B/chatserver=/chatserver" -o "$O/chatserver-dev2.tar"
 img -name parley/operator:dev -entrypoint /manager -user 65532:65532 -add "$B/manager=/manager" -o "$O/operator.tar"
+img -name parley/operator:dev2 -entrypoint /manager -user 65532:65532 -add "$B/manager-dev2=/manager" -o "$O/operator-dev2.tar"
+# The operator's default chat server image (ChatClusters without spec.image) at versions dev and dev2
+for v in dev dev2; do
+	img -name ghcr.io/parley-chat/chatserver:$v -entrypoint /chatserver -user 65532:65532 -add "$B/chatserver=/chatserver" -o "$O/default-chatserver-$v.tar"
+done
 # Redis: the binaries and every library ldd names, at the same paths (the loader included).
 # No entrypoint: the operator's StatefulSet runs `redis-server ...` as args, found on PATH.
 if [ -x /usr/bin/redis-server ]; then
