@@ -350,11 +350,18 @@ spec:
 			return ""
 		})
 		ip := pkc(t, "get", "svc", "parley-redis", "-o", "jsonpath={.spec.clusterIP}")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		defer cancel()
 		anon := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(ip, "6379"), MaxRetries: -1})
 		defer anon.Close()
-		errAnon := anon.Publish(ctx, "u:anyone", "forged").Err()
+		// The pod is ready before kube-proxy routes the Service to it (refused until then).
+		var errAnon error
+		eventually(t, 30*time.Second, "Redis through its ClusterIP", func() string {
+			if errAnon = anon.Publish(ctx, "u:anyone", "forged").Err(); errAnon != nil && strings.Contains(errAnon.Error(), "connection refused") {
+				return errAnon.Error()
+			}
+			return ""
+		})
 		chattest.Must(t, errAnon != nil && strings.Contains(errAnon.Error(), "NOAUTH"), "PUBLISH without the password: %v, want NOAUTH", errAnon)
 		auth := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(ip, "6379"), Password: redisPassword, MaxRetries: -1})
 		defer auth.Close()
