@@ -215,7 +215,7 @@ test-alerts: promtool ## promtool check/test rules on config/monitoring (fixture
 
 ## ---------------------------------------------------------------- real cluster
 .PHONY: e2e-cluster e2e-cluster-down
-e2e-cluster: ## End-to-end on a REAL single-node Kubernetes (root, no Docker): basic + production-shape scenarios (E2E_SCENARIO=basic|prod for one); ~17 min warm, 45+ cold
+e2e-cluster: ## End-to-end on a REAL single-node Kubernetes (root, no Docker): basic, operator-upgrade and production-shape scenarios (E2E_SCENARIO=basic|upgrade|prod for one); ~17 min warm, 45+ cold
 	hack/cluster/e2e.sh
 
 e2e-cluster-down: ## Tear down what an interrupted make e2e-cluster left running
