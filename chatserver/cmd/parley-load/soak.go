@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"strconv"
@@ -234,19 +235,12 @@ func (sc *soakConn) take(conv string, seq int64) (dup bool) {
 	return false
 }
 
-// sync asks for everything after the connection's cursors (its account's
-// conversations; where it has seen nothing yet, from where they stood at the start).
+// sync asks for everything after the connection's cursors: sc.seq holds one
+// for each conversation of its account, starting where it stood at the start.
 func (s *soakRun) sync(c *lconn, wait time.Duration) {
-	t := s.t
 	sc := s.sc[c.idx]
-	cursors := map[string]int64{}
 	sc.mu.Lock()
-	for _, lists := range [][]int{t.directs[c.user], t.groups[c.user]} {
-		for _, i := range lists {
-			cv := t.convs[i]
-			cursors[cv.id] = max(cv.lastSeq, sc.seq[cv.id])
-		}
-	}
+	cursors := maps.Clone(sc.seq)
 	sc.mu.Unlock()
 	if len(cursors) == 0 {
 		return
