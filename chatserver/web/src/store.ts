@@ -52,6 +52,8 @@ export interface StoreDeps {
   e2eeKV?: KV | null;
 }
 
+const E2EE_UNAVAILABLE = 'End-to-end encryption is not available in this browser.';
+
 /** Delays between automatic attempts to reach the server at page load. */
 const RESTORE_RETRY_MS = [2000, 5000, 10000, 30000];
 
@@ -546,7 +548,7 @@ export class ChatStore {
   e2eeBlocked(id: string): string | null {
     const c = this.conversations.value[id];
     if (!c?.e2ee) return null;
-    if (!this.e2ee) return this.e2eeError.value ?? 'End-to-end encryption is not available in this browser.';
+    if (!this.e2ee) return this.e2eeError.value ?? E2EE_UNAVAILABLE;
     const info = this.e2ee.info(id);
     if (!info) return 'This device has not joined this encrypted conversation yet.';
     if (info.stuck) return 'This device fell out of step with this encrypted conversation and cannot read new messages. Remove it in Account → Devices from another device, then sign in here again.';
@@ -555,9 +557,8 @@ export class ChatStore {
   }
 
   /** Sends an encrypted edit or reaction (an application message the thread does not show). */
-  private sendHidden(conversationId: string, p: Payload): Promise<void> {
-    const e2ee = this.e2ee;
-    if (!e2ee) return Promise.reject(new ApiError(0, 'e2ee_unavailable', this.e2eeError.value ?? 'End-to-end encryption is not available in this browser.'));
+  private async sendHidden(conversationId: string, p: Payload): Promise<void> {
+    const e2ee = this.needE2ee();
     const clientId = newClientId();
     return new Promise<void>((resolve, reject) => {
       const attempt = async (): Promise<void> => {
@@ -701,8 +702,10 @@ export class ChatStore {
     return c;
   }
 
-  private needE2ee(): void {
-    if (!this.e2ee) throw new ApiError(0, 'e2ee_unavailable', this.e2eeError.value ?? 'End-to-end encryption is not available in this browser.');
+  /** This browser's MLS device, or the e2ee_unavailable error saying why there is none. */
+  private needE2ee(): E2ee {
+    if (!this.e2ee) throw new ApiError(0, 'e2ee_unavailable', this.e2eeError.value ?? E2EE_UNAVAILABLE);
+    return this.e2ee;
   }
 
   /** A new encrypted conversation: this device makes the group and adds the others' devices. */
@@ -719,8 +722,7 @@ export class ChatStore {
     const cur = this.conversations.value[conversationId];
     if (cur?.e2ee) {
       // The person's devices join by an MLS commit, which also adds them on the server.
-      this.needE2ee();
-      await this.e2ee!.addUser(conversationId, userId);
+      await this.needE2ee().addUser(conversationId, userId);
       await this.fetchConversation(conversationId);
       return;
     }
@@ -1142,8 +1144,8 @@ export class ChatStore {
       // Encrypted: text, reply target and file keys go inside the MLS message; the server
       // gets the ciphertext (and the ids of the opaque uploads, so it can link them).
       try {
-        if (!this.e2ee) throw new ApiError(0, 'e2ee_unavailable', this.e2eeError.value ?? 'End-to-end encryption is not available in this browser.');
-        const payload: Payload = this.e2ee.outgoing(clientId) ?? {
+        const e2ee = this.needE2ee();
+        const payload: Payload = e2ee.outgoing(clientId) ?? {
           v: 1,
           type: 'text',
           id: clientId,
@@ -1151,8 +1153,8 @@ export class ChatStore {
           ...(replyTo ? { replyTo } : {}),
           ...(files?.some((a) => a.sealed) ? { attachments: files.filter((a) => a.sealed).map((a) => a.sealed!) } : {}),
         };
-        await this.e2ee.prepare(clientId, payload);
-        content = { ciphertext: await this.e2ee.encrypt(conversationId, payload) };
+        await e2ee.prepare(clientId, payload);
+        content = { ciphertext: await e2ee.encrypt(conversationId, payload) };
       } catch (e) {
         this.setThread(conversationId, (t) => failPending(t, clientId, e instanceof Error && !(e instanceof ApiError) ? e.message : describeError(e, 'send')));
         return;
