@@ -236,7 +236,8 @@ function errorFromAnswer(res: Response, data: unknown): ApiError {
   return new ApiError(res.status, code, err.error?.message ?? res.statusText, retryAfter, field, epoch);
 }
 
-function withLock<T>(name: string, f: () => Promise<T>): Promise<T> {
+/** Runs f under the Web Lock `name` (one at a time across this browser's tabs), or at once without Web Locks. */
+export function withLock<T>(name: string, f: () => Promise<T>): Promise<T> {
   const locks = typeof navigator !== 'undefined' ? (navigator as Navigator & { locks?: LockManager }).locks : undefined;
   if (!locks) return f();
   return locks.request(name, f) as Promise<T>;

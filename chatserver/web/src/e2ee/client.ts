@@ -4,6 +4,7 @@
 // seq order. UI-free: the store calls it and gets plaintext back through `Host`.
 
 import { signal } from '@preact/signals';
+import { withLock } from '../api';
 import type { ClientState, KeyPackage, PrivateKeyPackage } from 'ts-mls';
 import { mentionParts } from '../notify';
 import type { Conversation, Message, ReplyRef } from '../types';
@@ -93,19 +94,15 @@ export interface Contact {
   changed: boolean;
 }
 
-function randomId(): string {
-  const b = crypto.getRandomValues(new Uint8Array(12));
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-}
-
 function enc(s: string): string {
   return encodeURIComponent(s);
 }
 
+/** A commit refused as stale_epoch: the server's current epoch (ApiError.epoch; -1 when not given). Else null. */
 function isStale(e: unknown): number | null {
-  const x = e as { status?: number; code?: string; epoch?: number; body?: { error?: { epoch?: number } } };
+  const x = e as { code?: string; epoch?: number } | undefined;
   if (x?.code !== 'stale_epoch') return null;
-  return typeof x.epoch === 'number' ? x.epoch : (x.body?.error?.epoch ?? -1);
+  return typeof x.epoch === 'number' ? x.epoch : -1;
 }
 
 export class E2ee {
@@ -284,7 +281,7 @@ export class E2ee {
   private async saveGroup(id: string, g: GroupRec): Promise<void> {
     this.groups.set(id, g);
     await this.vault.putJSON(`group:${id}`, { state: toBase64(mls.saveState(g.state)), processedSeq: g.processedSeq, joinSeq: g.joinSeq, removed: g.removed, stuck: !!g.stuck });
-    const rev = randomId();
+    const rev = mls.hex(crypto.getRandomValues(new Uint8Array(12)));
     this.revs.set(id, rev);
     await this.vault.putPlain(`rev:${id}`, rev);
   }
@@ -302,7 +299,10 @@ export class E2ee {
     this.revs.set(id, rev);
   }
 
-  /** Runs f after everything queued for the conversation (one step at a time per group). */
+  /**
+   * Runs f after everything queued for the conversation (one step at a time per group),
+   * under a Web Lock: tabs of one browser share the device and its groups.
+   */
   private serial<T>(id: string, f: () => Promise<T>): Promise<T> {
     const prev = this.chains.get(id) ?? Promise.resolve();
     const g = async () => {
@@ -899,13 +899,6 @@ export class E2ee {
   }
 }
 
-
-function withLock<T>(name: string, f: () => Promise<T>): Promise<T> {
-  const locks = typeof navigator !== 'undefined' ? (navigator as Navigator & { locks?: LockManager }).locks : undefined;
-  // Tabs of one browser share the device and its groups: one step at a time across them.
-  return locks ? (locks.request(name, f) as Promise<T>) : f();
-}
-
 function defaultDeviceName(): string {
   if (typeof navigator === 'undefined') return 'Browser';
   const ua = navigator.userAgent;
@@ -913,5 +906,3 @@ function defaultDeviceName(): string {
   const os = /Windows/.test(ua) ? 'Windows' : /Mac OS X/.test(ua) ? 'macOS' : /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Linux/.test(ua) ? 'Linux' : '';
   return os ? `${browser} on ${os}` : browser;
 }
-
-export { randomId, parseIdentity };
