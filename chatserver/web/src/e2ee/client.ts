@@ -486,19 +486,16 @@ export class E2ee {
       }
       try {
         const r = await mls.process(this.ctx!, g.state, it.bytes);
-        const removed = r.kind === 'commit' && r.removedMe;
-        await this.saveGroup(id, { ...g, state: r.state, processedSeq: it.seq, removed });
-        if (removed) this.bump();
+        await this.saveGroup(id, { ...g, state: r.state, processedSeq: it.seq, removed: r.kind === 'commit' && r.removedMe });
       } catch (e) {
         // A commit this device cannot apply leaves it behind for good: it stops waiting
         // for epochs it cannot reach and says so (another device can remove it, and a
         // fresh sign-in on a new device joins again).
         console.warn('e2ee: commit', it.seq, 'in', id, 'could not be applied', e);
         await this.saveGroup(id, { ...g, processedSeq: it.seq, removed: true, stuck: true });
-        this.bump();
       }
       this.host.consumed(id, it.seq);
-      this.bump();
+      this.bump(); // a new epoch (removed, or out of step): what the UI shows of the group changed
       this.scheduleReconcile(id);
       return;
     }
@@ -788,14 +785,13 @@ export class E2ee {
         const cur = this.groups.get(id);
         if (!cur || mls.epochOf(cur.state) !== mls.epochOf(g.state)) return { retry: true as const };
         const out = await mls.commit(this.ctx!, cur.state, adds, diff.remove.map((l) => l.index));
-        const removeUsers = [...new Set([...(o.removeUsers ?? [])])];
         try {
           await this.api.request<{ seq: number; epoch: number }>('POST', `/conversations/${enc(id)}/mls/commit`, {
             deviceId: this.deviceId,
             commit: toBase64(out.commit),
             ...(out.welcome ? { welcome: toBase64(out.welcome) } : {}),
             ...(o.addUsers?.length ? { add: o.addUsers } : {}),
-            ...(removeUsers.length ? { remove: removeUsers } : {}),
+            ...(o.removeUsers?.length ? { remove: o.removeUsers } : {}),
           });
         } catch (e) {
           const stale = isStale(e);
