@@ -119,24 +119,25 @@ func (s *Service) ownDevice(ctx context.Context, userID, deviceID string) (*stor
 	return d, nil
 }
 
-// e2eeConversation returns the conversation and the caller's membership,
-// or not_found (not a member) or invalid_request (not e2ee).
-func (s *Service) e2eeConversation(ctx context.Context, userID, convID string) (*store.Conversation, *store.Member, error) {
-	me, err := s.member(ctx, convID, userID)
+// e2eeConversation returns the conversation, its members and the caller's
+// membership among them, or not_found (not a member) or invalid_request
+// (not e2ee).
+func (s *Service) e2eeConversation(ctx context.Context, userID, convID string) (*store.Conversation, []store.Member, *store.Member, error) {
+	members, me, err := s.membersOf(ctx, convID, userID)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	c, err := s.store.Conversation(ctx, convID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, notFound()
+		return nil, nil, nil, notFound()
 	}
 	if err != nil {
-		return nil, nil, unavailable(err)
+		return nil, nil, nil, unavailable(err)
 	}
 	if !c.E2EE {
-		return nil, nil, notE2EE()
+		return nil, nil, nil, notE2EE()
 	}
-	return c, me, nil
+	return c, members, me, nil
 }
 
 func deviceView(d *store.Device) protocol.Device {
@@ -351,7 +352,7 @@ type MissingKeyPackage struct {
 // rules). Each KeyPackage goes out once; a device with none left gives its
 // last-resort package.
 func (s *Service) ClaimKeyPackages(ctx context.Context, userID, convID string, users []string) ([]ClaimedKeyPackage, []MissingKeyPackage, error) {
-	c, me, err := s.e2eeConversation(ctx, userID, convID)
+	c, members, me, err := s.e2eeConversation(ctx, userID, convID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -361,10 +362,6 @@ func (s *Service) ClaimKeyPackages(ctx context.Context, userID, convID string, u
 		return nil, nil, apperr.OnField(apperr.InvalidRequest, "users", "users must name at least one user (no empty ids)")
 	case len(users) > MaxClaimUsers:
 		return nil, nil, apperr.OnField(apperr.InvalidRequest, "users", "at most %d users per claim", MaxClaimUsers)
-	}
-	members, err := s.store.Members(ctx, convID)
-	if err != nil {
-		return nil, nil, unavailable(err)
 	}
 	var outsiders []string
 	for _, u := range users {
@@ -440,7 +437,7 @@ func (s *Service) Commit(ctx context.Context, userID, convID string, r CommitReq
 	if _, err := s.ownDevice(ctx, userID, r.DeviceID); err != nil {
 		return nil, err
 	}
-	c, me, err := s.e2eeConversation(ctx, userID, convID)
+	c, members, me, err := s.e2eeConversation(ctx, userID, convID)
 	if err != nil {
 		return nil, err
 	}
@@ -465,7 +462,7 @@ func (s *Service) Commit(ctx context.Context, userID, convID string, r CommitReq
 		return nil, staleEpoch(c.MLSEpoch)
 	}
 	change := &store.CommitChange{FromEpoch: c.MLSEpoch}
-	if err := s.commitMembers(ctx, c, me, r, change); err != nil {
+	if err := s.commitMembers(ctx, c, members, me, r, change); err != nil {
 		return nil, err
 	}
 	if r.Welcome != "" {
@@ -527,11 +524,11 @@ func (s *Service) Commit(ctx context.Context, userID, convID string, r CommitReq
 		}
 	}
 	// The commit, to every member after it, in the conversation's order.
-	members, err := s.store.Members(ctx, convID)
+	after, err := s.store.Members(ctx, convID)
 	if err != nil {
 		s.log.Error("commit: members lookup failed after storing; members catch up by sync", "conversation", convID, "err", err)
 	}
-	s.events.Publish(ctx, delivery.Event{To: userIDs(members, ""), Frame: protocol.MLSFrame{ConversationID: convID,
+	s.events.Publish(ctx, delivery.Event{To: userIDs(after, ""), Frame: protocol.MLSFrame{ConversationID: convID,
 		Seq: stored.Seq, Epoch: stored.Epoch, SenderID: userID, DeviceID: r.DeviceID, Commit: base64.StdEncoding.EncodeToString(raw)},
 		Conversation: convID, Seq: stored.Seq, Stored: stored.CreatedAt})
 	for _, d := range welcomed {
@@ -548,16 +545,12 @@ func (s *Service) Commit(ctx context.Context, userID, convID string, r CommitReq
 
 // commitMembers checks a commit's membership changes against the members
 // endpoints' rules and fills change.Add and change.Remove.
-func (s *Service) commitMembers(ctx context.Context, c *store.Conversation, me *store.Member, r CommitRequest, change *store.CommitChange) error {
+func (s *Service) commitMembers(ctx context.Context, c *store.Conversation, members []store.Member, me *store.Member, r CommitRequest, change *store.CommitChange) error {
 	if len(r.Add)+len(r.Remove) == 0 {
 		return nil
 	}
 	if c.Kind != store.KindGroup {
 		return apperr.New(apperr.Forbidden, "members can only be changed in groups")
-	}
-	members, err := s.store.Members(ctx, c.ID)
-	if err != nil {
-		return unavailable(err)
 	}
 	role := func(u string) (string, bool) {
 		i := slices.IndexFunc(members, func(m store.Member) bool { return m.UserID == u })
