@@ -50,19 +50,7 @@ func storeErr(err error) error {
 // deletions, reactions, settings): a bucket of the message limit's size,
 // apart from sends so reacting cannot stop someone from writing.
 func (s *Service) changeAllowed(ctx context.Context, userID string) error {
-	if s.limiter == nil {
-		return nil
-	}
-	ok, wait, err := s.limiter.Allow(ctx, "chg:"+userID)
-	if err != nil {
-		s.log.Warn("change rate limiter failed; allowing", "err", err)
-		return nil
-	}
-	if !ok {
-		s.metrics.RateLimited.WithLabelValues("changes").Inc()
-		return &apperr.Error{Code: apperr.RateLimited, RetryAfter: wait, Message: "you are making changes too fast; wait a moment"}
-	}
-	return nil
+	return s.allowed(ctx, s.limiter, "chg:"+userID, "changes", "making changes")
 }
 
 // membersOf returns the members of convID, or not_found when userID is not

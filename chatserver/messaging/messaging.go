@@ -224,6 +224,25 @@ func (s *Service) member(ctx context.Context, convID, userID string) (*store.Mem
 	return m, nil
 }
 
+// allowed takes one from l's bucket key (nil l: no limit), or refuses with
+// rate_limited, counted under label: "you are <doing> too fast". A failing
+// limiter allows.
+func (s *Service) allowed(ctx context.Context, l ratelimit.Limiter, key, label, doing string) error {
+	if l == nil {
+		return nil
+	}
+	ok, wait, err := l.Allow(ctx, key)
+	if err != nil {
+		s.log.Warn("rate limiter failed; allowing", "limit", label, "err", err)
+		return nil
+	}
+	if !ok {
+		s.metrics.RateLimited.WithLabelValues(label).Inc()
+		return &apperr.Error{Code: apperr.RateLimited, RetryAfter: wait, Message: "you are " + doing + " too fast; wait a moment"}
+	}
+	return nil
+}
+
 func unavailable(err error) error {
 	return apperr.Wrap(apperr.Unavailable, err, "the service is temporarily unavailable; nothing was saved")
 }
@@ -340,15 +359,8 @@ func (s *Service) sendMessage(ctx context.Context, userID, convID string, d Draf
 	if err := s.refuseDeletedPeer(ctx, convID, userID, members); err != nil {
 		return nil, false, err
 	}
-	if s.limiter != nil {
-		ok, wait, err := s.limiter.Allow(ctx, "msg:"+userID)
-		if err != nil {
-			s.log.Warn("message rate limiter failed; allowing", "err", err)
-		} else if !ok {
-			s.metrics.RateLimited.WithLabelValues("messages").Inc()
-			return nil, false, &apperr.Error{Code: apperr.RateLimited, RetryAfter: wait,
-				Message: "you are sending messages too fast; wait a moment"}
-		}
+	if err := s.allowed(ctx, s.limiter, "msg:"+userID, "messages", "sending messages"); err != nil {
+		return nil, false, err
 	}
 	var original *store.Message // what d.ReplyTo names
 	if d.ReplyTo != "" {

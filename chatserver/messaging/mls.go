@@ -382,15 +382,8 @@ func (s *Service) ClaimKeyPackages(ctx context.Context, userID, convID string, u
 			return nil, nil, apperr.OnField(apperr.NotFound, "users", "users names someone who does not exist")
 		}
 	}
-	if s.claimLimit != nil {
-		ok, wait, err := s.claimLimit.Allow(ctx, "kpc:"+userID)
-		if err != nil {
-			s.log.Warn("key package claim limiter failed; allowing", "err", err)
-		} else if !ok {
-			s.metrics.RateLimited.WithLabelValues("key_package_claims").Inc()
-			return nil, nil, &apperr.Error{Code: apperr.RateLimited, RetryAfter: wait,
-				Message: "you are claiming KeyPackages too fast; wait a moment"}
-		}
+	if err := s.allowed(ctx, s.claimLimit, "kpc:"+userID, "key_package_claims", "claiming KeyPackages"); err != nil {
+		return nil, nil, err
 	}
 	got, err := s.store.ClaimKeyPackages(ctx, users, s.now())
 	if err != nil {
