@@ -4,7 +4,7 @@
 # from the Go module proxy at a pinned version and cached in bin/, like
 # kube-apiserver (hack/envtest-assets.sh) and helm (hack/helm.sh).
 #
-#   hack/s3-server.sh ensure   build bin/versitygw unless it is there at VGW_VERSION
+#   hack/s3-server.sh ensure   build bin/versitygw unless it is there at VERSION
 #   hack/s3-server.sh start    ensure, start it on a free loopback port with its data
 #                              in tmp/s3/data, create the bucket, and write tmp/s3/env
 #                              (PARLEY_TEST_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY, _BUCKET)
@@ -16,35 +16,24 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$ROOT/bin
 DIR=$ROOT/tmp/s3
+NAME=versitygw
 # A version the Go module proxy serves: go list -m -versions github.com/versity/versitygw
-VGW_VERSION=v1.8.0
-VGW_PKG=github.com/versity/versitygw/cmd/versitygw
+VERSION=v1.8.0
+PKG=github.com/versity/versitygw/cmd/versitygw
+INSTALL_ARGS=(-ldflags "-s -w -X main.Version=$VERSION -X main.Build=proxy")
+# Outside the project's module: versitygw's own go.mod decides its dependencies.
+INSTALL_ENV=(GOFLAGS=-mod=mod)
 BUCKET=parley-test
 
 installed_version() {
-	"$BIN/versitygw" --version 2>/dev/null | sed -n 's/^Version *: *//p' || true
+	"$ROOT/bin/versitygw" --version 2>/dev/null | sed -n 's/^Version *: *//p' || true
 }
 
-ensure() {
-	if [ -x "$BIN/versitygw" ] && [ "$(installed_version)" = "$VGW_VERSION" ]; then
-		return 0
-	fi
-	echo "s3-server: building versitygw $VGW_VERSION from the Go module proxy (about 2 min cold on 2 cores)..." >&2
-	local start
-	start=$(date +%s)
-	mkdir -p "$BIN"
-	# Into a private folder first, so an interrupted build never leaves a binary
-	# that a later run would take for the cached one.
-	VGW_TMP=$(mktemp -d "$BIN/.versitygw-build.XXXXXX")
-	trap 'rm -rf "$VGW_TMP"' EXIT
-	# Outside the project's module: versitygw's own go.mod decides its dependencies.
-	(cd "$VGW_TMP" && GOBIN="$VGW_TMP" GOFLAGS=-mod=mod go install -trimpath \
-		-ldflags "-s -w -X main.Version=$VGW_VERSION -X main.Build=proxy" "$VGW_PKG@$VGW_VERSION")
-	mv "$VGW_TMP/versitygw" "$BIN/versitygw"
-	echo "s3-server: versitygw built in $(($(date +%s) - start))s" >&2
-}
+# shellcheck source=hack/lib-goinstall.sh
+. "$ROOT/hack/lib-goinstall.sh"
+
+ensure() { goinstall_ensure; }
 
 running() {
 	[ -f "$DIR/env" ] && [ -f "$DIR/versitygw.pid" ] && kill -0 "$(cat "$DIR/versitygw.pid")" 2>/dev/null
