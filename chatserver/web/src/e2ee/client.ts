@@ -122,6 +122,8 @@ export class E2ee {
   private reconcileTimers = new Map<string, unknown>();
   private missingTries = new Map<string, number>();
   private syncAsked = new Map<string, number>();
+  private welcoming: Promise<void> | null = null;
+  private welcomingNext: Promise<void> | null = null;
   private contacts: Record<string, ContactRec> = {};
   /** Bumped whenever something the UI shows changed (joined, removed, devices, contacts). */
   readonly version = signal(0);
@@ -356,8 +358,29 @@ export class E2ee {
     await this.reconcile(c.id, { now: true });
   }
 
-  /** GET welcomes: join each conversation, then read it from after the commit that added me. */
-  async fetchWelcomes(): Promise<void> {
+  /**
+   * GET welcomes: join each conversation, then read it from after the commit that added me.
+   * One request at a time: calls while one runs (a `welcome` frame, every message of a
+   * conversation not joined yet) share a single request made after it.
+   */
+  fetchWelcomes(): Promise<void> {
+    if (!this.welcoming) {
+      this.welcoming = this.readWelcomes().finally(() => {
+        this.welcoming = null;
+      });
+      return this.welcoming;
+    }
+    // The running request may have been answered before what this call is about.
+    this.welcomingNext ??= this.welcoming
+      .catch(() => undefined)
+      .then(() => {
+        this.welcomingNext = null;
+        return this.fetchWelcomes();
+      });
+    return this.welcomingNext;
+  }
+
+  private async readWelcomes(): Promise<void> {
     if (!this.deviceId) return;
     const { welcomes } = await this.api.request<{ welcomes: Array<{ conversationId: string; seq: number; epoch: number; welcome: string }> }>('GET', `/devices/${enc(this.deviceId)}/welcomes`);
     for (const w of welcomes) {
