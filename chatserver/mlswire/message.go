@@ -73,15 +73,8 @@ func ParseMessage(b []byte) (*Message, error) {
 			r.vec("membership_tag")
 		}
 	case WirePrivate:
-		m.GroupID = r.vec("group_id")
-		m.Epoch = r.u64("epoch")
-		m.ContentType = r.u8("content_type")
-		if r.err == nil && (m.ContentType < ContentApplication || m.ContentType > ContentCommit) {
-			r.fail("content_type %d", m.ContentType)
-		}
-		r.vec("authenticated_data")
-		r.vec("encrypted_sender_data")
-		r.vec("ciphertext")
+		p := decodePrivate(r)
+		m.GroupID, m.Epoch, m.ContentType = p.groupID, p.epoch, p.contentType
 	default:
 		return nil, fmt.Errorf("mlswire: message: wire format %d is not a public or private message", wf)
 	}
@@ -90,6 +83,29 @@ func ParseMessage(b []byte) (*Message, error) {
 		return nil, fmt.Errorf("message: %w", r.err)
 	}
 	return m, nil
+}
+
+// privateMessage is a PrivateMessage's fields (RFC 9420 §6.3): the header in
+// the clear, the rest encrypted.
+type privateMessage struct {
+	groupID                               []byte
+	epoch                                 uint64
+	contentType                           uint8
+	authData, encryptedSender, ciphertext []byte
+}
+
+func decodePrivate(r *reader) privateMessage {
+	var p privateMessage
+	p.groupID = r.vec("group_id")
+	p.epoch = r.u64("epoch")
+	p.contentType = r.u8("content_type")
+	if r.err == nil && (p.contentType < ContentApplication || p.contentType > ContentCommit) {
+		r.fail("content_type %d", p.contentType)
+	}
+	p.authData = r.vec("authenticated_data")
+	p.encryptedSender = r.vec("encrypted_sender_data")
+	p.ciphertext = r.vec("ciphertext")
+	return p
 }
 
 func decodeSender(r *reader) uint8 {

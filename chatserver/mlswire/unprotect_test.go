@@ -138,12 +138,8 @@ func unprotect(msg []byte, keys keySource, senderDataSecret []byte, context []by
 	if v, wf := r.u16("version"), r.u16("wire_format"); r.err == nil && (v != Version10 || wf != WirePrivate) {
 		return nil, fmt.Errorf("not an mls10 private message")
 	}
-	groupID := r.vec("group_id")
-	epoch := r.u64("epoch")
-	ct := r.u8("content_type")
-	authData := r.vec("authenticated_data")
-	encSender := r.vec("encrypted_sender_data")
-	ciphertext := r.vec("ciphertext")
+	pm := decodePrivate(r)
+	groupID, epoch, ct, authData, encSender, ciphertext := pm.groupID, pm.epoch, pm.contentType, pm.authData, pm.encryptedSender, pm.ciphertext
 	r.done("private message")
 	if r.err != nil {
 		return nil, r.err
