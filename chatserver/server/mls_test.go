@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -323,21 +324,9 @@ func TestMLSCommitRate(t *testing.T) {
 
 func mustHex(t *testing.T, s string) []byte {
 	t.Helper()
-	b := make([]byte, len(s)/2)
-	for i := range b {
-		var v byte
-		for _, c := range s[2*i : 2*i+2] {
-			v <<= 4
-			switch {
-			case c >= '0' && c <= '9':
-				v |= byte(c - '0')
-			case c >= 'a' && c <= 'f':
-				v |= byte(c-'a') + 10
-			default:
-				t.Fatalf("not hex: %q", s)
-			}
-		}
-		b[i] = v
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatalf("not hex: %q", s)
 	}
 	return b
 }
