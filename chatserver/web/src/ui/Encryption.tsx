@@ -1,7 +1,7 @@
 // End-to-end encryption in the UI: the lock marker, this browser's devices, safety numbers
 // and their verification, the warning when a contact's devices change, notices in the
 // thread, and files encrypted on the client (decrypted here to be shown or saved).
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { formatSize, typeLabel } from '../attachments';
 import type { Contact, ServerDevice } from '../e2ee/client';
 import { openFile } from '../e2ee/keystore';
@@ -41,25 +41,29 @@ export function DevicesDialog({ store, onClose }: { store: ChatStore; onClose: (
   const [error, setError] = useState('');
   const [confirm, setConfirm] = useState<ServerDevice | null>(null);
   const [n, setN] = useState(0);
+  const opening = useRef(true);
   useEffect(() => {
     let live = true;
-    const list = e ? e.devicesOf(me.id, true) : store.api.request<{ devices: ServerDevice[] }>('GET', `/users/${encodeURIComponent(me.id)}/devices`).then((r) => r.devices);
+    // Asked afresh when the dialog opens; after that (a version bump) the cached list, which
+    // a `devices` frame or a removal here has already refreshed.
+    const list = e ? e.devicesOf(me.id, opening.current) : store.api.request<{ devices: ServerDevice[] }>('GET', `/users/${encodeURIComponent(me.id)}/devices`).then((r) => r.devices);
     list
       .then(async (ds) => Promise.all(ds.map(async (d) => ({ ...d, fp: await keyFingerprint(fromBase64(d.signatureKey)) }))))
       .then((ds) => live && setDevices(ds), (err) => live && setError(describeError(err)));
+    opening.current = false;
     return () => {
       live = false;
     };
   }, [e, v, n]);
   const remove = async (d: ServerDevice) => {
     try {
-      if (e) await e.removeDevice(d.id);
+      if (e) await e.removeDevice(d.id); // the version bump shows the list without it
       else {
         await store.api.request('DELETE', `/devices/${encodeURIComponent(d.id)}`);
         void store.retryE2ee();
+        setN(n + 1);
       }
       setConfirm(null);
-      setN(n + 1);
     } catch (err) {
       setError(describeError(err));
     }
@@ -117,12 +121,16 @@ export function SafetyDialog({ store, c, onClose, initial }: { store: ChatStore;
   const v = useVersion(store);
   const [state, setState] = useState<{ number: string; contact: Contact; fps: string[] } | null>(null);
   const [error, setError] = useState('');
+  const opening = useRef(true);
   useEffect(() => {
     if (!e || !who) return;
     let live = true;
     setState(null);
+    // My devices afresh when the dialog opens; after that the cache (`devices` frames refresh it).
+    const fresh = opening.current;
+    opening.current = false;
     (async () => {
-      const [mine, contact] = await Promise.all([e.devicesOf(me.id, true), e.contact(who)]);
+      const [mine, contact] = await Promise.all([e.devicesOf(me.id, fresh), e.contact(who)]);
       const number = await safetyNumber(
         { userId: me.id, keys: mine.map((d) => fromBase64(d.signatureKey)) },
         { userId: who, keys: contact.devices.map((d) => fromBase64(d.signatureKey)) },
