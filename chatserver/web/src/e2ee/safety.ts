@@ -15,16 +15,22 @@
 
 export const SAFETY_ITERATIONS = 5200;
 
-async function sha512(parts: Uint8Array[]): Promise<Uint8Array> {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const buf = new Uint8Array(n);
+function join(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
   let o = 0;
   for (const p of parts) {
-    buf.set(p, o);
+    out.set(p, o);
     o += p.length;
   }
-  return new Uint8Array(await crypto.subtle.digest('SHA-512', buf));
+  return out;
+}
+
+async function sha512(parts: Uint8Array[]): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest('SHA-512', join(parts) as BufferSource));
+}
+
+function hex(b: Uint8Array): string {
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
 }
 
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
@@ -33,15 +39,9 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
+/** The keys sorted bytewise, concatenated. */
 function concat(keys: Uint8Array[]): Uint8Array {
-  const sorted = [...keys].sort(compareBytes);
-  const out = new Uint8Array(sorted.reduce((s, k) => s + k.length, 0));
-  let o = 0;
-  for (const k of sorted) {
-    out.set(k, o);
-    o += k.length;
-  }
-  return out;
+  return join([...keys].sort(compareBytes));
 }
 
 /** The 30 digits of one user. */
@@ -77,13 +77,11 @@ export function groupDigits(n: string): string[] {
  * verified or first seen, so a later change of their devices shows a warning.
  */
 export async function deviceSetHash(keys: Uint8Array[]): Promise<string> {
-  const h = new Uint8Array(await crypto.subtle.digest('SHA-256', concat(keys) as BufferSource));
-  return [...h].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return hex(new Uint8Array(await crypto.subtle.digest('SHA-256', concat(keys) as BufferSource)));
 }
 
 /** A short fingerprint of one device key, for the device list: 8 groups of 4 hex digits. */
 export async function keyFingerprint(key: Uint8Array): Promise<string> {
   const h = new Uint8Array(await crypto.subtle.digest('SHA-256', key as BufferSource));
-  const hex = [...h.subarray(0, 16)].map((x) => x.toString(16).padStart(2, '0')).join('');
-  return hex.match(/.{4}/g)!.join(' ');
+  return hex(h.subarray(0, 16)).match(/.{4}/g)!.join(' ');
 }
