@@ -333,25 +333,12 @@ func (s *Service) KeyPackageCount(ctx context.Context, userID, deviceID string) 
 	return n, last, nil
 }
 
-// ClaimedKeyPackage is one device's KeyPackage handed out.
-type ClaimedKeyPackage struct {
-	UserID     string `json:"userId"`
-	DeviceID   string `json:"deviceId"`
-	KeyPackage string `json:"keyPackage"`
-}
-
-// MissingKeyPackage names a device that had none to hand out.
-type MissingKeyPackage struct {
-	UserID   string `json:"userId"`
-	DeviceID string `json:"deviceId"`
-}
-
 // ClaimKeyPackages hands userID one KeyPackage of every device of the users
 // named, to add them to the e2ee conversation convID: each named user must
 // be a member of it or someone userID may add (as the members endpoint
 // rules). Each KeyPackage goes out once; a device with none left gives its
 // last-resort package.
-func (s *Service) ClaimKeyPackages(ctx context.Context, userID, convID string, users []string) ([]ClaimedKeyPackage, []MissingKeyPackage, error) {
+func (s *Service) ClaimKeyPackages(ctx context.Context, userID, convID string, users []string) ([]protocol.ClaimedKeyPackage, []protocol.MissingKeyPackage, error) {
 	c, members, me, err := s.e2eeConversation(ctx, userID, convID)
 	if err != nil {
 		return nil, nil, err
@@ -389,19 +376,19 @@ func (s *Service) ClaimKeyPackages(ctx context.Context, userID, convID string, u
 	if err != nil {
 		return nil, nil, unavailable(err)
 	}
-	out, missing := []ClaimedKeyPackage{}, []MissingKeyPackage{}
+	out, missing := []protocol.ClaimedKeyPackage{}, []protocol.MissingKeyPackage{}
 	for _, k := range got {
 		if k.Sealed == "" {
-			missing = append(missing, MissingKeyPackage{UserID: k.UserID, DeviceID: k.DeviceID})
+			missing = append(missing, protocol.MissingKeyPackage{UserID: k.UserID, DeviceID: k.DeviceID})
 			continue
 		}
 		raw, err := s.keys.Open(k.Sealed, mlsAAD("kp", k.DeviceID, k.Ref))
 		if err != nil {
 			s.log.Error("key package failed to decrypt", "device", k.DeviceID, "err", err)
-			missing = append(missing, MissingKeyPackage{UserID: k.UserID, DeviceID: k.DeviceID})
+			missing = append(missing, protocol.MissingKeyPackage{UserID: k.UserID, DeviceID: k.DeviceID})
 			continue
 		}
-		out = append(out, ClaimedKeyPackage{UserID: k.UserID, DeviceID: k.DeviceID, KeyPackage: base64.StdEncoding.EncodeToString(raw)})
+		out = append(out, protocol.ClaimedKeyPackage{UserID: k.UserID, DeviceID: k.DeviceID, KeyPackage: base64.StdEncoding.EncodeToString(raw)})
 	}
 	return out, missing, nil
 }
@@ -415,18 +402,12 @@ type CommitRequest struct {
 	Remove   []string
 }
 
-// CommitResult is where an accepted commit stands.
-type CommitResult struct {
-	Seq   int64 `json:"seq"`
-	Epoch int64 `json:"epoch"`
-}
-
 // Commit orders an MLS commit: it is accepted only for the conversation's
 // current epoch (else stale_epoch with the current one), takes the next
 // seq, moves the epoch on by one, mirrors the membership changes it makes
 // (add, remove: the members endpoints' rules) and stores its Welcome for
 // the devices it names, all in one transaction.
-func (s *Service) Commit(ctx context.Context, userID, convID string, r CommitRequest) (*CommitResult, error) {
+func (s *Service) Commit(ctx context.Context, userID, convID string, r CommitRequest) (*protocol.CommitResult, error) {
 	if _, err := s.ownDevice(ctx, userID, r.DeviceID); err != nil {
 		return nil, err
 	}
@@ -533,7 +514,7 @@ func (s *Service) Commit(ctx context.Context, userID, convID string, r CommitReq
 	if len(change.Add)+len(change.Remove) > 0 {
 		s.announceToMembers(ctx, convID, "")
 	}
-	return &CommitResult{Seq: stored.Seq, Epoch: stored.Epoch}, nil
+	return &protocol.CommitResult{Seq: stored.Seq, Epoch: stored.Epoch}, nil
 }
 
 // commitMembers checks a commit's membership changes against the members
@@ -595,16 +576,8 @@ func (s *Service) commitMembers(ctx context.Context, c *store.Conversation, memb
 	return nil
 }
 
-// Welcome is a Welcome waiting for a device.
-type Welcome struct {
-	ConversationID string `json:"conversationId"`
-	Seq            int64  `json:"seq"`
-	Epoch          int64  `json:"epoch"`
-	Welcome        string `json:"welcome"`
-}
-
 // Welcomes returns the Welcomes waiting for one of userID's devices.
-func (s *Service) Welcomes(ctx context.Context, userID, deviceID string) ([]Welcome, error) {
+func (s *Service) Welcomes(ctx context.Context, userID, deviceID string) ([]protocol.Welcome, error) {
 	if _, err := s.ownDevice(ctx, userID, deviceID); err != nil {
 		return nil, err
 	}
@@ -612,14 +585,14 @@ func (s *Service) Welcomes(ctx context.Context, userID, deviceID string) ([]Welc
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	out := make([]Welcome, 0, len(ws))
+	out := make([]protocol.Welcome, 0, len(ws))
 	for _, w := range ws {
 		raw, err := s.keys.Open(w.Sealed, mlsAAD("welcome", w.ConversationID, ""))
 		if err != nil {
 			s.log.Error("welcome failed to decrypt", "device", deviceID, "conversation", w.ConversationID, "err", err)
 			continue
 		}
-		out = append(out, Welcome{ConversationID: w.ConversationID, Seq: w.Seq, Epoch: w.Epoch,
+		out = append(out, protocol.Welcome{ConversationID: w.ConversationID, Seq: w.Seq, Epoch: w.Epoch,
 			Welcome: base64.StdEncoding.EncodeToString(raw)})
 	}
 	return out, nil

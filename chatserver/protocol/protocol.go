@@ -69,6 +69,35 @@ type Device struct {
 	CreatedAt    time.Time `json:"createdAt"`
 }
 
+// ClaimedKeyPackage is one device's KeyPackage handed out by a claim
+// (base64).
+type ClaimedKeyPackage struct {
+	UserID     string `json:"userId"`
+	DeviceID   string `json:"deviceId"`
+	KeyPackage string `json:"keyPackage"`
+}
+
+// MissingKeyPackage names a device that had none to hand out.
+type MissingKeyPackage struct {
+	UserID   string `json:"userId"`
+	DeviceID string `json:"deviceId"`
+}
+
+// CommitResult is where an accepted commit stands.
+type CommitResult struct {
+	Seq   int64 `json:"seq"`
+	Epoch int64 `json:"epoch"`
+}
+
+// Welcome is a Welcome waiting for a device (GET
+// /api/v1/devices/{id}/welcomes).
+type Welcome struct {
+	ConversationID string `json:"conversationId"`
+	Seq            int64  `json:"seq"`
+	Epoch          int64  `json:"epoch"`
+	Welcome        string `json:"welcome"`
+}
+
 // Attachment is an uploaded file as clients see it (docs/api.md,
 // "Attachments"). Width, height and preview are set for images, duration
 // for audio whose container says it.

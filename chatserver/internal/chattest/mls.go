@@ -78,10 +78,8 @@ func (d *Device) Upload(n int) []string {
 
 // Claimed is the answer of a KeyPackage claim.
 type Claimed struct {
-	KeyPackages []struct {
-		UserID, DeviceID, KeyPackage string
-	} `json:"keyPackages"`
-	Missing []struct{ UserID, DeviceID string } `json:"missing"`
+	KeyPackages []protocol.ClaimedKeyPackage `json:"keyPackages"`
+	Missing     []protocol.MissingKeyPackage `json:"missing"`
 }
 
 // Refs are the KeyPackageRefs (raw) of the claimed packages.
@@ -112,15 +110,9 @@ func (c *Client) Claim(convID string, users ...string) (Claimed, Resp) {
 	return out, r
 }
 
-// CommitResult is the answer of an accepted commit.
-type CommitResult struct {
-	Seq   int64 `json:"seq"`
-	Epoch int64 `json:"epoch"`
-}
-
 // Commit posts a commit made by the device at epoch, with a Welcome for
 // refs when there are any, and membership changes.
-func (d *Device) Commit(convID string, epoch uint64, refs [][]byte, add, remove []string) (CommitResult, Resp) {
+func (d *Device) Commit(convID string, epoch uint64, refs [][]byte, add, remove []string) (protocol.CommitResult, Resp) {
 	d.C.API.T.Helper()
 	body := map[string]any{"deviceId": d.ID, "commit": B64(mlswiretest.Commit(convID, epoch))}
 	if len(refs) > 0 {
@@ -133,7 +125,7 @@ func (d *Device) Commit(convID string, epoch uint64, refs [][]byte, add, remove 
 		body["remove"] = remove
 	}
 	r := d.C.Do("POST", "/api/v1/conversations/"+convID+"/mls/commit", body)
-	var out CommitResult
+	var out protocol.CommitResult
 	if r.Status == http.StatusOK {
 		r.Decode(d.C.API.T, &out)
 	}
@@ -161,20 +153,12 @@ func (c *Client) E2EEGroup(title string, members ...*Client) protocol.Conversati
 	return conv
 }
 
-// Welcome is one Welcome waiting for a device.
-type Welcome struct {
-	ConversationID string `json:"conversationId"`
-	Seq            int64  `json:"seq"`
-	Epoch          int64  `json:"epoch"`
-	Welcome        string `json:"welcome"`
-}
-
 // Welcomes lists the device's Welcomes.
-func (d *Device) Welcomes() ([]Welcome, Resp) {
+func (d *Device) Welcomes() ([]protocol.Welcome, Resp) {
 	d.C.API.T.Helper()
 	r := d.C.Do("GET", "/api/v1/devices/"+d.ID+"/welcomes", nil)
 	var out struct {
-		Welcomes []Welcome `json:"welcomes"`
+		Welcomes []protocol.Welcome `json:"welcomes"`
 	}
 	if r.Status == http.StatusOK {
 		r.Decode(d.C.API.T, &out)
