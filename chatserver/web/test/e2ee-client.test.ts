@@ -235,6 +235,32 @@ class DS {
 
 const text = (id: string, t: string, extra: Partial<Extract<Payload, { type: 'text' }>> = {}): Payload => ({ v: 1, type: 'text', id, text: t, ...extra });
 
+/** A client started as a device of the service, which delivers frames to it. */
+async function online(ds: DS, c: Client, name = 'dev'): Promise<Client> {
+  await c.start(name);
+  ds.devices.get(c.e2ee.deviceId!)!.client = c;
+  return c;
+}
+
+/** Alice and Bob, one device each, in the encrypted group `cv` Alice created. */
+async function aliceAndBob(ds: DS): Promise<[Client, Client]> {
+  const [a, b] = [new Client(ds, 'ua'), new Client(ds, 'ub')];
+  for (const x of [a, b]) await online(ds, x);
+  await a.e2ee.created(ds.create('cv', ['ua', 'ub']));
+  await settle([a, b], 'cv');
+  return [a, b];
+}
+
+/** Alice's second device joins `cv` (epoch 1 -> 2) while Bob is away. */
+async function secondDeviceWhileAway(ds: DS, a: Client, b: Client): Promise<Client> {
+  b.offline = true;
+  const a2 = await online(ds, new Client(ds, 'ua'), 'A2');
+  a.e2ee.devicesChanged('ua');
+  await a.e2ee.reconcile('cv', { now: true });
+  await settle([a, a2], 'cv');
+  return a2;
+}
+
 async function settle(clients: Client[], id: string) {
   for (let i = 0; i < 4; i++) {
     await new Promise((r) => setTimeout(r, 5));
@@ -245,17 +271,9 @@ async function settle(clients: Client[], id: string) {
 describe('E2ee client against an in-memory delivery service', () => {
   it('group lifecycle: create, talk, edit, react, reply, add a member, a new device, remove a member', async () => {
     const ds = new DS();
-    const alice = new Client(ds, 'ua');
-    const bob = new Client(ds, 'ub');
-    const carol = new Client(ds, 'uc');
-    for (const [c, n] of [
-      [alice, 'A1'],
-      [bob, 'B1'],
-      [carol, 'C1'],
-    ] as const) {
-      await c.start(n);
-      ds.devices.get(c.e2ee.deviceId!)!.client = c;
-    }
+    const alice = await online(ds, new Client(ds, 'ua'), 'A1');
+    const bob = await online(ds, new Client(ds, 'ub'), 'B1');
+    const carol = await online(ds, new Client(ds, 'uc'), 'C1');
     // Topped up: 20 one-time packages and a last-resort one per device.
     expect(ds.devices.get(bob.e2ee.deviceId!)!.kps).toHaveLength(20);
     expect(ds.devices.get(bob.e2ee.deviceId!)!.lastResort).toBeTruthy();
@@ -300,9 +318,7 @@ describe('E2ee client against an in-memory delivery service', () => {
     expect(bob.text('k3')).toBe('hi all, @ua and @nobody');
 
     // Alice's second device: Bob sees it and commits the add.
-    const alice2 = new Client(ds, 'ua');
-    await alice2.start('A2');
-    ds.devices.get(alice2.e2ee.deviceId!)!.client = alice2;
+    const alice2 = await online(ds, new Client(ds, 'ua'), 'A2');
     bob.e2ee.devicesChanged('ua');
     await bob.e2ee.reconcile('cv1', { now: true });
     await settle([alice, alice2, bob, carol], 'cv1');
@@ -352,26 +368,19 @@ describe('E2ee client against an in-memory delivery service', () => {
   it('a device that missed epochs catches up in seq order; two devices racing to commit do not fork the group', async () => {
     const ds = new DS();
     const [a, b, c] = [new Client(ds, 'ua'), new Client(ds, 'ub'), new Client(ds, 'uc')];
-    for (const x of [a, b, c]) {
-      await x.start('dev');
-      ds.devices.get(x.e2ee.deviceId!)!.client = x;
-    }
+    for (const x of [a, b, c]) await online(ds, x);
     await a.e2ee.created(ds.create('cv', ['ua', 'ub', 'uc']));
     await settle([a, b, c], 'cv');
     expect(c.e2ee.info('cv')!.epoch).toBe(1);
 
     // Carol goes offline; two new devices arrive (two commits) with messages between.
     c.offline = true;
-    const a2 = new Client(ds, 'ua');
-    await a2.start('A2');
-    ds.devices.get(a2.e2ee.deviceId!)!.client = a2;
+    const a2 = await online(ds, new Client(ds, 'ua'), 'A2');
     b.e2ee.devicesChanged('ua');
     await b.e2ee.reconcile('cv', { now: true });
     await settle([a, a2, b], 'cv');
     await a.send('cv', text('x1', 'one'), 'x1');
-    const b2 = new Client(ds, 'ub');
-    await b2.start('B2');
-    ds.devices.get(b2.e2ee.deviceId!)!.client = b2;
+    const b2 = await online(ds, new Client(ds, 'ub'), 'B2');
     // Alice and Bob both see Bob's new device and commit at the same epoch: one wins.
     a.e2ee.devicesChanged('ub');
     b.e2ee.devicesChanged('ub');
@@ -397,13 +406,7 @@ describe('E2ee client against an in-memory delivery service', () => {
 
   it('a member who left on the server is removed from the group by the next device that looks; a deleted message leaves no plaintext', async () => {
     const ds = new DS();
-    const [a, b] = [new Client(ds, 'ua'), new Client(ds, 'ub')];
-    for (const x of [a, b]) {
-      await x.start('dev');
-      ds.devices.get(x.e2ee.deviceId!)!.client = x;
-    }
-    await a.e2ee.created(ds.create('cv', ['ua', 'ub']));
-    await settle([a, b], 'cv');
+    const [a, b] = await aliceAndBob(ds);
     const m = await b.send('cv', text('t', 'to be deleted'), 't');
     await settle([a, b], 'cv');
     expect(a.text('t')).toBe('to be deleted');
@@ -422,22 +425,10 @@ describe('E2ee client against an in-memory delivery service', () => {
 
   it('a commit the device cannot apply leaves it out of step: it says so and stops waiting', async () => {
     const ds = new DS();
-    const [a, b] = [new Client(ds, 'ua'), new Client(ds, 'ub')];
-    for (const x of [a, b]) {
-      await x.start('dev');
-      ds.devices.get(x.e2ee.deviceId!)!.client = x;
-    }
-    await a.e2ee.created(ds.create('cv', ['ua', 'ub']));
-    await settle([a, b], 'cv');
+    const [a, b] = await aliceAndBob(ds);
     // Alice's second device joins (epoch 1 -> 2) while Bob is away; what Bob gets at that
     // seq instead is a commit for this group id and epoch from another group (a fork).
-    b.offline = true;
-    const a2 = new Client(ds, 'ua');
-    await a2.start('A2');
-    ds.devices.get(a2.e2ee.deviceId!)!.client = a2;
-    a.e2ee.devicesChanged('ua');
-    await a.e2ee.reconcile('cv', { now: true });
-    await settle([a, a2], 'cv');
+    await secondDeviceWhileAway(ds, a, b);
     expect(a.e2ee.info('cv')!.epoch).toBe(2);
     b.offline = false;
     const rogue = await mls.context(await mls.newSigner(), 'ux:dx');
@@ -458,20 +449,8 @@ describe('E2ee client against an in-memory delivery service', () => {
 
   it('a message at a later epoch than the device waits for the commit before it', async () => {
     const ds = new DS();
-    const [a, b] = [new Client(ds, 'ua'), new Client(ds, 'ub')];
-    for (const x of [a, b]) {
-      await x.start('dev');
-      ds.devices.get(x.e2ee.deviceId!)!.client = x;
-    }
-    await a.e2ee.created(ds.create('cv', ['ua', 'ub']));
-    await settle([a, b], 'cv');
-    b.offline = true;
-    const a2 = new Client(ds, 'ua');
-    await a2.start('A2');
-    ds.devices.get(a2.e2ee.deviceId!)!.client = a2;
-    a.e2ee.devicesChanged('ua');
-    await a.e2ee.reconcile('cv', { now: true });
-    await settle([a, a2], 'cv');
+    const [a, b] = await aliceAndBob(ds);
+    await secondDeviceWhileAway(ds, a, b);
     const m = await a.send('cv', text('late', 'after the commit'), 'late');
     // The message arrives alone first (a live frame after a gap): it waits, a sync is asked.
     b.e2ee.incomingMessage(m);
