@@ -477,14 +477,12 @@ export class E2ee {
         this.queues.set(id, q.slice(1));
         const it = d.item;
         if (d.action === 'drop') {
-          if (it.message) {
-            const p = this.plain.get(it.message.id) ?? (await this.vault.getJSON<Plain>(`plain:${it.message.id}`));
-            if (p) {
-              this.plain.set(it.message.id, p);
-              if (p.kind !== 'hidden') this.host.deliver(id, this.decorate(it.message, p));
-              else this.host.consumed(id, it.seq);
-            } else this.host.consumed(id, it.seq);
-          } else this.host.consumed(id, it.seq);
+          // Processed already (here, or by another tab): a text is shown from what was kept.
+          const m = it.message;
+          const p = m && (this.plain.get(m.id) ?? (await this.vault.getJSON<Plain>(`plain:${m.id}`)));
+          if (m && p) this.plain.set(m.id, p);
+          if (m && p && p.kind !== 'hidden') this.host.deliver(id, this.decorate(m, p));
+          else this.host.consumed(id, it.seq);
           continue;
         }
         await this.step(id, g, it);
