@@ -623,15 +623,15 @@ type Device struct {
 	CreatedAt    time.Time
 }
 
-// KeyPackage is a device's MLS KeyPackage, sealed by the keyring.
+// KeyPackage is a device's MLS KeyPackage, sealed by the keyring. Whether
+// it is the last-resort one is where AddKeyPackages is given it.
 type KeyPackage struct {
-	Ref        string // hex of the KeyPackageRef (RFC 9420 §5.2)
-	DeviceID   string
-	LastResort bool
-	Sealed     string // keyring ciphertext of the KeyPackage encoding
-	KeyID      string
-	NotAfter   time.Time // end of its lifetime: never handed out after
-	CreatedAt  time.Time
+	Ref       string // hex of the KeyPackageRef (RFC 9420 §5.2)
+	DeviceID  string
+	Sealed    string // keyring ciphertext of the KeyPackage encoding
+	KeyID     string
+	NotAfter  time.Time // end of its lifetime: never handed out after
+	CreatedAt time.Time
 }
 
 // ClaimedKeyPackage is what a claim hands out for one device: a KeyPackage,
