@@ -187,14 +187,10 @@ func New(c Config) *Service {
 	if window <= 0 {
 		window = DefaultEditWindow
 	}
-	maxMembers := c.MaxGroupMembers
-	if maxMembers <= 0 {
-		maxMembers = DefaultMaxGroupMembers
-	}
 	return &Service{store: c.Store, keys: c.Keys, events: c.Events, presence: c.Presence, audit: c.Audit,
 		limiter: c.MessageLimit, metrics: metrics.OrNew(c.Metrics), log: c.Logger, maxChars: c.MaxBodyChars, now: now,
 		faults: c.Faults, editWindow: window, attachments: c.Attachments, avatars: c.Avatars, push: c.Push,
-		members: newMemberCache(memberCacheSize), maxMembers: maxMembers,
+		members: newMemberCache(memberCacheSize), maxMembers: orDefault(c.MaxGroupMembers, DefaultMaxGroupMembers),
 		maxDevices: orDefault(c.MaxDevices, DefaultMaxDevices), maxKeyPackages: orDefault(c.MaxKeyPackages, DefaultMaxKeyPackages),
 		claimLimit: c.ClaimLimit}
 }
