@@ -204,15 +204,18 @@ func (s *Service) DevicesGone(ctx context.Context, userID string) { s.publishDev
 // UserDevices lists a user's devices: any signed-in user may read them (to
 // verify a contact's keys).
 func (s *Service) UserDevices(ctx context.Context, userID string) ([]protocol.Device, error) {
-	if _, err := s.store.UserByID(ctx, userID); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, apperr.New(apperr.NotFound, "no such user")
-		}
-		return nil, unavailable(err)
-	}
 	ds, err := s.store.UserDevices(ctx, []string{userID})
 	if err != nil {
 		return nil, unavailable(err)
+	}
+	if len(ds) == 0 {
+		// A device's user exists: only an empty list asks whether the user does.
+		if _, err := s.store.UserByID(ctx, userID); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, apperr.New(apperr.NotFound, "no such user")
+			}
+			return nil, unavailable(err)
+		}
 	}
 	out := make([]protocol.Device, len(ds))
 	for i := range ds {
