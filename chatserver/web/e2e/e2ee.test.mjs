@@ -25,10 +25,16 @@ describe('end-to-end encrypted conversations', () => {
     });
     return p;
   };
-  /** Signs in and waits until the page is an MLS device (registered, KeyPackages uploaded). */
+  /** Waits until the page (a Playwright Page) is an MLS device (registered, KeyPackages uploaded). */
+  const deviceReady = (page) => page.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+  /** Waits until the page's device has joined the conversation's group. */
+  const joined = (page, id = convId) => page.waitForFunction((x) => !!window.__parleyStore.e2ee.info(x), id, { timeout: T });
+  /** The epoch of the conversation's group on the page's device. */
+  const epochOf = (page, id = convId) => page.evaluate((x) => window.__parleyStore.e2ee.info(x).epoch, id);
+  /** Signs in and waits until the page is an MLS device. */
   const signIn = async (p, who) => {
     await signInUI(p.page, who);
-    await p.page.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    await deviceReady(p.page);
     return p.page.evaluate(() => window.__parleyStore.e2ee.deviceId);
   };
   const messageWith = (p, text) => p.page.locator('[data-testid=message] .msg-body', { hasText: text });
@@ -95,7 +101,7 @@ describe('end-to-end encrypted conversations', () => {
 
     // Bob's list shows it with the lock; his device joined from the Welcome.
     await bob.page.locator(`[data-conversation="${convId}"] [data-testid=e2ee-lock]`).waitFor({ timeout: T });
-    await bob.page.waitForFunction((id) => !!window.__parleyStore.e2ee.info(id), convId, { timeout: T });
+    await joined(bob.page);
     await open(bob);
 
     await send(a1, 'Meet at the old mill at nine');
@@ -123,7 +129,7 @@ describe('end-to-end encrypted conversations', () => {
     await a1.page.getByRole('dialog').getByText('Carol', { exact: false }).first().waitFor({ timeout: T });
     await a1.page.keyboard.press('Escape');
 
-    await carol.page.waitForFunction((id) => !!window.__parleyStore.e2ee.info(id), convId, { timeout: T });
+    await joined(carol.page);
     await open(carol);
     await carol.page.getByTestId('joined-later').getByText("Messages sent before this device joined can't be read here").waitFor({ timeout: T });
     await carol.page.locator('[data-testid=undecryptable]', { hasText: 'Sent before this device joined' }).first().waitFor({ timeout: T });
@@ -190,7 +196,7 @@ describe('end-to-end encrypted conversations', () => {
     await bob.page.getByRole('heading', { name: 'Carol' }).waitFor({ timeout: T });
     await bob.page.locator('.pane-head [data-testid=e2ee-lock]').waitFor({ timeout: T });
     const direct = new URL(bob.page.url()).pathname.split('/')[2];
-    await carol.page.waitForFunction((id) => !!window.__parleyStore.e2ee.info(id), direct, { timeout: T });
+    await joined(carol.page, direct);
     // Carol asks for the same encrypted conversation: the existing one (200), no second group.
     await carol.page.getByRole('button', { name: 'New chat' }).click();
     await carol.page.getByTestId('e2ee-option').check();
@@ -202,7 +208,7 @@ describe('end-to-end encrypted conversations', () => {
     await messageWith(bob, 'Just between us').waitFor({ timeout: T });
     await send(bob, 'Agreed');
     await messageWith(carol, 'Agreed').waitFor({ timeout: T });
-    const epochs = await Promise.all([bob, carol].map((p) => p.page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, direct)));
+    const epochs = await Promise.all([bob, carol].map((p) => epochOf(p.page, direct)));
     assert.deepEqual(epochs, [1, 1], 'one commit: the creator adding the other');
     // Back to the group for the next tests.
     await open(bob);
@@ -214,7 +220,7 @@ describe('end-to-end encrypted conversations', () => {
     const errors = [];
     tab2.on('pageerror', (e) => errors.push(String(e)));
     await tab2.goto('/');
-    await tab2.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    await deviceReady(tab2);
     const [d1, d2] = await Promise.all([bob.page, tab2].map((pg) => pg.evaluate(() => window.__parleyStore.e2ee.deviceId)));
     assert.equal(d1, d2, 'the same device');
     const t2 = { page: tab2 };
@@ -238,7 +244,7 @@ describe('end-to-end encrypted conversations', () => {
     await tab2.close();
     // What the tabs kept is intact after a reload.
     await bob.page.reload();
-    await bob.page.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    await deviceReady(bob.page);
     await open(bob);
     for (const text of ['From the second tab', 'From the first tab', 'Second tab again']) await messageWith(bob, text).waitFor({ timeout: T });
     assert.deepEqual(errors, []);
@@ -277,12 +283,12 @@ describe('end-to-end encrypted conversations', () => {
     // Bob has seen Alice's devices (the first-seen record) before the change.
     await open(bob);
     // Carol's browser is closed meanwhile: it will miss the commit and the messages.
-    const carolEpoch = await carol.page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId);
+    const carolEpoch = await epochOf(carol.page);
     await carol.page.close();
     a2 = await person();
     const d2 = await signIn(a2, A);
     assert.ok(d2);
-    await a2.page.waitForFunction((id) => !!window.__parleyStore.e2ee.info(id), convId, { timeout: T });
+    await joined(a2.page);
     await open(a2);
     await a2.page.getByTestId('joined-later').waitFor({ timeout: T });
     assert.equal(await messageWith(a2, 'old mill').count(), 0);
@@ -299,11 +305,11 @@ describe('end-to-end encrypted conversations', () => {
     carol.page = await carol.context.newPage();
     carol.page.on('pageerror', (e) => carol.pageErrors.push(String(e.stack ?? e)));
     await carol.page.goto('/');
-    await carol.page.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    await deviceReady(carol.page);
     await open(carol);
     await messageWith(carol, 'For both of your devices, Alice').waitFor({ timeout: T });
     await messageWith(carol, 'Written on my second device').waitFor({ timeout: T });
-    const caughtUp = await carol.page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId);
+    const caughtUp = await epochOf(carol.page);
     assert.ok(caughtUp > carolEpoch, `Carol's device went from epoch ${carolEpoch} to ${caughtUp}`);
     // The group holds exactly the four devices, the same on every device.
     const devices = (p) => p.page.evaluate((id) => window.__parleyStore.e2ee.memberDevices(id).sort(), convId);
@@ -315,7 +321,7 @@ describe('end-to-end encrypted conversations', () => {
 
     // A reload: the keys and what was read come back from IndexedDB (sealed), and it goes on.
     await bob.page.reload();
-    await bob.page.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    await deviceReady(bob.page);
     await open(bob);
     await messageWith(bob, 'Meet at the old mill at nine').waitFor({ timeout: T });
     await messageWith(bob, 'Written on my second device').waitFor({ timeout: T });
@@ -377,7 +383,7 @@ describe('end-to-end encrypted conversations', () => {
       window.__PARLEY_TEST__ = true;
     });
     await signIn(axeBob, B);
-    await axeBob.page.waitForFunction((id) => !!window.__parleyStore.e2ee.info(id), convId, { timeout: T });
+    await joined(axeBob.page);
     await open(axeBob);
     const check = async (what, include) => assert.deepEqual(await seriousViolations(axeBob.page, { include }), [], `${what}: serious or critical axe violations`);
     await check('encrypted conversation');
@@ -418,9 +424,9 @@ describe('end-to-end encrypted conversations', () => {
     });
     bob.page = page;
     await page.goto('/');
-    await page.waitForFunction(() => !!window.__parleyStore?.e2ee?.deviceId, null, { timeout: T });
+    await deviceReady(page);
     await open(bob);
-    const before = await page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId);
+    const before = await epochOf(page);
     // Alice adds Carol back: one commit (Carol's device joins again from a new Welcome).
     await a1.page.getByRole('button', { name: 'Members' }).click();
     await a1.page.getByLabel('Add people').fill(C.username);
@@ -429,12 +435,12 @@ describe('end-to-end encrypted conversations', () => {
     await a1.page.keyboard.press('Escape');
     for (let i = 0; i < 50 && seen.dropped === 0; i++) await page.waitForTimeout(100);
     assert.ok(seen.dropped >= 1, 'the commit frame was held back');
-    assert.equal(await page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId), before, 'Bob is an epoch behind');
+    assert.equal(await epochOf(page), before, 'Bob is an epoch behind');
     await send(bob, 'Written an epoch behind');
     assert.ok(seen.stale >= 1, 'the server refused the first try with stale_epoch');
     await messageWith(a1, 'Written an epoch behind').waitFor({ timeout: T });
     await carol.page.getByTestId('e2ee-blocked').waitFor({ state: 'detached', timeout: T });
     await messageWith(carol, 'Written an epoch behind').waitFor({ timeout: T });
-    assert.ok((await page.evaluate((id) => window.__parleyStore.e2ee.info(id).epoch, convId)) > before);
+    assert.ok((await epochOf(page)) > before);
   });
 });
