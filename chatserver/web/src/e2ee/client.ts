@@ -629,11 +629,15 @@ export class E2ee {
 
   /** Reads from IndexedDB the plaintext another tab kept for these messages since this one started. */
   async loadKept(ms: readonly Message[]): Promise<void> {
-    for (const m of ms) {
-      if (!m.ciphertext || this.plain.has(m.id)) continue;
-      const p = await this.vault.getJSON<Plain>(`plain:${m.id}`);
-      if (p) this.plain.set(m.id, p);
-    }
+    // A page of history: its reads go to IndexedDB together, not one after another.
+    await Promise.all(
+      ms
+        .filter((m) => m.ciphertext && !this.plain.has(m.id))
+        .map(async (m) => {
+          const p = await this.vault.getJSON<Plain>(`plain:${m.id}`);
+          if (p) this.plain.set(m.id, p);
+        }),
+    );
     const ids = new Set(ms.map((m) => m.conversationId));
     for (const id of ids) await this.refreshNow(id);
   }
