@@ -177,11 +177,21 @@ func (c *Client) Direct(other *Client) protocol.Conversation {
 // Group creates a group with the given members.
 func (c *Client) Group(title string, members ...*Client) protocol.Conversation {
 	c.API.T.Helper()
+	return c.group(title, false, members)
+}
+
+// group creates a group, end-to-end encrypted when e2ee.
+func (c *Client) group(title string, e2ee bool, members []*Client) protocol.Conversation {
+	c.API.T.Helper()
 	ids := make([]string, len(members))
 	for i, m := range members {
 		ids[i] = m.User.ID
 	}
-	r := c.Do("POST", "/api/v1/conversations/group", map[string]any{"title": title, "memberIds": ids})
+	body := map[string]any{"title": title, "memberIds": ids}
+	if e2ee {
+		body["e2ee"] = true
+	}
+	r := c.Do("POST", "/api/v1/conversations/group", body)
 	if r.Status != http.StatusCreated {
 		c.API.T.Fatalf("group: %d %s", r.Status, r.Body)
 	}

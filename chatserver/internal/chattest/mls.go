@@ -146,16 +146,7 @@ func (c *Client) SendCiphertext(convID string, msg []byte) (protocol.Message, Re
 // E2EEGroup creates an end-to-end encrypted group with the given members.
 func (c *Client) E2EEGroup(title string, members ...*Client) protocol.Conversation {
 	c.API.T.Helper()
-	ids := make([]string, len(members))
-	for i, m := range members {
-		ids[i] = m.User.ID
-	}
-	r := c.Do("POST", "/api/v1/conversations/group", map[string]any{"title": title, "memberIds": ids, "e2ee": true})
-	if r.Status != http.StatusCreated {
-		c.API.T.Fatalf("e2ee group: %d %s", r.Status, r.Body)
-	}
-	var conv protocol.Conversation
-	r.Decode(c.API.T, &conv)
+	conv := c.group(title, true, members)
 	if !conv.E2EE || conv.MLSEpoch != 0 {
 		c.API.T.Fatalf("e2ee group: %+v", conv)
 	}
