@@ -116,7 +116,7 @@ func bodyLimit(maxBody int64) gin.HandlerFunc {
 			return
 		}
 		maxBody := maxBody
-		if c.Request.Method == http.MethodPost && mlsBodyPath(c.Request.URL.Path) {
+		if c.Request.Method == http.MethodPost && mlsBodyRoutes[c.FullPath()] {
 			// Commits with their Welcome and KeyPackage batches are larger
 			// than any message; their own limits are checked field by field.
 			maxBody = max(maxBody, messaging.MLSBodyLimit)

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -26,21 +25,11 @@ func (a *API) mlsRoutes(authed *gin.RouterGroup) {
 	authed.POST("/conversations/:id/mls/commit", a.commit)
 }
 
-// mlsBodyPath reports the POST routes whose bodies may reach
-// messaging.MLSBodyLimit: commits and KeyPackage uploads.
-func mlsBodyPath(p string) bool {
-	rest, ok := strings.CutPrefix(p, "/api/v1/")
-	if !ok {
-		return false
-	}
-	parts := strings.Split(rest, "/")
-	switch {
-	case len(parts) == 4 && parts[0] == "conversations" && parts[2] == "mls" && parts[3] == "commit":
-		return true
-	case len(parts) == 3 && parts[0] == "devices" && parts[2] == "keypackages":
-		return true
-	}
-	return false
+// mlsBodyRoutes are the POST routes (gin's full paths) whose bodies may reach
+// messaging.MLSBodyLimit: KeyPackage uploads and commits.
+var mlsBodyRoutes = map[string]bool{
+	"/api/v1/devices/:id/keypackages":      true,
+	"/api/v1/conversations/:id/mls/commit": true,
 }
 
 func (a *API) registerDevice(c *gin.Context) {
