@@ -629,6 +629,11 @@ export class E2ee {
 
   /** Reads from IndexedDB the plaintext another tab kept for these messages since this one started. */
   async loadKept(ms: readonly Message[]): Promise<void> {
+    // Groups before plaintext, as in start(): another tab keeps what it decrypted before it
+    // saves the group, so the plaintext read next covers every seq the groups say was
+    // processed (read the other way round, a message processed meanwhile by another tab
+    // had a processed seq but no plaintext here, and showed as not decryptable).
+    for (const id of new Set(ms.map((m) => m.conversationId))) await this.refreshNow(id);
     // A page of history: its reads go to IndexedDB together, not one after another.
     await Promise.all(
       ms
@@ -638,8 +643,6 @@ export class E2ee {
           if (p) this.plain.set(m.id, p);
         }),
     );
-    const ids = new Set(ms.map((m) => m.conversationId));
-    for (const id of ids) await this.refreshNow(id);
   }
 
   /** The stored group, when another tab moved it on (its processed seq decides what history shows). */
