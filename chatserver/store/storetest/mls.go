@@ -26,16 +26,8 @@ var mlsTests = []test{
 
 func mustE2EEGroup(t *testing.T, s store.Store, users ...*store.User) *store.Conversation {
 	t.Helper()
-	c := &store.Conversation{ID: newID("c"), Kind: store.KindGroup, TitleSealed: "v1.k1.t", CreatedBy: users[0].ID,
-		CreatedAt: t0, LastActivity: t0, E2EE: true}
-	var ms []store.Member
-	for i, u := range users {
-		role := store.RoleMember
-		if i == 0 {
-			role = store.RoleOwner
-		}
-		ms = append(ms, store.Member{UserID: u.ID, Role: role, JoinedAt: t0})
-	}
+	c, ms := newGroup(t0, users...)
+	c.E2EE = true
 	wantNoErr(t, "CreateConversation(e2ee)", s.CreateConversation(ctx(t), c, ms))
 	return c
 }

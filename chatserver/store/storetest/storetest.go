@@ -81,6 +81,15 @@ func mustUser(t *testing.T, s store.Store, username string) *store.User {
 // others as members.
 func mustGroup(t *testing.T, s store.Store, at time.Time, users ...*store.User) *store.Conversation {
 	t.Helper()
+	c, ms := newGroup(at, users...)
+	if err := s.CreateConversation(ctx(t), c, ms); err != nil {
+		t.Fatalf("CreateConversation: %v", err)
+	}
+	return c
+}
+
+// newGroup is a group created at at by users[0] (its owner) with users as members.
+func newGroup(at time.Time, users ...*store.User) (*store.Conversation, []store.Member) {
 	c := &store.Conversation{
 		ID: newID("c"), Kind: store.KindGroup, TitleSealed: "v1.k1.sealed-title",
 		CreatedBy: users[0].ID, CreatedAt: at, LastActivity: at,
@@ -93,10 +102,7 @@ func mustGroup(t *testing.T, s store.Store, at time.Time, users ...*store.User) 
 		}
 		ms = append(ms, store.Member{ConversationID: c.ID, UserID: u.ID, Role: role, JoinedAt: at})
 	}
-	if err := s.CreateConversation(ctx(t), c, ms); err != nil {
-		t.Fatalf("CreateConversation: %v", err)
-	}
-	return c
+	return c, ms
 }
 
 func mustSend(t *testing.T, s store.Store, c *store.Conversation, from *store.User, at time.Time) *store.Message {
