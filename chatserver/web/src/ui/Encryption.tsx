@@ -202,7 +202,7 @@ export function DeviceChangeWarning({ store, c, onVerify }: { store: ChatStore; 
   const e = store.e2ee;
   const v = useVersion(store);
   const me = store.me.value!;
-  const [changed, setChanged] = useState<Array<{ id: string; name: string; verified: boolean }>>([]);
+  const [changed, setChanged] = useState<Array<{ id: string; name: string }>>([]);
   const ids = c.members
     .map((m) => m.id)
     .filter((id) => id !== me.id)
@@ -215,10 +215,10 @@ export function DeviceChangeWarning({ store, c, onVerify }: { store: ChatStore; 
         .filter((m) => m.id !== me.id)
         .map(async (m) => {
           const k = await e.contact(m.id);
-          return k.changed ? { id: m.id, name: m.displayName || m.username, verified: false } : null;
+          return k.changed ? { id: m.id, name: m.displayName || m.username } : null;
         }),
     ).then(
-      (r) => live && setChanged(r.filter((x): x is { id: string; name: string; verified: boolean } => !!x)),
+      (r) => live && setChanged(r.filter((x): x is { id: string; name: string } => !!x)),
       () => {},
     );
     return () => {
