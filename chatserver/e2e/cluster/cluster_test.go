@@ -268,38 +268,46 @@ func jwtKID(t *testing.T, tok string) string {
 	return h.Kid
 }
 
-// newChatCluster creates a hostPath PersistentVolume for the SQLite claim and
-// applies the ChatCluster; extraSpec is more YAML under spec.
-func newChatCluster(t *testing.T, name, extraSpec string) *chatCluster {
-	dir := filepath.Join(workDir, "pv", name)
-	// A volume and a database left by an earlier run (a Released volume never binds again).
-	if _, err := kubectl(t, "", "delete", "pv", ns+"-"+name+"-data", "--ignore-not-found"); err != nil {
+// hostPathPV applies PersistentVolume <namespace>-<name> on a fresh folder
+// owned by uid (hostPath volumes ignore fsGroup), bound in advance by claimRef
+// to claim: there is no dynamic provisioner on the node.
+func hostPathPV(t *testing.T, namespace, name, claim string, uid int) {
+	t.Helper()
+	pv := namespace + "-" + name
+	dir := filepath.Join(workDir, "pv", pv)
+	// A volume and its data left by an earlier run (a Released volume never binds again).
+	if _, err := kubectl(t, "", "delete", "pv", pv, "--ignore-not-found"); err != nil {
 		t.Fatal(err)
 	}
 	_ = os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// hostPath volumes ignore fsGroup: the chat server (uid 65532) must own the folder.
-	if err := os.Chown(dir, 65532, 65532); err != nil {
+	if err := os.Chown(dir, uid, uid); err != nil {
 		t.Fatal(err)
 	}
 	apply(t, fmt.Sprintf(`apiVersion: v1
 kind: PersistentVolume
-metadata: {name: %[1]s-%[2]s-data}
+metadata: {name: %[1]s}
 spec:
-  capacity: {storage: 1Gi}
+  capacity: {storage: 2Gi}
   accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
-  storageClassName: %[3]s
-  claimRef: {namespace: %[1]s, name: %[2]s-data}
-  hostPath: {path: %[4]s, type: Directory}
----
-apiVersion: chat.parley.dev/v1alpha1
+  storageClassName: %[2]s
+  claimRef: {namespace: %[3]s, name: %[4]s}
+  hostPath: {path: %[5]s, type: Directory}
+`, pv, storageClass, namespace, claim, dir))
+}
+
+// newChatCluster creates a hostPath PersistentVolume for the SQLite claim and
+// applies the ChatCluster; extraSpec is more YAML under spec.
+func newChatCluster(t *testing.T, name, extraSpec string) *chatCluster {
+	hostPathPV(t, ns, name+"-data", name+"-data", 65532) // the chat server's uid
+	apply(t, fmt.Sprintf(`apiVersion: chat.parley.dev/v1alpha1
 kind: ChatCluster
 metadata: {name: %[2]s, namespace: %[1]s}
 spec:
-  image: %[5]s
+  image: %[4]s
   imagePullPolicy: Never
   replicas: 1
   database:
@@ -307,7 +315,7 @@ spec:
   security:
     keyRotation: {propagationWindow: 2m}
   server: {shutdownTimeout: 2s}
-%[6]s`, ns, name, storageClass, dir, image, extraSpec))
+%[5]s`, ns, name, storageClass, image, extraSpec))
 	c := &chatCluster{t: t, name: name}
 	t.Cleanup(func() {
 		if t.Failed() {

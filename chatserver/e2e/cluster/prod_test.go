@@ -72,34 +72,6 @@ func secretHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// hostPathPV is a PersistentVolume bound by claimRef to claim, on a fresh folder owned by uid.
-func hostPathPV(t *testing.T, name, claim string, uid int) {
-	t.Helper()
-	dir := filepath.Join(workDir, "pv", pns+"-"+name)
-	if _, err := kubectl(t, "", "delete", "pv", pns+"-"+name, "--ignore-not-found"); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dir, uid, uid); err != nil { // hostPath ignores fsGroup
-		t.Fatal(err)
-	}
-	apply(t, fmt.Sprintf(`apiVersion: v1
-kind: PersistentVolume
-metadata: {name: %[1]s-%[2]s}
-spec:
-  capacity: {storage: 2Gi}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: %[3]s
-  claimRef: {namespace: %[1]s, name: %[4]s}
-  hostPath: {path: %[5]s, type: Directory}
-`, pns, name, storageClass, claim, dir))
-	t.Cleanup(func() { _, _ = kubectl(t, "", "delete", "pv", pns+"-"+name, "--ignore-not-found", "--wait=false") })
-}
-
 // podsOf lists the pods matching selector as name=phase;ready;image;restarts[deletion time].
 func podsOf(t *testing.T, selector string) []string {
 	out, _ := kubectl(t, "", "-n", pns, "get", "pods", "-l", selector, "-o",
@@ -236,7 +208,8 @@ func TestProductionShape(t *testing.T) {
 
 	step(t, "PostgreSQL StatefulSet (Debian's PostgreSQL) Ready", func() string {
 		start := time.Now()
-		hostPathPV(t, "pg", "data-parley-pg-0", 999)
+		hostPathPV(t, pns, "pg", "data-parley-pg-0", 999) // Debian's postgres uid
+		t.Cleanup(func() { _, _ = kubectl(t, "", "delete", "pv", pns+"-pg", "--ignore-not-found", "--wait=false") })
 		apply(t, fmt.Sprintf(`apiVersion: v1
 kind: Secret
 metadata: {name: parley-pg, namespace: %[1]s}

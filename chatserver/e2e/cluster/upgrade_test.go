@@ -35,42 +35,21 @@ const (
 // hostPath volume; image "" follows the operator's default image.
 func sqliteCluster(t *testing.T, name, image string) {
 	t.Helper()
-	dir := filepath.Join(workDir, "pv", uns+"-"+name)
-	if _, err := kubectl(t, "", "delete", "pv", uns+"-"+name+"-data", "--ignore-not-found"); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dir, 65532, 65532); err != nil {
-		t.Fatal(err)
-	}
+	hostPathPV(t, uns, name+"-data", name+"-data", 65532)
 	imageLine := ""
 	if image != "" {
 		imageLine = "  image: " + image + "\n"
 	}
-	apply(t, fmt.Sprintf(`apiVersion: v1
-kind: PersistentVolume
-metadata: {name: %[1]s-%[2]s-data}
-spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: %[3]s
-  claimRef: {namespace: %[1]s, name: %[2]s-data}
-  hostPath: {path: %[4]s, type: Directory}
----
-apiVersion: chat.parley.dev/v1alpha1
+	apply(t, fmt.Sprintf(`apiVersion: chat.parley.dev/v1alpha1
 kind: ChatCluster
 metadata: {name: %[2]s, namespace: %[1]s}
 spec:
-%[5]s  imagePullPolicy: Never
+%[4]s  imagePullPolicy: Never
   replicas: 1
   database:
     sqlite: {size: 1Gi, storageClassName: %[3]s}
   server: {shutdownTimeout: 2s}
-`, uns, name, storageClass, dir, imageLine))
+`, uns, name, storageClass, imageLine))
 	t.Cleanup(func() {
 		_, _ = kubectl(t, "", "delete", "pv", uns+"-"+name+"-data", "--ignore-not-found", "--wait=false")
 	})
